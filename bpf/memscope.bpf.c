@@ -1,0 +1,436 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Allocator uprobes for memscope-trace.
+ *
+ * Entry probes stash the call's arguments in task storage (per thread, never
+ * per CPU: a thread may migrate or sleep inside malloc); one shared return
+ * probe finishes the outermost allocator call on the thread. Nesting is told
+ * by the stack pointer: a call made while an outer allocator call is in
+ * flight runs on a deeper stack, so it is not counted a second time (aliases,
+ * realloc(NULL, n) -> malloc, memalign -> malloc, realloc(p, 0) -> free). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "memscope.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct ms_inflight {
+	__u64 entry_sp;     /* sp at the outermost entry; 0 when none in flight */
+	__u64 size;
+	__u64 memptr;       /* posix_memalign's out parameter */
+	__u64 old_addr;     /* realloc's block */
+	__u32 kind;
+	__u32 has_old;      /* the old block's record was taken at entry */
+	__u32 exiting;      /* the thread runs its exit path */
+	__u32 pad;
+	struct ms_alloc_rec old;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct ms_inflight);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_THREADS);
+	__type(key, struct ms_thread_key);
+	__type(value, struct ms_thread_counters);
+} thread_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_THREADS);
+	__type(key, struct ms_thread_key);
+	__type(value, struct ms_thread_live);
+} thread_live SEC(".maps");
+
+/* Preallocated, never LRU: a full table is counted, not silently evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_ALLOCATIONS);
+	__type(key, struct ms_alloc_key);
+	__type(value, struct ms_alloc_rec);
+} allocs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MS_DROP__COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, struct ms_target);
+} targets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_THREADS);
+	__type(key, struct ms_thread_key);
+	__type(value, struct ms_thread_name);
+} thread_names SEC(".maps");
+
+/* child pid -> parent tgid, for processes a target forked. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_MAX_CHILDREN);
+	__type(key, __u32);
+	__type(value, __u32);
+} children SEC(".maps");
+
+static __always_inline void count_drop(__u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&drops, &reason);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline void self_key(struct ms_thread_key *key)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid();
+
+	key->tgid = id >> 32;
+	key->tid = (__u32)id;
+	key->start_ns = task->start_time;
+}
+
+/* Look up a per-thread entry, creating it zeroed on first use. */
+static __always_inline void *thread_entry(void *map, const struct ms_thread_key *key,
+					  const void *zero)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+	if (v)
+		return v;
+	bpf_map_update_elem(map, key, zero, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(map, key);
+	if (!v)
+		count_drop(MS_DROP_THREAD_TABLE_FULL);
+	return v;
+}
+
+static __always_inline struct ms_thread_counters *my_counters(const struct ms_thread_key *key)
+{
+	static const struct ms_thread_counters zero;
+	return thread_entry(&thread_counters, key, &zero);
+}
+
+static __always_inline struct ms_thread_live *live_of(const struct ms_thread_key *key)
+{
+	static const struct ms_thread_live zero;
+	return thread_entry(&thread_live, key, &zero);
+}
+
+/* A block left the program: the freeing thread counts the free, the owner's
+ * live figures drop, whoever the owner is. */
+static __always_inline void account_free(struct ms_thread_counters *c,
+					 const struct ms_alloc_rec *rec)
+{
+	struct ms_thread_live *owner;
+
+	if (c) {
+		c->free_count += 1;
+		c->free_bytes += rec->size;
+	}
+	owner = bpf_map_lookup_elem(&thread_live, &rec->owner);
+	if (owner) {
+		__sync_fetch_and_sub(&owner->live_bytes, rec->size);
+		__sync_fetch_and_sub(&owner->live_count, 1);
+	}
+}
+
+static __always_inline void account_alloc(struct ms_thread_counters *c,
+					  const struct ms_thread_key *me, __u64 addr, __u64 size)
+{
+	struct ms_alloc_key k = { .tgid = me->tgid, .addr = addr };
+	struct ms_alloc_rec rec = { .size = size, .owner = *me };
+	struct ms_thread_live *live;
+	long err;
+
+	if (c) {
+		c->alloc_count += 1;
+		c->alloc_bytes += size;
+	}
+	live = live_of(me);
+	if (!live) {
+		if (c)
+			c->untracked_alloc_count += 1;
+		return;
+	}
+	rec.alloc_ns = bpf_ktime_get_ns();
+	err = bpf_map_update_elem(&allocs, &k, &rec, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: a block reused whose free we missed */) {
+		struct ms_alloc_rec *stale = bpf_map_lookup_elem(&allocs, &k);
+		if (stale) {
+			struct ms_alloc_rec gone = *stale;
+			account_free(0, &gone);
+		}
+		count_drop(MS_DROP_STALE_RECORD);
+		err = bpf_map_update_elem(&allocs, &k, &rec, BPF_ANY);
+	}
+	if (err) {
+		if (c)
+			c->untracked_alloc_count += 1;
+		count_drop(MS_DROP_ALLOC_TABLE_FULL);
+		return;
+	}
+	__s64 now = __sync_fetch_and_add(&live->live_bytes, size) + size;
+	__sync_fetch_and_add(&live->live_count, 1);
+	if (now > 0 && (__u64)now > live->peak_live_bytes)
+		live->peak_live_bytes = now;
+}
+
+/* Take a block's record out of the table; true when it was there. Deleting
+ * before the block is really freed keeps a racing malloc of the same address
+ * on another thread from losing its record. */
+static __always_inline bool take_record(__u32 tgid, __u64 addr, struct ms_alloc_rec *out)
+{
+	struct ms_alloc_key k = { .tgid = tgid, .addr = addr };
+	struct ms_alloc_rec *rec = bpf_map_lookup_elem(&allocs, &k);
+
+	if (!rec)
+		return false;
+	*out = *rec;
+	/* Two threads freeing one block: only the one whose delete wins counts it. */
+	return bpf_map_delete_elem(&allocs, &k) == 0;
+}
+
+static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
+				    __u64 old_addr, __u64 memptr)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct ms_inflight *st;
+	__u64 sp = PT_REGS_SP(ctx);
+
+	st = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		count_drop(MS_DROP_NO_TASK_STORAGE);
+		return 0;
+	}
+	if (st->entry_sp) {
+		if (sp < st->entry_sp)
+			return 0; /* nested in a call already counted */
+		/* The stack unwound past an entry whose return we never saw. */
+		count_drop(MS_DROP_LOST_RETURN);
+		if (st->has_old) {
+			struct ms_alloc_key k = { .tgid = st->old.owner.tgid, .addr = st->old_addr };
+			bpf_map_update_elem(&allocs, &k, &st->old, BPF_NOEXIST);
+		}
+	}
+	st->entry_sp = sp;
+	st->kind = kind;
+	st->size = size;
+	st->memptr = memptr;
+	st->old_addr = old_addr;
+	st->has_old = 0;
+	if (old_addr)
+		st->has_old = take_record(bpf_get_current_pid_tgid() >> 32, old_addr, &st->old);
+	return 0;
+}
+
+static __always_inline __u64 mul_or_max(__u64 a, __u64 b)
+{
+	__u64 limit;
+
+	if (((a | b) >> 32) == 0)
+		return a * b;
+	limit = ~0ULL / (a ? a : 1);
+	/* Keep clang from turning the check into a 128-bit multiply BPF lacks. */
+	asm volatile("" : "+r"(limit));
+	if (b > limit)
+		return ~0ULL; /* overflows: the call fails, and is counted so */
+	return a * b;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(malloc_entry, __u64 size)
+{
+	return on_entry(ctx, MS_KIND_MALLOC, size, 0, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(calloc_entry, __u64 n, __u64 size)
+{
+	return on_entry(ctx, MS_KIND_CALLOC, mul_or_max(n, size), 0, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(realloc_entry, __u64 ptr, __u64 size)
+{
+	return on_entry(ctx, MS_KIND_REALLOC, size, ptr, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(reallocarray_entry, __u64 ptr, __u64 n, __u64 size)
+{
+	return on_entry(ctx, MS_KIND_REALLOCARRAY, mul_or_max(n, size), ptr, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(memalign_entry, __u64 align, __u64 size)
+{
+	return on_entry(ctx, MS_KIND_MEMALIGN, size, 0, 0);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(posix_memalign_entry, __u64 memptr, __u64 align, __u64 size)
+{
+	return on_entry(ctx, MS_KIND_POSIX_MEMALIGN, size, 0, memptr);
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(alloc_return, __u64 ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct ms_thread_counters *c;
+	struct ms_inflight *st;
+	struct ms_thread_key me;
+	__u64 addr = ret;
+	bool ok;
+
+	st = bpf_task_storage_get(&inflight, task, 0, 0);
+	if (!st || !st->entry_sp)
+		return 0;
+	/* A nested call returns onto a stack at or below the outer entry's. */
+	if (PT_REGS_SP(ctx) <= st->entry_sp)
+		return 0;
+	st->entry_sp = 0;
+
+	self_key(&me);
+	c = my_counters(&me);
+
+	if (st->kind == MS_KIND_POSIX_MEMALIGN) {
+		addr = 0;
+		ok = (int)ret == 0;
+		if (ok && bpf_probe_read_user(&addr, sizeof(addr), (void *)st->memptr)) {
+			count_drop(MS_DROP_READ_FAULT);
+			return 0;
+		}
+	} else {
+		ok = addr != 0;
+	}
+
+	if (st->kind == MS_KIND_REALLOC || st->kind == MS_KIND_REALLOCARRAY) {
+		if (st->old_addr && !ok && st->size > 0) {
+			/* Failed: the old block stays live, with its record. */
+			if (c)
+				c->failed_alloc_count += 1;
+			if (st->has_old) {
+				struct ms_alloc_key k = { .tgid = me.tgid, .addr = st->old_addr };
+				bpf_map_update_elem(&allocs, &k, &st->old, BPF_NOEXIST);
+			}
+			return 0;
+		}
+		if (st->old_addr) {
+			if (st->has_old)
+				account_free(c, &st->old);
+			else if (c)
+				c->unmatched_free_count += 1;
+		}
+		if (!ok)
+			return 0; /* realloc(p, 0): a free only */
+		account_alloc(c, &me, addr, st->size);
+		return 0;
+	}
+
+	if (ok)
+		account_alloc(c, &me, addr, st->size);
+	else if (st->size > 0 && c)
+		c->failed_alloc_count += 1;
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(free_entry, __u64 ptr)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct ms_thread_counters *c;
+	struct ms_inflight *st;
+	struct ms_thread_key me;
+	struct ms_alloc_rec rec;
+
+	if (!ptr)
+		return 0;
+	st = bpf_task_storage_get(&inflight, task, 0, 0);
+	if (st && st->entry_sp && PT_REGS_SP(ctx) < st->entry_sp)
+		return 0; /* inside realloc & co: the outer call accounts for it */
+
+	self_key(&me);
+	c = my_counters(&me);
+	if (take_record(me.tgid, ptr, &rec))
+		account_free(c, &rec);
+	else if (c && st && st->exiting)
+		c->exit_unmatched_free_count += 1;
+	else if (c)
+		c->unmatched_free_count += 1;
+	return 0;
+}
+
+/* Past this point the thread only tears down: glibc then frees its tcache,
+ * blocks the program freed long ago, which must not read as unmatched. */
+SEC("uprobe")
+int BPF_KPROBE(thread_exit_entry)
+{
+	struct ms_inflight *st;
+
+	st = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+				  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (st)
+		st->exiting = 1;
+	return 0;
+}
+
+/* Process-level facts of traced processes; cheap lookups on rare events. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	struct ms_target *t;
+
+	if (ptgid == ctgid)
+		return 0; /* a new thread, not a process */
+	t = bpf_map_lookup_elem(&targets, &ptgid);
+	if (!t)
+		return 0;
+	__sync_fetch_and_add(&t->forks, 1);
+	bpf_map_update_elem(&children, &ctgid, &ptgid, BPF_NOEXIST);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+	struct ms_target *t = bpf_map_lookup_elem(&targets, &tgid);
+
+	if (t)
+		__sync_fetch_and_add(&t->execs, 1);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+	struct ms_target *t = bpf_map_lookup_elem(&targets, &tgid);
+	struct ms_thread_key key = { .tgid = tgid, .tid = p->pid, .start_ns = p->start_time };
+	struct ms_thread_name name = {};
+
+	if (!t)
+		return 0;
+	/* The thread's last name, kept for threads gone before the report. */
+	bpf_probe_read_kernel_str(name.comm, sizeof(name.comm), p->comm);
+	bpf_map_update_elem(&thread_names, &key, &name, BPF_ANY);
+	if (p->signal->live.counter == 0) {
+		t->exit_code = p->exit_code;
+		t->exited = 1;
+	}
+	return 0;
+}

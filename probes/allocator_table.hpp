@@ -1,0 +1,57 @@
+// The allocator entry points memscope-trace probes, and the argument layout
+// of each. Several names may share one address (glibc's aliases); a probe is
+// placed once per address, and aliases must share a layout.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "memscope.h"
+
+namespace memscope {
+
+struct AllocatorFunction {
+    std::string_view name;
+    ms_alloc_kind kind;
+};
+
+inline constexpr std::array<AllocatorFunction, 11> kGlibcAllocator{{
+    {"malloc", MS_KIND_MALLOC},
+    {"calloc", MS_KIND_CALLOC},
+    {"realloc", MS_KIND_REALLOC},
+    {"reallocarray", MS_KIND_REALLOCARRAY},
+    {"free", MS_KIND_FREE},
+    {"posix_memalign", MS_KIND_POSIX_MEMALIGN},
+    {"aligned_alloc", MS_KIND_MEMALIGN},
+    {"memalign", MS_KIND_MEMALIGN},
+    {"valloc", MS_KIND_MALLOC},
+    {"pvalloc", MS_KIND_MALLOC},
+    // Not an allocator: marks the start of a thread's exit path (see the BPF side).
+    {"__call_tls_dtors", MS_KIND_THREAD_EXIT},
+}};
+
+// Kinds whose result comes back through a return probe.
+constexpr bool needs_return_probe(ms_alloc_kind kind)
+{
+    return kind != MS_KIND_FREE && kind != MS_KIND_THREAD_EXIT;
+}
+
+constexpr bool is_allocator(ms_alloc_kind kind) { return kind != MS_KIND_THREAD_EXIT; }
+
+constexpr std::string_view kind_name(ms_alloc_kind kind)
+{
+    switch (kind) {
+    case MS_KIND_MALLOC: return "malloc";
+    case MS_KIND_CALLOC: return "calloc";
+    case MS_KIND_REALLOC: return "realloc";
+    case MS_KIND_REALLOCARRAY: return "reallocarray";
+    case MS_KIND_MEMALIGN: return "memalign";
+    case MS_KIND_POSIX_MEMALIGN: return "posix_memalign";
+    case MS_KIND_FREE: return "free";
+    case MS_KIND_THREAD_EXIT: return "thread-exit";
+    default: return "?";
+    }
+}
+
+} // namespace memscope

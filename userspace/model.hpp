@@ -1,0 +1,93 @@
+// The pure model of a trace: what the BPF maps said, shaped for reports.
+// No kernel objects here: unit tests drive it without root.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace memscope {
+
+inline constexpr const char* kSchema = "memscope-trace/1";
+inline constexpr const char* kToolVersion = "0.1.0";
+
+struct Counters {
+    std::uint64_t alloc_count = 0;
+    std::uint64_t alloc_bytes = 0;
+    std::uint64_t free_count = 0;
+    std::uint64_t free_bytes = 0;
+    std::uint64_t live_count = 0;
+    std::uint64_t live_bytes = 0;
+    std::uint64_t peak_live_bytes = 0;
+    std::uint64_t failed_alloc_count = 0;
+    std::uint64_t unmatched_free_count = 0;
+    // Unknown blocks freed on a thread's exit path: the allocator releasing
+    // its per-thread cache. Kept apart so unmatched_free_count means the program.
+    std::uint64_t exit_unmatched_free_count = 0;
+};
+
+struct ThreadStats {
+    std::uint32_t tid = 0;
+    std::uint64_t start_ns = 0; // kernel start time: tid plus this names a thread
+    std::string name;
+    Counters counters;
+    std::uint64_t untracked_alloc_count = 0;
+};
+
+struct Target {
+    int pid = 0;
+    std::string comm;
+    std::string exe;
+    std::optional<int> exit_code; // exit status, or 128+signal
+};
+
+struct Children {
+    std::uint64_t forks = 0;
+    std::uint64_t execs = 0;
+    std::vector<int> pids; // first ones seen
+};
+
+struct Dropped {
+    std::uint64_t events = 0;
+    std::uint64_t untracked_allocations = 0;
+};
+
+struct Report {
+    Target target;
+    double duration_s = 0;
+    std::string mode = "normal";
+    Counters totals;
+    bool peak_live_bytes_exact = true;
+    std::vector<ThreadStats> threads;
+    Dropped dropped;
+    Children children;
+    std::vector<std::string> warnings;
+};
+
+// One CPU's slice of a thread's counters, as the per-CPU map holds it.
+struct CpuCounters {
+    std::uint64_t alloc_count = 0, alloc_bytes = 0, free_count = 0, free_bytes = 0,
+                  failed_alloc_count = 0, unmatched_free_count = 0, untracked_alloc_count = 0,
+                  exit_unmatched_free_count = 0;
+};
+
+struct LiveFigures {
+    std::int64_t live_bytes = 0;
+    std::int64_t live_count = 0;
+    std::uint64_t peak_live_bytes = 0;
+};
+
+// Fold per-CPU slices and the live figures into a thread's counters.
+Counters sum_counters(const std::vector<CpuCounters>& per_cpu, const LiveFigures& live,
+                      std::uint64_t* untracked = nullptr);
+
+// Totals over threads. The process peak is the largest of the sampled
+// process-wide live sums and every thread's exact peak; it is exact only
+// when a single thread ever held memory.
+void compute_totals(Report& report, std::uint64_t sampled_process_peak);
+
+// Order threads for display and output: by tid, then start time.
+void sort_threads(Report& report);
+
+} // namespace memscope

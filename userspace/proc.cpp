@@ -1,0 +1,95 @@
+#include "proc.hpp"
+
+#include <cerrno>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace memscope {
+
+std::string path_in_process(int pid, const std::string& path)
+{
+    return "/proc/" + std::to_string(pid) + "/root" + path;
+}
+
+std::vector<std::string> executable_mappings(int pid)
+{
+    std::vector<std::string> out;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+    std::string line;
+    while (std::getline(in, line)) {
+        // start-end perms offset dev inode path
+        std::istringstream ls(line);
+        std::string range, perms, offset, dev, inode, path;
+        if (!(ls >> range >> perms >> offset >> dev >> inode))
+            continue;
+        std::getline(ls >> std::ws, path);
+        if (perms.size() < 3 || perms[2] != 'x' || path.empty() || path[0] != '/')
+            continue;
+        if (path.size() > 10 && path.compare(path.size() - 10, 10, " (deleted)") == 0)
+            continue;
+        if (std::find(out.begin(), out.end(), path) == out.end())
+            out.push_back(path);
+    }
+    return out;
+}
+
+std::optional<std::string> read_first_line(const std::string& path)
+{
+    std::ifstream in(path);
+    std::string line;
+    if (!in || !std::getline(in, line))
+        return std::nullopt;
+    return line;
+}
+
+std::string thread_comm(int pid, int tid)
+{
+    return read_first_line("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/comm")
+        .value_or("");
+}
+
+std::string process_exe(int pid)
+{
+    char buf[4096];
+    std::string link = "/proc/" + std::to_string(pid) + "/exe";
+    ssize_t n = readlink(link.c_str(), buf, sizeof buf - 1);
+    if (n <= 0)
+        return "";
+    return std::string(buf, static_cast<size_t>(n));
+}
+
+bool process_exists(int pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+std::string check_privileges()
+{
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    unsigned long long eff = 0;
+    while (std::getline(in, line))
+        if (line.rfind("CapEff:", 0) == 0)
+            eff = std::stoull(line.substr(7), nullptr, 16);
+    const unsigned long long sys_admin = 1ULL << 21, perfmon = 1ULL << 38, bpf = 1ULL << 39;
+    if ((eff & sys_admin) || ((eff & perfmon) && (eff & bpf)))
+        return {};
+    return "memscope-trace needs root (or CAP_BPF and CAP_PERFMON) to load BPF programs; run it with sudo";
+}
+
+std::string check_kernel_features()
+{
+    struct stat st;
+    if (stat("/sys/kernel/btf/vmlinux", &st) != 0)
+        return "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); memscope-trace needs CONFIG_DEBUG_INFO_BTF=y";
+    if (stat("/sys/bus/event_source/devices/uprobe/type", &st) != 0)
+        return "this kernel has no uprobe support (CONFIG_UPROBE_EVENTS); memscope-trace cannot probe the allocator";
+    return {};
+}
+
+} // namespace memscope

@@ -1,0 +1,27 @@
+// What /proc and /sys say about a process and this machine.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace memscope {
+
+// Host-side path of a file as process `pid` sees it (works across mount
+// namespaces: containers).
+std::string path_in_process(int pid, const std::string& path);
+
+// Distinct files mapped executable by `pid`, in the order first mapped.
+std::vector<std::string> executable_mappings(int pid);
+
+std::optional<std::string> read_first_line(const std::string& path);
+std::string thread_comm(int pid, int tid);
+std::string process_exe(int pid);
+bool process_exists(int pid);
+
+// Empty when this process may load BPF and attach uprobes, else a sentence
+// a user understands.
+std::string check_privileges();
+std::string check_kernel_features();
+
+} // namespace memscope

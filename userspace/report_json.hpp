@@ -1,0 +1,22 @@
+// The JSON report, schema memscope-trace/1.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "model.hpp"
+
+namespace memscope {
+
+nlohmann::json report_to_json(const Report& report);
+
+// Serialise; strings from the target are escaped, and bytes that are not
+// UTF-8 are replaced rather than trusted.
+std::string report_to_json_text(const Report& report);
+
+// Write atomically: a temp file beside `path`, then rename. Returns an error
+// sentence, empty on success; a failed write leaves no half-written file.
+std::string write_file_atomic(const std::string& path, const std::string& contents);
+
+} // namespace memscope

@@ -1,0 +1,109 @@
+#include "report_text.hpp"
+
+#include <cstdio>
+
+namespace memscope {
+
+std::string human_bytes(std::uint64_t bytes)
+{
+    static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    if (bytes < 1024)
+        return std::to_string(bytes) + " B";
+    double v = static_cast<double>(bytes);
+    int u = 0;
+    while (v >= 1024 && u < 6) {
+        v /= 1024;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+std::string escape_for_terminal(std::string_view s)
+{
+    std::string out;
+    out.reserve(s.size());
+    for (unsigned char ch : s) {
+        if (ch == '\\') {
+            out += "\\\\";
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            char buf[5];
+            std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+            out += buf;
+        } else {
+            out += static_cast<char>(ch);
+        }
+    }
+    return out;
+}
+
+static std::string row(const char* fmt, auto... args)
+{
+    char buf[512];
+    std::snprintf(buf, sizeof buf, fmt, args...);
+    return buf;
+}
+
+std::string format_report(const Report& r)
+{
+    std::string out;
+    const Counters& t = r.totals;
+    out += row("memscope-trace: pid %d (%s) %s, traced %.3f s, mode %s\n", r.target.pid,
+               escape_for_terminal(r.target.comm).c_str(),
+               escape_for_terminal(r.target.exe).c_str(), r.duration_s, r.mode.c_str());
+    if (r.target.exit_code)
+        out += row("  exit status %d\n", *r.target.exit_code);
+    out += row("  allocations %llu (%s), frees %llu (%s), failed %llu, unmatched frees %llu\n",
+               (unsigned long long)t.alloc_count, human_bytes(t.alloc_bytes).c_str(),
+               (unsigned long long)t.free_count, human_bytes(t.free_bytes).c_str(),
+               (unsigned long long)t.failed_alloc_count,
+               (unsigned long long)t.unmatched_free_count);
+    out += row("  live at end %llu blocks (%s), peak %s (%s)\n", (unsigned long long)t.live_count,
+               human_bytes(t.live_bytes).c_str(), human_bytes(t.peak_live_bytes).c_str(),
+               r.peak_live_bytes_exact ? "exact" : "sampled across threads");
+    out += row("  %-8s %-16s %10s %12s %10s %12s %12s %12s\n", "tid", "name", "allocs", "bytes",
+               "frees", "freed", "live", "peak");
+    for (const auto& th : r.threads) {
+        const Counters& c = th.counters;
+        out += row("  %-8u %-16s %10llu %12s %10llu %12s %12s %12s\n", th.tid,
+                   escape_for_terminal(th.name).c_str(), (unsigned long long)c.alloc_count,
+                   human_bytes(c.alloc_bytes).c_str(), (unsigned long long)c.free_count,
+                   human_bytes(c.free_bytes).c_str(), human_bytes(c.live_bytes).c_str(),
+                   human_bytes(c.peak_live_bytes).c_str());
+    }
+    if (r.children.forks || r.children.execs)
+        out += row("  children: %llu forked, %llu exec'd (seen, not traced)\n",
+                   (unsigned long long)r.children.forks, (unsigned long long)r.children.execs);
+    if (r.dropped.events || r.dropped.untracked_allocations)
+        out += row("  DROPPED: %llu events, %llu allocations untracked\n",
+                   (unsigned long long)r.dropped.events,
+                   (unsigned long long)r.dropped.untracked_allocations);
+    for (const auto& w : r.warnings)
+        out += "  WARNING: " + escape_for_terminal(w) + "\n";
+    return out;
+}
+
+std::string format_live_table(const Report& snap,
+                              const std::map<std::uint32_t, std::uint64_t>& previous,
+                              double dt)
+{
+    std::string out;
+    out += row("memscope-trace: pid %d  %.1f s  allocs %llu  live %s  peak %s\n", snap.target.pid,
+               snap.duration_s, (unsigned long long)snap.totals.alloc_count,
+               human_bytes(snap.totals.live_bytes).c_str(),
+               human_bytes(snap.totals.peak_live_bytes).c_str());
+    out += row("%-8s %-16s %12s %12s %12s\n", "tid", "name", "allocs/s", "live", "peak");
+    for (const auto& th : snap.threads) {
+        auto it = previous.find(th.tid);
+        std::uint64_t before = it == previous.end() ? 0 : it->second;
+        std::uint64_t delta = th.counters.alloc_count >= before ? th.counters.alloc_count - before : 0;
+        double rate = dt > 0 ? static_cast<double>(delta) / dt : 0;
+        out += row("%-8u %-16s %12.0f %12s %12s\n", th.tid, escape_for_terminal(th.name).c_str(),
+                   rate, human_bytes(th.counters.live_bytes).c_str(),
+                   human_bytes(th.counters.peak_live_bytes).c_str());
+    }
+    return out;
+}
+
+} // namespace memscope

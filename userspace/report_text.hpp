@@ -1,0 +1,28 @@
+// The text report people read on stderr, and the live per-thread table.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "model.hpp"
+
+namespace memscope {
+
+// 1536 -> "1.5 KiB"; below 1 KiB, plain bytes.
+std::string human_bytes(std::uint64_t bytes);
+
+// Make an untrusted string safe for a terminal: control bytes, DEL and
+// bytes outside printable ASCII become \xNN; backslash becomes \\.
+std::string escape_for_terminal(std::string_view s);
+
+std::string format_report(const Report& report);
+
+// One frame of the --interval table. `previous` holds each thread's
+// alloc_count at the last frame, keyed by tid, to give allocations per second.
+std::string format_live_table(const Report& snapshot,
+                              const std::map<std::uint32_t, std::uint64_t>& previous,
+                              double seconds_since_previous);
+
+} // namespace memscope

@@ -1,0 +1,218 @@
+#include "tracer.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "memscope.skel.h"
+#include "proc.hpp"
+
+namespace memscope {
+
+namespace {
+
+int silent_libbpf(enum libbpf_print_level level, const char* fmt, va_list args)
+{
+    if (level == LIBBPF_WARN && getenv("MEMSCOPE_DEBUG_LIBBPF"))
+        return vfprintf(stderr, fmt, args);
+    return 0;
+}
+
+bpf_program* entry_program(memscope_bpf* skel, ms_alloc_kind kind)
+{
+    switch (kind) {
+    case MS_KIND_MALLOC: return skel->progs.malloc_entry;
+    case MS_KIND_CALLOC: return skel->progs.calloc_entry;
+    case MS_KIND_REALLOC: return skel->progs.realloc_entry;
+    case MS_KIND_REALLOCARRAY: return skel->progs.reallocarray_entry;
+    case MS_KIND_MEMALIGN: return skel->progs.memalign_entry;
+    case MS_KIND_POSIX_MEMALIGN: return skel->progs.posix_memalign_entry;
+    case MS_KIND_FREE: return skel->progs.free_entry;
+    case MS_KIND_THREAD_EXIT: return skel->progs.thread_exit_entry;
+    default: return nullptr;
+    }
+}
+
+// Walk a hash map's keys. The callback must not delete entries.
+template <typename Key, typename Fn>
+void for_each_key(int fd, Fn&& fn)
+{
+    Key key{}, next{};
+    Key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        fn(next);
+        key = next;
+        prev = &key;
+    }
+}
+
+} // namespace
+
+std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& error)
+{
+    libbpf_set_print(silent_libbpf);
+    std::unique_ptr<Tracer> t(new Tracer());
+    t->skel_ = memscope_bpf__open();
+    if (!t->skel_) {
+        error = std::string("cannot open the BPF object: ") + std::strerror(errno);
+        return nullptr;
+    }
+    auto* maps = &t->skel_->maps;
+    bpf_map__set_max_entries(maps->thread_counters, options.max_threads);
+    bpf_map__set_max_entries(maps->thread_live, options.max_threads);
+    bpf_map__set_max_entries(maps->thread_names, options.max_threads);
+    bpf_map__set_max_entries(maps->allocs, options.max_allocations);
+    if (int err = memscope_bpf__load(t->skel_)) {
+        error = std::string("cannot load the BPF programs (") + std::strerror(-err) +
+                "); this kernel may lack task storage or BTF-enabled tracepoints";
+        return nullptr;
+    }
+    // Process-level tracepoints: one hash lookup on fork/exec/exit, nothing in the hot path.
+    if (int err = memscope_bpf__attach(t->skel_)) {
+        error = std::string("cannot attach the process tracepoints: ") + std::strerror(-err);
+        return nullptr;
+    }
+    return t;
+}
+
+Tracer::~Tracer()
+{
+    for (auto* l : links_)
+        bpf_link__destroy(l);
+    if (skel_)
+        memscope_bpf__destroy(skel_);
+}
+
+bool Tracer::add_target(int pid, std::string& error)
+{
+    __u32 key = static_cast<__u32>(pid);
+    ms_target zero{};
+    if (bpf_map__update_elem(skel_->maps.targets, &key, sizeof key, &zero, sizeof zero, BPF_ANY)) {
+        error = std::string("cannot register pid ") + std::to_string(pid) + ": " + std::strerror(errno);
+        return false;
+    }
+    return true;
+}
+
+int Tracer::attach_allocator(int pid, const std::string& path,
+                             const std::vector<AllocatorSymbol>& symbols, std::string& error)
+{
+    int probed = 0;
+    for (const auto& sym : unique_by_address(symbols)) {
+        bpf_program* prog = entry_program(skel_, sym.kind);
+        bpf_uprobe_opts opts{};
+        opts.sz = sizeof opts;
+        opts.retprobe = false;
+        bpf_link* entry = bpf_program__attach_uprobe_opts(prog, pid, path.c_str(), sym.file_offset, &opts);
+        if (!entry) {
+            error = "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
+            return -1;
+        }
+        links_.push_back(entry);
+        sites_.push_back({path, sym.name, sym.file_offset, false});
+        if (needs_return_probe(sym.kind)) {
+            opts.retprobe = true;
+            bpf_link* ret = bpf_program__attach_uprobe_opts(skel_->progs.alloc_return, pid, path.c_str(),
+                                                            sym.file_offset, &opts);
+            if (!ret) {
+                error = "cannot attach a return probe to " + sym.name + " in " + path + ": " +
+                        std::strerror(errno);
+                return -1;
+            }
+            links_.push_back(ret);
+            sites_.push_back({path, sym.name, sym.file_offset, true});
+        }
+        probed += is_allocator(sym.kind);
+    }
+    return probed;
+}
+
+Snapshot Tracer::snapshot(int pid) const
+{
+    Snapshot s;
+    const int ncpu = libbpf_num_possible_cpus();
+    const __u32 tgid = static_cast<__u32>(pid);
+
+    int counters_fd = bpf_map__fd(skel_->maps.thread_counters);
+    int live_fd = bpf_map__fd(skel_->maps.thread_live);
+    int names_fd = bpf_map__fd(skel_->maps.thread_names);
+
+    std::map<std::pair<__u32, __u64>, ThreadStats> threads;
+    std::vector<ms_thread_counters> per_cpu(static_cast<size_t>(ncpu));
+    auto thread_for = [&](const ms_thread_key& k) -> ThreadStats& {
+        auto& t = threads[{k.tid, k.start_ns}];
+        t.tid = k.tid;
+        t.start_ns = k.start_ns;
+        return t;
+    };
+
+    for_each_key<ms_thread_key>(counters_fd, [&](const ms_thread_key& k) {
+        if (k.tgid != tgid || bpf_map_lookup_elem(counters_fd, &k, per_cpu.data()) != 0)
+            return;
+        std::vector<CpuCounters> slices;
+        for (const auto& c : per_cpu)
+            slices.push_back({c.alloc_count, c.alloc_bytes, c.free_count, c.free_bytes,
+                              c.failed_alloc_count, c.unmatched_free_count, c.untracked_alloc_count,
+                              c.exit_unmatched_free_count});
+        ms_thread_live live{};
+        bpf_map_lookup_elem(live_fd, &k, &live);
+        ThreadStats& t = thread_for(k);
+        t.counters = sum_counters(slices, {live.live_bytes, live.live_count, live.peak_live_bytes},
+                                  &t.untracked_alloc_count);
+    });
+    // Threads that only ever freed others' blocks still hold live figures
+    // of zero; threads that only received frees appear through the live map.
+    for_each_key<ms_thread_key>(live_fd, [&](const ms_thread_key& k) {
+        if (k.tgid != tgid || threads.count({k.tid, k.start_ns}))
+            return;
+        ms_thread_live live{};
+        if (bpf_map_lookup_elem(live_fd, &k, &live) != 0)
+            return;
+        ThreadStats& t = thread_for(k);
+        t.counters = sum_counters({}, {live.live_bytes, live.live_count, live.peak_live_bytes});
+    });
+
+    for (auto& [key, t] : threads) {
+        ms_thread_key k{tgid, t.tid, t.start_ns};
+        ms_thread_name name{};
+        if (bpf_map_lookup_elem(names_fd, &k, &name) == 0)
+            t.name.assign(name.comm, strnlen(name.comm, sizeof name.comm));
+        else
+            t.name = thread_comm(pid, static_cast<int>(t.tid));
+        s.live_bytes_sum += t.counters.live_bytes;
+        s.threads.push_back(std::move(t));
+    }
+
+    std::vector<__u64> drop_slices(static_cast<size_t>(ncpu));
+    int drops_fd = bpf_map__fd(skel_->maps.drops);
+    for (__u32 reason = 0; reason < MS_DROP__COUNT; ++reason) {
+        if (bpf_map_lookup_elem(drops_fd, &reason, drop_slices.data()) != 0)
+            continue;
+        std::uint64_t n = 0;
+        for (auto v : drop_slices)
+            n += v;
+        // Records that did not fit are counted per thread as untracked.
+        if (reason != MS_DROP_ALLOC_TABLE_FULL)
+            s.dropped.events += n;
+    }
+
+    ms_target target{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.targets), &tgid, &target) == 0) {
+        s.children.forks = target.forks;
+        s.children.execs = target.execs;
+        s.exited = target.exited != 0;
+        s.wait_status = target.exit_code;
+    }
+    int children_fd = bpf_map__fd(skel_->maps.children);
+    for_each_key<__u32>(children_fd, [&](const __u32& child) {
+        __u32 parent = 0;
+        if (bpf_map_lookup_elem(children_fd, &child, &parent) == 0 && parent == tgid)
+            s.children.pids.push_back(static_cast<int>(child));
+    });
+    return s;
+}
+
+} // namespace memscope

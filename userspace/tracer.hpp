@@ -1,0 +1,69 @@
+// The loader: owns the BPF object and every attached probe (RAII: links are
+// fd-owned, so a tracer that dies leaves nothing behind in the target).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "elf_symbols.hpp"
+#include "model.hpp"
+
+struct memscope_bpf;
+struct bpf_link;
+
+namespace memscope {
+
+struct TracerOptions {
+    std::uint32_t max_threads = MS_DEFAULT_MAX_THREADS;
+    std::uint32_t max_allocations = MS_DEFAULT_MAX_ALLOCATIONS;
+};
+
+struct AttachedSite {
+    std::string path;
+    std::string symbol;
+    std::uint64_t file_offset = 0;
+    bool return_probe = false;
+};
+
+// What the maps say about one traced process at this moment.
+struct Snapshot {
+    std::vector<ThreadStats> threads;
+    Dropped dropped;
+    Children children;
+    bool exited = false;
+    int wait_status = 0; // kernel exit code, as wait(2) encodes it
+    std::uint64_t live_bytes_sum = 0;
+};
+
+class Tracer {
+public:
+    // Load the BPF programs; on failure returns null and sets `error`.
+    static std::unique_ptr<Tracer> open(const TracerOptions& options, std::string& error);
+    ~Tracer();
+    Tracer(const Tracer&) = delete;
+    Tracer& operator=(const Tracer&) = delete;
+
+    // Register a process so fork/exec/exit of it are recorded.
+    bool add_target(int pid, std::string& error);
+
+    // Attach the allocator probes found in `path` (as the host sees it) to
+    // process `pid` only. Returns the number of functions probed (0: the
+    // file defines no allocator), or -1 with `error` set.
+    int attach_allocator(int pid, const std::string& path, const std::vector<AllocatorSymbol>& symbols,
+                         std::string& error);
+
+    const std::vector<AttachedSite>& sites() const { return sites_; }
+
+    Snapshot snapshot(int pid) const;
+
+private:
+    Tracer() = default;
+    memscope_bpf* skel_ = nullptr;
+    std::vector<bpf_link*> links_;
+    std::vector<AttachedSite> sites_;
+};
+
+} // namespace memscope
