@@ -6,7 +6,8 @@
  * probe finishes the outermost allocator call on the thread. Nesting is told
  * by the stack pointer: a call made while an outer allocator call is in
  * flight runs on a deeper stack, so it is not counted a second time (aliases,
- * realloc(NULL, n) -> malloc, memalign -> malloc, realloc(p, 0) -> free). */
+ * realloc(NULL, n) -> malloc, memalign -> malloc, realloc(p, 0) -> free),
+ * and a tail call runs on the very same stack pointer. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -215,8 +216,11 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
 		return 0;
 	}
 	if (st->entry_sp) {
-		if (sp < st->entry_sp)
-			return 0; /* nested in a call already counted */
+		/* Deeper: called from the outer allocator call. Equal: tail-called
+		 * by it (aligned_alloc -> _mid_memalign -> malloc, realloc(NULL, n)
+		 * -> malloc); the one return then fires for both, with one result. */
+		if (sp <= st->entry_sp)
+			return 0;
 		/* The stack unwound past an entry whose return we never saw. */
 		count_drop(MS_DROP_LOST_RETURN);
 		if (st->has_old) {
@@ -359,7 +363,7 @@ int BPF_KPROBE(free_entry, __u64 ptr)
 	if (!ptr)
 		return 0;
 	st = bpf_task_storage_get(&inflight, task, 0, 0);
-	if (st && st->entry_sp && PT_REGS_SP(ctx) < st->entry_sp)
+	if (st && st->entry_sp && PT_REGS_SP(ctx) <= st->entry_sp)
 		return 0; /* inside realloc & co: the outer call accounts for it */
 
 	self_key(&me);

@@ -19,7 +19,9 @@ namespace memscope {
 static bool is_executable_file(const std::string& p)
 {
     struct stat st;
-    return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(p.c_str(), X_OK) == 0;
+    // access(X_OK) alone says yes to root for any file with one x bit or none on some mounts.
+    return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) &&
+           access(p.c_str(), X_OK) == 0;
 }
 
 std::string resolve_command(const std::string& name)

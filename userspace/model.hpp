@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,6 +52,7 @@ struct Children {
 struct Dropped {
     std::uint64_t events = 0;
     std::uint64_t untracked_allocations = 0;
+    std::map<std::string, std::uint64_t> reasons; // nonzero BPF drop counters by name
 };
 
 struct Report {

@@ -40,6 +40,7 @@ Report make_report(const Snapshot& snap, const Target& target, double duration_s
     r.threads = snap.threads;
     r.children = snap.children;
     r.dropped.events = snap.dropped.events;
+    r.dropped.reasons = snap.dropped.reasons;
     sort_threads(r);
     compute_totals(r, sampled_process_peak);
     if (r.totals.alloc_count == 0 && r.totals.free_count == 0 && r.totals.unmatched_free_count == 0)

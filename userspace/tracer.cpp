@@ -36,6 +36,19 @@ bpf_program* entry_program(memscope_bpf* skel, ms_alloc_kind kind)
     }
 }
 
+const char* drop_reason_name(ms_drop_reason r)
+{
+    switch (r) {
+    case MS_DROP_NO_TASK_STORAGE: return "no_task_storage";
+    case MS_DROP_THREAD_TABLE_FULL: return "thread_table_full";
+    case MS_DROP_ALLOC_TABLE_FULL: return "allocation_table_full";
+    case MS_DROP_LOST_RETURN: return "lost_return";
+    case MS_DROP_READ_FAULT: return "read_fault";
+    case MS_DROP_STALE_RECORD: return "stale_record";
+    default: return "unknown";
+    }
+}
+
 // Walk a hash map's keys. The callback must not delete entries.
 template <typename Key, typename Fn>
 void for_each_key(int fd, Fn&& fn)
@@ -80,6 +93,8 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
 
 Tracer::~Tracer()
 {
+    // Each uprobe's release waits out a grace period under a kernel-wide
+    // lock (~0.1 s here, serialised even from several threads).
     for (auto* l : links_)
         bpf_link__destroy(l);
     if (skel_)
@@ -194,6 +209,9 @@ Snapshot Tracer::snapshot(int pid) const
         std::uint64_t n = 0;
         for (auto v : drop_slices)
             n += v;
+        if (n == 0)
+            continue;
+        s.dropped.reasons[drop_reason_name(static_cast<ms_drop_reason>(reason))] = n;
         // Records that did not fit are counted per thread as untracked.
         if (reason != MS_DROP_ALLOC_TABLE_FULL)
             s.dropped.events += n;

@@ -1,1 +1,68 @@
 #include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "launcher.hpp"
+
+using namespace memscope;
+
+TEST(Launcher, ParsesLoaderList)
+{
+    const char* text =
+        "\tlinux-vdso.so.1 (0x00007ffd)\n"
+        "\tlibstdc++.so.6 => /lib/x86_64-linux-gnu/libstdc++.so.6 (0x00007f00)\n"
+        "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f01)\n"
+        "\t/lib64/ld-linux-x86-64.so.2 (0x00007f02)\n"
+        "\tlibmissing.so => not found\n";
+    auto libs = parse_loader_list(text);
+    ASSERT_EQ(libs.size(), 3u);
+    EXPECT_EQ(libs[0], "/lib/x86_64-linux-gnu/libstdc++.so.6");
+    EXPECT_EQ(libs[1], "/lib/x86_64-linux-gnu/libc.so.6");
+    EXPECT_EQ(libs[2], "/lib64/ld-linux-x86-64.so.2");
+}
+
+TEST(Launcher, ResolvesCommandsLikeExecvp)
+{
+    EXPECT_EQ(resolve_command("/bin/sh"), "/bin/sh");
+    EXPECT_NE(resolve_command("sh"), "");
+    EXPECT_EQ(resolve_command("no-such-command-here"), "");
+    char plain[] = "/tmp/memscope-unit-plain-XXXXXX";
+    int fd = mkstemp(plain); // mode 0600: not executable
+    ASSERT_GE(fd, 0);
+    close(fd);
+    EXPECT_EQ(resolve_command(plain), "");
+    unlink(plain);
+}
+
+TEST(Launcher, CommandObjectsIncludeLibc)
+{
+    std::string err;
+    auto objs = command_objects("/bin/sh", err);
+    EXPECT_EQ(err, "");
+    ASSERT_FALSE(objs.empty());
+    EXPECT_TRUE(std::any_of(objs.begin(), objs.end(),
+                            [](const std::string& p) { return p.find("libc.so") != std::string::npos; }));
+}
+
+TEST(Launcher, HeldChildRunsOnlyWhenReleased)
+{
+    HeldChild ok("/bin/sh", {"sh", "-c", "exit 5"});
+    ASSERT_GT(ok.pid(), 0);
+    EXPECT_EQ(ok.release(), "");
+    int st = 0;
+    waitpid(ok.pid(), &st, 0);
+    EXPECT_EQ(WEXITSTATUS(st), 5);
+
+    HeldChild dropped("/bin/sh", {"sh", "-c", "exit 5"});
+    ASSERT_GT(dropped.pid(), 0);
+    dropped.abandon(); // never runs the command
+    EXPECT_EQ(waitpid(dropped.pid(), &st, WNOHANG), -1);
+
+    HeldChild bad("/nonexistent", {"x"});
+    ASSERT_GT(bad.pid(), 0);
+    EXPECT_NE(bad.release().find("cannot execute"), std::string::npos);
+    waitpid(bad.pid(), nullptr, 0);
+}

@@ -1,1 +1,116 @@
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "report_json.hpp"
+#include "report_text.hpp"
+
+using namespace memscope;
+using nlohmann::json;
+
+static Report sample()
+{
+    Report r;
+    r.target = {1234, "svc", "/usr/bin/svc", 3};
+    r.duration_s = 2.5;
+    ThreadStats t;
+    t.tid = 1235;
+    t.name = "bad\t\"name\\\x01\xff";
+    t.counters.alloc_count = 10;
+    t.counters.alloc_bytes = 1536;
+    t.counters.peak_live_bytes = 1024;
+    r.threads.push_back(t);
+    r.dropped.reasons["lost_return"] = 2;
+    r.dropped.events = 2;
+    r.children.forks = 1;
+    r.children.pids = {99};
+    r.warnings.push_back("w");
+    compute_totals(r, 0);
+    return r;
+}
+
+TEST(Report, HumanBytes)
+{
+    EXPECT_EQ(human_bytes(0), "0 B");
+    EXPECT_EQ(human_bytes(1023), "1023 B");
+    EXPECT_EQ(human_bytes(1536), "1.5 KiB");
+    EXPECT_EQ(human_bytes(3ULL << 30), "3.0 GiB");
+}
+
+TEST(Report, TerminalEscaping)
+{
+    EXPECT_EQ(escape_for_terminal("ok name"), "ok name");
+    EXPECT_EQ(escape_for_terminal("a\tb\x1b[2J\\"), "a\\x09b\\x1b[2J\\\\");
+    EXPECT_EQ(escape_for_terminal("\xff"), "\\xff");
+}
+
+TEST(Report, JsonSchemaAndKeys)
+{
+    json j = json::parse(report_to_json_text(sample()));
+    EXPECT_EQ(j["schema"], "memscope-trace/1");
+    EXPECT_EQ(j["tool"]["version"], kToolVersion);
+    EXPECT_EQ(j["target"]["pid"], 1234);
+    EXPECT_EQ(j["target"]["exit_code"], 3);
+    EXPECT_EQ(j["mode"], "normal");
+    for (const char* k : {"alloc_count", "alloc_bytes", "free_count", "free_bytes", "live_count", "live_bytes",
+                          "peak_live_bytes", "failed_alloc_count", "unmatched_free_count"}) {
+        EXPECT_TRUE(j["totals"].contains(k)) << k;
+        EXPECT_TRUE(j["threads"][0].contains(k)) << k;
+    }
+    EXPECT_EQ(j["totals"]["alloc_bytes"], 1536);
+    EXPECT_EQ(j["totals"]["peak_live_bytes_exact"], true);
+    EXPECT_EQ(j["dropped"]["events"], 2);
+    EXPECT_EQ(j["dropped"]["reasons"]["lost_return"], 2);
+    EXPECT_EQ(j["children"]["pids"][0], 99);
+}
+
+TEST(Report, JsonEscapesUntrustedNamesAndReplacesBadUtf8)
+{
+    std::string text = report_to_json_text(sample());
+    EXPECT_NE(text.find(R"(bad\t\"name\\\u0001)"), std::string::npos) << text;
+    json j = json::parse(text); // still valid JSON despite the 0xff byte
+    EXPECT_EQ(j["threads"][0]["name"], "bad\t\"name\\\x01\xEF\xBF\xBD");
+}
+
+TEST(Report, ExitCodeNullWhileUnknown)
+{
+    Report r = sample();
+    r.target.exit_code.reset();
+    EXPECT_TRUE(report_to_json(r)["target"]["exit_code"].is_null());
+}
+
+TEST(Report, TextReportEscapesAndShowsFigures)
+{
+    std::string t = format_report(sample());
+    EXPECT_NE(t.find("bad\\x09\"name\\\\\\x01\\xff"), std::string::npos) << t;
+    EXPECT_EQ(t.find('\x01'), std::string::npos);
+    EXPECT_NE(t.find("1.5 KiB"), std::string::npos);
+    EXPECT_NE(t.find("exit status 3"), std::string::npos);
+    EXPECT_NE(t.find("DROPPED: 2 events"), std::string::npos);
+}
+
+TEST(Report, LiveTableRate)
+{
+    Report r = sample();
+    std::string t = format_live_table(r, {{1235, 4}}, 2.0);
+    EXPECT_NE(t.find("allocs/s"), std::string::npos);
+    EXPECT_NE(t.find(" 3 "), std::string::npos) << t; // (10 - 4) / 2 s
+}
+
+TEST(Report, AtomicWriteLeavesNoTempFiles)
+{
+    char dir[] = "/tmp/memscope-unit-XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    std::string path = std::string(dir) + "/r.json";
+    EXPECT_EQ(write_file_atomic(path, "{}\n"), "");
+    std::ifstream in(path);
+    std::string s((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_EQ(s, "{}\n");
+    std::string bad = write_file_atomic(std::string(dir) + "/missing/r.json", "{}");
+    EXPECT_NE(bad.find("cannot create"), std::string::npos);
+    unlink(path.c_str());
+    EXPECT_EQ(rmdir(dir), 0); // nothing else was left behind
+}
