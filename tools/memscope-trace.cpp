@@ -249,6 +249,9 @@ int run_command(const Options& opt)
     std::string exe = resolve_command(opt.command[0]);
     if (exe.empty())
         return fail("command not found: " + escape_for_terminal(opt.command[0]), 127);
+    char real[PATH_MAX];
+    if (realpath(exe.c_str(), real))
+        exe = real; // probes and the report name the file, not the spelling
     if (auto e = check_privileges(); !e.empty())
         return fail(e);
     if (auto e = check_kernel_features(); !e.empty())
@@ -284,9 +287,8 @@ int run_command(const Options& opt)
         waitpid(traced.pid, nullptr, 0);
         return fail(escape_for_terminal(exe) + ": " + e, 126);
     }
-    char real[PATH_MAX];
     traced.target.pid = traced.pid;
-    traced.target.exe = realpath(exe.c_str(), real) ? real : exe;
+    traced.target.exe = exe;
 
     int status = 0;
     Report report = trace_loop(*tracer, traced, opt, sigfd, status);

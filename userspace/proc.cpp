@@ -79,7 +79,7 @@ std::string check_privileges()
     const unsigned long long sys_admin = 1ULL << 21, perfmon = 1ULL << 38, bpf = 1ULL << 39;
     if ((eff & sys_admin) || ((eff & perfmon) && (eff & bpf)))
         return {};
-    return "memscope-trace needs root (or CAP_BPF and CAP_PERFMON) to load BPF programs; run it with sudo";
+    return "root (or CAP_BPF and CAP_PERFMON) is needed to load BPF programs: run with sudo";
 }
 
 std::string check_kernel_features()

@@ -330,6 +330,15 @@ TEST_F(E2E, ShortLivedCommandKeepsFiguresAndNames)
     EXPECT_EQ(r["target"]["exit_code"], 0);
 }
 
+TEST_F(E2E, StaticBinaryIsItsOwnAllocator)
+{
+    json r = trace_run({target("short_lived_static")});
+    const json* t = thread_named(r, "blink");
+    ASSERT_NE(t, nullptr) << r.dump(1);
+    expect_counters(*t, 3, 60, 1, 20, 2, 40, 60);
+    EXPECT_EQ(r["dropped"]["events"], 0);
+}
+
 TEST_F(E2E, ForkIsReported)
 {
     json r = trace_run({target("forker")});
