@@ -11,6 +11,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <map>
 #include <optional>
@@ -330,6 +331,15 @@ int main(int argc, char** argv)
             return app.exit(e);
         std::fprintf(stderr, "memscope-trace: %s (see --help)\n", e.what());
         return 2;
+    }
+    if (!opt.json_path.empty()) {
+        // Fail before tracing, not after, when the report could not be written.
+        std::string dir = opt.json_path.substr(0, opt.json_path.find_last_of('/') + 1);
+        if (dir.empty())
+            dir = ".";
+        if (access(dir.c_str(), W_OK) != 0)
+            return fail("cannot write the JSON report in " + escape_for_terminal(dir) + ": " +
+                        std::strerror(errno), 2);
     }
     if (run->parsed()) {
         if (opt.pid)

@@ -411,6 +411,14 @@ TEST_F(E2E, MissingCommandIsOneLine127)
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
+TEST_F(E2E, UnwritableJsonFailsBeforeTracing)
+{
+    Result r = run({kBin, "run", "--json", "/nonexistent-dir/r.json", "--", target("exit_status"), "0"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_NE(r.err.find("cannot write the JSON report"), std::string::npos) << r.err;
+}
+
 TEST_F(E2E, NoAllocationIsSaidLoudly)
 {
     json r = trace_run({target("exit_status"), "0"});
