@@ -12,7 +12,7 @@
 
 /* Default capacities; userspace may override them before load. */
 #define MS_DEFAULT_MAX_THREADS 8192
-#define MS_DEFAULT_MAX_ALLOCATIONS (1u << 20)
+#define MS_DEFAULT_MAX_ALLOCATIONS (1u << 19) /* ~112 bytes of kernel memory each */
 #define MS_DEFAULT_MAX_TARGETS 64
 #define MS_MAX_CHILDREN 1024
 

@@ -330,6 +330,20 @@ TEST_F(E2E, ShortLivedCommandKeepsFiguresAndNames)
     EXPECT_EQ(r["target"]["exit_code"], 0);
 }
 
+TEST_F(E2E, FullAllocationTableIsCountedNotHidden)
+{
+    std::string path = temp_json("full");
+    Result res = run({kBin, "run", "--max-allocations", "1024", "--json", path, "--", target("threads_c"), "1", "2000"});
+    ASSERT_EQ(res.status, 0) << res.err;
+    json r = load(path);
+    const json* w = thread_named(r, "worker-0");
+    ASSERT_NE(w, nullptr);
+    EXPECT_EQ((*w)["alloc_count"], 2000); // counted even when the record is dropped
+    EXPECT_GT(r["dropped"]["untracked_allocations"].get<std::uint64_t>(), 0u);
+    EXPECT_EQ((*w)["free_count"].get<std::uint64_t>() + (*w)["unmatched_free_count"].get<std::uint64_t>(), 1999u);
+    EXPECT_NE(res.err.find("DROPPED"), std::string::npos) << res.err;
+}
+
 TEST_F(E2E, StaticBinaryIsItsOwnAllocator)
 {
     json r = trace_run({target("short_lived_static")});
