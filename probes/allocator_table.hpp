@@ -39,19 +39,4 @@ constexpr bool needs_return_probe(ms_alloc_kind kind)
 
 constexpr bool is_allocator(ms_alloc_kind kind) { return kind != MS_KIND_THREAD_EXIT; }
 
-constexpr std::string_view kind_name(ms_alloc_kind kind)
-{
-    switch (kind) {
-    case MS_KIND_MALLOC: return "malloc";
-    case MS_KIND_CALLOC: return "calloc";
-    case MS_KIND_REALLOC: return "realloc";
-    case MS_KIND_REALLOCARRAY: return "reallocarray";
-    case MS_KIND_MEMALIGN: return "memalign";
-    case MS_KIND_POSIX_MEMALIGN: return "posix_memalign";
-    case MS_KIND_FREE: return "free";
-    case MS_KIND_THREAD_EXIT: return "thread-exit";
-    default: return "?";
-    }
-}
-
 } // namespace memscope

@@ -66,7 +66,7 @@ int signal_fd()
 
 class LiveTable {
 public:
-    explicit LiveTable(double interval) : interval_(interval), tty_(isatty(STDERR_FILENO)) {}
+    LiveTable() : tty_(isatty(STDERR_FILENO)) {}
 
     void draw(const Report& snap, double elapsed)
     {
@@ -85,7 +85,6 @@ public:
     }
 
 private:
-    double interval_;
     bool tty_;
     int lines_ = 0;
     double last_ = 0;
@@ -107,7 +106,7 @@ Report trace_loop(Tracer& tracer, Traced& traced, const Options& opt, int sigfd,
     std::uint64_t sampled_peak = 0;
     std::optional<LiveTable> table;
     if (opt.interval > 0)
-        table.emplace(opt.interval);
+        table.emplace();
     double next_table = opt.interval;
     bool target_gone = false;
 
