@@ -16,6 +16,9 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* Wake the reader only when the ring is this full; it polls anyway. */
+const volatile __u64 event_wakeup_bytes = MS_DEFAULT_EVENT_RING / 8;
+
 struct ms_inflight {
 	__u64 entry_sp;     /* sp at the outermost entry; 0 when none in flight */
 	__u64 size;
@@ -24,8 +27,15 @@ struct ms_inflight {
 	__u32 kind;
 	__u32 has_old;      /* the old block's record was taken at entry */
 	__u32 exiting;      /* the thread runs its exit path */
-	__u32 pad;
+	__u32 scope_depth;  /* tracker scopes entered and not left */
 	struct ms_alloc_rec old;
+	__u64 scopes[MS_MAX_SCOPE_DEPTH]; /* descriptors, innermost at scope_depth - 1 */
+	__u64 scope_sites[MS_MAX_SCOPE_DEPTH];
+	__u32 task_depth;
+	__u32 pad2;
+	__u64 task_ids[MS_MAX_TASK_DEPTH];
+	__u64 task_descs[MS_MAX_TASK_DEPTH];
+	__u64 task_sites[MS_MAX_TASK_DEPTH];
 };
 
 struct {
@@ -78,6 +88,18 @@ struct {
 	__type(value, struct ms_thread_name);
 } thread_names SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_GROUPS);
+	__type(key, struct ms_group_key);
+	__type(value, struct ms_group_totals);
+} group_totals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MS_DEFAULT_EVENT_RING);
+} events SEC(".maps");
+
 /* child pid -> parent tgid, for processes a target forked. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -91,6 +113,53 @@ static __always_inline void count_drop(__u32 reason)
 	__u64 *n = bpf_map_lookup_elem(&drops, &reason);
 	if (n)
 		*n += 1;
+}
+
+static __always_inline struct ms_event *event_start(__u32 type)
+{
+	struct ms_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+
+	if (!ev) {
+		count_drop(MS_DROP_EVENT_RING_FULL);
+		return 0;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->type = type;
+	ev->ts = bpf_ktime_get_ns();
+	return ev;
+}
+
+_Static_assert(MS_BLOCK_EVENT_SIZE == __builtin_offsetof(struct ms_event, alloc_ns),
+	       "block events are a prefix of struct ms_event");
+
+static __always_inline void event_submit(struct ms_event *ev, bool urgent)
+{
+	bool wake = urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= event_wakeup_bytes;
+
+	bpf_ringbuf_submit(ev, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+/* A tracked block left the program (or moved): tell userspace. */
+static __always_inline void report_block(__u32 type, __u32 tgid, __u64 old_addr, __u64 addr,
+					 __u64 size)
+{
+	/* Only the prefix: these are as many as the variables, keep them small. */
+	struct ms_event *ev = bpf_ringbuf_reserve(&events, MS_BLOCK_EVENT_SIZE, 0);
+
+	if (!ev) {
+		count_drop(MS_DROP_EVENT_RING_FULL);
+		return;
+	}
+	ev->type = type;
+	ev->flags = 0;
+	ev->thread_start_ns = 0;
+	ev->ts = bpf_ktime_get_ns();
+	ev->tgid = tgid;
+	ev->tid = (__u32)bpf_get_current_pid_tgid();
+	ev->old_addr = old_addr;
+	ev->addr = addr;
+	ev->size = size;
+	event_submit(ev, false);
 }
 
 static __always_inline void self_key(struct ms_thread_key *key)
@@ -148,10 +217,11 @@ static __always_inline void account_free(struct ms_thread_counters *c,
 }
 
 static __always_inline void account_alloc(struct ms_thread_counters *c,
-					  const struct ms_thread_key *me, __u64 addr, __u64 size)
+					  const struct ms_thread_key *me, __u64 addr, __u64 size,
+					  __u32 flags)
 {
 	struct ms_alloc_key k = { .tgid = me->tgid, .addr = addr };
-	struct ms_alloc_rec rec = { .size = size, .owner = *me };
+	struct ms_alloc_rec rec = { .size = size, .owner = *me, .flags = flags };
 	struct ms_thread_live *live;
 	long err;
 
@@ -172,6 +242,8 @@ static __always_inline void account_alloc(struct ms_thread_counters *c,
 		if (stale) {
 			struct ms_alloc_rec gone = *stale;
 			account_free(0, &gone);
+			if (gone.flags & MS_REC_TRACKED)
+				report_block(MS_EV_VARIABLE_FREE, me->tgid, 0, addr, gone.size);
 		}
 		count_drop(MS_DROP_STALE_RECORD);
 		err = bpf_map_update_elem(&allocs, &k, &rec, BPF_ANY);
@@ -289,6 +361,38 @@ int BPF_KPROBE(posix_memalign_entry, __u64 memptr, __u64 align, __u64 size)
 	return on_entry(ctx, MS_KIND_POSIX_MEMALIGN, size, 0, memptr);
 }
 
+/* Allocations made inside a scope or a task add to its totals. */
+static __always_inline void account_group(__u32 tgid, __u32 kind, __u64 id, __u64 desc,
+					  __u64 site, __u64 size)
+{
+	struct ms_group_key k = { .tgid = tgid, .kind = kind, .id = id, .desc = desc, .site = site };
+	static const struct ms_group_totals zero;
+	struct ms_group_totals *g = bpf_map_lookup_elem(&group_totals, &k);
+
+	if (!g) {
+		bpf_map_update_elem(&group_totals, &k, &zero, BPF_NOEXIST);
+		g = bpf_map_lookup_elem(&group_totals, &k);
+		if (!g) {
+			count_drop(MS_DROP_GROUP_TABLE_FULL);
+			return;
+		}
+	}
+	g->alloc_count += 1;
+	g->alloc_bytes += size;
+}
+
+static __always_inline void account_groups(const struct ms_inflight *st, __u32 tgid, __u64 size)
+{
+	__u32 d = st->scope_depth;
+	__u32 t = st->task_depth;
+
+	if (d > 0 && d <= MS_MAX_SCOPE_DEPTH)
+		account_group(tgid, MS_GROUP_SCOPE, 0, st->scopes[d - 1], st->scope_sites[d - 1], size);
+	if (t > 0 && t <= MS_MAX_TASK_DEPTH)
+		account_group(tgid, MS_GROUP_TASK, st->task_ids[t - 1], st->task_descs[t - 1],
+			      st->task_sites[t - 1], size);
+}
+
 SEC("uretprobe")
 int BPF_KRETPROBE(alloc_return, __u64 ret)
 {
@@ -322,6 +426,8 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	}
 
 	if (st->kind == MS_KIND_REALLOC || st->kind == MS_KIND_REALLOCARRAY) {
+		__u32 tracked = st->has_old ? (st->old.flags & MS_REC_TRACKED) : 0;
+
 		if (st->old_addr && !ok && st->size > 0) {
 			/* Failed: the old block stays live, with its record. */
 			if (c)
@@ -338,16 +444,26 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 			else if (c)
 				c->unmatched_free_count += 1;
 		}
-		if (!ok)
-			return 0; /* realloc(p, 0): a free only */
-		account_alloc(c, &me, addr, st->size);
+		if (!ok) {
+			/* realloc(p, 0): a free only */
+			if (tracked)
+				report_block(MS_EV_VARIABLE_FREE, me.tgid, 0, st->old_addr, st->old.size);
+			return 0;
+		}
+		/* A block moved (or resized in place) keeps its variable. */
+		account_alloc(c, &me, addr, st->size, tracked);
+		if (tracked)
+			report_block(MS_EV_VARIABLE_MOVE, me.tgid, st->old_addr, addr, st->size);
+		account_groups(st, me.tgid, st->size);
 		return 0;
 	}
 
-	if (ok)
-		account_alloc(c, &me, addr, st->size);
-	else if (st->size > 0 && c)
+	if (ok) {
+		account_alloc(c, &me, addr, st->size, 0);
+		account_groups(st, me.tgid, st->size);
+	} else if (st->size > 0 && c) {
 		c->failed_alloc_count += 1;
+	}
 	return 0;
 }
 
@@ -368,9 +484,11 @@ int BPF_KPROBE(free_entry, __u64 ptr)
 
 	self_key(&me);
 	c = my_counters(&me);
-	if (take_record(me.tgid, ptr, &rec))
+	if (take_record(me.tgid, ptr, &rec)) {
 		account_free(c, &rec);
-	else if (c && st && st->exiting)
+		if (rec.flags & MS_REC_TRACKED)
+			report_block(MS_EV_VARIABLE_FREE, me.tgid, 0, ptr, rec.size);
+	} else if (c && st && st->exiting)
 		c->exit_unmatched_free_count += 1;
 	else if (c)
 		c->unmatched_free_count += 1;
@@ -388,6 +506,121 @@ int BPF_KPROBE(thread_exit_entry)
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (st)
 		st->exiting = 1;
+	return 0;
+}
+
+/* The tracker entry point (probes/include/memscope/track.h): one site per
+ * module, the op in ecx; see probe_abi.h for the registers. */
+SEC("uprobe")
+int tracker_entry(struct pt_regs *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 op = (__u32)ctx->cx;
+	__u64 site = PT_REGS_IP(ctx) | (bpf_get_attach_cookie(ctx) << MS_SITE_MODULE_SHIFT);
+	struct ms_inflight *st;
+	struct ms_event *ev;
+
+	st = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		count_drop(MS_DROP_NO_TASK_STORAGE);
+		return 0;
+	}
+
+	switch (op) {
+	case MEMSCOPE_OP_SCOPE_ENTER: {
+		__u32 d = st->scope_depth;
+		if (d < MS_MAX_SCOPE_DEPTH) {
+			st->scopes[d] = ctx->dx;
+			st->scope_sites[d] = site;
+		} else
+			count_drop(MS_DROP_SCOPE_TOO_DEEP);
+		st->scope_depth = d + 1;
+		return 0;
+	}
+	case MEMSCOPE_OP_SCOPE_EXIT:
+		if (st->scope_depth > 0)
+			st->scope_depth -= 1;
+		return 0;
+	case MEMSCOPE_OP_TASK_ENTER: {
+		__u32 t = st->task_depth;
+		if (t < MS_MAX_TASK_DEPTH) {
+			st->task_ids[t] = ctx->di;
+			st->task_descs[t] = ctx->dx;
+			st->task_sites[t] = site;
+		} else {
+			count_drop(MS_DROP_SCOPE_TOO_DEEP);
+		}
+		st->task_depth = t + 1;
+		return 0;
+	}
+	case MEMSCOPE_OP_TASK_EXIT:
+		if (st->task_depth > 0)
+			st->task_depth -= 1;
+		return 0;
+	case MEMSCOPE_OP_TRACK:
+	case MEMSCOPE_OP_REQUEST_MODE:
+		break;
+	default:
+		return 0;
+	}
+
+	struct ms_thread_key me;
+	self_key(&me);
+	ev = event_start(op == MEMSCOPE_OP_TRACK ? MS_EV_VARIABLE : MS_EV_MODE_REQUEST);
+	if (!ev)
+		return 0;
+	ev->tgid = me.tgid;
+	ev->tid = me.tid;
+	ev->thread_start_ns = me.start_ns;
+	ev->size = ctx->si;
+	ev->site = PT_REGS_IP(ctx);
+	ev->module = bpf_get_attach_cookie(ctx);
+	if (op == MEMSCOPE_OP_TRACK) {
+		struct ms_thread_counters *c = my_counters(&me);
+		__u32 d = st->scope_depth, t = st->task_depth;
+
+		if (c)
+			c->track_count += 1;
+		ev->addr = ctx->di;
+		ev->desc = ctx->dx;
+		ev->type_addr = ctx->r8;
+		ev->type_len = ctx->r9;
+		if (d > 0 && d <= MS_MAX_SCOPE_DEPTH) {
+			ev->scope = st->scopes[d - 1];
+			ev->scope_site = st->scope_sites[d - 1];
+		}
+		if (t > 0 && t <= MS_MAX_TASK_DEPTH) {
+			ev->task = st->task_ids[t - 1];
+			ev->task_desc = st->task_descs[t - 1];
+			ev->task_site = st->task_sites[t - 1];
+		}
+		if (ev->addr) {
+			struct ms_alloc_key k = { .tgid = me.tgid, .addr = ev->addr };
+			struct ms_alloc_rec *rec = bpf_map_lookup_elem(&allocs, &k);
+			if (rec) {
+				/* Its free (or move) will be reported. */
+				rec->flags |= MS_REC_TRACKED;
+				ev->flags = MS_EV_HEAP;
+				ev->size = rec->size;
+				ev->alloc_ns = rec->alloc_ns;
+			}
+		}
+	}
+	event_submit(ev, op == MEMSCOPE_OP_REQUEST_MODE);
+	return 0;
+}
+
+/* ld.so calls _dl_debug_state after it mapped or unmapped libraries: the
+ * loader may find new tracker entry points to attach to. */
+SEC("uprobe")
+int loader_changed(struct pt_regs *ctx)
+{
+	struct ms_event *ev = event_start(MS_EV_LOADER_CHANGED);
+
+	if (!ev)
+		return 0;
+	ev->tgid = bpf_get_current_pid_tgid() >> 32;
+	event_submit(ev, true);
 	return 0;
 }
 

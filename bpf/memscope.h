@@ -8,6 +8,8 @@
 #include <linux/types.h>
 #endif
 
+#include "memscope/probe_abi.h" /* the target-facing contract: probe ops */
+
 #define MS_COMM_LEN 16
 
 /* Default capacities; userspace may override them before load. */
@@ -15,6 +17,10 @@
 #define MS_DEFAULT_MAX_ALLOCATIONS (1u << 19) /* ~112 bytes of kernel memory each */
 #define MS_DEFAULT_MAX_TARGETS 64
 #define MS_MAX_CHILDREN 1024
+#define MS_DEFAULT_MAX_GROUPS 16384      /* scope and task totals */
+#define MS_DEFAULT_EVENT_RING (8u << 20) /* bytes */
+#define MS_MAX_SCOPE_DEPTH 8
+#define MS_MAX_TASK_DEPTH 4
 
 /* A thread: tids are reused, so the kernel's start time is part of the key.
  * tgid is the host pid, as BPF sees it. */
@@ -37,6 +43,7 @@ struct ms_thread_counters {
 	/* Unknown blocks freed while the thread exits: glibc emptying its
 	 * per-thread cache of blocks the program had already freed. */
 	__u64 exit_unmatched_free_count;
+	__u64 track_count;          /* tracker entry point calls (MEMSCOPE_OP_TRACK) */
 };
 
 /* Per-thread live figures, one copy: the owner adds, any freeing thread
@@ -54,10 +61,14 @@ struct ms_alloc_key {
 	__u64 addr;
 };
 
+#define MS_REC_TRACKED 1u /* a variable names this block: its free is reported */
+
 struct ms_alloc_rec {
 	__u64 size;
 	__u64 alloc_ns;
 	struct ms_thread_key owner;
+	__u32 flags;
+	__u32 pad;
 };
 
 /* Which allocator entry point a probe watches; the argument layout follows. */
@@ -70,6 +81,7 @@ enum ms_alloc_kind {
 	MS_KIND_POSIX_MEMALIGN,    /* (int *memptr, align, size) -> int */
 	MS_KIND_FREE,              /* (ptr) */
 	MS_KIND_THREAD_EXIT,       /* glibc's __call_tls_dtors: the thread is exiting */
+	MS_KIND_LOADER_CHANGED,    /* ld.so's _dl_debug_state: a library came or went */
 	MS_KIND__COUNT,
 };
 
@@ -81,6 +93,9 @@ enum ms_drop_reason {
 	MS_DROP_LOST_RETURN,         /* an entry whose return never came */
 	MS_DROP_READ_FAULT,          /* posix_memalign's result unreadable */
 	MS_DROP_STALE_RECORD,        /* a block reused whose free we never saw */
+	MS_DROP_EVENT_RING_FULL,     /* an event for userspace did not fit: lost */
+	MS_DROP_GROUP_TABLE_FULL,    /* a scope's or task's totals did not fit */
+	MS_DROP_SCOPE_TOO_DEEP,      /* scopes or tasks nested deeper than we keep */
 	MS_DROP__COUNT,
 };
 
@@ -95,5 +110,67 @@ struct ms_target {
 struct ms_thread_name {
 	char comm[MS_COMM_LEN];
 };
+
+/* Allocations made inside a scope or a task, per CPU. */
+enum ms_group_kind {
+	MS_GROUP_SCOPE = 1, /* id 0, desc = the scope's descriptor */
+	MS_GROUP_TASK = 2,  /* id = task id, desc = the task's descriptor */
+};
+
+/* A probe site's runtime address, with the module userspace numbered it
+ * (the uprobe cookie) in the top 16 bits: user addresses fit in 47. Enough
+ * for userspace to find a descriptor's module and load bias. */
+#define MS_SITE_MODULE_SHIFT 48
+
+struct ms_group_key {
+	__u32 tgid;
+	__u32 kind;
+	__u64 id;
+	__u64 desc;
+	__u64 site;  /* where the scope or task was entered (MS_SITE_MODULE_SHIFT) */
+};
+
+struct ms_group_totals {
+	__u64 alloc_count;
+	__u64 alloc_bytes;
+};
+
+/* Events for userspace, through one ring buffer. */
+enum ms_event_type {
+	MS_EV_VARIABLE = 1,   /* a tracker entry point named a variable */
+	MS_EV_VARIABLE_FREE,  /* a tracked block was freed (addr) */
+	MS_EV_VARIABLE_MOVE,  /* realloc moved a tracked block (old_addr -> addr, size) */
+	MS_EV_MODE_REQUEST,   /* the target asked for a mode (size = mode) */
+	MS_EV_LOADER_CHANGED, /* a library was loaded or unloaded in tgid */
+};
+
+#define MS_EV_HEAP 1u /* MS_EV_VARIABLE: addr is the start of a block we saw allocated */
+
+/* Block events (free, move) carry only the fields up to alloc_ns: a prefix
+ * of the struct, MS_BLOCK_EVENT_SIZE bytes. */
+struct ms_event {
+	__u32 type;
+	__u32 tgid;
+	__u32 tid;
+	__u32 flags;
+	__u64 thread_start_ns;
+	__u64 ts;        /* CLOCK_MONOTONIC ns */
+	__u64 addr;
+	__u64 size;
+	__u64 old_addr;
+	__u64 alloc_ns;  /* the block's allocation time (MS_EV_HEAP) */
+	__u64 desc;      /* descriptor, a runtime address in the module of `site` */
+	__u64 type_addr; /* a type name given at run time (Rust), or 0 */
+	__u64 type_len;
+	__u64 site;      /* runtime address of the probe site that fired */
+	__u64 module;    /* the site's module, as userspace numbered it (uprobe cookie) */
+	__u64 scope;     /* innermost scope's descriptor, or 0 */
+	__u64 scope_site;/* where it was entered (MS_SITE_MODULE_SHIFT) */
+	__u64 task;      /* current task id, or 0 */
+	__u64 task_desc;
+	__u64 task_site;
+};
+
+#define MS_BLOCK_EVENT_SIZE 56 /* offsetof(struct ms_event, alloc_ns) */
 
 #endif /* MEMSCOPE_ABI_H */

@@ -16,7 +16,7 @@ struct AllocatorFunction {
     ms_alloc_kind kind;
 };
 
-inline constexpr std::array<AllocatorFunction, 11> kGlibcAllocator{{
+inline constexpr std::array<AllocatorFunction, 12> kGlibcAllocator{{
     {"malloc", MS_KIND_MALLOC},
     {"calloc", MS_KIND_CALLOC},
     {"realloc", MS_KIND_REALLOC},
@@ -29,14 +29,20 @@ inline constexpr std::array<AllocatorFunction, 11> kGlibcAllocator{{
     {"pvalloc", MS_KIND_MALLOC},
     // Not an allocator: marks the start of a thread's exit path (see the BPF side).
     {"__call_tls_dtors", MS_KIND_THREAD_EXIT},
+    // Not an allocator: ld.so calls it after mapping or unmapping libraries,
+    // which may bring tracker entry points to attach to.
+    {"_dl_debug_state", MS_KIND_LOADER_CHANGED},
 }};
 
 // Kinds whose result comes back through a return probe.
 constexpr bool needs_return_probe(ms_alloc_kind kind)
 {
-    return kind != MS_KIND_FREE && kind != MS_KIND_THREAD_EXIT;
+    return kind != MS_KIND_FREE && kind != MS_KIND_THREAD_EXIT && kind != MS_KIND_LOADER_CHANGED;
 }
 
-constexpr bool is_allocator(ms_alloc_kind kind) { return kind != MS_KIND_THREAD_EXIT; }
+constexpr bool is_allocator(ms_alloc_kind kind)
+{
+    return kind != MS_KIND_THREAD_EXIT && kind != MS_KIND_LOADER_CHANGED;
+}
 
 } // namespace memscope

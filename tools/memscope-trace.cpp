@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -38,6 +39,8 @@ struct Options {
     bool verbose = false;
     std::uint32_t max_allocations = MS_DEFAULT_MAX_ALLOCATIONS;
     std::uint32_t max_threads = MS_DEFAULT_MAX_THREADS;
+    std::size_t max_variables = kDefaultMaxVariables;
+    int nice = -19;
     std::vector<std::string> command;
 };
 
@@ -45,6 +48,17 @@ int fail(const std::string& msg, int code = 1)
 {
     std::fprintf(stderr, "memscope-trace: %s\n", msg.c_str());
     return code;
+}
+
+// The tracer sleeps until events wait, then must drain them faster than a
+// target with hundreds of busy threads makes them: at a fair share of one
+// thread among hundreds it falls behind and the event ring overflows. Its
+// CPU time stays what the events cost; only its turn comes sooner.
+void raise_priority(int nice)
+{
+    errno = 0;
+    if (setpriority(PRIO_PROCESS, 0, nice) != 0 && errno != 0)
+        std::fprintf(stderr, "memscope-trace: cannot set priority %d: %s\n", nice, std::strerror(errno));
 }
 
 int pidfd_open(int pid)
@@ -99,7 +113,8 @@ struct Traced {
 };
 
 // Trace until the target exits, a signal, or --duration; returns the final report.
-Report trace_loop(Tracer& tracer, Traced& traced, const Options& opt, int sigfd, int& status_out)
+Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Options& opt, int sigfd,
+                  int& status_out)
 {
     const auto start = Clock::now();
     const int sample_ms = 100; // the process-wide peak is sampled this often
@@ -113,7 +128,7 @@ Report trace_loop(Tracer& tracer, Traced& traced, const Options& opt, int sigfd,
     auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
 
     for (;;) {
-        pollfd fds[2] = {{sigfd, POLLIN, 0}, {traced.pidfd, POLLIN, 0}};
+        pollfd fds[3] = {{sigfd, POLLIN, 0}, {traced.pidfd, POLLIN, 0}, {tracer.events_fd(), POLLIN, 0}};
         int timeout = sample_ms;
         if (opt.duration > 0) {
             double left = opt.duration - elapsed();
@@ -121,9 +136,10 @@ Report trace_loop(Tracer& tracer, Traced& traced, const Options& opt, int sigfd,
                 break;
             timeout = std::min(timeout, static_cast<int>(left * 1000) + 1);
         }
-        int n = poll(fds, 2, timeout);
+        int n = poll(fds, 3, timeout);
         if (n < 0 && errno != EINTR)
             break;
+        session.drain(traced.pid);
         if (fds[0].revents & POLLIN) {
             signalfd_siginfo si{};
             bool stop = false;
@@ -160,6 +176,7 @@ Report trace_loop(Tracer& tracer, Traced& traced, const Options& opt, int sigfd,
         status_out = shell_status(ws);
         traced.target.exit_code = status_out;
     }
+    session.drain(traced.pid);
     Snapshot snap = tracer.snapshot(traced.pid);
     if (traced.child && snap.children.execs > 0)
         --snap.children.execs; // the first exec is the command itself
@@ -171,11 +188,15 @@ Report trace_loop(Tracer& tracer, Traced& traced, const Options& opt, int sigfd,
             traced.target.comm = t.name;
     if (traced.target.comm.empty())
         traced.target.comm = read_first_line("/proc/" + std::to_string(traced.pid) + "/comm").value_or("");
-    return make_report(snap, traced.target, elapsed(), sampled_peak);
+    Report report = make_report(snap, traced.target, elapsed(), sampled_peak);
+    add_tracked(report, session.tracked(snap));
+    return report;
 }
 
-void print_sites(const Tracer& tracer)
+void print_sites(const Tracer& tracer, const Session& session)
 {
+    for (const auto& n : session.notes())
+        std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(n).c_str());
     for (const auto& s : tracer.sites())
         std::fprintf(stderr, "memscope-trace: probe %s%s at %s+0x%llx\n", s.symbol.c_str(),
                      s.return_probe ? " (return)" : "", escape_for_terminal(s.path).c_str(),
@@ -186,7 +207,8 @@ int finish(const Report& report, const Options& opt)
 {
     std::fputs(format_report(report).c_str(), stderr);
     if (!opt.json_path.empty()) {
-        std::string err = write_file_atomic(opt.json_path, report_to_json_text(report));
+        std::string err = write_file_atomic(opt.json_path,
+                                            [&](std::FILE* f) { return write_report_json(report, f); });
         if (!err.empty()) {
             fail(err);
             return 1;
@@ -225,20 +247,23 @@ int run_attach(const Options& opt)
         return fail("cannot read the mappings of process " + std::to_string(opt.pid) +
                     " (it exited, or is a kernel thread)");
     int probed = 0;
-    if (auto e = attach_allocators(*tracer, opt.pid, objects, probed); !e.empty())
+    Session session(*tracer, opt.max_variables);
+    if (auto e = session.attach(opt.pid, objects, probed); !e.empty())
         return fail(e);
     pollfd pfd{traced.pidfd, POLLIN, 0};
     if (poll(&pfd, 1, 0) > 0)
         return fail("process " + std::to_string(opt.pid) + " exited while attaching");
     if (opt.verbose)
-        print_sites(*tracer);
+        print_sites(*tracer, session);
     traced.target.pid = opt.pid;
     traced.target.exe = process_exe(opt.pid);
-    std::fprintf(stderr, "memscope-trace: attached to pid %d (%d allocator functions)\n", opt.pid, probed);
+    std::fprintf(stderr, "memscope-trace: attached to pid %d (%d allocator functions, %zu modules with tracker entry points)\n",
+                 opt.pid, probed, session.tracker_modules());
 
+    raise_priority(opt.nice);
     int sigfd = signal_fd();
     int unused = 0;
-    Report report = trace_loop(*tracer, traced, opt, sigfd, unused);
+    Report report = trace_loop(*tracer, session, traced, opt, sigfd, unused);
     return finish(report, opt);
 }
 
@@ -277,12 +302,14 @@ int run_command(const Options& opt)
         traced.child->abandon();
         return fail(err);
     }
-    if (auto e = attach_allocators(*tracer, traced.pid, objects, probed); !e.empty()) {
+    Session session(*tracer, opt.max_variables);
+    if (auto e = session.attach(traced.pid, objects, probed); !e.empty()) {
         traced.child->abandon();
         return fail(e);
     }
     if (opt.verbose)
-        print_sites(*tracer);
+        print_sites(*tracer, session);
+    raise_priority(opt.nice); // the child, already forked, keeps its own
     if (auto e = traced.child->release(); !e.empty()) {
         waitpid(traced.pid, nullptr, 0);
         return fail(escape_for_terminal(exe) + ": " + e, 126);
@@ -291,7 +318,7 @@ int run_command(const Options& opt)
     traced.target.exe = exe;
 
     int status = 0;
-    Report report = trace_loop(*tracer, traced, opt, sigfd, status);
+    Report report = trace_loop(*tracer, session, traced, opt, sigfd, status);
     if (int rc = finish(report, opt); rc != 0)
         return rc;
     return status;
@@ -314,6 +341,13 @@ int main(int argc, char** argv)
             ->check(CLI::Range(1024u, 1u << 26));
         a->add_option("--max-threads", opt.max_threads, "capacity of the per-thread tables")
             ->check(CLI::Range(16u, 1u << 20));
+        a->add_option("--max-variables", opt.max_variables,
+                      "tracked variables kept for the report (about 90 bytes each); more are counted as dropped")
+            ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
+        a->add_option("--nice", opt.nice,
+                      "the tracer's own nice value (default -19: it must drain events as fast as the "
+                      "target's threads make them)")
+            ->check(CLI::Range(-20, 19));
     };
     app.add_option("-p,--pid", opt.pid, "attach to a running process")->check(CLI::PositiveNumber);
     app.add_option("--duration", opt.duration, "stop after SECONDS")->check(CLI::PositiveNumber);

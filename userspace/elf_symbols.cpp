@@ -1,5 +1,7 @@
 #include "elf_symbols.hpp"
 
+#include "memscope/probe_abi.h"
+
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
@@ -31,7 +33,60 @@ const AllocatorFunction* lookup(std::string_view name)
     return nullptr;
 }
 
+std::uint64_t read_u64(const unsigned char* p)
+{
+    std::uint64_t v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+// The memscope note: u64 site, u64 semaphore, u32 ABI version, u32 reserved.
+void scan_tracker_note(Elf_Scn* scn, ElfScan& out)
+{
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    if (!data)
+        return;
+    GElf_Nhdr nh;
+    size_t off = 0, name_off = 0, desc_off = 0;
+    while ((off = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
+        const auto* base = static_cast<const unsigned char*>(data->d_buf);
+        if (nh.n_type != MEMSCOPE_NOTE_TYPE || nh.n_namesz != sizeof(MEMSCOPE_NOTE_OWNER) ||
+            std::memcmp(base + name_off, MEMSCOPE_NOTE_OWNER, sizeof(MEMSCOPE_NOTE_OWNER)) != 0)
+            continue;
+        if (out.tracker)
+            continue; // the linker keeps one copy; a second would be the same
+        if (nh.n_descsz < 24) {
+            out.tracker_error = "truncated memscope note";
+            continue;
+        }
+        const unsigned char* d = base + desc_off;
+        std::uint32_t version;
+        std::memcpy(&version, d + 16, sizeof version);
+        if (version != MEMSCOPE_PROBE_ABI_VERSION) {
+            out.tracker_error = "memscope note of ABI version " + std::to_string(version) +
+                                ", this tracer reads version " +
+                                std::to_string(MEMSCOPE_PROBE_ABI_VERSION);
+            continue;
+        }
+        TrackerNote note;
+        note.site_vaddr = read_u64(d);
+        note.semaphore_vaddr = read_u64(d + 8);
+        if (note.site_vaddr == 0)
+            continue; // the entry points were discarded (--gc-sections): nothing calls them
+        // Offsets need the program headers, read before the sections.
+        out.tracker = note;
+    }
+}
+
 } // namespace
+
+std::optional<std::uint64_t> vaddr_to_offset(const std::vector<LoadSegment>& loads, std::uint64_t vaddr)
+{
+    for (const auto& l : loads)
+        if (vaddr >= l.vaddr && vaddr - l.vaddr < l.filesz)
+            return vaddr - l.vaddr + l.offset;
+    return std::nullopt;
+}
 
 ElfScan scan_elf(const std::string& path)
 {
@@ -57,7 +112,11 @@ ElfScan scan_elf(const std::string& path)
     elf_getphdrnum(e.elf, &nphdr);
     for (size_t i = 0; i < nphdr; ++i) {
         GElf_Phdr ph;
-        if (gelf_getphdr(e.elf, static_cast<int>(i), &ph) && ph.p_type == PT_INTERP) {
+        if (!gelf_getphdr(e.elf, static_cast<int>(i), &ph))
+            continue;
+        if (ph.p_type == PT_LOAD)
+            out.loads.push_back({ph.p_vaddr, ph.p_offset, ph.p_filesz});
+        if (ph.p_type == PT_INTERP) {
             size_t size = 0;
             char* raw = elf_rawfile(e.elf, &size);
             if (raw && ph.p_offset < size && ph.p_filesz > 0 && ph.p_offset + ph.p_filesz <= size)
@@ -69,7 +128,13 @@ ElfScan scan_elf(const std::string& path)
     Elf_Scn* scn = nullptr;
     while ((scn = elf_nextscn(e.elf, scn)) != nullptr) {
         GElf_Shdr sh;
-        if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM))
+        if (!gelf_getshdr(scn, &sh))
+            continue;
+        if (sh.sh_type == SHT_NOTE) {
+            scan_tracker_note(scn, out);
+            continue;
+        }
+        if (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM)
             continue;
         Elf_Data* data = elf_getdata(scn, nullptr);
         if (!data || sh.sh_entsize == 0)
@@ -108,6 +173,17 @@ ElfScan scan_elf(const std::string& path)
         auto it = found.find(std::string(f.name));
         if (it != found.end())
             out.symbols.push_back(it->second);
+    }
+    if (out.tracker) {
+        auto site = vaddr_to_offset(out.loads, out.tracker->site_vaddr);
+        auto sema = vaddr_to_offset(out.loads, out.tracker->semaphore_vaddr);
+        if (!site || !sema) {
+            out.tracker_error = "memscope note points outside the file's loaded segments";
+            out.tracker.reset();
+        } else {
+            out.tracker->site_offset = *site;
+            out.tracker->semaphore_offset = *sema;
+        }
     }
     return out;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,14 +17,31 @@ struct AllocatorSymbol {
     std::uint64_t file_offset = 0; // what a uprobe is attached at
 };
 
+struct LoadSegment {
+    std::uint64_t vaddr = 0, offset = 0, filesz = 0;
+};
+
+// The tracker entry points a module carries (probes/include/memscope/probe_abi.h).
+struct TrackerNote {
+    std::uint64_t site_vaddr = 0, site_offset = 0;
+    std::uint64_t semaphore_vaddr = 0, semaphore_offset = 0;
+};
+
 struct ElfScan {
     std::string error; // non-empty when the file could not be read as ELF
     std::vector<AllocatorSymbol> symbols; // defined allocator functions, one per name
     std::string interpreter;              // PT_INTERP, empty for static binaries
+    std::vector<LoadSegment> loads;       // PT_LOAD segments
+    std::optional<TrackerNote> tracker;   // from the .note.memscope note
+    std::string tracker_error;            // a memscope note that cannot be used, and why
 };
 
-// Scan .dynsym and .symtab for defined allocator functions.
+// Scan .dynsym and .symtab for defined allocator functions, and the notes
+// for tracker entry points.
 ElfScan scan_elf(const std::string& path);
+
+// File offset of a link-time address, if a PT_LOAD segment holds it in the file.
+std::optional<std::uint64_t> vaddr_to_offset(const std::vector<LoadSegment>& loads, std::uint64_t vaddr);
 
 // One probe per address: aliases collapse to the first name in the table.
 std::vector<AllocatorSymbol> unique_by_address(const std::vector<AllocatorSymbol>& symbols);

@@ -17,6 +17,7 @@ Counters sum_counters(const std::vector<CpuCounters>& per_cpu, const LiveFigures
         c.failed_alloc_count += s.failed_alloc_count;
         c.unmatched_free_count += s.unmatched_free_count;
         c.exit_unmatched_free_count += s.exit_unmatched_free_count;
+        c.track_count += s.track_count;
         untracked_sum += s.untracked_alloc_count;
     }
     // A sample taken while another thread frees can read a transient
@@ -46,6 +47,7 @@ void compute_totals(Report& report, std::uint64_t sampled_process_peak)
         t.failed_alloc_count += c.failed_alloc_count;
         t.unmatched_free_count += c.unmatched_free_count;
         t.exit_unmatched_free_count += c.exit_unmatched_free_count;
+        t.track_count += c.track_count;
         max_thread_peak = std::max(max_thread_peak, c.peak_live_bytes);
         if (c.peak_live_bytes > 0)
             ++holders;
@@ -61,6 +63,23 @@ void sort_threads(Report& report)
     std::sort(report.threads.begin(), report.threads.end(), [](const auto& a, const auto& b) {
         return a.tid != b.tid ? a.tid < b.tid : a.start_ns < b.start_ns;
     });
+}
+
+void add_tracked(Report& report, Tracked tracked)
+{
+    if (tracked.dropped_variables > 0) {
+        report.dropped.events += tracked.dropped_variables;
+        report.dropped.reasons["variable_table_full"] += tracked.dropped_variables;
+        report.warnings.push_back("figures are incomplete: see dropped");
+    }
+    if (report.dropped.reasons.count("event_ring_full") && !tracked.variables.empty())
+        report.warnings.push_back("the event ring overflowed: some tracked variables are missing, and "
+                                  "some freed ones may show as live");
+    if (tracked.unreadable_descriptors > 0)
+        report.warnings.push_back(std::to_string(tracked.unreadable_descriptors) +
+                                  " tracker descriptors could not be read from the target's files "
+                                  "(shown as \"?\")");
+    report.tracked = std::move(tracked);
 }
 
 } // namespace memscope

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "variables.hpp"
+
 namespace memscope {
 
 inline constexpr const char* kSchema = "memscope-trace/1";
@@ -26,6 +28,7 @@ struct Counters {
     // Unknown blocks freed on a thread's exit path: the allocator releasing
     // its per-thread cache. Kept apart so unmatched_free_count means the program.
     std::uint64_t exit_unmatched_free_count = 0;
+    std::uint64_t track_count = 0; // tracker entry point calls naming a variable
 };
 
 struct ThreadStats {
@@ -55,6 +58,27 @@ struct Dropped {
     std::map<std::string, std::uint64_t> reasons; // nonzero BPF drop counters by name
 };
 
+// Allocations made inside one scope or task.
+struct GroupTotals {
+    std::uint32_t desc = kNoDescriptor;
+    std::uint64_t id = 0; // task id; 0 for scopes
+    std::uint64_t alloc_count = 0;
+    std::uint64_t alloc_bytes = 0;
+};
+
+// What the tracker entry points said (variables, scopes, tasks).
+struct Tracked {
+    std::vector<std::string> modules; // files carrying entry points
+    std::vector<Descriptor> descriptors;
+    Variables variables;
+    std::vector<VariableSummary> summary;
+    std::vector<GroupTotals> scopes;
+    std::vector<GroupTotals> tasks;
+    std::vector<ModeRequest> mode_requests;
+    std::uint64_t unreadable_descriptors = 0;
+    std::uint64_t dropped_variables = 0; // over --max-variables
+};
+
 struct Report {
     Target target;
     double duration_s = 0;
@@ -65,13 +89,14 @@ struct Report {
     Dropped dropped;
     Children children;
     std::vector<std::string> warnings;
+    Tracked tracked;
 };
 
 // One CPU's slice of a thread's counters, as the per-CPU map holds it.
 struct CpuCounters {
     std::uint64_t alloc_count = 0, alloc_bytes = 0, free_count = 0, free_bytes = 0,
                   failed_alloc_count = 0, unmatched_free_count = 0, untracked_alloc_count = 0,
-                  exit_unmatched_free_count = 0;
+                  exit_unmatched_free_count = 0, track_count = 0;
 };
 
 struct LiveFigures {
@@ -91,5 +116,8 @@ void compute_totals(Report& report, std::uint64_t sampled_process_peak);
 
 // Order threads for display and output: by tid, then start time.
 void sort_threads(Report& report);
+
+// Put the tracker's findings in the report; variables that did not fit count as dropped.
+void add_tracked(Report& report, Tracked tracked);
 
 } // namespace memscope

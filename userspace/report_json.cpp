@@ -6,6 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
+#include "memscope/probe_abi.h"
+
 namespace memscope {
 
 using nlohmann::json;
@@ -23,10 +29,135 @@ static json counters_json(const Counters& c)
         {"failed_alloc_count", c.failed_alloc_count},
         {"unmatched_free_count", c.unmatched_free_count},
         {"exit_unmatched_free_count", c.exit_unmatched_free_count},
+        {"track_count", c.track_count},
     };
 }
 
+static const char* mode_name(std::uint32_t mode)
+{
+    switch (mode) {
+    case MEMSCOPE_MODE_NORMAL: return "normal";
+    case MEMSCOPE_MODE_FAST: return "fast";
+    case MEMSCOPE_MODE_ASYNC: return "async";
+    case MEMSCOPE_MODE_OFF: return "off";
+    default: return "unknown";
+    }
+}
+
+static json or_null(bool present, std::uint64_t v)
+{
+    return present ? json(v) : json(nullptr);
+}
+
+namespace {
+
+using ThreadNames = std::map<std::pair<std::uint32_t, std::uint64_t>, const std::string*>;
+
+const Descriptor* descriptor_at(const Tracked& t, std::uint32_t i)
+{
+    return i < t.descriptors.size() ? &t.descriptors[i] : nullptr;
+}
+
+json name_of(const Tracked& t, std::uint32_t i)
+{
+    const Descriptor* d = descriptor_at(t, i);
+    return d ? json(d->name) : json(nullptr);
+}
+
+ThreadNames thread_names(const Report& r)
+{
+    ThreadNames names;
+    for (const auto& th : r.threads)
+        names[{th.tid, th.start_ns}] = &th.name;
+    return names;
+}
+
+json variable_json(const Tracked& t, const ThreadNames& names, const Variable& v)
+{
+    const Descriptor* d = descriptor_at(t, v.desc);
+    auto th = names.find({v.tid, v.thread_start_ns});
+    return json{
+        {"name", d ? d->name : "?"},
+        {"type", d ? d->type : ""},
+        {"tid", v.tid},
+        {"thread", th != names.end() ? json(*th->second) : json(nullptr)},
+        {"addr", v.addr ? json(v.addr) : json(nullptr)},
+        {"size", v.size},
+        {"heap", v.heap},
+        {"file", d ? d->file : ""},
+        {"line", d ? d->line : 0},
+        {"track_ns", v.track_ns},
+        {"alloc_ns", or_null(v.heap, v.alloc_ns)},
+        {"free_ns", or_null(v.free_ns != 0, v.free_ns)},
+        {"lifetime_ns", or_null(v.heap && v.free_ns != 0, v.free_ns - v.alloc_ns)},
+        {"scope", name_of(t, v.scope)},
+        {"task", or_null(v.task_desc != kNoDescriptor, v.task)},
+        {"task_name", name_of(t, v.task_desc)},
+    };
+}
+
+// Everything the tracker entry points said, but the variables themselves.
+void add_tracked_json(const Tracked& t, json& out)
+{
+    json summary = json::array();
+    for (const auto& s : t.summary) {
+        const Descriptor* d = descriptor_at(t, s.desc);
+        summary.push_back(json{{"name", d ? d->name : "?"},
+                               {"type", d ? d->type : ""},
+                               {"count", s.count},
+                               {"bytes", s.bytes},
+                               {"live_count", s.live_count},
+                               {"live_bytes", s.live_bytes}});
+    }
+    json scopes = json::array();
+    for (const auto& g : t.scopes) {
+        const Descriptor* d = descriptor_at(t, g.desc);
+        scopes.push_back(json{{"name", d ? d->name : "?"},
+                              {"file", d ? d->file : ""},
+                              {"line", d ? d->line : 0},
+                              {"alloc_count", g.alloc_count},
+                              {"alloc_bytes", g.alloc_bytes}});
+    }
+    json tasks = json::array();
+    for (const auto& g : t.tasks)
+        tasks.push_back(json{{"id", g.id},
+                             {"name", name_of(t, g.desc)},
+                             {"alloc_count", g.alloc_count},
+                             {"alloc_bytes", g.alloc_bytes}});
+    json requests = json::array();
+    for (const auto& m : t.mode_requests)
+        requests.push_back(json{{"ts_ns", m.ts}, {"tid", m.tid}, {"mode", mode_name(m.mode)}});
+
+    out["variable_summary"] = std::move(summary);
+    out["scopes"] = std::move(scopes);
+    out["tasks"] = std::move(tasks);
+    out["mode_requests"] = std::move(requests);
+    out["tracker"] = json{{"modules", t.modules}, {"unreadable_descriptors", t.unreadable_descriptors}};
+}
+
+std::string dump(const json& j, int indent)
+{
+    return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+json report_without_variables(const Report& r);
+
+} // namespace
+
 json report_to_json(const Report& r)
+{
+    json out = report_without_variables(r);
+    json vars = json::array();
+    ThreadNames names = thread_names(r);
+    for (const auto& v : r.tracked.variables)
+        vars.push_back(variable_json(r.tracked, names, v));
+    out["variables"] = std::move(vars);
+    return out;
+}
+
+namespace {
+
+json report_without_variables(const Report& r)
 {
     json target{{"pid", r.target.pid}, {"comm", r.target.comm}, {"exe", r.target.exe}};
     target["exit_code"] = r.target.exit_code ? json(*r.target.exit_code) : json(nullptr);
@@ -41,7 +172,7 @@ json report_to_json(const Report& r)
         threads.push_back(std::move(j));
     }
 
-    return json{
+    json out{
         {"schema", kSchema},
         {"tool", {{"name", "memscope-trace"}, {"version", kToolVersion}}},
         {"target", std::move(target)},
@@ -58,38 +189,75 @@ json report_to_json(const Report& r)
           {"traced", false}}},
         {"warnings", r.warnings},
     };
+    add_tracked_json(r.tracked, out);
+    return out;
+}
+
+} // namespace
+
+bool write_report_json(const Report& r, std::FILE* out)
+{
+    // The report but its variables, as one document; then the variables
+    // streamed one per line, so 100,000 of them never sit in memory as JSON.
+    std::string head = dump(report_without_variables(r), 2);
+    head.pop_back(); // the closing brace
+    while (!head.empty() && (head.back() == '\n' || head.back() == ' '))
+        head.pop_back();
+    std::fputs(head.c_str(), out);
+    std::fputs(",\n  \"variables\": [", out);
+    ThreadNames names = thread_names(r);
+    bool first = true;
+    for (const auto& v : r.tracked.variables) {
+        std::fputs(first ? "\n    " : ",\n    ", out);
+        std::string line = dump(variable_json(r.tracked, names, v), -1);
+        std::fwrite(line.data(), 1, line.size(), out);
+        first = false;
+    }
+    std::fputs(first ? "]\n}\n" : "\n  ]\n}\n", out);
+    return !std::ferror(out);
 }
 
 std::string report_to_json_text(const Report& report)
 {
-    return report_to_json(report).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+    char* buf = nullptr;
+    size_t size = 0;
+    std::FILE* mem = open_memstream(&buf, &size);
+    if (!mem)
+        return {};
+    write_report_json(report, mem);
+    std::fclose(mem);
+    std::string text(buf, size);
+    std::free(buf);
+    return text;
 }
 
 std::string write_file_atomic(const std::string& path, const std::string& contents)
+{
+    return write_file_atomic(path, [&](std::FILE* f) {
+        return std::fwrite(contents.data(), 1, contents.size(), f) == contents.size();
+    });
+}
+
+std::string write_file_atomic(const std::string& path, const std::function<bool(std::FILE*)>& writer)
 {
     std::string tmp = path + ".tmp.XXXXXX";
     int fd = mkstemp(tmp.data());
     if (fd < 0)
         return "cannot create " + path + ": " + std::strerror(errno);
-    const char* p = contents.data();
-    size_t left = contents.size();
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            std::string err = "cannot write " + path + ": " + std::strerror(errno);
-            close(fd);
-            unlink(tmp.c_str());
-            return err;
-        }
-        p += n;
-        left -= static_cast<size_t>(n);
+    std::FILE* f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        unlink(tmp.c_str());
+        return "cannot write " + path + ": " + std::strerror(errno);
     }
+    bool ok = writer(f) && std::fflush(f) == 0;
+    int saved = errno;
     fchmod(fd, 0644);
-    bool synced = fsync(fd) == 0;
-    if (close(fd) != 0 || !synced) {
-        std::string err = "cannot write " + path + ": " + std::strerror(errno);
+    bool synced = ok && fsync(fd) == 0;
+    if (!synced)
+        saved = errno;
+    if (std::fclose(f) != 0 || !ok || !synced) {
+        std::string err = "cannot write " + path + ": " + std::strerror(saved ? saved : EIO);
         unlink(tmp.c_str());
         return err;
     }

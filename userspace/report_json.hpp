@@ -1,6 +1,8 @@
 // The JSON report, schema memscope-trace/1.
 #pragma once
 
+#include <cstdio>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -9,14 +11,18 @@
 
 namespace memscope {
 
+// The whole report as a document (tests; small reports).
 nlohmann::json report_to_json(const Report& report);
 
 // Serialise; strings from the target are escaped, and bytes that are not
-// UTF-8 are replaced rather than trusted.
+// UTF-8 are replaced rather than trusted. Variables are streamed one per
+// line, so memory stays flat however many there are.
+bool write_report_json(const Report& report, std::FILE* out);
 std::string report_to_json_text(const Report& report);
 
 // Write atomically: a temp file beside `path`, then rename. Returns an error
 // sentence, empty on success; a failed write leaves no half-written file.
 std::string write_file_atomic(const std::string& path, const std::string& contents);
+std::string write_file_atomic(const std::string& path, const std::function<bool(std::FILE*)>& writer);
 
 } // namespace memscope

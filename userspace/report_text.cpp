@@ -1,5 +1,6 @@
 #include "report_text.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace memscope {
@@ -45,6 +46,76 @@ static std::string row(const char* fmt, auto... args)
     return buf;
 }
 
+static std::string clip(std::string_view s, std::size_t n)
+{
+    std::string e = escape_for_terminal(s);
+    if (e.size() > n)
+        e = e.substr(0, n - 1) + "~";
+    return e;
+}
+
+std::string format_tracked(const Report& r, std::size_t top)
+{
+    const Tracked& t = r.tracked;
+    std::string out;
+    if (t.variables.empty() && t.summary.empty() && t.scopes.empty() && t.tasks.empty())
+        return out;
+    auto desc = [&](std::uint32_t i) -> const Descriptor* {
+        return i < t.descriptors.size() ? &t.descriptors[i] : nullptr;
+    };
+    std::uint64_t live = 0, live_bytes = 0;
+    for (const auto& s : t.summary) {
+        live += s.live_count;
+        live_bytes += s.live_bytes;
+    }
+    out += row("  tracked variables %zu (%zu names), live at end %llu (%s)\n", t.variables.size(),
+               t.summary.size(), (unsigned long long)live, human_bytes(live_bytes).c_str());
+    if (!t.summary.empty()) {
+        out += row("    %-20s %-28s %9s %12s %9s %12s\n", "variable", "type", "count", "bytes", "live",
+                   "live bytes");
+        for (std::size_t i = 0; i < t.summary.size() && i < top; ++i) {
+            const auto& s = t.summary[i];
+            const Descriptor* d = desc(s.desc);
+            out += row("    %-20s %-28s %9llu %12s %9llu %12s\n", clip(d ? d->name : "?", 20).c_str(),
+                       clip(d ? d->type : "", 28).c_str(), (unsigned long long)s.count,
+                       human_bytes(s.bytes).c_str(), (unsigned long long)s.live_count,
+                       human_bytes(s.live_bytes).c_str());
+        }
+    }
+    // Still live at the end, largest first.
+    std::vector<const Variable*> alive;
+    for (const auto& v : t.variables)
+        if (v.heap && v.free_ns == 0)
+            alive.push_back(&v);
+    std::stable_sort(alive.begin(), alive.end(),
+                     [](const Variable* a, const Variable* b) { return a->size > b->size; });
+    if (!alive.empty()) {
+        out += row("    live at end (%zu, largest first):\n", alive.size());
+        for (std::size_t i = 0; i < alive.size() && i < top; ++i) {
+            const Descriptor* d = desc(alive[i]->desc);
+            std::string where = d ? escape_for_terminal(d->file) + ":" + std::to_string(d->line) : "?";
+            out += row("      %-20s %12s  tid %-8u %s\n", clip(d ? d->name : "?", 20).c_str(),
+                       human_bytes(alive[i]->size).c_str(), alive[i]->tid, clip(where, 60).c_str());
+        }
+    }
+    auto groups = [&](const char* what, const std::vector<GroupTotals>& list) {
+        if (list.empty())
+            return;
+        out += row("  %s (%zu):\n", what, list.size());
+        for (std::size_t i = 0; i < list.size() && i < top; ++i) {
+            const Descriptor* d = desc(list[i].desc);
+            std::string name = d ? d->name : "?";
+            if (list[i].id)
+                name += " #" + std::to_string(list[i].id);
+            out += row("    %-30s %10llu allocations %12s\n", clip(name, 30).c_str(),
+                       (unsigned long long)list[i].alloc_count, human_bytes(list[i].alloc_bytes).c_str());
+        }
+    };
+    groups("scopes", t.scopes);
+    groups("tasks", t.tasks);
+    return out;
+}
+
 std::string format_report(const Report& r)
 {
     std::string out;
@@ -72,6 +143,7 @@ std::string format_report(const Report& r)
                    human_bytes(c.free_bytes).c_str(), human_bytes(c.live_bytes).c_str(),
                    human_bytes(c.peak_live_bytes).c_str());
     }
+    out += format_tracked(r);
     if (r.children.forks || r.children.execs)
         out += row("  children: %llu forked, %llu exec'd (seen, not traced)\n",
                    (unsigned long long)r.children.forks, (unsigned long long)r.children.execs);

@@ -19,6 +19,10 @@ std::string escape_for_terminal(std::string_view s);
 
 std::string format_report(const Report& report);
 
+// The tracked variables (top `top` by bytes, and those live at the end),
+// scopes and tasks; empty when the target named none.
+std::string format_tracked(const Report& report, std::size_t top = 10);
+
 // One frame of the --interval table. `previous` holds each thread's
 // alloc_count at the last frame, keyed by tid, to give allocations per second.
 std::string format_live_table(const Report& snapshot,

@@ -1,27 +1,111 @@
 #include "session.hpp"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
+
+#include "proc.hpp"
 
 namespace memscope {
 
-std::string attach_allocators(Tracer& tracer, int pid, const std::vector<std::string>& objects,
-                              int& probed)
+Session::Session(Tracer& tracer, std::size_t max_variables)
+    : tracer_(tracer), events_(modules_, max_variables)
+{
+    tracer_.set_event_handler([this](const ms_event& ev) { events_.handle(ev); });
+}
+
+bool Session::seen(const std::string& path)
+{
+    struct stat st{};
+    if (stat(path.c_str(), &st) != 0)
+        return false;
+    return !seen_.insert({st.st_dev, st.st_ino}).second;
+}
+
+std::string Session::attach_tracker(int pid, const std::string& path, const ElfScan& scan)
+{
+    std::string err;
+    auto module = modules_.add(path, scan, err);
+    if (!module)
+        return err;
+    if (!tracer_.attach_tracker(pid, path, *scan.tracker, *module, err))
+        return err;
+    return {};
+}
+
+std::string Session::attach(int pid, const std::vector<std::string>& objects, int& probed)
 {
     probed = 0;
+    // Allocators first: the entry points' semaphores rise as soon as they
+    // are attached, and a target waiting on them must find its heap watched.
+    std::vector<std::pair<std::string, ElfScan>> trackers;
     for (const auto& path : objects) {
-        ElfScan scan = scan_elf(path);
-        if (!scan.error.empty() || scan.symbols.empty())
+        if (seen(path))
             continue;
-        std::string err;
-        int n = tracer.attach_allocator(pid, path, scan.symbols, err);
-        if (n < 0)
-            return err;
-        probed += n;
+        ElfScan scan = scan_elf(path);
+        if (!scan.error.empty())
+            continue;
+        if (!scan.tracker_error.empty())
+            notes_.push_back(path + ": " + scan.tracker_error);
+        if (!scan.symbols.empty()) {
+            std::string err;
+            int n = tracer_.attach_allocator(pid, path, scan.symbols, err);
+            if (n < 0)
+                return err;
+            probed += n;
+        }
+        if (scan.tracker)
+            trackers.emplace_back(path, std::move(scan));
     }
     if (probed == 0)
         return "no allocator functions (malloc, free, ...) found in the files process " +
                std::to_string(pid) + " maps";
+    for (const auto& [path, scan] : trackers)
+        if (auto err = attach_tracker(pid, path, scan); !err.empty())
+            return err;
     return {};
+}
+
+void Session::drain(int pid)
+{
+    tracer_.drain_events();
+    if (events_.take_loader_changes().count(static_cast<std::uint32_t>(pid)) == 0)
+        return;
+    // A library came: attach to its entry points (its calls before this are not seen).
+    for (const auto& mapped : executable_mappings(pid)) {
+        std::string path = path_in_process(pid, mapped);
+        if (seen(path))
+            continue;
+        ElfScan scan = scan_elf(path);
+        if (!scan.error.empty() || !scan.tracker)
+            continue;
+        if (auto err = attach_tracker(pid, path, scan); !err.empty())
+            notes_.push_back(err);
+    }
+}
+
+Tracked Session::tracked(const Snapshot& snap)
+{
+    tracer_.drain_events();
+    Tracked t;
+    for (std::uint32_t i = 0; i < modules_.size(); ++i)
+        t.modules.push_back(modules_.at(i).path);
+    for (const auto& g : snap.groups) {
+        GroupTotals out{events_.descriptor(g.site, g.desc), g.id, g.alloc_count, g.alloc_bytes};
+        (g.kind == MS_GROUP_SCOPE ? t.scopes : t.tasks).push_back(out);
+    }
+    auto by_bytes = [](const GroupTotals& a, const GroupTotals& b) {
+        return a.alloc_bytes != b.alloc_bytes ? a.alloc_bytes > b.alloc_bytes : a.id < b.id;
+    };
+    std::sort(t.scopes.begin(), t.scopes.end(), by_bytes);
+    std::sort(t.tasks.begin(), t.tasks.end(), by_bytes);
+    VariableTable& table = events_.mutable_table();
+    t.descriptors = table.descriptors();
+    t.summary = table.summary();
+    t.variables = table.take_variables();
+    t.mode_requests = events_.mode_requests();
+    t.unreadable_descriptors = events_.unreadable_descriptors();
+    t.dropped_variables = table.dropped();
+    return t;
 }
 
 int shell_status(int wait_status)

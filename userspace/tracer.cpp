@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -32,6 +33,7 @@ bpf_program* entry_program(memscope_bpf* skel, ms_alloc_kind kind)
     case MS_KIND_POSIX_MEMALIGN: return skel->progs.posix_memalign_entry;
     case MS_KIND_FREE: return skel->progs.free_entry;
     case MS_KIND_THREAD_EXIT: return skel->progs.thread_exit_entry;
+    case MS_KIND_LOADER_CHANGED: return skel->progs.loader_changed;
     default: return nullptr;
     }
 }
@@ -45,6 +47,9 @@ const char* drop_reason_name(ms_drop_reason r)
     case MS_DROP_LOST_RETURN: return "lost_return";
     case MS_DROP_READ_FAULT: return "read_fault";
     case MS_DROP_STALE_RECORD: return "stale_record";
+    case MS_DROP_EVENT_RING_FULL: return "event_ring_full";
+    case MS_DROP_GROUP_TABLE_FULL: return "group_table_full";
+    case MS_DROP_SCOPE_TOO_DEEP: return "scope_too_deep";
     default: return "unknown";
     }
 }
@@ -78,6 +83,7 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     bpf_map__set_max_entries(maps->thread_live, options.max_threads);
     bpf_map__set_max_entries(maps->thread_names, options.max_threads);
     bpf_map__set_max_entries(maps->allocs, options.max_allocations);
+    t->skel_->rodata->event_wakeup_bytes = bpf_map__max_entries(maps->events) / 16;
     if (int err = memscope_bpf__load(t->skel_)) {
         error = std::string("cannot load the BPF programs (") + std::strerror(-err) +
                 "); this kernel may lack task storage or BTF-enabled tracepoints";
@@ -88,7 +94,51 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
         error = std::string("cannot attach the process tracepoints: ") + std::strerror(-err);
         return nullptr;
     }
+    auto on_event = [](void* ctx, void* data, size_t size) -> int {
+        auto* self = static_cast<Tracer*>(ctx);
+        // Block events are a prefix of ms_event; the rest reads as zero.
+        if (size >= MS_BLOCK_EVENT_SIZE && self->handler_) {
+            ms_event ev{};
+            std::memcpy(&ev, data, std::min(size, sizeof ev));
+            self->handler_(ev);
+        }
+        return 0;
+    };
+    t->events_ = ring_buffer__new(bpf_map__fd(maps->events), on_event, t.get(), nullptr);
+    if (!t->events_) {
+        error = std::string("cannot open the event ring buffer: ") + std::strerror(errno);
+        return nullptr;
+    }
     return t;
+}
+
+int Tracer::events_fd() const
+{
+    return ring_buffer__epoll_fd(events_);
+}
+
+void Tracer::drain_events()
+{
+    ring_buffer__consume(events_);
+}
+
+bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote& note, std::uint32_t module,
+                            std::string& error)
+{
+    bpf_uprobe_opts opts{};
+    opts.sz = sizeof opts;
+    // The kernel raises the module's semaphore while this probe is attached.
+    opts.ref_ctr_offset = note.semaphore_offset;
+    opts.bpf_cookie = module;
+    bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.tracker_entry, pid, path.c_str(),
+                                                     note.site_offset, &opts);
+    if (!link) {
+        error = "cannot attach to the tracker entry point in " + path + ": " + std::strerror(errno);
+        return false;
+    }
+    links_.push_back(link);
+    sites_.push_back({path, "__memscope_probe_v1", note.site_offset, false});
+    return true;
 }
 
 Tracer::~Tracer()
@@ -97,6 +147,8 @@ Tracer::~Tracer()
     // lock (~0.1 s here, serialised even from several threads).
     for (auto* l : links_)
         bpf_link__destroy(l);
+    if (events_)
+        ring_buffer__free(events_);
     if (skel_)
         memscope_bpf__destroy(skel_);
 }
@@ -171,7 +223,7 @@ Snapshot Tracer::snapshot(int pid) const
         for (const auto& c : per_cpu)
             slices.push_back({c.alloc_count, c.alloc_bytes, c.free_count, c.free_bytes,
                               c.failed_alloc_count, c.unmatched_free_count, c.untracked_alloc_count,
-                              c.exit_unmatched_free_count});
+                              c.exit_unmatched_free_count, c.track_count});
         ms_thread_live live{};
         bpf_map_lookup_elem(live_fd, &k, &live);
         ThreadStats& t = thread_for(k);
@@ -216,6 +268,19 @@ Snapshot Tracer::snapshot(int pid) const
         if (reason != MS_DROP_ALLOC_TABLE_FULL)
             s.dropped.events += n;
     }
+
+    int groups_fd = bpf_map__fd(skel_->maps.group_totals);
+    std::vector<ms_group_totals> group_slices(static_cast<size_t>(ncpu));
+    for_each_key<ms_group_key>(groups_fd, [&](const ms_group_key& k) {
+        if (k.tgid != tgid || bpf_map_lookup_elem(groups_fd, &k, group_slices.data()) != 0)
+            return;
+        RawGroup g{k.kind, k.id, k.desc, k.site, 0, 0};
+        for (const auto& v : group_slices) {
+            g.alloc_count += v.alloc_count;
+            g.alloc_bytes += v.alloc_bytes;
+        }
+        s.groups.push_back(g);
+    });
 
     ms_target target{};
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.targets), &tgid, &target) == 0) {

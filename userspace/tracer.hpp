@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 
 struct memscope_bpf;
 struct bpf_link;
+struct ring_buffer;
 
 namespace memscope {
 
@@ -28,8 +30,16 @@ struct AttachedSite {
     bool return_probe = false;
 };
 
+// A scope's or task's totals as the map holds them (descriptor unresolved).
+struct RawGroup {
+    std::uint32_t kind = 0; // ms_group_kind
+    std::uint64_t id = 0, desc = 0, site = 0;
+    std::uint64_t alloc_count = 0, alloc_bytes = 0;
+};
+
 // What the maps say about one traced process at this moment.
 struct Snapshot {
+    std::vector<RawGroup> groups;
     std::vector<ThreadStats> threads;
     Dropped dropped;
     Children children;
@@ -55,7 +65,18 @@ public:
     int attach_allocator(int pid, const std::string& path, const std::vector<AllocatorSymbol>& symbols,
                          std::string& error);
 
+    // Attach to a module's tracker entry point (one site), for process
+    // `pid` only; `module` comes back in each event as the uprobe cookie.
+    bool attach_tracker(int pid, const std::string& path, const TrackerNote& note, std::uint32_t module,
+                        std::string& error);
+
     const std::vector<AttachedSite>& sites() const { return sites_; }
+
+    // Events from the BPF side go to `handler`, on the calling thread, in
+    // drain_events(). events_fd() polls readable when events wait.
+    void set_event_handler(std::function<void(const ms_event&)> handler) { handler_ = std::move(handler); }
+    int events_fd() const;
+    void drain_events();
 
     Snapshot snapshot(int pid) const;
 
@@ -64,6 +85,8 @@ private:
     memscope_bpf* skel_ = nullptr;
     std::vector<bpf_link*> links_;
     std::vector<AttachedSite> sites_;
+    ring_buffer* events_ = nullptr;
+    std::function<void(const ms_event&)> handler_;
 };
 
 } // namespace memscope

@@ -114,3 +114,77 @@ TEST(Report, AtomicWriteLeavesNoTempFiles)
     unlink(path.c_str());
     EXPECT_EQ(rmdir(dir), 0); // nothing else was left behind
 }
+
+static Report with_variables()
+{
+    Report r = sample();
+    Tracked& t = r.tracked;
+    t.descriptors.push_back({"evil\"\n\x01\xffname", "std::vector<int>", "a\x1b[2J.cpp", 7, 1, true});
+    t.descriptors.push_back({"scope", "", "s.cpp", 1, 2, true});
+    Variable live;
+    live.desc = 0;
+    live.tid = 1235;
+    live.addr = 0x1000;
+    live.size = 100;
+    live.heap = true;
+    live.alloc_ns = 10;
+    live.scope = 1;
+    Variable freed = live;
+    freed.addr = 0x2000;
+    freed.free_ns = 30;
+    Variable plain;
+    plain.desc = 0;
+    plain.tid = 1235;
+    plain.size = 4;
+    t.variables = {live, freed, plain};
+    t.summary.push_back({0, 3, 204, 1, 100});
+    t.scopes.push_back({1, 0, 2, 200});
+    t.tasks.push_back({1, 9, 1, 100});
+    t.mode_requests.push_back({5, 1234, 1235, 1});
+    return r;
+}
+
+TEST(Report, VariablesInJson)
+{
+    Report r = with_variables();
+    json j = json::parse(report_to_json_text(r));
+    ASSERT_EQ(j["variables"].size(), 3u);
+    const json& v = j["variables"][0];
+    EXPECT_EQ(v["name"], "evil\"\n\x01\xEF\xBF\xBDname"); // escaped, invalid UTF-8 replaced
+    EXPECT_EQ(v["type"], "std::vector<int>");
+    EXPECT_EQ(v["thread"], r.threads[0].name.substr(0, r.threads[0].name.size() - 1) + "\xEF\xBF\xBD");
+    EXPECT_EQ(v["addr"], 0x1000);
+    EXPECT_TRUE(v["free_ns"].is_null());
+    EXPECT_TRUE(v["lifetime_ns"].is_null());
+    EXPECT_EQ(v["scope"], "scope");
+    EXPECT_TRUE(v["task"].is_null());
+    EXPECT_EQ(j["variables"][1]["lifetime_ns"], 20);
+    EXPECT_TRUE(j["variables"][2]["addr"].is_null());
+    EXPECT_FALSE(j["variables"][2]["heap"].get<bool>());
+    EXPECT_EQ(j["variable_summary"][0]["live_bytes"], 100);
+    EXPECT_EQ(j["scopes"][0]["alloc_bytes"], 200);
+    EXPECT_EQ(j["tasks"][0]["id"], 9);
+    EXPECT_EQ(j["tasks"][0]["name"], "scope");
+    EXPECT_EQ(j["mode_requests"][0]["mode"], "fast");
+    EXPECT_EQ(j["threads"][0]["track_count"], 0);
+    // The streamed document and the in-memory one say the same.
+    EXPECT_EQ(j, json::parse(report_to_json(r).dump(-1, ' ', false, json::error_handler_t::replace)));
+}
+
+TEST(Report, NoVariablesIsAnEmptyArray)
+{
+    json j = json::parse(report_to_json_text(sample()));
+    EXPECT_TRUE(j["variables"].is_array());
+    EXPECT_TRUE(j["variables"].empty());
+}
+
+TEST(Report, VariablesInTextAreEscaped)
+{
+    std::string text = format_report(with_variables());
+    EXPECT_NE(text.find("tracked variables 3 (1 names), live at end 1 (100 B)"), std::string::npos) << text;
+    EXPECT_NE(text.find("evil\"\\x0a\\x01\\xff"), std::string::npos) << text;
+    EXPECT_EQ(text.find('\x1b'), std::string::npos);
+    EXPECT_EQ(text.find("evil\"\n"), std::string::npos);
+    EXPECT_NE(text.find("live at end (1, largest first)"), std::string::npos);
+    EXPECT_NE(text.find("scopes (1)"), std::string::npos);
+}
