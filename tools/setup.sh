@@ -9,6 +9,10 @@ packages=(
   libbpf-dev bpftool libelf-dev zlib1g-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev
 )
+# The Rust crate's example is built with the machine's cargo; Debian's when none.
+if ! command -v cargo >/dev/null && [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ] && [ ! -x /root/.cargo/bin/cargo ]; then
+  packages+=(cargo)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -239,3 +239,59 @@ TEST_F(E2E, CApiAttachedWithPid)
     EXPECT_EQ(r["mode_requests"][0]["mode"], "fast");
     EXPECT_EQ(r["totals"]["track_count"], 13);
 }
+
+namespace {
+
+std::map<std::string, json> by_name(const json& r)
+{
+    std::map<std::string, json> out;
+    for (const auto& v : r["variables"])
+        out[v["name"]] = v;
+    return out;
+}
+
+void expect_variable(const std::map<std::string, json>& vars, const std::string& name, const std::string& type,
+                     bool heap, std::uint64_t size)
+{
+    auto it = vars.find(name);
+    ASSERT_NE(it, vars.end()) << name << " missing";
+    const json& v = it->second;
+    EXPECT_EQ(v["type"], type) << v.dump();
+    EXPECT_EQ(v["heap"].get<bool>(), heap) << v.dump();
+    EXPECT_EQ(v["size"], size) << v.dump();
+    EXPECT_EQ(v["addr"].is_null(), !heap) << v.dump();
+}
+
+} // namespace
+
+TEST_F(E2E, CxxOwnersJoinTheirBlocks)
+{
+    json r = trace_run({target("tracked_kinds")});
+    expect_nothing_dropped(r);
+    auto vars = by_name(r);
+    ASSERT_EQ(vars.size(), 8u);
+    expect_variable(vars, "numbers", "std::vector<int>", true, 40);
+    expect_variable(vars, "empty", "std::vector<int>", false, sizeof(std::vector<int>));
+    expect_variable(vars, "small", "std::string", false, sizeof(std::string)); // in its own buffer
+    expect_variable(vars, "large", "std::string", true, 101);
+    expect_variable(vars, "boxed", "std::unique_ptr<int, std::default_delete<int> >", true, 4);
+    // make_shared: one block, control block and object (libstdc++: 16 + 100, rounded).
+    expect_variable(vars, "shared", "std::shared_ptr<std::array<char, 100> >", true, 120);
+    expect_variable(vars, "buffer", "app::Buffer", true, 333); // named through ADL
+    expect_variable(vars, "plain", "double", false, sizeof(double));
+    EXPECT_FALSE(vars["buffer"]["free_ns"].is_null());
+}
+
+TEST_F(E2E, RustOwnersJoinTheirBlocks)
+{
+    json r = trace_run({RUST_KINDS});
+    expect_nothing_dropped(r);
+    auto vars = by_name(r);
+    ASSERT_EQ(vars.size(), 5u);
+    expect_variable(vars, "numbers", "alloc::vec::Vec<u32>", true, 40);
+    expect_variable(vars, "text", "alloc::string::String", true, 36);
+    expect_variable(vars, "boxed", "alloc::boxed::Box<[u64; 4]>", true, 32);
+    // Rc and Arc: the block starts at the counts, before the value.
+    expect_variable(vars, "counted", "alloc::rc::Rc<u32>", true, 24);
+    expect_variable(vars, "shared", "alloc::sync::Arc<[u8; 100]>", true, 120);
+}

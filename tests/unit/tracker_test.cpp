@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <vector>
 
 #include "elf_symbols.hpp"
@@ -138,4 +139,15 @@ TEST(Tracker, EventsBecomeVariablesWithTheirDescriptors)
     EXPECT_EQ(events.unreadable_descriptors(), 1u);
     EXPECT_EQ(vars[0].free_ns, 55u);
     EXPECT_EQ(vars[1].free_ns, 55u);
+}
+
+TEST(Tracker, TypeNamesStayWhole)
+{
+    using memscope::detail::type_name;
+    EXPECT_EQ(type_name<char[64]>(), "char [64]");
+    EXPECT_EQ(type_name<std::vector<int>>(), "std::vector<int>");
+    EXPECT_EQ(type_name<std::string>(), "std::string");
+    EXPECT_EQ((type_name<std::map<int, std::vector<char>>>()), "std::map<int, std::vector<char> >");
+    EXPECT_EQ(type_name<int (*)(int)>(), "int (*)(int)");
+    EXPECT_EQ(type_name<memscope::detail::no_type>(), "");
 }

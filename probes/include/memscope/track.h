@@ -255,7 +255,8 @@ constexpr std::string_view raw_type_name()
 }
 
 // The type's name as the compiler spells it, from __PRETTY_FUNCTION__
-// (GCC: "[with T = X]", Clang: "[T = X]").
+// (GCC: "[with T = X; ...]", Clang: "[T = X]"): up to the first ';' or ']'
+// outside brackets, so "char [64]" and "std::array<int, 3>" stay whole.
 template <class T>
 constexpr std::string_view type_name()
 {
@@ -266,8 +267,18 @@ constexpr std::string_view type_name()
     if (b == std::string_view::npos)
         return {};
     b += 4;
-    std::size_t e = s.find_first_of(";]", b);
-    return s.substr(b, e == std::string_view::npos ? std::string_view::npos : e - b);
+    int depth = 0;
+    std::size_t e = b;
+    for (; e < s.size(); ++e) {
+        char c = s[e];
+        if (c == '<' || c == '(' || c == '[')
+            ++depth;
+        else if ((c == '>' || c == ')' || c == ']') && depth > 0)
+            --depth;
+        else if ((c == ';' || c == ']') && depth == 0)
+            break;
+    }
+    return s.substr(b, e - b);
 }
 
 // The usual spellings for the usual types.

@@ -20,8 +20,6 @@
 //! one probe site per module, in a COMDAT group with its semaphore and note.
 #![no_std]
 
-use core::sync::atomic::{AtomicU64, Ordering};
-
 extern crate alloc;
 use alloc::boxed::Box;
 use alloc::rc::Rc;
@@ -87,30 +85,56 @@ core::arch::global_asm!(
 );
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-extern "C" {
-    fn __memscope_probe_v1(a: usize, b: usize, desc: *const u8, op: u32, ty: *const u8, ty_len: usize);
-    static __memscope_semaphore_v1: u16;
-    static __memscope_task_counter_v1: AtomicU64;
+mod site {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    extern "C" {
+        fn __memscope_probe_v1(a: usize, b: usize, desc: *const u8, op: u32, ty: *const u8, ty_len: usize);
+        static __memscope_semaphore_v1: u16;
+        static __memscope_task_counter_v1: AtomicU64;
+    }
+
+    #[inline(always)]
+    pub fn traced() -> bool {
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(__memscope_semaphore_v1)) != 0 }
+    }
+
+    #[inline(always)]
+    pub fn call(a: usize, b: usize, desc: *const u8, op: u32, ty: &'static str) {
+        if traced() {
+            unsafe { __memscope_probe_v1(a, b, desc, op, ty.as_ptr(), ty.len()) }
+        }
+    }
+
+    pub fn new_task_id() -> u64 {
+        unsafe { __memscope_task_counter_v1.fetch_add(1, Ordering::Relaxed) + 1 }
+    }
+}
+
+/// Elsewhere the entry points do nothing.
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod site {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+
+    pub fn traced() -> bool {
+        false
+    }
+    pub fn call(_a: usize, _b: usize, _desc: *const u8, _op: u32, _ty: &'static str) {}
+    pub fn new_task_id() -> u64 {
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 /// Nonzero while a tracer is attached to this module.
 #[inline(always)]
 pub fn traced() -> bool {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    unsafe {
-        core::ptr::read_volatile(core::ptr::addr_of!(__memscope_semaphore_v1)) != 0
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    false
+    site::traced()
 }
 
 #[inline(always)]
-#[allow(unused_variables)]
 fn call(a: usize, b: usize, desc: *const u8, op: u32, ty: &'static str) {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    if traced() {
-        unsafe { __memscope_probe_v1(a, b, desc, op, ty.as_ptr(), ty.len()) }
-    }
+    site::call(a, b, desc, op, ty)
 }
 
 /// A static descriptor: header, then name, type and file, NUL-terminated,
@@ -243,15 +267,7 @@ pub fn request_mode(mode: i32) {
 
 /// A fresh task id, unique in the process.
 pub fn new_task_id() -> u64 {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    unsafe {
-        __memscope_task_counter_v1.fetch_add(1, Ordering::Relaxed) + 1
-    }
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    }
+    site::new_task_id()
 }
 
 /// Allocations on this thread belong to the scope until the guard drops.
@@ -342,4 +358,83 @@ macro_rules! task {
     ($name:expr, $id:expr) => {
         $crate::TaskGuard::enter($id, $crate::__desc!($crate::DESC_TASK, $name))
     };
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    // The C header's constants, read from the header itself.
+    fn abi_constant(name: &str) -> u64 {
+        let header = include_str!("../../../include/memscope/probe_abi.h");
+        for line in header.lines() {
+            let mut words = line.split_whitespace();
+            if words.next() == Some("#define") && words.next() == Some(name) {
+                let value = words.next().unwrap().trim_end_matches('u');
+                return if let Some(hex) = value.strip_prefix("0x") {
+                    u64::from_str_radix(hex, 16).unwrap()
+                } else {
+                    value.parse().unwrap()
+                };
+            }
+        }
+        panic!("{} not in probe_abi.h", name);
+    }
+
+    #[test]
+    fn constants_match_the_c_header() {
+        assert_eq!(abi_constant("MEMSCOPE_PROBE_ABI_VERSION"), PROBE_ABI_VERSION as u64);
+        assert_eq!(abi_constant("MEMSCOPE_DESC_MAGIC"), DESC_MAGIC as u64);
+        assert_eq!(abi_constant("MEMSCOPE_DESC_HEADER_SIZE"), 16);
+        assert_eq!(abi_constant("MEMSCOPE_OP_TRACK"), OP_TRACK as u64);
+        assert_eq!(abi_constant("MEMSCOPE_OP_SCOPE_ENTER"), OP_SCOPE_ENTER as u64);
+        assert_eq!(abi_constant("MEMSCOPE_OP_SCOPE_EXIT"), OP_SCOPE_EXIT as u64);
+        assert_eq!(abi_constant("MEMSCOPE_OP_TASK_ENTER"), OP_TASK_ENTER as u64);
+        assert_eq!(abi_constant("MEMSCOPE_OP_TASK_EXIT"), OP_TASK_EXIT as u64);
+        assert_eq!(abi_constant("MEMSCOPE_OP_REQUEST_MODE"), OP_REQUEST_MODE as u64);
+        assert_eq!(abi_constant("MEMSCOPE_DESC_VARIABLE"), DESC_VARIABLE as u64);
+        assert_eq!(abi_constant("MEMSCOPE_DESC_SCOPE"), DESC_SCOPE as u64);
+        assert_eq!(abi_constant("MEMSCOPE_DESC_TASK"), DESC_TASK as u64);
+        assert_eq!(abi_constant("MEMSCOPE_MODE_NORMAL"), MODE_NORMAL as u64);
+        assert_eq!(abi_constant("MEMSCOPE_MODE_FAST"), MODE_FAST as u64);
+        assert_eq!(abi_constant("MEMSCOPE_MODE_ASYNC"), MODE_ASYNC as u64);
+        assert_eq!(abi_constant("MEMSCOPE_MODE_OFF"), MODE_OFF as u64);
+    }
+
+    #[test]
+    fn descriptor_layout() {
+        const N: usize = desc_len("var", "f.rs");
+        static D: Desc<N> = make_desc::<N>(DESC_VARIABLE, "var", "f.rs", 7);
+        assert_eq!(core::mem::size_of::<Desc<N>>() >= 16 + N, true);
+        let bytes = unsafe { core::slice::from_raw_parts(&D as *const Desc<N> as *const u8, 16 + N) };
+        assert_eq!(&bytes[0..4], &DESC_MAGIC.to_le_bytes());
+        assert_eq!(&bytes[4..8], &7u32.to_le_bytes());
+        assert_eq!(&bytes[8..10], &3u16.to_le_bytes()); // name
+        assert_eq!(&bytes[10..12], &0u16.to_le_bytes()); // type: given at run time
+        assert_eq!(&bytes[12..14], &4u16.to_le_bytes()); // file
+        assert_eq!(&bytes[14..16], &DESC_VARIABLE.to_le_bytes());
+        assert_eq!(&bytes[16..], b"var\0\0f.rs\0");
+    }
+
+    #[test]
+    fn heap_blocks() {
+        let v: Vec<u32> = Vec::with_capacity(10);
+        assert_eq!(v.heap_block(), (v.as_ptr() as usize, 40));
+        let e: Vec<u32> = Vec::new();
+        assert_eq!(e.heap_block().0, 0);
+        let s = "abc".to_string();
+        assert_eq!(s.heap_block(), (s.as_ptr() as usize, s.capacity()));
+        let b = Box::new(5u64);
+        assert_eq!(b.heap_block(), (&*b as *const u64 as usize, 8));
+        // Rc and Arc: the counts come first, the block starts before the value.
+        let r = Rc::new(1u8);
+        let (addr, size) = r.heap_block();
+        assert_eq!(addr + 16, Rc::as_ptr(&r) as usize);
+        assert_eq!(size, 24);
+        let a = Arc::new([0u64; 4]);
+        assert_eq!(a.heap_block(), (Arc::as_ptr(&a) as usize - 16, 48));
+        assert!(!traced());
+    }
 }
