@@ -19,6 +19,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Wake the reader only when the ring is this full; it polls anyway. */
 const volatile __u64 event_wakeup_bytes = MS_DEFAULT_EVENT_RING / 8;
 
+/* Live settings, written by userspace while the probes run. A call belongs
+ * to the mode in force at its entry probe (kept in its task storage). */
+volatile __u32 mode = MS_MODE_NORMAL;
+/* Set once a stint without records (async, or probes off) happened. */
+volatile __u32 gap_seen = 0;
+
 struct ms_inflight {
 	__u64 entry_sp;     /* sp at the outermost entry; 0 when none in flight */
 	__u64 size;
@@ -28,6 +34,8 @@ struct ms_inflight {
 	__u32 has_old;      /* the old block's record was taken at entry */
 	__u32 exiting;      /* the thread runs its exit path */
 	__u32 scope_depth;  /* tracker scopes entered and not left */
+	__u32 mode;         /* the mode at the outermost entry */
+	__u32 pad3;
 	struct ms_alloc_rec old;
 	__u64 scopes[MS_MAX_SCOPE_DEPTH]; /* descriptors, innermost at scope_depth - 1 */
 	__u64 scope_sites[MS_MAX_SCOPE_DEPTH];
@@ -94,6 +102,13 @@ struct {
 	__type(key, struct ms_group_key);
 	__type(value, struct ms_group_totals);
 } group_totals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_GROUPS);
+	__type(key, struct ms_var_key);
+	__type(value, struct ms_var_totals);
+} var_totals SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -216,7 +231,9 @@ static __always_inline void account_free(struct ms_thread_counters *c,
 	}
 }
 
-static __always_inline void account_alloc(struct ms_thread_counters *c,
+/* Count an allocation and record its block; false when the record could
+ * not be kept (counted as untracked). */
+static __always_inline bool account_alloc(struct ms_thread_counters *c,
 					  const struct ms_thread_key *me, __u64 addr, __u64 size,
 					  __u32 flags)
 {
@@ -233,7 +250,7 @@ static __always_inline void account_alloc(struct ms_thread_counters *c,
 	if (!live) {
 		if (c)
 			c->untracked_alloc_count += 1;
-		return;
+		return false;
 	}
 	rec.alloc_ns = bpf_ktime_get_ns();
 	err = bpf_map_update_elem(&allocs, &k, &rec, BPF_NOEXIST);
@@ -252,12 +269,13 @@ static __always_inline void account_alloc(struct ms_thread_counters *c,
 		if (c)
 			c->untracked_alloc_count += 1;
 		count_drop(MS_DROP_ALLOC_TABLE_FULL);
-		return;
+		return false;
 	}
 	__s64 now = __sync_fetch_and_add(&live->live_bytes, size) + size;
 	__sync_fetch_and_add(&live->live_count, 1);
 	if (now > 0 && (__u64)now > live->peak_live_bytes)
 		live->peak_live_bytes = now;
+	return true;
 }
 
 /* Take a block's record out of the table; true when it was there. Deleting
@@ -306,7 +324,8 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
 	st->memptr = memptr;
 	st->old_addr = old_addr;
 	st->has_old = 0;
-	if (old_addr)
+	st->mode = mode;
+	if (old_addr && st->mode != MS_MODE_ASYNC)
 		st->has_old = take_record(bpf_get_current_pid_tgid() >> 32, old_addr, &st->old);
 	return 0;
 }
@@ -425,6 +444,27 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		ok = addr != 0;
 	}
 
+	if (st->mode == MS_MODE_ASYNC) {
+		/* Counters only: no record, no live figures, no group totals. */
+		bool resize = st->kind == MS_KIND_REALLOC || st->kind == MS_KIND_REALLOCARRAY;
+
+		if (!c)
+			return 0;
+		if (resize && st->old_addr && !ok && st->size > 0) {
+			c->failed_alloc_count += 1;
+			return 0;
+		}
+		if (resize && st->old_addr)
+			c->free_count += 1; /* its size is not known here */
+		if (ok) {
+			c->alloc_count += 1;
+			c->alloc_bytes += st->size;
+		} else if (!resize && st->size > 0) {
+			c->failed_alloc_count += 1;
+		}
+		return 0;
+	}
+
 	if (st->kind == MS_KIND_REALLOC || st->kind == MS_KIND_REALLOCARRAY) {
 		__u32 tracked = st->has_old ? (st->old.flags & MS_REC_TRACKED) : 0;
 
@@ -450,10 +490,12 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 				report_block(MS_EV_VARIABLE_FREE, me.tgid, 0, st->old_addr, st->old.size);
 			return 0;
 		}
-		/* A block moved (or resized in place) keeps its variable. */
-		account_alloc(c, &me, addr, st->size, tracked);
+		/* A block moved (or resized in place) keeps its variable; one
+		 * whose new record did not fit ends here for the tracker. */
+		bool kept = account_alloc(c, &me, addr, st->size, tracked);
 		if (tracked)
-			report_block(MS_EV_VARIABLE_MOVE, me.tgid, st->old_addr, addr, st->size);
+			report_block(kept ? MS_EV_VARIABLE_MOVE : MS_EV_VARIABLE_FREE, me.tgid,
+				     st->old_addr, kept ? addr : st->old_addr, st->size);
 		account_groups(st, me.tgid, st->size);
 		return 0;
 	}
@@ -484,12 +526,21 @@ int BPF_KPROBE(free_entry, __u64 ptr)
 
 	self_key(&me);
 	c = my_counters(&me);
+	if (mode == MS_MODE_ASYNC) {
+		if (c && st && st->exiting)
+			c->exit_unmatched_free_count += 1;
+		else if (c)
+			c->free_count += 1; /* its size is not known here */
+		return 0;
+	}
 	if (take_record(me.tgid, ptr, &rec)) {
 		account_free(c, &rec);
 		if (rec.flags & MS_REC_TRACKED)
 			report_block(MS_EV_VARIABLE_FREE, me.tgid, 0, ptr, rec.size);
 	} else if (c && st && st->exiting)
 		c->exit_unmatched_free_count += 1;
+	else if (c && gap_seen)
+		c->untracked_free_count += 1;
 	else if (c)
 		c->unmatched_free_count += 1;
 	return 0;
@@ -507,6 +558,35 @@ int BPF_KPROBE(thread_exit_entry)
 	if (st)
 		st->exiting = 1;
 	return 0;
+}
+
+/* Fast mode: a variable is counted under its name (descriptor), not streamed. */
+static __always_inline void count_variable(struct pt_regs *ctx, const struct ms_thread_key *me,
+					   __u64 site)
+{
+	struct ms_var_key k = { .tgid = me->tgid, .desc = ctx->dx, .site = site,
+				.type_addr = ctx->r8, .type_len = ctx->r9 };
+	static const struct ms_var_totals zero;
+	struct ms_var_totals *t;
+	__u64 size = ctx->si;
+
+	if (ctx->di) {
+		struct ms_alloc_key ak = { .tgid = me->tgid, .addr = ctx->di };
+		struct ms_alloc_rec *rec = bpf_map_lookup_elem(&allocs, &ak);
+		if (rec)
+			size = rec->size;
+	}
+	t = bpf_map_lookup_elem(&var_totals, &k);
+	if (!t) {
+		bpf_map_update_elem(&var_totals, &k, &zero, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&var_totals, &k);
+		if (!t) {
+			count_drop(MS_DROP_GROUP_TABLE_FULL);
+			return;
+		}
+	}
+	t->count += 1;
+	t->bytes += size;
 }
 
 /* The tracker entry point (probes/include/memscope/track.h): one site per
@@ -565,7 +645,17 @@ int tracker_entry(struct pt_regs *ctx)
 	}
 
 	struct ms_thread_key me;
+	__u32 m = mode;
 	self_key(&me);
+	if (op == MEMSCOPE_OP_TRACK && m != MS_MODE_NORMAL) {
+		struct ms_thread_counters *c = my_counters(&me);
+
+		if (c)
+			c->track_count += 1;
+		if (m == MS_MODE_FAST)
+			count_variable(ctx, &me, site);
+		return 0; /* async: counted per thread, not registered */
+	}
 	ev = event_start(op == MEMSCOPE_OP_TRACK ? MS_EV_VARIABLE : MS_EV_MODE_REQUEST);
 	if (!ev)
 		return 0;
@@ -598,11 +688,16 @@ int tracker_entry(struct pt_regs *ctx)
 			struct ms_alloc_key k = { .tgid = me.tgid, .addr = ev->addr };
 			struct ms_alloc_rec *rec = bpf_map_lookup_elem(&allocs, &k);
 			if (rec) {
-				/* Its free (or move) will be reported. */
-				rec->flags |= MS_REC_TRACKED;
-				ev->flags = MS_EV_HEAP;
-				ev->size = rec->size;
-				ev->alloc_ns = rec->alloc_ns;
+				/* Its free (or move) will be reported. Written back as a
+				 * copy, only while the key is still there: the element
+				 * may be freed and reused by another thread meanwhile. */
+				struct ms_alloc_rec copy = *rec;
+				copy.flags |= MS_REC_TRACKED;
+				if (bpf_map_update_elem(&allocs, &k, &copy, BPF_EXIST) == 0) {
+					ev->flags = MS_EV_HEAP;
+					ev->size = copy.size;
+					ev->alloc_ns = copy.alloc_ns;
+				}
 			}
 		}
 	}

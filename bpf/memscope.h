@@ -44,6 +44,9 @@ struct ms_thread_counters {
 	 * per-thread cache of blocks the program had already freed. */
 	__u64 exit_unmatched_free_count;
 	__u64 track_count;          /* tracker entry point calls (MEMSCOPE_OP_TRACK) */
+	/* Frees of unknown blocks after a stint without records (async mode,
+	 * or probes off): most were allocated then. */
+	__u64 untracked_free_count;
 };
 
 /* Per-thread live figures, one copy: the owner adds, any freeing thread
@@ -109,6 +112,29 @@ struct ms_target {
 
 struct ms_thread_name {
 	char comm[MS_COMM_LEN];
+};
+
+/* Modes the BPF side runs in (MEMSCOPE_MODE_* values; "off" is userspace's:
+ * no probe attached at all). */
+enum ms_mode {
+	MS_MODE_NORMAL = MEMSCOPE_MODE_NORMAL, /* records, live bytes, variable stream */
+	MS_MODE_FAST = MEMSCOPE_MODE_FAST,     /* records, live bytes, variables by name */
+	MS_MODE_ASYNC = MEMSCOPE_MODE_ASYNC,   /* per-thread counters only */
+};
+
+/* Variables named in fast mode, counted by descriptor. */
+struct ms_var_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 desc;
+	__u64 site; /* MS_SITE_MODULE_SHIFT */
+	__u64 type_addr;
+	__u64 type_len;
+};
+
+struct ms_var_totals {
+	__u64 count;
+	__u64 bytes;
 };
 
 /* Allocations made inside a scope or a task, per CPU. */

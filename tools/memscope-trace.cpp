@@ -19,7 +19,12 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "calibrate.hpp"
+#include "control.hpp"
 #include "launcher.hpp"
+#include "modes.hpp"
 #include "proc.hpp"
 #include "report_json.hpp"
 #include "report_text.hpp"
@@ -41,6 +46,11 @@ struct Options {
     std::uint32_t max_threads = MS_DEFAULT_MAX_THREADS;
     std::size_t max_variables = kDefaultMaxVariables;
     int nice = -19;
+    std::string mode; // empty: not given
+    bool auto_mode = false;
+    double overhead_budget = 5.0;
+    int ctl_pid = 0;
+    std::vector<std::string> ctl_request;
     std::vector<std::string> command;
 };
 
@@ -74,6 +84,7 @@ int signal_fd()
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_BLOCK, &set, nullptr);
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
@@ -112,6 +123,46 @@ struct Traced {
     Target target;
 };
 
+// Probe hits per second and the target's CPU seconds per second, over the
+// last half second: what auto mode and `ctl status` go by.
+class RateMeter {
+public:
+    void sample(const Snapshot& snap, int pid, double t)
+    {
+        std::uint64_t hits = 0;
+        for (const auto& th : snap.threads) {
+            const Counters& c = th.counters;
+            hits += c.alloc_count + c.failed_alloc_count + c.free_count + c.unmatched_free_count +
+                    c.exit_unmatched_free_count + c.untracked_free_count + c.track_count;
+        }
+        double cpu = process_cpu_seconds(pid);
+        if (last_t_ >= 0 && t - last_t_ >= 0.5) {
+            hits_per_s_ = hits >= last_hits_ ? static_cast<double>(hits - last_hits_) / (t - last_t_) : 0;
+            cpu_per_s_ = cpu >= last_cpu_ ? (cpu - last_cpu_) / (t - last_t_) : 0;
+            fresh_ = true;
+        }
+        if (last_t_ < 0 || t - last_t_ >= 0.5) {
+            last_t_ = t;
+            last_hits_ = hits;
+            last_cpu_ = cpu;
+        }
+    }
+    // True once per new measurement.
+    bool take_fresh() { return std::exchange(fresh_, false); }
+    double hits_per_s() const { return hits_per_s_; }
+    double cpu_per_s() const { return cpu_per_s_; }
+
+private:
+    double last_t_ = -1, last_cpu_ = 0, hits_per_s_ = 0, cpu_per_s_ = 0;
+    std::uint64_t last_hits_ = 0;
+    bool fresh_ = false;
+};
+
+std::string json_line(const nlohmann::json& j)
+{
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 // Trace until the target exits, a signal, or --duration; returns the final report.
 Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Options& opt, int sigfd,
                   int& status_out)
@@ -124,11 +175,79 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         table.emplace();
     double next_table = opt.interval;
     bool target_gone = false;
-
+    RateMeter rates;
+    std::optional<AutoPolicy> autopilot;
+    double costs[3] = {0, 0, 0};
+    bool calibrated = false;
     auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
+    auto calibrate = [&] {
+        if (calibrated)
+            return true;
+        std::string err = calibrate_hit_costs(tracer, session.mode(), costs);
+        if (!err.empty()) {
+            std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(err).c_str());
+            return false;
+        }
+        calibrated = true;
+        return true;
+    };
+    if (opt.auto_mode) {
+        if (!calibrate())
+            std::fprintf(stderr, "memscope-trace: auto mode disabled: no measured cost per hit\n");
+        else
+            autopilot.emplace(opt.overhead_budget, costs);
+    }
+
+    ControlServer control;
+    if (auto err = control.listen(control_socket_path(getpid())); !err.empty())
+        std::fprintf(stderr, "memscope-trace: %s (live control disabled)\n", escape_for_terminal(err).c_str());
+
+    auto snapshot_report = [&](bool final) {
+        Snapshot snap = tracer.snapshot(traced.pid);
+        Report r = make_report(snap, traced.target, elapsed(), std::max(sampled_peak, snap.live_bytes_sum));
+        session.describe_modes(r);
+        add_tracked(r, session.tracked(snap, final));
+        return r;
+    };
+    auto control_reply = [&](const std::string& line) -> std::string {
+        nlohmann::json reply;
+        if (line.rfind("mode ", 0) == 0) {
+            auto m = parse_mode(line.substr(5));
+            if (!m)
+                return json_line({{"error", "unknown mode: use normal, fast, async or off"}});
+            std::string err = session.switch_mode(*m, "ctl", elapsed());
+            if (!err.empty())
+                return json_line({{"error", err}});
+            return json_line({{"ok", true}, {"mode", mode_name(session.mode())}});
+        }
+        if (line == "status") {
+            calibrate();
+            reply["mode"] = mode_name(session.mode());
+            reply["mode_source"] = session.mode_source();
+            reply["probes_attached"] = tracer.probes_attached();
+            reply["event_rate"] = rates.hits_per_s();
+            reply["target_cpu"] = rates.cpu_per_s();
+            if (calibrated) {
+                AutoPolicy estimate(opt.overhead_budget, costs);
+                reply["estimated_overhead_pct"] =
+                    session.mode() == Mode::off ? 0.0
+                                                : estimate.estimate_pct(session.mode(), rates.hits_per_s(), rates.cpu_per_s());
+                reply["cost_per_hit_ns"] = {{"normal", costs[0]}, {"fast", costs[1]}, {"async", costs[2]}};
+            } else {
+                reply["estimated_overhead_pct"] = nullptr;
+            }
+            reply["auto"] = autopilot.has_value();
+            reply["mode_changes"] = session.mode_changes().size();
+            return json_line(reply);
+        }
+        return json_line({{"error", "unknown request: use `mode NAME` or `status`"}});
+    };
 
     for (;;) {
-        pollfd fds[3] = {{sigfd, POLLIN, 0}, {traced.pidfd, POLLIN, 0}, {tracer.events_fd(), POLLIN, 0}};
+        pollfd fds[4] = {{sigfd, POLLIN, 0},
+                         {traced.pidfd, POLLIN, 0},
+                         {tracer.events_fd(), POLLIN, 0},
+                         {control.fd(), POLLIN, 0}};
         int timeout = sample_ms;
         if (opt.duration > 0) {
             double left = opt.duration - elapsed();
@@ -136,15 +255,25 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
                 break;
             timeout = std::min(timeout, static_cast<int>(left * 1000) + 1);
         }
-        int n = poll(fds, 3, timeout);
+        int n = poll(fds, control.fd() >= 0 ? 4 : 3, timeout);
         if (n < 0 && errno != EINTR)
             break;
-        session.drain(traced.pid);
+        session.drain(elapsed());
         if (fds[0].revents & POLLIN) {
             signalfd_siginfo si{};
             bool stop = false;
             while (read(sigfd, &si, sizeof si) == sizeof si) {
-                if (traced.child) {
+                if (si.ssi_signo == SIGUSR1) {
+                    // A snapshot, and tracing goes on.
+                    Report r = snapshot_report(false);
+                    std::fputs(format_report(r).c_str(), stderr);
+                    if (!opt.json_path.empty()) {
+                        std::string err = write_file_atomic(
+                            opt.json_path, [&](std::FILE* f) { return write_report_json(r, f); });
+                        if (!err.empty())
+                            std::fprintf(stderr, "memscope-trace: %s\n", err.c_str());
+                    }
+                } else if (traced.child) {
                     // `run`: the command decides when it ends. A terminal's
                     // Ctrl-C already reached it; a kill(1) aimed at us is passed on.
                     if (si.ssi_code == SI_USER || si.ssi_code == SI_QUEUE)
@@ -160,8 +289,18 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
             target_gone = true;
             break;
         }
+        if (control.fd() >= 0 && (fds[3].revents & POLLIN))
+            control.serve_one(control_reply);
         Snapshot snap = tracer.snapshot(traced.pid);
         sampled_peak = std::max(sampled_peak, snap.live_bytes_sum);
+        rates.sample(snap, traced.pid, elapsed());
+        if (autopilot && rates.take_fresh()) {
+            if (auto step = autopilot->decide(session.mode(), rates.hits_per_s(), rates.cpu_per_s())) {
+                std::string err = session.switch_mode(step->first, step->second, elapsed());
+                std::fprintf(stderr, "memscope-trace: mode %s (%s)\n", mode_name(session.mode()),
+                             err.empty() ? step->second.c_str() : err.c_str());
+            }
+        }
         if (table && elapsed() >= next_table) {
             Report r = make_report(snap, traced.target, elapsed(), sampled_peak);
             table->draw(r, elapsed());
@@ -176,7 +315,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         status_out = shell_status(ws);
         traced.target.exit_code = status_out;
     }
-    session.drain(traced.pid);
+    session.drain(elapsed());
     Snapshot snap = tracer.snapshot(traced.pid);
     if (traced.child && snap.children.execs > 0)
         --snap.children.execs; // the first exec is the command itself
@@ -189,8 +328,33 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     if (traced.target.comm.empty())
         traced.target.comm = read_first_line("/proc/" + std::to_string(traced.pid) + "/comm").value_or("");
     Report report = make_report(snap, traced.target, elapsed(), sampled_peak);
-    add_tracked(report, session.tracked(snap));
+    session.describe_modes(report);
+    report.allocation_records = tracer.allocation_records(traced.pid);
+    add_tracked(report, session.tracked(snap, true));
     return report;
+}
+
+// The mode tracing starts in: an explicit --mode, else what the target's
+// environment asks for, else normal.
+std::string choose_start_mode(Session& session, const Options& opt, const std::string& environ_blob)
+{
+    if (opt.auto_mode)
+        return session.start_mode(Mode::normal, "--mode auto", true);
+    if (!opt.mode.empty())
+        return session.start_mode(*parse_mode(opt.mode), "--mode", true);
+    if (auto e = mode_from_environment(environ_blob))
+        return session.start_mode(e->mode, e->source, false);
+    return session.start_mode(Mode::normal, "default", false);
+}
+
+std::string own_environment()
+{
+    std::string blob;
+    for (char** e = environ; *e; ++e) {
+        blob += *e;
+        blob += '\0';
+    }
+    return blob;
 }
 
 void print_sites(const Tracer& tracer, const Session& session)
@@ -247,8 +411,10 @@ int run_attach(const Options& opt)
         return fail("cannot read the mappings of process " + std::to_string(opt.pid) +
                     " (it exited, or is a kernel thread)");
     int probed = 0;
-    Session session(*tracer, opt.max_variables);
+    Session session(*tracer, opt.pid, opt.max_variables);
     if (auto e = session.attach(opt.pid, objects, probed); !e.empty())
+        return fail(e);
+    if (auto e = choose_start_mode(session, opt, process_environ(opt.pid)); !e.empty())
         return fail(e);
     pollfd pfd{traced.pidfd, POLLIN, 0};
     if (poll(&pfd, 1, 0) > 0)
@@ -257,8 +423,11 @@ int run_attach(const Options& opt)
         print_sites(*tracer, session);
     traced.target.pid = opt.pid;
     traced.target.exe = process_exe(opt.pid);
-    std::fprintf(stderr, "memscope-trace: attached to pid %d (%d allocator functions, %zu modules with tracker entry points)\n",
-                 opt.pid, probed, session.tracker_modules());
+    std::fprintf(stderr,
+                 "memscope-trace: attached to pid %d (%d allocator functions, %zu modules with tracker entry "
+                 "points), mode %s (%s)\n",
+                 opt.pid, probed, session.tracker_modules(), mode_name(session.mode()),
+                 escape_for_terminal(session.mode_source()).c_str());
 
     raise_priority(opt.nice);
     int sigfd = signal_fd();
@@ -302,8 +471,12 @@ int run_command(const Options& opt)
         traced.child->abandon();
         return fail(err);
     }
-    Session session(*tracer, opt.max_variables);
+    Session session(*tracer, traced.pid, opt.max_variables);
     if (auto e = session.attach(traced.pid, objects, probed); !e.empty()) {
+        traced.child->abandon();
+        return fail(e);
+    }
+    if (auto e = choose_start_mode(session, opt, own_environment()); !e.empty()) {
         traced.child->abandon();
         return fail(e);
     }
@@ -322,6 +495,25 @@ int run_command(const Options& opt)
     if (int rc = finish(report, opt); rc != 0)
         return rc;
     return status;
+}
+
+int run_ctl(const Options& opt)
+{
+    if (opt.ctl_request.empty())
+        return fail("ctl needs a request: `mode normal|fast|async|off` or `status`", 2);
+    std::string request;
+    for (const auto& w : opt.ctl_request)
+        request += (request.empty() ? "" : " ") + w;
+    if (opt.ctl_request[0] == "mode" && (opt.ctl_request.size() != 2 || !parse_mode(opt.ctl_request[1])))
+        return fail("ctl mode takes one of normal, fast, async, off", 2);
+    if (opt.ctl_request[0] != "mode" && !(opt.ctl_request[0] == "status" && opt.ctl_request.size() == 1))
+        return fail("unknown ctl request: use `mode NAME` or `status`", 2);
+    std::string reply;
+    if (auto err = control_request(control_socket_path(opt.ctl_pid), request, reply); !err.empty())
+        return fail(err);
+    std::printf("%s\n", reply.c_str());
+    auto j = nlohmann::json::parse(reply, nullptr, false);
+    return j.is_object() && !j.contains("error") ? 0 : 1;
 }
 
 } // namespace
@@ -344,6 +536,13 @@ int main(int argc, char** argv)
         a->add_option("--max-variables", opt.max_variables,
                       "tracked variables kept for the report (about 90 bytes each); more are counted as dropped")
             ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
+        a->add_option("--mode", opt.mode,
+                      "normal, fast, async, off, or auto (steps between normal, fast and async to stay under "
+                      "--overhead-budget); default: what the target's environment asks, else normal")
+            ->check(CLI::IsMember({"normal", "fast", "async", "off", "auto"}));
+        a->add_option("--overhead-budget", opt.overhead_budget,
+                      "auto mode: the estimated overhead to stay under, percent of the target's CPU time")
+            ->check(CLI::Range(0.001, 1000.0));
         a->add_option("--nice", opt.nice,
                       "the tracer's own nice value (default -19: it must drain events as fast as the "
                       "target's threads make them)")
@@ -356,6 +555,10 @@ int main(int argc, char** argv)
     CLI::App* run = app.add_subcommand("run", "start a command traced from its first instruction");
     add_common(run);
     run->add_option("command", opt.command, "CMD [ARGS...] (after --)")->required();
+
+    CLI::App* ctl = app.add_subcommand("ctl", "talk to a running memscope-trace: `mode NAME` or `status`");
+    ctl->add_option("--pid", opt.ctl_pid, "the tracer's pid (not the target's)")->required()->check(CLI::PositiveNumber);
+    ctl->add_option("request", opt.ctl_request, "mode normal|fast|async|off, or status")->required();
 
     try {
         app.parse(argc, argv);
@@ -374,6 +577,9 @@ int main(int argc, char** argv)
             return fail("cannot write the JSON report in " + escape_for_terminal(dir) + ": " +
                         std::strerror(errno), 2);
     }
+    opt.auto_mode = opt.mode == "auto";
+    if (ctl->parsed())
+        return run_ctl(opt);
     if (run->parsed()) {
         if (opt.pid)
             return fail("-p and run are exclusive", 2);

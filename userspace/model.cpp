@@ -18,6 +18,7 @@ Counters sum_counters(const std::vector<CpuCounters>& per_cpu, const LiveFigures
         c.unmatched_free_count += s.unmatched_free_count;
         c.exit_unmatched_free_count += s.exit_unmatched_free_count;
         c.track_count += s.track_count;
+        c.untracked_free_count += s.untracked_free_count;
         untracked_sum += s.untracked_alloc_count;
     }
     // A sample taken while another thread frees can read a transient
@@ -48,6 +49,7 @@ void compute_totals(Report& report, std::uint64_t sampled_process_peak)
         t.unmatched_free_count += c.unmatched_free_count;
         t.exit_unmatched_free_count += c.exit_unmatched_free_count;
         t.track_count += c.track_count;
+        t.untracked_free_count += c.untracked_free_count;
         max_thread_peak = std::max(max_thread_peak, c.peak_live_bytes);
         if (c.peak_live_bytes > 0)
             ++holders;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "modes.hpp"
 #include "variables.hpp"
 
 namespace memscope {
@@ -29,6 +30,9 @@ struct Counters {
     // its per-thread cache. Kept apart so unmatched_free_count means the program.
     std::uint64_t exit_unmatched_free_count = 0;
     std::uint64_t track_count = 0; // tracker entry point calls naming a variable
+    // Frees of unknown blocks after a stint without records (async, off):
+    // blocks allocated then, mostly.
+    std::uint64_t untracked_free_count = 0;
 };
 
 struct ThreadStats {
@@ -77,12 +81,18 @@ struct Tracked {
     std::vector<ModeRequest> mode_requests;
     std::uint64_t unreadable_descriptors = 0;
     std::uint64_t dropped_variables = 0; // over --max-variables
+    std::uint64_t counted_by_name = 0;   // variables counted in fast mode, not listed one by one
 };
 
 struct Report {
     Target target;
     double duration_s = 0;
     std::string mode = "normal";
+    std::string mode_source = "default";
+    std::vector<ModeChange> mode_changes;
+    bool live_bytes_exact = true; // false after a stint in async or off
+    bool free_bytes_exact = true; // false after a stint in async
+    std::uint64_t allocation_records = 0; // outstanding records left in the table at the end
     Counters totals;
     bool peak_live_bytes_exact = true;
     std::vector<ThreadStats> threads;
@@ -96,7 +106,7 @@ struct Report {
 struct CpuCounters {
     std::uint64_t alloc_count = 0, alloc_bytes = 0, free_count = 0, free_bytes = 0,
                   failed_alloc_count = 0, unmatched_free_count = 0, untracked_alloc_count = 0,
-                  exit_unmatched_free_count = 0, track_count = 0;
+                  exit_unmatched_free_count = 0, track_count = 0, untracked_free_count = 0;
 };
 
 struct LiveFigures {

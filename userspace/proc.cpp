@@ -92,4 +92,31 @@ std::string check_kernel_features()
     return {};
 }
 
+double process_cpu_seconds(int pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // comm may hold spaces and parentheses: fields resume after the last ')'.
+    auto close = text.rfind(')');
+    if (close == std::string::npos)
+        return -1;
+    std::istringstream fields(text.substr(close + 2));
+    std::string f;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> f; ++i) {
+        if (i == 14)
+            utime = std::strtoull(f.c_str(), nullptr, 10);
+        if (i == 15)
+            stime = std::strtoull(f.c_str(), nullptr, 10);
+    }
+    long hz = sysconf(_SC_CLK_TCK);
+    return hz > 0 ? static_cast<double>(utime + stime) / static_cast<double>(hz) : -1;
+}
+
+std::string process_environ(int pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
 } // namespace memscope

@@ -18,6 +18,10 @@ std::optional<std::string> read_first_line(const std::string& path);
 std::string thread_comm(int pid, int tid);
 std::string process_exe(int pid);
 bool process_exists(int pid);
+// CPU seconds the process used so far (user + system, all threads), or -1.
+double process_cpu_seconds(int pid);
+// Its environment as exec gave it (NUL-separated), empty if unreadable.
+std::string process_environ(int pid);
 
 // Empty when this process may load BPF and attach uprobes, else a sentence
 // a user understands.

@@ -30,10 +30,11 @@ static json counters_json(const Counters& c)
         {"unmatched_free_count", c.unmatched_free_count},
         {"exit_unmatched_free_count", c.exit_unmatched_free_count},
         {"track_count", c.track_count},
+        {"untracked_free_count", c.untracked_free_count},
     };
 }
 
-static const char* mode_name(std::uint32_t mode)
+static const char* request_mode_name(std::uint32_t mode)
 {
     switch (mode) {
     case MEMSCOPE_MODE_NORMAL: return "normal";
@@ -126,13 +127,15 @@ void add_tracked_json(const Tracked& t, json& out)
                              {"alloc_bytes", g.alloc_bytes}});
     json requests = json::array();
     for (const auto& m : t.mode_requests)
-        requests.push_back(json{{"ts_ns", m.ts}, {"tid", m.tid}, {"mode", mode_name(m.mode)}});
+        requests.push_back(json{{"ts_ns", m.ts}, {"tid", m.tid}, {"mode", request_mode_name(m.mode)}});
 
     out["variable_summary"] = std::move(summary);
     out["scopes"] = std::move(scopes);
     out["tasks"] = std::move(tasks);
     out["mode_requests"] = std::move(requests);
-    out["tracker"] = json{{"modules", t.modules}, {"unreadable_descriptors", t.unreadable_descriptors}};
+    out["tracker"] = json{{"modules", t.modules},
+                          {"unreadable_descriptors", t.unreadable_descriptors},
+                          {"variables_counted_by_name", t.counted_by_name}};
 }
 
 std::string dump(const json& j, int indent)
@@ -163,7 +166,13 @@ json report_without_variables(const Report& r)
     target["exit_code"] = r.target.exit_code ? json(*r.target.exit_code) : json(nullptr);
 
     json totals = counters_json(r.totals);
-    totals["peak_live_bytes_exact"] = r.peak_live_bytes_exact;
+    totals["peak_live_bytes_exact"] = r.peak_live_bytes_exact && r.live_bytes_exact;
+    totals["live_bytes_exact"] = r.live_bytes_exact;
+    totals["free_bytes_exact"] = r.free_bytes_exact;
+
+    json changes = json::array();
+    for (const auto& c : r.mode_changes)
+        changes.push_back(json{{"t_s", c.t_s}, {"from", mode_name(c.from)}, {"to", mode_name(c.to)}, {"reason", c.reason}});
 
     json threads = json::array();
     for (const auto& t : r.threads) {
@@ -178,6 +187,9 @@ json report_without_variables(const Report& r)
         {"target", std::move(target)},
         {"duration_s", r.duration_s},
         {"mode", r.mode},
+        {"mode_source", r.mode_source},
+        {"mode_changes", std::move(changes)},
+        {"allocation_records", r.allocation_records},
         {"totals", std::move(totals)},
         {"threads", std::move(threads)},
         {"dropped",

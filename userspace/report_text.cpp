@@ -125,14 +125,18 @@ std::string format_report(const Report& r)
                escape_for_terminal(r.target.exe).c_str(), r.duration_s, r.mode.c_str());
     if (r.target.exit_code)
         out += row("  exit status %d\n", *r.target.exit_code);
+    for (const auto& c : r.mode_changes)
+        out += row("  mode %s -> %s at %.3f s: %s\n", mode_name(c.from), mode_name(c.to), c.t_s,
+                   escape_for_terminal(c.reason).c_str());
     out += row("  allocations %llu (%s), frees %llu (%s), failed %llu, unmatched frees %llu\n",
                (unsigned long long)t.alloc_count, human_bytes(t.alloc_bytes).c_str(),
                (unsigned long long)t.free_count, human_bytes(t.free_bytes).c_str(),
                (unsigned long long)t.failed_alloc_count,
                (unsigned long long)t.unmatched_free_count);
-    out += row("  live at end %llu blocks (%s), peak %s (%s)\n", (unsigned long long)t.live_count,
-               human_bytes(t.live_bytes).c_str(), human_bytes(t.peak_live_bytes).c_str(),
-               r.peak_live_bytes_exact ? "exact" : "sampled across threads");
+    out += row("  live at end %llu blocks (%s%s), peak %s (%s)\n", (unsigned long long)t.live_count,
+               human_bytes(t.live_bytes).c_str(), r.live_bytes_exact ? "" : ", not exact",
+               human_bytes(t.peak_live_bytes).c_str(),
+               !r.live_bytes_exact ? "not exact" : r.peak_live_bytes_exact ? "exact" : "sampled across threads");
     out += row("  %-8s %-16s %10s %12s %10s %12s %12s %12s\n", "tid", "name", "allocs", "bytes",
                "frees", "freed", "live", "peak");
     for (const auto& th : r.threads) {

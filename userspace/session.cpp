@@ -3,12 +3,14 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+
 #include "proc.hpp"
 
 namespace memscope {
 
-Session::Session(Tracer& tracer, std::size_t max_variables)
-    : tracer_(tracer), events_(modules_, max_variables)
+Session::Session(Tracer& tracer, int pid, std::size_t max_variables)
+    : tracer_(tracer), pid_(pid), events_(modules_, max_variables)
 {
     tracer_.set_event_handler([this](const ms_event& ev) { events_.handle(ev); });
 }
@@ -65,9 +67,59 @@ std::string Session::attach(int pid, const std::vector<std::string>& objects, in
     return {};
 }
 
-void Session::drain(int pid)
+std::string Session::start_mode(Mode mode, const std::string& source, bool locked)
 {
+    mode_source_ = source;
+    locked_ = locked;
+    if (mode == Mode::normal)
+        return {};
+    // Not a change: the mode tracing starts in.
+    Mode before = mode_;
+    std::string err = switch_mode(mode, source, 0);
+    if (!changes_.empty() && changes_.back().from == before)
+        changes_.pop_back();
+    return err;
+}
+
+std::string Session::switch_mode(Mode to, const std::string& reason, double t_s)
+{
+    if (to == mode_)
+        return {};
+    if (mode_ == Mode::off) {
+        // Probes first, then the mode they run in.
+        tracer_.set_mode(to);
+        if (auto err = tracer_.reattach_probes(); !err.empty())
+            return err;
+    } else if (to == Mode::off) {
+        tracer_.detach_probes();
+    } else {
+        tracer_.set_mode(to);
+    }
+    had_async_ |= to == Mode::async;
+    had_off_ |= to == Mode::off;
+    had_fast_ |= to == Mode::fast;
+    changes_.push_back({t_s, mode_, to, reason});
+    mode_ = to;
+    return {};
+}
+
+void Session::drain(double t_s)
+{
+    const int pid = pid_;
     tracer_.drain_events();
+    // The target's own requests (memscope_request_mode): honoured unless an
+    // explicit --mode said otherwise.
+    const auto& requests = events_.mode_requests();
+    for (; requests_seen_ < requests.size(); ++requests_seen_) {
+        const ModeRequest& r = requests[requests_seen_];
+        auto m = mode_from_request(r.mode);
+        if (!m || locked_ || r.tgid != static_cast<std::uint32_t>(pid))
+            continue;
+        std::string err = switch_mode(*m, "target request (memscope_request_mode, tid " +
+                                              std::to_string(r.tid) + ")", t_s);
+        if (!err.empty())
+            notes_.push_back(err);
+    }
     if (events_.take_loader_changes().count(static_cast<std::uint32_t>(pid)) == 0)
         return;
     // A library came: attach to its entry points (its calls before this are not seen).
@@ -83,14 +135,29 @@ void Session::drain(int pid)
     }
 }
 
-Tracked Session::tracked(const Snapshot& snap)
+void Session::describe_modes(Report& r) const
+{
+    r.mode = mode_name(mode_);
+    r.mode_source = mode_source_;
+    r.mode_changes = changes_;
+    // Without records (async) or probes (off), blocks come and go unseen.
+    r.live_bytes_exact = !had_async_ && !had_off_;
+    r.free_bytes_exact = !had_async_;
+    if (!r.live_bytes_exact)
+        r.warnings.push_back(std::string("live bytes are not exact: the trace had a stint in ") +
+                             (had_async_ && had_off_ ? "async and off" : had_async_ ? "async" : "off") +
+                             " (untracked_free_count counts frees of blocks allocated then)");
+}
+
+Tracked Session::tracked(const Snapshot& snap, bool final)
 {
     tracer_.drain_events();
     Tracked t;
     for (std::uint32_t i = 0; i < modules_.size(); ++i)
         t.modules.push_back(modules_.at(i).path);
     for (const auto& g : snap.groups) {
-        GroupTotals out{events_.descriptor(g.site, g.desc), g.id, g.alloc_count, g.alloc_bytes};
+        GroupTotals out{events_.descriptor(static_cast<std::uint32_t>(pid_), g.site, g.desc), g.id, g.alloc_count,
+                        g.alloc_bytes};
         (g.kind == MS_GROUP_SCOPE ? t.scopes : t.tasks).push_back(out);
     }
     auto by_bytes = [](const GroupTotals& a, const GroupTotals& b) {
@@ -99,9 +166,29 @@ Tracked Session::tracked(const Snapshot& snap)
     std::sort(t.scopes.begin(), t.scopes.end(), by_bytes);
     std::sort(t.tasks.begin(), t.tasks.end(), by_bytes);
     VariableTable& table = events_.mutable_table();
-    t.descriptors = table.descriptors();
     t.summary = table.summary();
-    t.variables = table.take_variables();
+    // Variables counted by name in fast mode join the summary (no live figures).
+    for (const auto& v : snap.variable_totals) {
+        std::uint32_t d = events_.descriptor(static_cast<std::uint32_t>(pid_), v.site, v.desc);
+        if (d == kNoDescriptor)
+            continue;
+        auto it = std::find_if(t.summary.begin(), t.summary.end(), [&](const VariableSummary& s) {
+            const auto& a = table.descriptors()[s.desc];
+            const auto& b = table.descriptors()[d];
+            return a.name == b.name && a.type == b.type;
+        });
+        if (it == t.summary.end()) {
+            t.summary.push_back({d, 0, 0, 0, 0});
+            it = t.summary.end() - 1;
+        }
+        it->count += v.count;
+        it->bytes += v.bytes;
+        t.counted_by_name += v.count;
+    }
+    std::stable_sort(t.summary.begin(), t.summary.end(),
+                     [](const VariableSummary& a, const VariableSummary& b) { return a.bytes > b.bytes; });
+    t.descriptors = table.descriptors(); // after every lookup above
+    t.variables = final ? table.take_variables() : table.variables();
     t.mode_requests = events_.mode_requests();
     t.unreadable_descriptors = events_.unreadable_descriptors();
     t.dropped_variables = table.dropped();

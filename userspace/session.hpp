@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model.hpp"
+#include "modes.hpp"
 #include "tracer.hpp"
 #include "tracker_events.hpp"
 
@@ -18,7 +19,7 @@ inline constexpr std::size_t kDefaultMaxVariables = 4'000'000;
 
 class Session {
 public:
-    Session(Tracer& tracer, std::size_t max_variables);
+    Session(Tracer& tracer, int pid, std::size_t max_variables);
 
     // Attach to every file in `objects` (host paths) that defines allocator
     // functions or carries tracker entry points. Returns an error sentence,
@@ -26,20 +27,48 @@ public:
     std::string attach(int pid, const std::vector<std::string>& objects, int& probed);
 
     // Read pending events; after a dlopen, attach to the new libraries'
-    // entry points. Call it often: the event ring is bounded.
-    void drain(int pid);
+    // entry points; act on the target's mode requests. Call it often: the
+    // event ring is bounded.
+    void drain(double t_s);
+
+    // --- modes ---
+    // The mode at start and where it came from ("--mode", "environment
+    // MEMSCOPE_TEST_MODE=1", "default"). `locked`: an explicit --mode, which
+    // the target's own requests do not override.
+    std::string start_mode(Mode mode, const std::string& source, bool locked);
+    // Switch now; every switch is kept with its time and reason. Returns an
+    // error sentence, empty on success.
+    std::string switch_mode(Mode to, const std::string& reason, double t_s);
+    Mode mode() const { return mode_; }
+    const std::string& mode_source() const { return mode_source_; }
+    const std::vector<ModeChange>& mode_changes() const { return changes_; }
+    // Stints in async (no records) or off (no probes) happened.
+    bool had_async() const { return had_async_; }
+    bool had_off() const { return had_off_; }
+    bool had_fast() const { return had_fast_; }
 
     std::size_t tracker_modules() const { return modules_.size(); }
     const std::vector<std::string>& notes() const { return notes_; }
 
-    // The tracked variables, scopes and tasks, for the final report.
-    Tracked tracked(const Snapshot& snap);
+    // The tracked variables, scopes and tasks. `final`: the variables are
+    // handed over (no copy); otherwise copied, and tracing goes on.
+    Tracked tracked(const Snapshot& snap, bool final);
+
+    // Mode, its history, and what they leave inexact, into the report.
+    void describe_modes(Report& report) const;
 
 private:
     bool seen(const std::string& path);
     std::string attach_tracker(int pid, const std::string& path, const ElfScan& scan);
 
     Tracer& tracer_;
+    int pid_;
+    Mode mode_ = Mode::normal;
+    std::string mode_source_ = "default";
+    bool locked_ = false;
+    bool had_async_ = false, had_off_ = false, had_fast_ = false;
+    std::vector<ModeChange> changes_;
+    std::size_t requests_seen_ = 0;
     TrackerModules modules_;
     TrackerEvents events_;
     std::set<std::pair<dev_t, ino_t>> seen_;

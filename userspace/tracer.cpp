@@ -125,14 +125,14 @@ void Tracer::drain_events()
 bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote& note, std::uint32_t module,
                             std::string& error)
 {
-    bpf_uprobe_opts opts{};
-    opts.sz = sizeof opts;
     // The kernel raises the module's semaphore while this probe is attached.
-    opts.ref_ctr_offset = note.semaphore_offset;
-    opts.bpf_cookie = module;
-    bpf_link* link = bpf_program__attach_uprobe_opts(skel_->progs.tracker_entry, pid, path.c_str(),
-                                                     note.site_offset, &opts);
+    AttachSpec spec{skel_->progs.tracker_entry, pid, path, note.site_offset, false, note.semaphore_offset, module};
+    specs_.push_back(spec);
+    if (off_)
+        return true; // attached with the others when probes are back on
+    bpf_link* link = attach(spec);
     if (!link) {
+        specs_.pop_back();
         error = "cannot attach to the tracker entry point in " + path + ": " + std::strerror(errno);
         return false;
     }
@@ -164,37 +164,144 @@ bool Tracer::add_target(int pid, std::string& error)
     return true;
 }
 
+bpf_link* Tracer::attach(const AttachSpec& spec)
+{
+    bpf_uprobe_opts opts{};
+    opts.sz = sizeof opts;
+    opts.retprobe = spec.retprobe;
+    opts.ref_ctr_offset = spec.ref_ctr_offset;
+    opts.bpf_cookie = spec.cookie;
+    return bpf_program__attach_uprobe_opts(spec.prog, spec.pid, spec.path.c_str(), spec.offset, &opts);
+}
+
 int Tracer::attach_allocator(int pid, const std::string& path,
                              const std::vector<AllocatorSymbol>& symbols, std::string& error)
 {
     int probed = 0;
     for (const auto& sym : unique_by_address(symbols)) {
-        bpf_program* prog = entry_program(skel_, sym.kind);
-        bpf_uprobe_opts opts{};
-        opts.sz = sizeof opts;
-        opts.retprobe = false;
-        bpf_link* entry = bpf_program__attach_uprobe_opts(prog, pid, path.c_str(), sym.file_offset, &opts);
+        AttachSpec spec{entry_program(skel_, sym.kind), pid, path, sym.file_offset, false, 0, 0};
+        bpf_link* entry = attach(spec);
         if (!entry) {
             error = "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
             return -1;
         }
         links_.push_back(entry);
+        specs_.push_back(spec);
         sites_.push_back({path, sym.name, sym.file_offset, false});
         if (needs_return_probe(sym.kind)) {
-            opts.retprobe = true;
-            bpf_link* ret = bpf_program__attach_uprobe_opts(skel_->progs.alloc_return, pid, path.c_str(),
-                                                            sym.file_offset, &opts);
+            AttachSpec ret_spec{skel_->progs.alloc_return, pid, path, sym.file_offset, true, 0, 0};
+            bpf_link* ret = attach(ret_spec);
             if (!ret) {
                 error = "cannot attach a return probe to " + sym.name + " in " + path + ": " +
                         std::strerror(errno);
                 return -1;
             }
             links_.push_back(ret);
+            specs_.push_back(ret_spec);
             sites_.push_back({path, sym.name, sym.file_offset, true});
         }
         probed += is_allocator(sym.kind);
     }
     return probed;
+}
+
+std::string Tracer::attach_allocator_temporary(int pid, const std::string& path,
+                                               const std::vector<AllocatorSymbol>& symbols,
+                                               std::vector<bpf_link*>& links)
+{
+    for (const auto& sym : unique_by_address(symbols)) {
+        if (!is_allocator(sym.kind))
+            continue;
+        AttachSpec spec{entry_program(skel_, sym.kind), pid, path, sym.file_offset, false, 0, 0};
+        bpf_link* l = attach(spec);
+        if (!l)
+            return "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
+        links.push_back(l);
+        if (needs_return_probe(sym.kind)) {
+            spec.prog = skel_->progs.alloc_return;
+            spec.retprobe = true;
+            if (!(l = attach(spec)))
+                return "cannot attach a return probe to " + sym.name + " in " + path + ": " + std::strerror(errno);
+            links.push_back(l);
+        }
+    }
+    return {};
+}
+
+void Tracer::destroy_links(std::vector<bpf_link*>& links)
+{
+    for (auto* l : links)
+        bpf_link__destroy(l);
+    links.clear();
+}
+
+void Tracer::forget_process(int pid)
+{
+    const __u32 tgid = static_cast<__u32>(pid);
+    auto drop = [&](bpf_map* map) {
+        int fd = bpf_map__fd(map);
+        std::vector<ms_thread_key> gone;
+        for_each_key<ms_thread_key>(fd, [&](const ms_thread_key& k) {
+            if (k.tgid == tgid)
+                gone.push_back(k);
+        });
+        for (const auto& k : gone)
+            bpf_map_delete_elem(fd, &k);
+    };
+    drop(skel_->maps.thread_counters);
+    drop(skel_->maps.thread_live);
+    drop(skel_->maps.thread_names);
+    int fd = bpf_map__fd(skel_->maps.allocs);
+    std::vector<ms_alloc_key> gone;
+    for_each_key<ms_alloc_key>(fd, [&](const ms_alloc_key& k) {
+        if (k.tgid == tgid)
+            gone.push_back(k);
+    });
+    for (const auto& k : gone)
+        bpf_map_delete_elem(fd, &k);
+}
+
+void Tracer::set_mode(Mode mode)
+{
+    __u32 m = mode == Mode::fast ? MS_MODE_FAST : mode == Mode::async ? MS_MODE_ASYNC : MS_MODE_NORMAL;
+    if (mode == Mode::async || mode == Mode::off)
+        skel_->bss->gap_seen = 1;
+    __atomic_store_n(&skel_->bss->mode, m, __ATOMIC_SEQ_CST);
+}
+
+void Tracer::detach_probes()
+{
+    skel_->bss->gap_seen = 1;
+    off_ = true;
+    for (auto* l : links_)
+        bpf_link__destroy(l);
+    links_.clear();
+}
+
+std::string Tracer::reattach_probes()
+{
+    if (!off_)
+        return {};
+    off_ = false;
+    for (const auto& spec : specs_) {
+        bpf_link* l = attach(spec);
+        if (!l) {
+            std::string err = "cannot attach the probes again in " + spec.path + ": " + std::strerror(errno);
+            detach_probes();
+            return err;
+        }
+        links_.push_back(l);
+    }
+    return {};
+}
+
+std::uint64_t Tracer::allocation_records(int pid) const
+{
+    std::uint64_t n = 0;
+    for_each_key<ms_alloc_key>(bpf_map__fd(skel_->maps.allocs), [&](const ms_alloc_key& k) {
+        n += k.tgid == static_cast<__u32>(pid);
+    });
+    return n;
 }
 
 Snapshot Tracer::snapshot(int pid) const
@@ -223,7 +330,7 @@ Snapshot Tracer::snapshot(int pid) const
         for (const auto& c : per_cpu)
             slices.push_back({c.alloc_count, c.alloc_bytes, c.free_count, c.free_bytes,
                               c.failed_alloc_count, c.unmatched_free_count, c.untracked_alloc_count,
-                              c.exit_unmatched_free_count, c.track_count});
+                              c.exit_unmatched_free_count, c.track_count, c.untracked_free_count});
         ms_thread_live live{};
         bpf_map_lookup_elem(live_fd, &k, &live);
         ThreadStats& t = thread_for(k);
@@ -280,6 +387,19 @@ Snapshot Tracer::snapshot(int pid) const
             g.alloc_bytes += v.alloc_bytes;
         }
         s.groups.push_back(g);
+    });
+
+    int vars_fd = bpf_map__fd(skel_->maps.var_totals);
+    std::vector<ms_var_totals> var_slices(static_cast<size_t>(ncpu));
+    for_each_key<ms_var_key>(vars_fd, [&](const ms_var_key& k) {
+        if (k.tgid != tgid || bpf_map_lookup_elem(vars_fd, &k, var_slices.data()) != 0)
+            return;
+        RawVariableTotals v{k.desc, k.site, k.type_addr, k.type_len, 0, 0};
+        for (const auto& x : var_slices) {
+            v.count += x.count;
+            v.bytes += x.bytes;
+        }
+        s.variable_totals.push_back(v);
     });
 
     ms_target target{};

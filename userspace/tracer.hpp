@@ -11,9 +11,11 @@
 
 #include "elf_symbols.hpp"
 #include "model.hpp"
+#include "modes.hpp"
 
 struct memscope_bpf;
 struct bpf_link;
+struct bpf_program;
 struct ring_buffer;
 
 namespace memscope {
@@ -30,6 +32,12 @@ struct AttachedSite {
     bool return_probe = false;
 };
 
+// Variables counted by name in fast mode (descriptor unresolved).
+struct RawVariableTotals {
+    std::uint64_t desc = 0, site = 0, type_addr = 0, type_len = 0;
+    std::uint64_t count = 0, bytes = 0;
+};
+
 // A scope's or task's totals as the map holds them (descriptor unresolved).
 struct RawGroup {
     std::uint32_t kind = 0; // ms_group_kind
@@ -40,6 +48,7 @@ struct RawGroup {
 // What the maps say about one traced process at this moment.
 struct Snapshot {
     std::vector<RawGroup> groups;
+    std::vector<RawVariableTotals> variable_totals;
     std::vector<ThreadStats> threads;
     Dropped dropped;
     Children children;
@@ -80,11 +89,47 @@ public:
 
     Snapshot snapshot(int pid) const;
 
+    // Outstanding-allocation records the table holds for `pid` (a walk of
+    // the table: for the final report, not for every sample).
+    std::uint64_t allocation_records(int pid) const;
+
+    // Probes for a measurement, not for tracing: attached to `pid` like
+    // attach_allocator's, owned by the caller (destroy_links), never part of
+    // off/on. Returns an error sentence, empty on success.
+    std::string attach_allocator_temporary(int pid, const std::string& path,
+                                           const std::vector<AllocatorSymbol>& symbols,
+                                           std::vector<bpf_link*>& links);
+    static void destroy_links(std::vector<bpf_link*>& links);
+    // Drop what the maps hold about process `pid` (a calibration helper).
+    void forget_process(int pid);
+
+    // The BPF side's mode (normal, fast, async), in force for calls that
+    // enter from now on. Async also marks a gap in the records.
+    void set_mode(Mode mode);
+    // Off: every probe detached (the target runs at full speed); on: the
+    // same probes attached again. Returns an error sentence, empty on success.
+    void detach_probes();
+    std::string reattach_probes();
+    bool probes_attached() const { return !off_; }
+
 private:
+    struct AttachSpec {
+        bpf_program* prog;
+        int pid;
+        std::string path;
+        std::uint64_t offset;
+        bool retprobe;
+        std::uint64_t ref_ctr_offset;
+        std::uint64_t cookie;
+    };
+    bpf_link* attach(const AttachSpec& spec);
+
     Tracer() = default;
     memscope_bpf* skel_ = nullptr;
     std::vector<bpf_link*> links_;
     std::vector<AttachedSite> sites_;
+    std::vector<AttachSpec> specs_;
+    bool off_ = false;
     ring_buffer* events_ = nullptr;
     std::function<void(const ms_event&)> handler_;
 };

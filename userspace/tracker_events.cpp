@@ -4,7 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <utility>
 
 #include "memscope/probe_abi.h"
@@ -22,7 +25,8 @@ std::optional<std::uint32_t> TrackerModules::add(const std::string& path, const 
                                                   std::string& error)
 {
     if (!scan.tracker) {
-        error = path + ": no tracker entry points";
+        error = path;
+        error += ": no tracker entry points"; // (appended: GCC 12 warns wrongly on path + "...")
         return std::nullopt;
     }
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -73,61 +77,123 @@ Descriptor TrackerModules::read_descriptor(std::uint32_t index, std::uint64_t si
     if (!read(index, site, addr, header, sizeof header))
         return d;
     std::uint32_t magic, line;
-    std::uint16_t name_len, type_len, file_len, kind;
+    std::uint16_t len[3], kind;
     std::memcpy(&magic, header, 4);
     std::memcpy(&line, header + 4, 4);
-    std::memcpy(&name_len, header + 8, 2);
-    std::memcpy(&type_len, header + 10, 2);
-    std::memcpy(&file_len, header + 12, 2);
+    std::memcpy(len, header + 8, 6);
     std::memcpy(&kind, header + 14, 2);
     if (magic != MEMSCOPE_DESC_MAGIC)
         return d;
-    std::size_t total = std::size_t(name_len) + type_len + file_len + 3;
-    std::string text(total, '\0');
-    if (!read(index, site, addr + MEMSCOPE_DESC_HEADER_SIZE, text.data(), total))
-        return d;
-    // Each string must end where its length says.
-    if (text[name_len] != '\0' || text[name_len + 1 + type_len] != '\0' || text[total - 1] != '\0')
-        return d;
-    auto cut = [](std::string s) {
-        if (s.size() > MEMSCOPE_DESC_MAX_STRING)
-            s.resize(MEMSCOPE_DESC_MAX_STRING);
-        return s;
-    };
-    d.name = cut(text.substr(0, name_len));
-    d.type = cut(text.substr(name_len + 1, type_len));
-    d.file = cut(text.substr(name_len + 1 + type_len + 1, file_len));
+    // Each string is read up to the bound; one read in full must end in NUL.
+    std::string* out[3] = {&d.name, &d.type, &d.file};
+    std::uint64_t at = addr + MEMSCOPE_DESC_HEADER_SIZE;
+    for (int i = 0; i < 3; ++i) {
+        std::size_t want = std::min<std::size_t>(len[i], MEMSCOPE_DESC_MAX_STRING);
+        bool whole = want == len[i];
+        std::string text(want + (whole ? 1 : 0), '\0');
+        if (!read(index, site, at, text.data(), text.size()))
+            return Descriptor{};
+        if (whole) {
+            if (text.back() != '\0')
+                return Descriptor{};
+            text.pop_back();
+        }
+        *out[i] = std::move(text);
+        at += std::uint64_t(len[i]) + 1;
+    }
     d.line = line;
     d.kind = kind;
     d.valid = true;
     return d;
 }
 
-std::uint32_t TrackerEvents::descriptor(std::uint64_t module, std::uint64_t site, std::uint64_t addr)
+std::map<std::uint32_t, std::uint64_t> TrackerModules::biases_from_maps(int pid) const
+{
+    std::map<std::uint32_t, std::uint64_t> out;
+    std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+    std::string line;
+    while (std::getline(maps, line)) {
+        // start-end perms offset dev inode path
+        unsigned long long start = 0, end = 0, offset = 0, inode = 0;
+        char perms[8] = {}, dev[16] = {};
+        if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %15s %llu", &start, &end, perms, &offset, dev, &inode) != 6 ||
+            inode == 0)
+            continue;
+        for (std::uint32_t i = 0; i < modules_.size(); ++i) {
+            const TrackerModule& m = modules_[i];
+            if (out.count(i) || m.ino != inode)
+                continue;
+            for (const auto& l : m.loads) {
+                // The mapping starts at the page of this segment's file offset.
+                std::uint64_t page_off = l.offset & ~0xfffull;
+                if (page_off == offset) {
+                    out[i] = start - (l.vaddr & ~0xfffull);
+                    break;
+                }
+            }
+        }
+    }
+    return out;
+}
+
+std::uint32_t TrackerEvents::descriptor(std::uint32_t tgid, std::uint64_t module, std::uint64_t site,
+                                       std::uint64_t addr)
 {
     if (addr == 0)
         return kNoDescriptor;
-    std::uint64_t link = module < modules_.size() ? addr - (site - modules_.at(module).note.site_vaddr) : addr;
-    auto key = std::make_pair(module, link);
+    if (module >= modules_.size())
+        return unreadable();
+    const std::uint64_t bias = site - modules_.at(module).note.site_vaddr;
+    biases_[{tgid, static_cast<std::uint32_t>(module)}] = bias;
+    auto key = std::make_pair(module, addr - bias);
     auto it = by_address_.find(key);
     if (it != by_address_.end())
         return it->second;
-    Descriptor d;
-    if (module < modules_.size())
-        d = modules_.read_descriptor(static_cast<std::uint32_t>(module), site, addr);
+    if (by_address_.size() >= kMaxCachedDescriptors)
+        return unreadable(); // a target passing ever new addresses gets no more reads
+    Descriptor d = modules_.read_descriptor(static_cast<std::uint32_t>(module), site, addr);
     if (!d.valid) {
-        ++unreadable_;
-        d.name = "?";
+        // The descriptor may live in another module: a static in an inline
+        // function is one object for the executable and its libraries.
+        if (!maps_read_.count(tgid)) {
+            maps_read_.insert(tgid);
+            for (const auto& [m, b] : modules_.biases_from_maps(static_cast<int>(tgid)))
+                biases_.emplace(std::make_pair(tgid, m), b);
+        }
+        for (auto b = biases_.lower_bound({tgid, 0}); b != biases_.end() && b->first.first == tgid; ++b) {
+            std::uint32_t m = b->first.second;
+            if (m == module)
+                continue;
+            d = modules_.read_descriptor(m, modules_.at(m).note.site_vaddr + b->second, addr);
+            if (d.valid)
+                break;
+        }
     }
-    std::uint32_t index = table_.intern(d);
+    std::uint32_t index;
+    if (d.valid) {
+        index = table_.intern(d);
+    } else {
+        ++unreadable_;
+        Descriptor unknown;
+        unknown.name.assign(1, '?'); // (not = "?": GCC 12 -Wrestrict false positive)
+        index = table_.intern(unknown);
+    }
     by_address_.emplace(key, index);
     return index;
 }
 
-std::uint32_t TrackerEvents::descriptor(std::uint64_t packed_site, std::uint64_t addr)
+std::uint32_t TrackerEvents::unreadable()
+{
+    ++unreadable_;
+    Descriptor unknown;
+    unknown.name.assign(1, '?');
+    return table_.intern(unknown);
+}
+
+std::uint32_t TrackerEvents::descriptor(std::uint32_t tgid, std::uint64_t packed_site, std::uint64_t addr)
 {
     const std::uint64_t mask = (std::uint64_t(1) << MS_SITE_MODULE_SHIFT) - 1;
-    return descriptor(packed_site >> MS_SITE_MODULE_SHIFT, packed_site & mask, addr);
+    return descriptor(tgid, packed_site >> MS_SITE_MODULE_SHIFT, packed_site & mask, addr);
 }
 
 void TrackerEvents::handle(const ms_event& ev)
@@ -143,15 +209,17 @@ void TrackerEvents::handle(const ms_event& ev)
         call.size = ev.size;
         call.heap = (ev.flags & MS_EV_HEAP) != 0;
         call.alloc_ns = ev.alloc_ns;
-        call.desc = descriptor(ev.module, ev.site, ev.desc);
-        call.scope = descriptor(ev.scope_site, ev.scope);
+        call.desc = descriptor(ev.tgid, ev.module, ev.site, ev.desc);
+        call.scope = descriptor(ev.tgid, ev.scope_site, ev.scope);
         call.task = ev.task;
-        call.task_desc = descriptor(ev.task_site, ev.task_desc);
+        call.task_desc = descriptor(ev.tgid, ev.task_site, ev.task_desc);
         if (ev.type_addr && call.desc != kNoDescriptor) {
             // A type name known only at run time (Rust): a string in the module's file.
             auto key = std::make_tuple(call.desc, ev.module, ev.type_addr - ev.site, ev.type_len);
             auto it = typed_.find(key);
-            if (it == typed_.end()) {
+            if (it == typed_.end() && typed_.size() >= kMaxCachedDescriptors) {
+                call.desc = unreadable();
+            } else if (it == typed_.end()) {
                 Descriptor d = table_.descriptors()[call.desc];
                 std::size_t len = std::min<std::uint64_t>(ev.type_len, MEMSCOPE_DESC_MAX_STRING);
                 std::string type(len, '\0');
@@ -161,8 +229,10 @@ void TrackerEvents::handle(const ms_event& ev)
                 else
                     ++unreadable_;
                 it = typed_.emplace(key, table_.intern(d)).first;
+                call.desc = it->second;
+            } else {
+                call.desc = it->second;
             }
-            call.desc = it->second;
         }
         table_.on_track(call);
         break;

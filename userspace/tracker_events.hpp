@@ -47,6 +47,8 @@ public:
     bool read(std::uint32_t index, std::uint64_t site, std::uint64_t addr, void* out, std::size_t len) const;
     // A descriptor (header and strings), validated and bounded.
     Descriptor read_descriptor(std::uint32_t index, std::uint64_t site, std::uint64_t addr) const;
+    // Load biases of the modules process `pid` maps now, by module index.
+    std::map<std::uint32_t, std::uint64_t> biases_from_maps(int pid) const;
 
 private:
     std::vector<TrackerModule> modules_;
@@ -68,13 +70,22 @@ public:
     std::set<std::uint32_t> take_loader_changes() { return std::exchange(loader_changed_, {}); }
     std::uint64_t unreadable_descriptors() const { return unreadable_; }
 
-    // A descriptor by its runtime address; kNoDescriptor for 0.
-    std::uint32_t descriptor(std::uint64_t module, std::uint64_t site, std::uint64_t addr);
+    // A descriptor by its runtime address in process `tgid`, passed at a
+    // probe site of `module`; kNoDescriptor for 0, "?" when unreadable.
+    std::uint32_t descriptor(std::uint32_t tgid, std::uint64_t module, std::uint64_t site, std::uint64_t addr);
     // The same, with module and site packed as the BPF side does (MS_SITE_MODULE_SHIFT).
-    std::uint32_t descriptor(std::uint64_t packed_site, std::uint64_t addr);
+    std::uint32_t descriptor(std::uint32_t tgid, std::uint64_t packed_site, std::uint64_t addr);
+
+    // Descriptor addresses come from the target: past this many, new ones
+    // are not read (and count as unreadable).
+    static constexpr std::size_t kMaxCachedDescriptors = 65536;
 
 private:
+    std::uint32_t unreadable();
+
     const TrackerModules& modules_;
+    std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint64_t> biases_; // (tgid, module) -> bias
+    std::set<std::uint32_t> maps_read_;
     VariableTable table_;
     std::map<std::pair<std::uint64_t, std::uint64_t>, std::uint32_t> by_address_; // (module, link-time addr)
     std::map<std::tuple<std::uint32_t, std::uint64_t, std::uint64_t, std::uint64_t>, std::uint32_t> typed_;

@@ -188,7 +188,9 @@ TEST_F(E2E, CApiAttachedWithPid)
     Child t({target("tracked_wait")});
     ASSERT_TRUE(t.wait_for("ready\n", false));
     std::string path = temp_json("c_api");
-    Result tr = run({kBin, "-p", std::to_string(t.pid), "--json", path});
+    // --mode normal: the target's request for fast mode is recorded, not obeyed
+    // (obeyed, it would race with the calls below).
+    Result tr = run({kBin, "-p", std::to_string(t.pid), "--mode", "normal", "--json", path});
     ASSERT_EQ(tr.status, 0) << tr.err;
     ASSERT_EQ(t.finish(), 0) << t.err_text;
     json r = load(path);
@@ -237,6 +239,7 @@ TEST_F(E2E, CApiAttachedWithPid)
     EXPECT_EQ(r["tasks"][0]["alloc_bytes"], 685);
     ASSERT_EQ(r["mode_requests"].size(), 1u);
     EXPECT_EQ(r["mode_requests"][0]["mode"], "fast");
+    EXPECT_TRUE(r["mode_changes"].empty());
     EXPECT_EQ(r["totals"]["track_count"], 13);
 }
 

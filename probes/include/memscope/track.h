@@ -32,7 +32,12 @@
  *
  * Calls in a library loaded with dlopen are seen once the tracer has attached
  * to it, a few milliseconds after the load; memscope_traced() turns nonzero
- * then. Nothing here takes a lock or allocates. */
+ * then. Nothing here takes a lock or allocates.
+ *
+ * The tracer finds the entry points through a non-allocated ELF note that
+ * GNU strip and objcopy keep; llvm-strip drops it unless told
+ * --keep-section=.note.memscope. Strings longer than 65535 bytes are not
+ * recorded (the tracer keeps at most 4096 bytes of each anyway). */
 #ifndef MEMSCOPE_TRACK_H
 #define MEMSCOPE_TRACK_H
 
@@ -56,7 +61,8 @@
  * The semaphore starts a page: lld lets the first page of .data share its
  * file page with the RELRO segment, and the kernel would then raise the
  * counter through the RELRO mapping, not the one the program reads. */
-__asm__(".pushsection .text.__memscope_probe_v1,\"axG\",@progbits,__memscope_probe_v1,comdat\n"
+__asm__(".ifndef __memscope_probe_v1\n" /* GCC -flto joins every unit's asm into one file */
+        ".pushsection .text.__memscope_probe_v1,\"axG\",@progbits,__memscope_probe_v1,comdat\n"
         ".weak __memscope_probe_v1\n"
         ".hidden __memscope_probe_v1\n"
         ".type __memscope_probe_v1,@function\n"
@@ -90,7 +96,8 @@ __asm__(".pushsection .text.__memscope_probe_v1,\"axG\",@progbits,__memscope_pro
         ".8byte __memscope_probe_v1\n"
         ".8byte __memscope_semaphore_v1\n"
         ".4byte 1, 0\n" /* MEMSCOPE_PROBE_ABI_VERSION, reserved */
-        ".popsection\n");
+        ".popsection\n"
+        ".endif\n");
 #endif
 
 #ifdef __cplusplus
@@ -153,7 +160,8 @@ static inline void memscope_request_mode(int mode)
 {
     MEMSCOPE__CALL(0, mode, (const void*)0, MEMSCOPE_OP_REQUEST_MODE);
 }
-/* A fresh task id, unique in the process. */
+/* A fresh task id, unique in this module (executable or library); tasks of
+ * several modules are told apart by their names and modules. */
 static inline uint64_t memscope_new_task_id(void)
 {
 #if MEMSCOPE__ENABLED
@@ -169,7 +177,9 @@ static inline uint64_t memscope_new_task_id(void)
 
 #define MEMSCOPE__CAT2(a, b) a##b
 #define MEMSCOPE__CAT(a, b) MEMSCOPE__CAT2(a, b)
-#define MEMSCOPE__UNIQUE(prefix) MEMSCOPE__CAT(prefix, __LINE__)
+/* Names unique per expansion: MEMSCOPE_SCOPE and MEMSCOPE_TASK take
+ * __COUNTER__ once and pass it down, so two on one line do not clash. */
+#define MEMSCOPE__ID(prefix, n) MEMSCOPE__CAT(prefix, n)
 
 #ifndef __cplusplus
 /* ---- C ------------------------------------------------------------------ */
@@ -212,16 +222,18 @@ static inline void memscope__task_cleanup(const uint64_t* id)
 }
 
 /* Until the end of the enclosing block (cleanup attribute). */
-#define MEMSCOPE_SCOPE(name)                                                                        \
-    MEMSCOPE__C_DESC(MEMSCOPE__UNIQUE(memscope__sd), MEMSCOPE_DESC_SCOPE, name, "");                \
-    const void* MEMSCOPE__UNIQUE(memscope__sp)                                                      \
-        __attribute__((cleanup(memscope__scope_cleanup))) = &MEMSCOPE__UNIQUE(memscope__sd);        \
-    memscope_scope_enter(MEMSCOPE__UNIQUE(memscope__sp))
+#define MEMSCOPE_SCOPE(name) MEMSCOPE__SCOPE(name, __COUNTER__)
+#define MEMSCOPE__SCOPE(name, n)                                                                    \
+    MEMSCOPE__C_DESC(MEMSCOPE__ID(memscope__sd, n), MEMSCOPE_DESC_SCOPE, name, "");                 \
+    const void* MEMSCOPE__ID(memscope__sp, n)                                                       \
+        __attribute__((cleanup(memscope__scope_cleanup))) = &MEMSCOPE__ID(memscope__sd, n);         \
+    memscope_scope_enter(MEMSCOPE__ID(memscope__sp, n))
 
-#define MEMSCOPE_TASK_ID(name, id)                                                                  \
-    MEMSCOPE__C_DESC(MEMSCOPE__UNIQUE(memscope__td), MEMSCOPE_DESC_TASK, name, "");                 \
-    uint64_t MEMSCOPE__UNIQUE(memscope__tid) __attribute__((cleanup(memscope__task_cleanup))) = (id); \
-    memscope_task_enter(MEMSCOPE__UNIQUE(memscope__tid), &MEMSCOPE__UNIQUE(memscope__td))
+#define MEMSCOPE_TASK_ID(name, id) MEMSCOPE__TASK_ID(name, id, __COUNTER__)
+#define MEMSCOPE__TASK_ID(name, id, n)                                                              \
+    MEMSCOPE__C_DESC(MEMSCOPE__ID(memscope__td, n), MEMSCOPE_DESC_TASK, name, "");                  \
+    uint64_t MEMSCOPE__ID(memscope__tid, n) __attribute__((cleanup(memscope__task_cleanup))) = (id); \
+    memscope_task_enter(MEMSCOPE__ID(memscope__tid, n), &MEMSCOPE__ID(memscope__td, n))
 
 #define MEMSCOPE_TASK(name) MEMSCOPE_TASK_ID(name, memscope_new_task_id())
 
@@ -343,6 +355,12 @@ struct heap_block_of<std::vector<T, A>> {
     }
 };
 
+// Packed bits have no data(): the object itself.
+template <class A>
+struct heap_block_of<std::vector<bool, A>> {
+    static block get(const std::vector<bool, A>& v) { return {nullptr, sizeof v}; }
+};
+
 template <class C, class Tr, class A>
 struct heap_block_of<std::basic_string<C, Tr, A>> {
     static block get(const std::basic_string<C, Tr, A>& s)
@@ -359,15 +377,19 @@ template <class T, class D>
 struct heap_block_of<std::unique_ptr<T, D>> {
     static block get(const std::unique_ptr<T, D>& p)
     {
+        // The tracer takes the size from the allocation. (An array of a type
+        // with a destructor starts after new[]'s count: not a block start,
+        // so it is recorded without a block.)
         if constexpr (std::is_array_v<T>)
-            return {p.get(), 0}; // the tracer takes the size from the allocation
+            return {p.get(), 0};
         else
             return p ? block{p.get(), sizeof(T)} : block{nullptr, sizeof p};
     }
 };
 
 // A shared_ptr owns its control block (which holds the object too when made
-// by make_shared). libstdc++ and libc++ both lay a shared_ptr out as
+// by make_shared; made from `new T`, the object is a block of its own, not
+// this one). libstdc++ and libc++ both lay a shared_ptr out as
 // {object pointer, control block pointer}.
 template <class T>
 struct heap_block_of<std::shared_ptr<T>> {
@@ -429,13 +451,15 @@ private:
         memscope_track(static_cast<const void*>(ptr), (size), &memscope__d);                        \
     } while (0)
 
-#define MEMSCOPE_SCOPE(name)                                                                        \
-    MEMSCOPE__CXX_DESC(MEMSCOPE__UNIQUE(memscope__sd), MEMSCOPE_DESC_SCOPE, ::memscope::detail::no_type, name); \
-    ::memscope::scope_guard MEMSCOPE__UNIQUE(memscope__sg)(&MEMSCOPE__UNIQUE(memscope__sd))
+#define MEMSCOPE_SCOPE(name) MEMSCOPE__SCOPE(name, __COUNTER__)
+#define MEMSCOPE__SCOPE(name, n)                                                                    \
+    MEMSCOPE__CXX_DESC(MEMSCOPE__ID(memscope__sd, n), MEMSCOPE_DESC_SCOPE, ::memscope::detail::no_type, name); \
+    ::memscope::scope_guard MEMSCOPE__ID(memscope__sg, n)(&MEMSCOPE__ID(memscope__sd, n))
 
-#define MEMSCOPE_TASK_ID(name, id)                                                                  \
-    MEMSCOPE__CXX_DESC(MEMSCOPE__UNIQUE(memscope__td), MEMSCOPE_DESC_TASK, ::memscope::detail::no_type, name); \
-    ::memscope::task_guard MEMSCOPE__UNIQUE(memscope__tg)((id), &MEMSCOPE__UNIQUE(memscope__td))
+#define MEMSCOPE_TASK_ID(name, id) MEMSCOPE__TASK_ID(name, id, __COUNTER__)
+#define MEMSCOPE__TASK_ID(name, id, n)                                                              \
+    MEMSCOPE__CXX_DESC(MEMSCOPE__ID(memscope__td, n), MEMSCOPE_DESC_TASK, ::memscope::detail::no_type, name); \
+    ::memscope::task_guard MEMSCOPE__ID(memscope__tg, n)((id), &MEMSCOPE__ID(memscope__td, n))
 
 #define MEMSCOPE_TASK(name) MEMSCOPE_TASK_ID(name, memscope_new_task_id())
 

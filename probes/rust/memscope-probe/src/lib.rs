@@ -102,7 +102,9 @@ mod site {
     #[inline(always)]
     pub fn call(a: usize, b: usize, desc: *const u8, op: u32, ty: &'static str) {
         if traced() {
-            unsafe { __memscope_probe_v1(a, b, desc, op, ty.as_ptr(), ty.len()) }
+            // r8 = 0 keeps the descriptor's type (an empty str's pointer is not null).
+            let ty_ptr = if ty.is_empty() { core::ptr::null() } else { ty.as_ptr() };
+            unsafe { __memscope_probe_v1(a, b, desc, op, ty_ptr, ty.len()) }
         }
     }
 
@@ -265,7 +267,8 @@ pub fn request_mode(mode: i32) {
     call(0, mode as usize, core::ptr::null(), OP_REQUEST_MODE, "");
 }
 
-/// A fresh task id, unique in the process.
+/// A fresh task id, unique in this module (executable or library): tasks of
+/// several modules are told apart by their names and modules.
 pub fn new_task_id() -> u64 {
     site::new_task_id()
 }

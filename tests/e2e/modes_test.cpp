@@ -1,0 +1,268 @@
+// End-to-end tests of modes: switched live through the control socket, by
+// the target's environment and requests, and by auto under a budget.
+#include "harness.hpp"
+
+#include <set>
+
+using namespace e2e;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+const int kPairs = 3000; // tests/targets/phases.c, per worker per phase
+
+std::uint64_t phase_bytes(int phase, int worker)
+{
+    std::uint64_t bytes = 0;
+    for (int i = 0; i < kPairs; ++i)
+        bytes += 16 + static_cast<std::uint64_t>((phase * 7 + worker + i) % 64);
+    return bytes;
+}
+
+json ctl(int tracer_pid, const std::string& request)
+{
+    std::vector<std::string> argv{kBin, "ctl", "--pid", std::to_string(tracer_pid)};
+    std::istringstream words(request);
+    for (std::string w; words >> w;)
+        argv.push_back(w);
+    Result r = run(argv);
+    EXPECT_EQ(r.status, 0) << request << ": " << r.out << r.err;
+    json j = json::parse(r.out, nullptr, false);
+    EXPECT_TRUE(j.is_object()) << r.out;
+    return j;
+}
+
+// Names of BPF programs attached through perf_event links (uprobes) now.
+std::set<std::string> attached_uprobe_programs()
+{
+    Result links = run({BPFTOOL, "-j", "link", "show"});
+    Result progs = run({BPFTOOL, "-j", "prog", "show"});
+    std::map<std::uint64_t, std::string> names;
+    for (const auto& p : json::parse(progs.out))
+        if (p.contains("name"))
+            names[p["id"].get<std::uint64_t>()] = p["name"];
+    std::set<std::string> out;
+    for (const auto& l : json::parse(links.out))
+        if (l["type"] == "perf_event")
+            out.insert(names[l["prog_id"].get<std::uint64_t>()]);
+    return out;
+}
+
+bool ours(const std::set<std::string>& programs)
+{
+    for (const char* p : {"malloc_entry", "free_entry", "alloc_return", "tracker_entry", "loader_changed"})
+        if (programs.count(p))
+            return true;
+    return false;
+}
+
+std::string untraced_output(const std::string& input)
+{
+    Result r = run({target("phases"), "3"}, input);
+    EXPECT_EQ(r.status, 0);
+    return r.out;
+}
+
+} // namespace
+
+TEST_F(E2E, LiveSwitchNormalFastAsyncOffNormal)
+{
+    const int workers = 3;
+    std::string path = temp_json("live_switch");
+    Child tracer({kBin, "run", "--json", path, "--", target("phases"), std::to_string(workers)});
+    ASSERT_TRUE(tracer.wait_for("ready\n", false));
+    json status = ctl(tracer.pid, "status");
+    EXPECT_EQ(status["mode"], "normal");
+    EXPECT_EQ(status["probes_attached"], true);
+    EXPECT_TRUE(status.contains("event_rate"));
+    EXPECT_TRUE(status["estimated_overhead_pct"].is_number()) << status.dump();
+
+    auto phase = [&](int k) {
+        tracer.write_stdin("phase " + std::to_string(k) + "\n");
+        ASSERT_TRUE(tracer.wait_for("done " + std::to_string(k) + " ", false)) << tracer.err_text;
+    };
+    phase(1);
+    EXPECT_EQ(ctl(tracer.pid, "mode fast")["mode"], "fast");
+    phase(2);
+    EXPECT_EQ(ctl(tracer.pid, "mode async")["mode"], "async");
+    phase(3);
+    EXPECT_TRUE(ours(attached_uprobe_programs()));
+    EXPECT_EQ(ctl(tracer.pid, "mode off")["mode"], "off");
+    EXPECT_FALSE(ours(attached_uprobe_programs())) << "a probe of ours is still attached while off";
+    EXPECT_EQ(ctl(tracer.pid, "status")["probes_attached"], false);
+    phase(4);
+    EXPECT_EQ(ctl(tracer.pid, "mode normal")["mode"], "normal");
+    EXPECT_TRUE(ours(attached_uprobe_programs()));
+    phase(5);
+    tracer.write_stdin("exit\n");
+    ASSERT_EQ(tracer.finish(), 0) << tracer.err_text;
+
+    // The target saw nothing: the same output as untraced.
+    EXPECT_EQ(tracer.out_text, untraced_output("phase 1\nphase 2\nphase 3\nphase 4\nphase 5\nexit\n"));
+
+    json r = load(path);
+    ASSERT_EQ(r["mode_changes"].size(), 4u) << r["mode_changes"].dump();
+    const char* to[] = {"fast", "async", "off", "normal"};
+    for (int i = 0; i < 4; ++i) {
+        EXPECT_EQ(r["mode_changes"][i]["to"], to[i]);
+        EXPECT_EQ(r["mode_changes"][i]["reason"], "ctl");
+    }
+    EXPECT_EQ(r["mode"], "normal");
+    EXPECT_FALSE(r["totals"]["live_bytes_exact"].get<bool>());
+    EXPECT_FALSE(r["totals"]["free_bytes_exact"].get<bool>());
+
+    // Counted exactly in normal, fast and async; nothing while off; no
+    // block crossed a switch, so nothing is left over or unknown.
+    for (int w = 0; w < workers; ++w) {
+        const json* t = thread_named(r, "phase-w" + std::to_string(w));
+        ASSERT_NE(t, nullptr);
+        std::uint64_t counted = phase_bytes(1, w) + phase_bytes(2, w) + phase_bytes(3, w) + phase_bytes(5, w);
+        std::uint64_t sized = phase_bytes(1, w) + phase_bytes(2, w) + phase_bytes(5, w);
+        EXPECT_EQ((*t)["alloc_count"], 4 * kPairs) << t->dump();
+        EXPECT_EQ((*t)["alloc_bytes"], counted);
+        EXPECT_EQ((*t)["free_count"], 4 * kPairs);
+        EXPECT_EQ((*t)["free_bytes"], sized); // async frees have no size
+        EXPECT_EQ((*t)["live_count"], 0);
+        EXPECT_EQ((*t)["unmatched_free_count"], 0);
+        EXPECT_EQ((*t)["untracked_free_count"], 0);
+    }
+    // No record left behind in the tracer's table but the live blocks.
+    EXPECT_EQ(r["allocation_records"], r["totals"]["live_count"]);
+    EXPECT_EQ(r["dropped"]["events"], 0) << r["dropped"].dump();
+}
+
+TEST_F(E2E, AutoStepsDownUnderLoadAndBackUp)
+{
+    std::string path = temp_json("auto");
+    auto t0 = std::chrono::steady_clock::now();
+    Child tracer({kBin, "run", "--mode", "auto", "--overhead-budget", "0.5", "--json", path, "--",
+                  target("phases"), "2"});
+    ASSERT_TRUE(tracer.wait_for("ready\n", false));
+    // Idle first: auto stays in normal.
+    std::this_thread::sleep_for(1500ms);
+    double load_at = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    tracer.write_stdin("load 3\n");
+    ASSERT_TRUE(tracer.wait_for("done load\n", false));
+    double idle_at = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::this_thread::sleep_for(3000ms);
+    tracer.write_stdin("exit\n");
+    ASSERT_EQ(tracer.finish(), 0) << tracer.err_text;
+
+    json r = load(path);
+    EXPECT_EQ(r["mode_source"], "--mode auto");
+    const json& changes = r["mode_changes"];
+    ASSERT_GE(changes.size(), 4u) << changes.dump();
+    // Down to async within 2 s of the load, never off, back to normal once idle.
+    double async_at = -1, normal_again_at = -1;
+    for (const auto& c : changes) {
+        EXPECT_NE(c["to"], "off");
+        EXPECT_EQ(c["reason"].get<std::string>().rfind("auto: ", 0), 0u) << c.dump();
+        if (c["to"] == "async" && async_at < 0)
+            async_at = c["t_s"];
+        if (c["to"] == "normal" && async_at >= 0)
+            normal_again_at = c["t_s"];
+    }
+    ASSERT_GE(async_at, 0) << changes.dump();
+    EXPECT_LT(async_at - load_at, 2.0) << changes.dump() << " load at " << load_at;
+    ASSERT_GE(normal_again_at, 0) << changes.dump();
+    EXPECT_GT(normal_again_at, idle_at - 0.6);
+    EXPECT_EQ(r["mode"], "normal");
+}
+
+TEST_F(E2E, EnvironmentModesForRunAndPid)
+{
+    // run: the command's environment is ours.
+    {
+        std::string path = temp_json("env_run");
+        setenv("MEMSCOPE_TEST_MODE", "1", 1);
+        Result r = run({kBin, "run", "--json", path, "--", target("phases"), "1"}, "phase 1\nexit\n");
+        unsetenv("MEMSCOPE_TEST_MODE");
+        ASSERT_EQ(r.status, 0) << r.err;
+        json j = load(path);
+        EXPECT_EQ(j["mode"], "fast");
+        EXPECT_EQ(j["mode_source"], "environment MEMSCOPE_TEST_MODE=1");
+        EXPECT_TRUE(j["mode_changes"].empty());
+        EXPECT_TRUE(j["totals"]["live_bytes_exact"].get<bool>());
+    }
+    // -p: the environment the target was started with.
+    {
+        setenv("MEMSCOPE_DISABLE_GLOBAL", "1", 1);
+        Child t({target("phases"), "1"});
+        unsetenv("MEMSCOPE_DISABLE_GLOBAL");
+        ASSERT_TRUE(t.wait_for("ready\n", false));
+        std::string path = temp_json("env_pid");
+        Child tracer({kBin, "-p", std::to_string(t.pid), "--json", path});
+        ASSERT_TRUE(tracer.wait_for("mode async", true)) << tracer.err_text;
+        t.write_stdin("phase 1\nexit\n");
+        ASSERT_EQ(t.finish(), 0);
+        ASSERT_EQ(tracer.finish(), 0) << tracer.err_text;
+        json j = load(path);
+        EXPECT_EQ(j["mode"], "async");
+        EXPECT_EQ(j["mode_source"], "environment MEMSCOPE_DISABLE_GLOBAL=1");
+        const json* w = thread_named(j, "phase-w0");
+        ASSERT_NE(w, nullptr);
+        EXPECT_EQ((*w)["alloc_count"], kPairs);
+        EXPECT_EQ((*w)["alloc_bytes"], phase_bytes(1, 0));
+        EXPECT_EQ((*w)["free_count"], kPairs);
+        EXPECT_EQ((*w)["free_bytes"], 0);
+        EXPECT_EQ(j["allocation_records"], 0); // async keeps no records
+    }
+    // An explicit --mode wins over the environment.
+    {
+        std::string path = temp_json("env_explicit");
+        setenv("MEMSCOPE_ASYNC_MODE", "1", 1);
+        Result r = run({kBin, "run", "--mode", "normal", "--json", path, "--", target("phases"), "1"}, "exit\n");
+        unsetenv("MEMSCOPE_ASYNC_MODE");
+        ASSERT_EQ(r.status, 0) << r.err;
+        json j = load(path);
+        EXPECT_EQ(j["mode"], "normal");
+        EXPECT_EQ(j["mode_source"], "--mode");
+    }
+}
+
+TEST_F(E2E, TargetRequestIsHonouredUnlessModeIsExplicit)
+{
+    for (bool explicit_mode : {false, true}) {
+        std::string path = temp_json(explicit_mode ? "request_explicit" : "request");
+        std::vector<std::string> argv{kBin, "run", "--json", path};
+        if (explicit_mode) {
+            argv.push_back("--mode");
+            argv.push_back("normal");
+        }
+        for (const char* a : {"--", "", "2"})
+            argv.push_back(a);
+        argv[argv.size() - 2] = target("phases");
+        Child tracer(argv);
+        ASSERT_TRUE(tracer.wait_for("ready\n", false));
+        tracer.write_stdin("request 1\n"); // MEMSCOPE_MODE_FAST
+        ASSERT_TRUE(tracer.wait_for("requested\n", false));
+        std::this_thread::sleep_for(500ms);
+        tracer.write_stdin("phase 1\nexit\n");
+        ASSERT_EQ(tracer.finish(), 0) << tracer.err_text;
+        json j = load(path);
+        ASSERT_EQ(j["mode_requests"].size(), 1u);
+        EXPECT_EQ(j["mode_requests"][0]["mode"], "fast");
+        if (explicit_mode) {
+            EXPECT_EQ(j["mode"], "normal");
+            EXPECT_TRUE(j["mode_changes"].empty());
+        } else {
+            EXPECT_EQ(j["mode"], "fast");
+            ASSERT_EQ(j["mode_changes"].size(), 1u);
+            EXPECT_EQ(j["mode_changes"][0]["reason"].get<std::string>().rfind("target request", 0), 0u);
+        }
+    }
+}
+
+TEST_F(E2E, CtlRejectsBadInputInOneLine)
+{
+    Result r = run({kBin, "ctl", "--pid", "999999", "status"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("no memscope-trace listening"), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1);
+    r = run({kBin, "ctl", "--pid", "1", "mode", "turbo"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("normal, fast, async, off"), std::string::npos) << r.err;
+    r = run({kBin, "run", "--mode", "turbo", "--", "/bin/true"});
+    EXPECT_EQ(r.status, 2);
+}
