@@ -300,6 +300,9 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
 	struct ms_inflight *st;
 	__u64 sp = PT_REGS_SP(ctx);
 
+	if (mode == MS_MODE_OFF)
+		return 0;
+
 	st = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st) {
 		count_drop(MS_DROP_NO_TASK_STORAGE);
@@ -518,7 +521,7 @@ int BPF_KPROBE(free_entry, __u64 ptr)
 	struct ms_thread_key me;
 	struct ms_alloc_rec rec;
 
-	if (!ptr)
+	if (!ptr || mode == MS_MODE_OFF)
 		return 0;
 	st = bpf_task_storage_get(&inflight, task, 0, 0);
 	if (st && st->entry_sp && PT_REGS_SP(ctx) <= st->entry_sp)
@@ -600,6 +603,8 @@ int tracker_entry(struct pt_regs *ctx)
 	struct ms_inflight *st;
 	struct ms_event *ev;
 
+	if (mode == MS_MODE_OFF)
+		return 0;
 	st = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st) {
 		count_drop(MS_DROP_NO_TASK_STORAGE);

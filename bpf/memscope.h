@@ -120,6 +120,9 @@ enum ms_mode {
 	MS_MODE_NORMAL = MEMSCOPE_MODE_NORMAL, /* records, live bytes, variable stream */
 	MS_MODE_FAST = MEMSCOPE_MODE_FAST,     /* records, live bytes, variables by name */
 	MS_MODE_ASYNC = MEMSCOPE_MODE_ASYNC,   /* per-thread counters only */
+	/* Going off: new calls are not seen, calls in flight still return
+	 * through their probes before they are detached. */
+	MS_MODE_OFF = MEMSCOPE_MODE_OFF,
 };
 
 /* Variables named in fast mode, counted by descriptor. */

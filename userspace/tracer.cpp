@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <unistd.h>
 #include <cstring>
 #include <map>
 
@@ -273,6 +274,10 @@ void Tracer::detach_probes()
 {
     skel_->bss->gap_seen = 1;
     off_ = true;
+    // New calls go unseen from now; calls in flight (entered in the previous
+    // mode) finish through their return probes before those go.
+    __atomic_store_n(&skel_->bss->mode, static_cast<__u32>(MS_MODE_OFF), __ATOMIC_SEQ_CST);
+    usleep(20 * 1000);
     for (auto* l : links_)
         bpf_link__destroy(l);
     links_.clear();

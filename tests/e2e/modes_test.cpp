@@ -266,3 +266,67 @@ TEST_F(E2E, CtlRejectsBadInputInOneLine)
     r = run({kBin, "run", "--mode", "turbo", "--", "/bin/true"});
     EXPECT_EQ(r.status, 2);
 }
+
+TEST_F(E2E, BlocksAllocatedInAsyncFreedLaterHaveTheirOwnCounter)
+{
+    std::string path = temp_json("async_blocks");
+    Child tracer({kBin, "run", "--json", path, "--", target("phases"), "1"});
+    ASSERT_TRUE(tracer.wait_for("ready\n", false));
+    tracer.write_stdin("keep 10\n");
+    ASSERT_TRUE(tracer.wait_for("kept 10\n", false));
+    tracer.write_stdin("release\n");
+    ASSERT_TRUE(tracer.wait_for("released\n", false));
+    ctl(tracer.pid, "mode async");
+    tracer.write_stdin("keep 50\n");
+    ASSERT_TRUE(tracer.wait_for("kept 50\n", false));
+    ctl(tracer.pid, "mode normal");
+    tracer.write_stdin("release\nexit\n");
+    ASSERT_EQ(tracer.finish(), 0) << tracer.err_text;
+    json r = load(path);
+    const json* main_thread = nullptr;
+    for (const auto& t : r["threads"])
+        if (t["tid"] == r["target"]["pid"])
+            main_thread = &t;
+    ASSERT_NE(main_thread, nullptr);
+    // The 50 blocks allocated in async and freed in normal are not unmatched.
+    EXPECT_EQ((*main_thread)["untracked_free_count"], 50) << main_thread->dump();
+    EXPECT_EQ((*main_thread)["unmatched_free_count"], 0);
+    EXPECT_FALSE(r["totals"]["live_bytes_exact"].get<bool>());
+    bool warned = false;
+    for (const auto& w : r["warnings"])
+        warned |= w.get<std::string>().find("live bytes are not exact") != std::string::npos;
+    EXPECT_TRUE(warned) << r["warnings"].dump();
+}
+
+TEST_F(E2E, Sigusr1WritesASnapshotAndTracingGoesOn)
+{
+    std::string path = temp_json("sigusr1");
+    Child tracer({kBin, "run", "--json", path, "--", target("phases"), "2"});
+    ASSERT_TRUE(tracer.wait_for("ready\n", false));
+    tracer.write_stdin("phase 1\n");
+    ASSERT_TRUE(tracer.wait_for("done 1 ", false));
+    kill(tracer.pid, SIGUSR1);
+    ASSERT_TRUE(tracer.wait_for("memscope-trace: pid", true)) << tracer.err_text;
+    // The snapshot is a whole report, on disk while the target still runs.
+    json snap;
+    for (int i = 0; i < 100 && snap.is_null(); ++i) {
+        std::ifstream in(path);
+        if (in.good())
+            snap = json::parse(in, nullptr, false);
+        if (snap.is_discarded())
+            snap = nullptr;
+        std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_TRUE(snap.is_object());
+    EXPECT_TRUE(snap["target"]["exit_code"].is_null()); // still running
+    const json* w0 = thread_named(snap, "phase-w0");
+    ASSERT_NE(w0, nullptr);
+    EXPECT_EQ((*w0)["alloc_count"], kPairs);
+    tracer.write_stdin("phase 2\nexit\n");
+    ASSERT_EQ(tracer.finish(), 0) << tracer.err_text;
+    json r = load(path);
+    EXPECT_EQ(r["target"]["exit_code"], 0);
+    w0 = thread_named(r, "phase-w0");
+    ASSERT_NE(w0, nullptr);
+    EXPECT_EQ((*w0)["alloc_count"], 2 * kPairs);
+}

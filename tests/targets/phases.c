@@ -3,6 +3,8 @@
  *               within the phase), then "done K <checksum>" is printed
  *   load S      every worker allocates and frees for S seconds: "done load"
  *   request M   asks the tracer for mode M (0 normal .. 3 off): "requested"
+ *   keep N      the main thread allocates N blocks of 100 bytes: "kept N"
+ *   release     ...and frees them: "released"
  *   exit        prints "bye <checksum>" and exits
  * The checksum depends only on the work, never on timing or tracing.
  * Usage: phases THREADS   (workers are named "phase-w0", "phase-w1", ...) */
@@ -73,6 +75,8 @@ int main(int argc, char** argv)
     printf("ready\n");
     fflush(stdout);
     char line[64];
+    void* kept[1000];
+    long nkept = 0;
     while (fgets(line, sizeof line, stdin)) {
         long k = 0;
         if (sscanf(line, "phase %ld", &k) == 1) {
@@ -84,6 +88,18 @@ int main(int argc, char** argv)
         } else if (sscanf(line, "request %ld", &k) == 1) {
             memscope_request_mode((int)k);
             printf("requested\n");
+            fflush(stdout);
+            continue;
+        } else if (sscanf(line, "keep %ld", &k) == 1 && k > 0 && k <= 1000) {
+            for (nkept = 0; nkept < k; ++nkept)
+                kept[nkept] = malloc(100);
+            printf("kept %ld\n", k);
+            fflush(stdout);
+            continue;
+        } else if (strncmp(line, "release", 7) == 0) {
+            while (nkept > 0)
+                free(kept[--nkept]);
+            printf("released\n");
             fflush(stdout);
             continue;
         } else if (strncmp(line, "exit", 4) == 0) {
