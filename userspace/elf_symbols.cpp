@@ -166,6 +166,7 @@ ElfScan scan_elf(const std::string& path)
             s.kind = f->kind;
             s.vaddr = sym.st_value;
             s.file_offset = sym.st_value - tsh.sh_addr + tsh.sh_offset;
+            s.size = sym.st_size;
             found.emplace(s.name, s);
         }
     }

@@ -14,7 +14,8 @@ struct AllocatorSymbol {
     std::string name;
     ms_alloc_kind kind;
     std::uint64_t vaddr = 0;
-    std::uint64_t file_offset = 0; // what a uprobe is attached at
+    std::uint64_t file_offset = 0; // of the entry
+    std::uint64_t size = 0;        // st_size: the function's length
 };
 
 struct LoadSegment {

@@ -9,7 +9,10 @@
 #include <cstring>
 #include <map>
 
+#include <fcntl.h>
+
 #include "memscope.skel.h"
+#include "probe_sites.hpp"
 #include "proc.hpp"
 
 namespace memscope {
@@ -138,7 +141,8 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
         return false;
     }
     links_.push_back(link);
-    sites_.push_back({path, "__memscope_probe_v1", note.site_offset, false});
+    sites_.push_back({path, "__memscope_probe_v1", note.site_offset, false, 0, "nop",
+                      site_cost_name(SiteCost::nop5_rewritten), "tracker entry point"});
     return true;
 }
 
@@ -175,12 +179,34 @@ bpf_link* Tracer::attach(const AttachSpec& spec)
     return bpf_program__attach_uprobe_opts(spec.prog, spec.pid, spec.path.c_str(), spec.offset, &opts);
 }
 
+// The cheapest correct site of a function, from its own bytes in the file.
+static ProbeSite site_of(const std::string& path, const AllocatorSymbol& sym)
+{
+    std::vector<std::uint8_t> code(std::min<std::uint64_t>(sym.size ? sym.size : 16, 1 << 16));
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? pread(fd, code.data(), code.size(), static_cast<off_t>(sym.file_offset)) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return {};
+    code.resize(static_cast<size_t>(n));
+    // Without a size only the entry instruction is known: it stays the site.
+    if (!sym.size)
+        code.resize(std::min<size_t>(code.size(), 15));
+    ProbeSite site = choose_probe_site(sym.kind, code.data(), code.size(), sym.vaddr);
+    if (!sym.size)
+        site.offset = 0;
+    return site;
+}
+
 int Tracer::attach_allocator(int pid, const std::string& path,
                              const std::vector<AllocatorSymbol>& symbols, std::string& error)
 {
     int probed = 0;
     for (const auto& sym : unique_by_address(symbols)) {
-        AttachSpec spec{entry_program(skel_, sym.kind), pid, path, sym.file_offset, false, 0, 0};
+        ProbeSite site = site_of(path, sym);
+        const std::uint64_t at = sym.file_offset + site.offset;
+        AttachSpec spec{entry_program(skel_, sym.kind), pid, path, at, false, 0, 0};
         bpf_link* entry = attach(spec);
         if (!entry) {
             error = "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
@@ -188,9 +214,11 @@ int Tracer::attach_allocator(int pid, const std::string& path,
         }
         links_.push_back(entry);
         specs_.push_back(spec);
-        sites_.push_back({path, sym.name, sym.file_offset, false});
+        sites_.push_back({path, sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
+                          site.reason});
         if (needs_return_probe(sym.kind)) {
-            AttachSpec ret_spec{skel_->progs.alloc_return, pid, path, sym.file_offset, true, 0, 0};
+            // The site never moves past a change of rsp: [rsp] is still the return address.
+            AttachSpec ret_spec{skel_->progs.alloc_return, pid, path, at, true, 0, 0};
             bpf_link* ret = attach(ret_spec);
             if (!ret) {
                 error = "cannot attach a return probe to " + sym.name + " in " + path + ": " +
@@ -199,7 +227,8 @@ int Tracer::attach_allocator(int pid, const std::string& path,
             }
             links_.push_back(ret);
             specs_.push_back(ret_spec);
-            sites_.push_back({path, sym.name, sym.file_offset, true});
+            sites_.push_back({path, sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
+                              site.reason});
         }
         probed += is_allocator(sym.kind);
     }
@@ -213,7 +242,8 @@ std::string Tracer::attach_allocator_temporary(int pid, const std::string& path,
     for (const auto& sym : unique_by_address(symbols)) {
         if (!is_allocator(sym.kind))
             continue;
-        AttachSpec spec{entry_program(skel_, sym.kind), pid, path, sym.file_offset, false, 0, 0};
+        AttachSpec spec{entry_program(skel_, sym.kind), pid, path, sym.file_offset + site_of(path, sym).offset,
+                        false, 0, 0};
         bpf_link* l = attach(spec);
         if (!l)
             return "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);

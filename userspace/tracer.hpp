@@ -28,8 +28,12 @@ struct TracerOptions {
 struct AttachedSite {
     std::string path;
     std::string symbol;
-    std::uint64_t file_offset = 0;
+    std::uint64_t file_offset = 0; // where the probe is: entry + site offset
     bool return_probe = false;
+    std::uint64_t site_offset = 0; // from the function's entry
+    std::string instruction;       // at the site
+    std::string cost;              // how the kernel handles a hit there
+    std::string reason;
 };
 
 // Variables counted by name in fast mode (descriptor unresolved).
