@@ -30,6 +30,9 @@ struct ms_thread_key {
 	__u64 start_ns;
 };
 
+/* Threads get a slot in the thread tables (arrays, so a lookup is an index)
+ * at their first event; thread_slots names the thread of each slot. */
+
 /* Per-thread counters, per CPU: only the calling thread writes its own entry,
  * userspace sums the CPUs. */
 struct ms_thread_counters {
@@ -68,10 +71,9 @@ struct ms_alloc_key {
 
 struct ms_alloc_rec {
 	__u64 size;
-	__u64 alloc_ns;
-	struct ms_thread_key owner;
+	__u64 alloc_ns;   /* 0 in fast mode: no clock read */
+	__u32 owner_slot; /* the allocating thread's slot in the thread tables */
 	__u32 flags;
-	__u32 pad;
 };
 
 /* Which allocator entry point a probe watches; the argument layout follows. */

@@ -46,6 +46,7 @@ struct Options {
     std::uint32_t max_threads = MS_DEFAULT_MAX_THREADS;
     std::size_t max_variables = kDefaultMaxVariables;
     int nice = -19;
+    bool bench_floor = false, bench_tracker_on_ret = false;
     std::string mode; // empty: not given
     bool auto_mode = false;
     double overhead_budget = 5.0;
@@ -330,6 +331,12 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     Report report = make_report(snap, traced.target, elapsed(), sampled_peak);
     session.describe_modes(report);
     report.allocation_records = tracer.allocation_records(traced.pid);
+    rusage self{};
+    getrusage(RUSAGE_SELF, &self);
+    report.tracer.cpu_user_s = static_cast<double>(self.ru_utime.tv_sec) + self.ru_utime.tv_usec / 1e6;
+    report.tracer.cpu_sys_s = static_cast<double>(self.ru_stime.tv_sec) + self.ru_stime.tv_usec / 1e6;
+    report.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
+    report.tracer.bpf_map_bytes = tracer.map_bytes();
     add_tracked(report, session.tracked(snap, true));
     return report;
 }
@@ -400,7 +407,7 @@ int run_attach(const Options& opt)
         return fail("memscope-trace cannot trace itself");
 
     std::string err;
-    auto tracer = Tracer::open({opt.max_threads, opt.max_allocations}, err);
+    auto tracer = Tracer::open({opt.max_threads, opt.max_allocations, opt.bench_floor, opt.bench_tracker_on_ret}, err);
     if (!tracer)
         return fail(err);
     if (!tracer->add_target(opt.pid, err))
@@ -457,7 +464,7 @@ int run_command(const Options& opt)
     if (objects.empty())
         return fail("cannot run " + escape_for_terminal(exe) + ": " + err, 126);
 
-    auto tracer = Tracer::open({opt.max_threads, opt.max_allocations}, err);
+    auto tracer = Tracer::open({opt.max_threads, opt.max_allocations, opt.bench_floor, opt.bench_tracker_on_ret}, err);
     if (!tracer)
         return fail(err);
 
@@ -545,6 +552,10 @@ int main(int argc, char** argv)
         a->add_option("--overhead-budget", opt.overhead_budget,
                       "auto mode: the estimated overhead to stay under, percent of the target's CPU time")
             ->check(CLI::Range(0.001, 1000.0));
+        // For tools/bench only: the floor (empty programs on the same sites)
+        // and the tracker probed on a site the kernel cannot rewrite.
+        a->add_flag("--bench-floor", opt.bench_floor)->group("");
+        a->add_flag("--bench-tracker-on-ret", opt.bench_tracker_on_ret)->group("");
         a->add_option("--nice", opt.nice,
                       "the tracer's own nice value (default -19: it must drain events as fast as the "
                       "target's threads make them)")

@@ -93,6 +93,11 @@ struct Report {
     bool live_bytes_exact = true; // false after a stint in async or off
     bool free_bytes_exact = true; // false after a stint in async
     std::uint64_t allocation_records = 0; // outstanding records left in the table at the end
+    // The tracer's own cost (RUSAGE_SELF) and kernel memory.
+    struct TracerCost {
+        double cpu_user_s = 0, cpu_sys_s = 0;
+        std::uint64_t max_rss_kb = 0, bpf_map_bytes = 0;
+    } tracer;
     Counters totals;
     bool peak_live_bytes_exact = true;
     std::vector<ThreadStats> threads;

@@ -11,6 +11,8 @@
 
 #include <fcntl.h>
 
+#include <fstream>
+
 #include "memscope.skel.h"
 #include "probe_sites.hpp"
 #include "proc.hpp"
@@ -77,6 +79,7 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
 {
     libbpf_set_print(silent_libbpf);
     std::unique_ptr<Tracer> t(new Tracer());
+    t->options_ = options;
     t->skel_ = memscope_bpf__open();
     if (!t->skel_) {
         error = std::string("cannot open the BPF object: ") + std::strerror(errno);
@@ -85,6 +88,8 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     auto* maps = &t->skel_->maps;
     bpf_map__set_max_entries(maps->thread_counters, options.max_threads);
     bpf_map__set_max_entries(maps->thread_live, options.max_threads);
+    bpf_map__set_max_entries(maps->thread_slots, options.max_threads);
+    t->skel_->rodata->max_slots = options.max_threads;
     bpf_map__set_max_entries(maps->thread_names, options.max_threads);
     bpf_map__set_max_entries(maps->allocs, options.max_allocations);
     t->skel_->rodata->event_wakeup_bytes = bpf_map__max_entries(maps->events) / 16;
@@ -130,7 +135,8 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
                             std::string& error)
 {
     // The kernel raises the module's semaphore while this probe is attached.
-    AttachSpec spec{skel_->progs.tracker_entry, pid, path, note.site_offset, false, note.semaphore_offset, module};
+    const std::uint64_t at = note.site_offset + (options_.tracker_site_on_ret ? 5 : 0);
+    AttachSpec spec{skel_->progs.tracker_entry, pid, path, at, false, note.semaphore_offset, module};
     specs_.push_back(spec);
     if (off_)
         return true; // attached with the others when probes are back on
@@ -169,6 +175,27 @@ bool Tracer::add_target(int pid, std::string& error)
     return true;
 }
 
+bpf_program* Tracer::program(bpf_program* real, bool retprobe) const
+{
+    if (!options_.empty_programs)
+        return real;
+    return retprobe ? skel_->progs.empty_return : skel_->progs.empty_entry;
+}
+
+std::uint64_t Tracer::map_bytes() const
+{
+    std::uint64_t total = 0;
+    bpf_map* map;
+    bpf_object__for_each_map(map, skel_->obj)
+    {
+        std::ifstream info("/proc/self/fdinfo/" + std::to_string(bpf_map__fd(map)));
+        for (std::string line; std::getline(info, line);)
+            if (line.rfind("memlock:", 0) == 0)
+                total += std::strtoull(line.c_str() + 8, nullptr, 10);
+    }
+    return total;
+}
+
 bpf_link* Tracer::attach(const AttachSpec& spec)
 {
     bpf_uprobe_opts opts{};
@@ -176,7 +203,8 @@ bpf_link* Tracer::attach(const AttachSpec& spec)
     opts.retprobe = spec.retprobe;
     opts.ref_ctr_offset = spec.ref_ctr_offset;
     opts.bpf_cookie = spec.cookie;
-    return bpf_program__attach_uprobe_opts(spec.prog, spec.pid, spec.path.c_str(), spec.offset, &opts);
+    return bpf_program__attach_uprobe_opts(program(spec.prog, spec.retprobe), spec.pid, spec.path.c_str(),
+                                           spec.offset, &opts);
 }
 
 // The cheapest correct site of a function, from its own bytes in the file.
@@ -269,19 +297,24 @@ void Tracer::destroy_links(std::vector<bpf_link*>& links)
 void Tracer::forget_process(int pid)
 {
     const __u32 tgid = static_cast<__u32>(pid);
-    auto drop = [&](bpf_map* map) {
-        int fd = bpf_map__fd(map);
-        std::vector<ms_thread_key> gone;
-        for_each_key<ms_thread_key>(fd, [&](const ms_thread_key& k) {
-            if (k.tgid == tgid)
-                gone.push_back(k);
-        });
-        for (const auto& k : gone)
-            bpf_map_delete_elem(fd, &k);
-    };
-    drop(skel_->maps.thread_counters);
-    drop(skel_->maps.thread_live);
-    drop(skel_->maps.thread_names);
+    int slots_fd = bpf_map__fd(skel_->maps.thread_slots);
+    const __u32 used = std::min(__atomic_load_n(&skel_->bss->next_slot, __ATOMIC_ACQUIRE),
+                                bpf_map__max_entries(skel_->maps.thread_slots));
+    for (__u32 slot = 0; slot < used; ++slot) {
+        ms_thread_key k{};
+        if (bpf_map_lookup_elem(slots_fd, &slot, &k) == 0 && k.tgid == tgid) {
+            ms_thread_key none{};
+            bpf_map_update_elem(slots_fd, &slot, &none, BPF_ANY);
+        }
+    }
+    int names_fd = bpf_map__fd(skel_->maps.thread_names);
+    std::vector<ms_thread_key> names;
+    for_each_key<ms_thread_key>(names_fd, [&](const ms_thread_key& k) {
+        if (k.tgid == tgid)
+            names.push_back(k);
+    });
+    for (const auto& k : names)
+        bpf_map_delete_elem(names_fd, &k);
     int fd = bpf_map__fd(skel_->maps.allocs);
     std::vector<ms_alloc_key> gone;
     for_each_key<ms_alloc_key>(fd, [&](const ms_alloc_key& k) {
@@ -347,42 +380,33 @@ Snapshot Tracer::snapshot(int pid) const
 
     int counters_fd = bpf_map__fd(skel_->maps.thread_counters);
     int live_fd = bpf_map__fd(skel_->maps.thread_live);
+    int slots_fd = bpf_map__fd(skel_->maps.thread_slots);
     int names_fd = bpf_map__fd(skel_->maps.thread_names);
 
     std::map<std::pair<__u32, __u64>, ThreadStats> threads;
     std::vector<ms_thread_counters> per_cpu(static_cast<size_t>(ncpu));
-    auto thread_for = [&](const ms_thread_key& k) -> ThreadStats& {
-        auto& t = threads[{k.tid, k.start_ns}];
-        t.tid = k.tid;
-        t.start_ns = k.start_ns;
-        return t;
-    };
-
-    for_each_key<ms_thread_key>(counters_fd, [&](const ms_thread_key& k) {
-        if (k.tgid != tgid || bpf_map_lookup_elem(counters_fd, &k, per_cpu.data()) != 0)
-            return;
+    // Slots handed out so far; one whose owner is not written yet reads as tgid 0.
+    const __u32 used = std::min(__atomic_load_n(&skel_->bss->next_slot, __ATOMIC_ACQUIRE),
+                                bpf_map__max_entries(skel_->maps.thread_slots));
+    for (__u32 slot = 0; slot < used; ++slot) {
+        ms_thread_key k{};
+        if (bpf_map_lookup_elem(slots_fd, &slot, &k) != 0 || k.tgid != tgid)
+            continue;
+        if (bpf_map_lookup_elem(counters_fd, &slot, per_cpu.data()) != 0)
+            continue;
         std::vector<CpuCounters> slices;
         for (const auto& c : per_cpu)
             slices.push_back({c.alloc_count, c.alloc_bytes, c.free_count, c.free_bytes,
                               c.failed_alloc_count, c.unmatched_free_count, c.untracked_alloc_count,
                               c.exit_unmatched_free_count, c.track_count, c.untracked_free_count});
         ms_thread_live live{};
-        bpf_map_lookup_elem(live_fd, &k, &live);
-        ThreadStats& t = thread_for(k);
+        bpf_map_lookup_elem(live_fd, &slot, &live);
+        ThreadStats& t = threads[{k.tid, k.start_ns}];
+        t.tid = k.tid;
+        t.start_ns = k.start_ns;
         t.counters = sum_counters(slices, {live.live_bytes, live.live_count, live.peak_live_bytes},
                                   &t.untracked_alloc_count);
-    });
-    // Threads that only ever freed others' blocks still hold live figures
-    // of zero; threads that only received frees appear through the live map.
-    for_each_key<ms_thread_key>(live_fd, [&](const ms_thread_key& k) {
-        if (k.tgid != tgid || threads.count({k.tid, k.start_ns}))
-            return;
-        ms_thread_live live{};
-        if (bpf_map_lookup_elem(live_fd, &k, &live) != 0)
-            return;
-        ThreadStats& t = thread_for(k);
-        t.counters = sum_counters({}, {live.live_bytes, live.live_count, live.peak_live_bytes});
-    });
+    }
 
     for (auto& [key, t] : threads) {
         ms_thread_key k{tgid, t.tid, t.start_ns};

@@ -23,6 +23,10 @@ namespace memscope {
 struct TracerOptions {
     std::uint32_t max_threads = MS_DEFAULT_MAX_THREADS;
     std::uint32_t max_allocations = MS_DEFAULT_MAX_ALLOCATIONS;
+    // Benchmarks only: empty programs on the same sites (the floor), and
+    // the tracker's probe on its `ret` instead of its 5-byte NOP.
+    bool empty_programs = false;
+    bool tracker_site_on_ret = false;
 };
 
 struct AttachedSite {
@@ -85,6 +89,9 @@ public:
 
     const std::vector<AttachedSite>& sites() const { return sites_; }
 
+    // Kernel memory of the BPF maps (memlock, as the kernel counts it).
+    std::uint64_t map_bytes() const;
+
     // Events from the BPF side go to `handler`, on the calling thread, in
     // drain_events(). events_fd() polls readable when events wait.
     void set_event_handler(std::function<void(const ms_event&)> handler) { handler_ = std::move(handler); }
@@ -127,8 +134,10 @@ private:
         std::uint64_t cookie;
     };
     bpf_link* attach(const AttachSpec& spec);
+    bpf_program* program(bpf_program* real, bool retprobe) const;
 
     Tracer() = default;
+    TracerOptions options_;
     memscope_bpf* skel_ = nullptr;
     std::vector<bpf_link*> links_;
     std::vector<AttachedSite> sites_;
