@@ -690,25 +690,53 @@ int tracker_entry(struct pt_regs *ctx)
 			count_variable(ctx, &me, site);
 		return 0; /* async: counted per thread, not registered */
 	}
-	ev = event_start(op == MEMSCOPE_OP_TRACK ? MS_EV_VARIABLE : MS_EV_MODE_REQUEST);
-	if (!ev)
+	/* The join with the block's record first, outside the ring's reservation. */
+	struct ms_alloc_rec joined = {};
+	__u32 heap = 0;
+	if (op == MEMSCOPE_OP_TRACK && ctx->di) {
+		struct ms_alloc_key k = { .tgid = me.tgid, .addr = ctx->di };
+		struct ms_alloc_rec *rec = bpf_map_lookup_elem(&allocs, &k);
+		if (rec) {
+			/* Its free (or move) will be reported. Written back as a
+			 * copy, only while the key is still there: the element
+			 * may be freed and reused by another thread meanwhile. */
+			joined = *rec;
+			joined.flags |= MS_REC_TRACKED;
+			heap = bpf_map_update_elem(&allocs, &k, &joined, BPF_EXIST) == 0;
+		}
+	}
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		count_drop(MS_DROP_EVENT_RING_FULL);
 		return 0;
+	}
+	/* Every field written once, no memset first. */
+	ev->type = op == MEMSCOPE_OP_TRACK ? MS_EV_VARIABLE : MS_EV_MODE_REQUEST;
 	ev->tgid = me.tgid;
 	ev->tid = me.tid;
+	ev->flags = heap ? MS_EV_HEAP : 0;
 	ev->thread_start_ns = me.start_ns;
-	ev->size = ctx->si;
+	ev->ts = bpf_ktime_get_ns();
+	ev->addr = ctx->di;
+	ev->size = heap ? joined.size : ctx->si;
+	ev->old_addr = 0;
+	ev->alloc_ns = heap ? joined.alloc_ns : 0;
+	ev->desc = ctx->dx;
+	ev->type_addr = ctx->r8;
+	ev->type_len = ctx->r9;
 	ev->site = PT_REGS_IP(ctx);
 	ev->module = bpf_get_attach_cookie(ctx);
+	ev->scope = 0;
+	ev->scope_site = 0;
+	ev->task = 0;
+	ev->task_desc = 0;
+	ev->task_site = 0;
 	if (op == MEMSCOPE_OP_TRACK) {
 		struct ms_thread_counters *c = counters_of(thread_slot(st));
 		__u32 d = st->scope_depth, t = st->task_depth;
 
 		if (c)
 			c->track_count += 1;
-		ev->addr = ctx->di;
-		ev->desc = ctx->dx;
-		ev->type_addr = ctx->r8;
-		ev->type_len = ctx->r9;
 		if (d > 0 && d <= MS_MAX_SCOPE_DEPTH) {
 			ev->scope = st->scopes[d - 1];
 			ev->scope_site = st->scope_sites[d - 1];
@@ -718,22 +746,11 @@ int tracker_entry(struct pt_regs *ctx)
 			ev->task_desc = st->task_descs[t - 1];
 			ev->task_site = st->task_sites[t - 1];
 		}
-		if (ev->addr) {
-			struct ms_alloc_key k = { .tgid = me.tgid, .addr = ev->addr };
-			struct ms_alloc_rec *rec = bpf_map_lookup_elem(&allocs, &k);
-			if (rec) {
-				/* Its free (or move) will be reported. Written back as a
-				 * copy, only while the key is still there: the element
-				 * may be freed and reused by another thread meanwhile. */
-				struct ms_alloc_rec copy = *rec;
-				copy.flags |= MS_REC_TRACKED;
-				if (bpf_map_update_elem(&allocs, &k, &copy, BPF_EXIST) == 0) {
-					ev->flags = MS_EV_HEAP;
-					ev->size = copy.size;
-					ev->alloc_ns = copy.alloc_ns;
-				}
-			}
-		}
+	} else {
+		ev->addr = 0;
+		ev->desc = 0;
+		ev->type_addr = 0;
+		ev->type_len = 0;
 	}
 	event_submit(ev, op == MEMSCOPE_OP_REQUEST_MODE);
 	return 0;

@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""memscope-trace's benchmark harness: one command, every figure of the
+speed issue measured in one run, as ratios within that run.
+
+  tools/bench/run [--reps N] [--ops N] [--threads 1,2,8,50,200] [--sections ...]
+
+Sections (all by default):
+  pairs      malloc+free pairs, 1 thread: untraced, memscope-trace in each
+             mode, the floor (empty BPF programs on the very same sites),
+             bpftrace (count; memleak pattern) and BCC memleak when they run.
+             Alternating, --reps repetitions; min and median ns per pair.
+  scaling    the same across thread counts, CPU-normalised (process CPU per pair).
+  bystander  an untraced process alone, then while another is traced.
+  entry      a tracker entry point: untraced, traced (5-byte NOP site),
+             the floor on that site, and our program on a site the kernel
+             cannot rewrite (its `ret`).
+  tracer     the tracer's own cost on the 100,000-variable scenario: CPU per
+             100,000 events/s, RSS, BPF map memory, drops.
+
+Writes the results as JSON (--json) and Markdown (--markdown), with the
+machine and kernel they came from.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def build_path(*parts):
+    return os.path.join(ARGS.build, *parts)
+
+
+def run(cmd, timeout=600, env=None, stdin=None):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
+                       env=env, stdin=stdin)
+    return p.returncode, p.stdout, p.stderr
+
+
+PAIR_RE = re.compile(r"([0-9.]+) ns/pair .* cpu ([0-9.]+) ns/pair")
+
+
+def parse_pairs(text):
+    m = PAIR_RE.search(text)
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def libc_path():
+    for line in open("/proc/self/maps"):
+        if "libc.so" in line or "libc-" in line:
+            return line.split()[-1]
+    return "/lib/x86_64-linux-gnu/libc.so.6"
+
+
+# --- one measurement per configuration ----------------------------------------
+
+def memscope(args_before, target, json_out=True):
+    """memscope-trace run [args] -- target; returns (wall, cpu, report)."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "r.json")
+        cmd = [build_path("memscope-trace"), "run"] + args_before + (["--json", path] if json_out else []) + ["--"] + target
+        rc, out, err = run(cmd)
+        if rc != 0:
+            raise RuntimeError("memscope-trace failed: " + err.strip().splitlines()[-1] if err.strip() else "?")
+        report = json.load(open(path)) if json_out else None
+    return parse_pairs(out), report
+
+
+def bpftrace_script(kind):
+    libc = libc_path()
+    if kind == "count":
+        return "uprobe:%s:malloc,uprobe:%s:free { @calls = count(); }" % (libc, libc)
+    # The memleak pattern: entry + uretprobe + ptr->size map.
+    return ("uprobe:%s:malloc { @size[tid] = arg0; } "
+            "uretprobe:%s:malloc /@size[tid]/ { @mem[retval] = @size[tid]; delete(@size[tid]); } "
+            "uprobe:%s:free { delete(@mem[arg0]); }") % (libc, libc, libc)
+
+
+def peer(name, target):
+    if name.startswith("bpftrace"):
+        exe = shutil.which("bpftrace")
+        if not exe:
+            raise RuntimeError("bpftrace not installed")
+        cmd = [exe, "-q", "-e", bpftrace_script(name.split("-", 1)[1]), "-c", " ".join(target)]
+        rc, out, err = run(cmd)
+        r = parse_pairs(out)
+        if not r:
+            raise RuntimeError("bpftrace: " + (err.strip().splitlines() or ["no output"])[-1])
+        return r
+    if name == "bcc-memleak":
+        exe = shutil.which("memleak-bpfcc")
+        if not exe:
+            raise RuntimeError("BCC memleak not installed")
+        rc, out, err = run([exe, "-c", " ".join(target), "--combined-only", "1", "1"], timeout=300)
+        r = parse_pairs(out)
+        # It starts the command first and compiles after: a failed build
+        # leaves an untraced figure behind, which must not be taken.
+        said = out + err
+        if rc != 0 or "Failed to compile" in said or "Traceback" in said:
+            reason = "no kernel headers for this kernel" if "kernel headers" in said else "it failed"
+            raise RuntimeError("memleak-bpfcc did not build its BPF program (%s)" % reason)
+        if not r:
+            last = [l for l in (err or "").strip().splitlines() if l.strip()]
+            raise RuntimeError("memleak-bpfcc: " + (last[-1][:160] if last else "no output"))
+        return r
+    raise ValueError(name)
+
+
+def measure(config, target):
+    """(wall ns/pair, cpu ns/pair, report or None) for one configuration."""
+    if config == "untraced":
+        rc, out, err = run(target)
+        return parse_pairs(out) + (None,)
+    if config == "floor":
+        r, rep = memscope(["--bench-floor"], target)
+        return r + (rep,)
+    if config in ("normal", "fast", "async"):
+        r, rep = memscope(["--mode", config], target)
+        return r + (rep,)
+    return peer(config, target) + (None,)
+
+
+def hits_per_pair(report, pairs):
+    t = report["totals"]
+    hits = sum(t[k] for k in ("alloc_count", "failed_alloc_count", "free_count", "unmatched_free_count",
+                              "exit_unmatched_free_count", "untracked_free_count"))
+    return hits / pairs
+
+
+# --- sections ---------------------------------------------------------------------
+
+def section_pairs(results):
+    ops = ARGS.ops
+    target = [build_path("alloc_pairs"), "1", str(ops), "64"]
+    configs = ["untraced", "floor", "async", "fast", "normal", "bpftrace-count", "bpftrace-memleak", "bcc-memleak"]
+    samples = {c: [] for c in configs}
+    extra = {}
+    unavailable = {}
+    for rep in range(ARGS.reps):
+        order = configs if rep % 2 == 0 else list(reversed(configs))
+        for c in order:
+            if c in unavailable:
+                continue
+            try:
+                wall, cpu, report = measure(c, target)
+            except Exception as e:  # a peer that does not run here is reported, not fatal
+                unavailable[c] = str(e)
+                continue
+            samples[c].append(wall)
+            if report:
+                extra[c] = {
+                    "hits_per_pair": hits_per_pair(report, ops),
+                    "tracer_cpu_s": report["tracer"]["cpu_user_s"] + report["tracer"]["cpu_sys_s"],
+                    "tracer_rss_kb": report["tracer"]["max_rss_kb"],
+                    "bpf_map_bytes": report["tracer"]["bpf_map_bytes"],
+                    "dropped_events": report["dropped"]["events"],
+                }
+            log("  pairs rep %d %-17s %9.1f ns/pair" % (rep + 1, c, wall))
+    base = min(samples["untraced"])
+    table = {}
+    for c in configs:
+        if not samples[c]:
+            continue
+        mn, med = min(samples[c]), statistics.median(samples[c])
+        table[c] = {"min_ns": mn, "median_ns": med, "overhead_ns": max(med - base, 0.0), **extra.get(c, {})}
+    floor = table.get("floor", {}).get("overhead_ns")
+    for c in ("async", "fast", "normal"):
+        if c in table and floor:
+            table[c]["x_floor"] = table[c]["overhead_ns"] / floor
+    for p in ("bpftrace-memleak", "bcc-memleak", "bpftrace-count"):
+        if p in table and "normal" in table:
+            table["normal"]["x_" + p] = table["normal"]["overhead_ns"] / table[p]["overhead_ns"]
+    results["pairs"] = {"ops": ops, "size": 64, "threads": 1, "configs": table, "unavailable": unavailable}
+
+
+def section_scaling(results):
+    out = {}
+    for t in ARGS.threads:
+        ops = max(2000, ARGS.scaling_pairs // t)
+        target = [build_path("alloc_pairs"), str(t), str(ops), "64"]
+        row = {}
+        for c in ("untraced", "floor", "normal"):
+            cpus = []
+            for rep in range(ARGS.reps):
+                wall, cpu, report = measure(c, target)
+                cpus.append(cpu)
+                if report and report["dropped"]["events"]:
+                    row["dropped_" + c] = report["dropped"]["events"]
+            row[c + "_cpu_ns"] = statistics.median(cpus)
+        row["normal_overhead_cpu_ns"] = row["normal_cpu_ns"] - row["untraced_cpu_ns"]
+        row["floor_overhead_cpu_ns"] = row["floor_cpu_ns"] - row["untraced_cpu_ns"]
+        out[str(t)] = row
+        log("  scaling %3d threads: normal +%.0f ns/pair CPU, floor +%.0f" % (
+            t, row["normal_overhead_cpu_ns"], row["floor_overhead_cpu_ns"]))
+    o = [r["normal_overhead_cpu_ns"] for r in out.values()]
+    results["scaling"] = {"rows": out, "normal_overhead_max_over_min": max(o) / min(o) if min(o) > 0 else None,
+                          "cpus": os.cpu_count()}
+
+
+def section_bystander(results):
+    """An untraced process beside a busy process, untraced then traced: on a
+    small machine the busy neighbour alone slows it, so the tracing's own
+    effect is the ratio of the two."""
+    by = [build_path("alloc_pairs"), "1", str(ARGS.ops * 20), "64"]
+    busy = [build_path("alloc_pairs"), "1", str(ARGS.ops * 400), "64"]
+    alone, beside_plain, beside_traced = [], [], []
+    for rep in range(ARGS.reps + 2):
+        alone.append(parse_pairs(run(by)[1])[0])
+        for traced, out in ((False, beside_plain), (True, beside_traced)):
+            cmd = ([build_path("memscope-trace"), "run", "--"] if traced else []) + busy
+            neighbour = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+            out.append(parse_pairs(run(by)[1])[0])
+            neighbour.terminate()
+            neighbour.wait()
+        log("  bystander rep %d: alone %.2f, beside an untraced busy process %.2f, beside it traced %.2f ns/pair" % (
+            rep + 1, alone[-1], beside_plain[-1], beside_traced[-1]))
+    a, p, t = statistics.median(alone), statistics.median(beside_plain), statistics.median(beside_traced)
+    results["bystander"] = {"alone_ns": a, "beside_untraced_ns": p, "beside_traced_ns": t, "ratio": t / p}
+
+
+def section_entry(results):
+    calls = ARGS.entry_calls
+    tc = build_path("track_cost")
+    row = {}
+    rc, out, err = run([tc, str(calls * 100)])
+    row["untraced_ns"] = float(out.split()[0])
+    for name, flags in (("nop5_site_ns", []), ("fast_nop5_site_ns", ["--mode", "fast"]),
+                        ("async_nop5_site_ns", ["--mode", "async"]), ("floor_nop5_site_ns", ["--bench-floor"]),
+                        ("int3_site_ns", ["--bench-tracker-on-ret"])):
+        vals = []
+        for rep in range(ARGS.reps):
+            rc, o, e = run([build_path("memscope-trace"), "run"] + flags + ["--", tc, str(calls), "wait"])
+            vals.append(float(o.split()[0]))
+        row[name] = min(vals)
+        log("  entry %-20s %.1f ns/call" % (name, row[name]))
+    row["traced_x_floor"] = row["nop5_site_ns"] / row["floor_nop5_site_ns"]
+    row["fast_x_floor"] = row["fast_nop5_site_ns"] / row["floor_nop5_site_ns"]
+    row["async_x_floor"] = row["async_nop5_site_ns"] / row["floor_nop5_site_ns"]
+    results["entry"] = row
+
+
+def section_tracer(results):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "r.json")
+        rc, out, err = run([build_path("memscope-trace"), "run", "--json", path, "--",
+                            build_path("target_tracked_threads"), "50", "1000"])
+        r = json.load(open(path))
+    events = len(r["variables"]) + sum(1 for v in r["variables"] if v["free_ns"] is not None)
+    dur = r["duration_s"]
+    rate = events / dur
+    cpu_pct = 100.0 * r["tracer"]["cpu_user_s"] / dur
+    live = sum(1 for v in r["variables"] if v["heap"] and v["free_ns"] is None)
+    results["tracer"] = {
+        "scenario": "target_tracked_threads 50 1000 (100,000 tracked variables)",
+        "events": events, "duration_s": dur, "events_per_s": rate,
+        "user_cpu_pct_of_a_core": cpu_pct,
+        "user_cpu_pct_per_100k_events_per_s": cpu_pct / (rate / 1e5) if rate else None,
+        "max_rss_kb": r["tracer"]["max_rss_kb"], "bpf_map_bytes": r["tracer"]["bpf_map_bytes"],
+        "live_tracked_at_end": live, "dropped_events": r["dropped"]["events"],
+    }
+    log("  tracer: %.0f events/s, %.1f%% of a core (%.2f%% per 100k events/s), RSS %d KiB" % (
+        rate, cpu_pct, results["tracer"]["user_cpu_pct_per_100k_events_per_s"] or 0, r["tracer"]["max_rss_kb"]))
+
+
+# --- output -------------------------------------------------------------------------
+
+def machine():
+    model = ""
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    virt = ""
+    try:
+        virt = subprocess.run(["systemd-detect-virt"], stdout=subprocess.PIPE, text=True).stdout.strip()
+    except OSError:
+        pass
+    glibc = platform.libc_ver()[1]
+    return {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu": model, "virtualization": virt,
+            "glibc": glibc, "date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def markdown(res):
+    m = res["machine"]
+    lines = ["# Benchmark results", "",
+             "Regenerated by `tools/bench/run`; every ratio compares figures from this one run.", "",
+             "Machine: %s, %d CPUs (%s), kernel %s, glibc %s, %s." % (
+                 m["cpu"], m["cpus"], m["virtualization"] or "bare metal?", m["kernel"], m["glibc"], m["date"]), ""]
+    if "pairs" in res:
+        p = res["pairs"]
+        lines += ["## malloc(64)+free pairs, 1 thread (%d pairs, %d repetitions, alternating)" % (p["ops"], res["reps"]), "",
+                  "| configuration | min ns/pair | median ns/pair | overhead ns/pair | x floor | hits/pair | tracer CPU s | tracer RSS KiB | BPF maps KiB | dropped |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for c, v in p["configs"].items():
+            def f(k, fmt="%.0f"):
+                return fmt % v[k] if k in v and v[k] is not None else ""
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                c, f("min_ns", "%.1f"), f("median_ns", "%.1f"), f("overhead_ns"), f("x_floor", "%.2f"),
+                f("hits_per_pair", "%.2f"), f("tracer_cpu_s", "%.2f"), f("tracer_rss_kb"),
+                ("%.0f" % (v["bpf_map_bytes"] / 1024)) if "bpf_map_bytes" in v else "", f("dropped_events")))
+        n = p["configs"].get("normal", {})
+        for k, v in n.items():
+            if k.startswith("x_bpftrace") or k.startswith("x_bcc"):
+                lines.append("")
+                lines.append("normal mode overhead / %s overhead: **%.2f**" % (k[2:], v))
+        for c, why in p["unavailable"].items():
+            lines.append("")
+            lines.append("%s: not measured here: %s" % (c, why))
+        lines.append("")
+    if "scaling" in res:
+        s = res["scaling"]
+        lines += ["## Thread scaling (process CPU per pair, so figures past the core count compare)", "",
+                  "| threads | untraced CPU ns/pair | floor CPU ns/pair | normal CPU ns/pair | normal overhead | floor overhead |",
+                  "|---|---|---|---|---|---|"]
+        for t, r in s["rows"].items():
+            lines.append("| %s | %.1f | %.0f | %.0f | %.0f | %.0f |" % (
+                t, r["untraced_cpu_ns"], r["floor_cpu_ns"], r["normal_cpu_ns"], r["normal_overhead_cpu_ns"],
+                r["floor_overhead_cpu_ns"]))
+        if s["normal_overhead_max_over_min"]:
+            lines += ["", "normal-mode overhead, largest / smallest across thread counts: **%.2f**" % s["normal_overhead_max_over_min"]]
+        lines.append("")
+    if "bystander" in res:
+        b = res["bystander"]
+        lines += ["## Bystander", "",
+                  "An untraced process: %.2f ns/pair alone; %.2f beside a busy untraced process; %.2f beside the "
+                  "same process traced: **%.3f x** (traced / untraced neighbour)." % (
+                      b["alone_ns"], b["beside_untraced_ns"], b["beside_traced_ns"], b["ratio"]), ""]
+    if "entry" in res:
+        e = res["entry"]
+        lines += ["## Tracker entry point (MEMSCOPE_TRACK_PTR), ns per call", "",
+                  "| untraced | normal, 5-byte NOP site | fast | async | empty program, same site | normal, on its `ret` (not rewritable) | normal / empty | fast / empty | async / empty |",
+                  "|---|---|---|---|---|---|---|---|---|",
+                  "| %.2f | %.0f | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f |" % (
+                      e["untraced_ns"], e["nop5_site_ns"], e["fast_nop5_site_ns"], e["async_nop5_site_ns"],
+                      e["floor_nop5_site_ns"], e["int3_site_ns"], e["traced_x_floor"], e["fast_x_floor"],
+                      e["async_x_floor"]), ""]
+    if "tracer" in res:
+        t = res["tracer"]
+        lines += ["## The tracer's own cost", "",
+                  "%s: %d events in %.2f s (%.0f events/s); userspace CPU %.1f%% of one core, "
+                  "**%.2f%% per 100,000 events/s**; RSS %d KiB; BPF maps %.1f MiB; %d tracked blocks live at the end; %d dropped." % (
+                      t["scenario"], t["events"], t["duration_s"], t["events_per_s"], t["user_cpu_pct_of_a_core"],
+                      t["user_cpu_pct_per_100k_events_per_s"] or 0, t["max_rss_kb"], t["bpf_map_bytes"] / 2**20,
+                      t["live_tracked_at_end"], t["dropped_events"]), ""]
+    return "\n".join(lines) + "\n"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--ops", type=int, default=100000, help="pairs per run in the pairs section")
+    ap.add_argument("--scaling-pairs", type=int, default=200000, help="pairs per scaling run, split across threads")
+    ap.add_argument("--threads", default="1,2,8,50,200")
+    ap.add_argument("--entry-calls", type=int, default=100000)
+    ap.add_argument("--sections", default="pairs,scaling,bystander,entry,tracer")
+    ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"))
+    ap.add_argument("--markdown", default=os.path.join(ROOT, "bench", "RESULTS.md"))
+    ARGS = ap.parse_args()
+    ARGS.threads = [int(t) for t in ARGS.threads.split(",")]
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (BPF)")
+    for exe in ("memscope-trace", "alloc_pairs", "track_cost", "target_tracked_threads"):
+        if not os.access(build_path(exe), os.X_OK):
+            sys.exit("bench: %s not built (run tools/setup.sh)" % build_path(exe))
+    res = {"machine": machine(), "reps": ARGS.reps}
+    sections = ARGS.sections.split(",")
+    for name, fn in (("pairs", section_pairs), ("scaling", section_scaling), ("bystander", section_bystander),
+                     ("entry", section_entry), ("tracer", section_tracer)):
+        if name in sections:
+            log("bench: %s" % name)
+            fn(res)
+    os.makedirs(os.path.dirname(ARGS.json), exist_ok=True)
+    for path, text in ((ARGS.json, json.dumps(res, indent=2) + "\n"), (ARGS.markdown, markdown(res))):
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
