@@ -143,51 +143,40 @@ static __always_inline void count_drop(__u32 reason)
 		*n += 1;
 }
 
-static __always_inline struct ms_event *event_start(__u32 type)
-{
-	struct ms_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-
-	if (!ev) {
-		count_drop(MS_DROP_EVENT_RING_FULL);
-		return 0;
-	}
-	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->type = type;
-	ev->ts = bpf_ktime_get_ns();
-	return ev;
-}
-
-_Static_assert(MS_BLOCK_EVENT_SIZE == __builtin_offsetof(struct ms_event, alloc_ns),
-	       "block events are a prefix of struct ms_event");
-
-static __always_inline void event_submit(struct ms_event *ev, bool urgent)
+/* Commit a record; wake the reader only when the ring fills (it polls anyway). */
+static __always_inline void event_submit(void *ev, bool urgent)
 {
 	bool wake = urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= event_wakeup_bytes;
 
 	bpf_ringbuf_submit(ev, wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
-/* A tracked block left the program (or moved): tell userspace. */
-static __always_inline void report_block(__u32 type, __u32 tgid, __u64 old_addr, __u64 addr,
-					 __u64 size)
+/* A block event (also used for mode requests and loader changes). */
+static __always_inline void report_event(__u32 type, __u32 tgid, __u64 old_addr, __u64 addr,
+					 __u64 size, bool urgent)
 {
-	/* Only the prefix: these are as many as the variables, keep them small. */
-	struct ms_event *ev = bpf_ringbuf_reserve(&events, MS_BLOCK_EVENT_SIZE, 0);
+	struct ms_block_event *ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 
 	if (!ev) {
 		count_drop(MS_DROP_EVENT_RING_FULL);
 		return;
 	}
-	ev->type = type;
-	ev->flags = 0;
-	ev->thread_start_ns = 0;
+	ev->h.type = type;
+	ev->h.tgid = tgid;
+	ev->h.tid = (__u32)bpf_get_current_pid_tgid();
+	ev->h.flags = 0;
 	ev->ts = bpf_ktime_get_ns();
-	ev->tgid = tgid;
-	ev->tid = (__u32)bpf_get_current_pid_tgid();
 	ev->old_addr = old_addr;
 	ev->addr = addr;
 	ev->size = size;
-	event_submit(ev, false);
+	event_submit(ev, urgent);
+}
+
+/* A tracked block left the program (or moved): tell userspace. */
+static __always_inline void report_block(__u32 type, __u32 tgid, __u64 old_addr, __u64 addr,
+					 __u64 size)
+{
+	report_event(type, tgid, old_addr, addr, size, false);
 }
 
 static __always_inline void self_key(struct ms_thread_key *key)
@@ -630,7 +619,6 @@ int tracker_entry(struct pt_regs *ctx)
 	__u32 op = (__u32)ctx->cx;
 	__u64 site = PT_REGS_IP(ctx) | (bpf_get_attach_cookie(ctx) << MS_SITE_MODULE_SHIFT);
 	struct ms_inflight *st;
-	struct ms_event *ev;
 
 	if (mode == MS_MODE_OFF)
 		return 0;
@@ -690,69 +678,69 @@ int tracker_entry(struct pt_regs *ctx)
 			count_variable(ctx, &me, site);
 		return 0; /* async: counted per thread, not registered */
 	}
-	/* The join with the block's record first, outside the ring's reservation. */
-	struct ms_alloc_rec joined = {};
-	__u32 heap = 0;
-	if (op == MEMSCOPE_OP_TRACK && ctx->di) {
-		struct ms_alloc_key k = { .tgid = me.tgid, .addr = ctx->di };
-		struct ms_alloc_rec *rec = bpf_map_lookup_elem(&allocs, &k);
-		if (rec) {
-			/* Its free (or move) will be reported. Written back as a
-			 * copy, only while the key is still there: the element
-			 * may be freed and reused by another thread meanwhile. */
-			joined = *rec;
-			joined.flags |= MS_REC_TRACKED;
-			heap = bpf_map_update_elem(&allocs, &k, &joined, BPF_EXIST) == 0;
-		}
-	}
-	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
-	if (!ev) {
-		count_drop(MS_DROP_EVENT_RING_FULL);
+	if (op == MEMSCOPE_OP_REQUEST_MODE) {
+		report_event(MS_EV_MODE_REQUEST, me.tgid, 0, 0, ctx->si, true);
 		return 0;
 	}
-	/* Every field written once, no memset first. */
-	ev->type = op == MEMSCOPE_OP_TRACK ? MS_EV_VARIABLE : MS_EV_MODE_REQUEST;
-	ev->tgid = me.tgid;
-	ev->tid = me.tid;
-	ev->flags = heap ? MS_EV_HEAP : 0;
-	ev->thread_start_ns = me.start_ns;
-	ev->ts = bpf_ktime_get_ns();
-	ev->addr = ctx->di;
-	ev->size = heap ? joined.size : ctx->si;
-	ev->old_addr = 0;
-	ev->alloc_ns = heap ? joined.alloc_ns : 0;
-	ev->desc = ctx->dx;
-	ev->type_addr = ctx->r8;
-	ev->type_len = ctx->r9;
-	ev->site = PT_REGS_IP(ctx);
-	ev->module = bpf_get_attach_cookie(ctx);
-	ev->scope = 0;
-	ev->scope_site = 0;
-	ev->task = 0;
-	ev->task_desc = 0;
-	ev->task_site = 0;
-	if (op == MEMSCOPE_OP_TRACK) {
-		struct ms_thread_counters *c = counters_of(thread_slot(st));
-		__u32 d = st->scope_depth, t = st->task_depth;
 
-		if (c)
-			c->track_count += 1;
-		if (d > 0 && d <= MS_MAX_SCOPE_DEPTH) {
-			ev->scope = st->scopes[d - 1];
-			ev->scope_site = st->scope_sites[d - 1];
-		}
-		if (t > 0 && t <= MS_MAX_TASK_DEPTH) {
-			ev->task = st->task_ids[t - 1];
-			ev->task_desc = st->task_descs[t - 1];
-			ev->task_site = st->task_sites[t - 1];
-		}
-	} else {
-		ev->addr = 0;
-		ev->desc = 0;
-		ev->type_addr = 0;
-		ev->type_len = 0;
+	/* The join with the block's record first, outside the ring's reservation. */
+	struct ms_alloc_rec *rec = 0;
+	if (ctx->di) {
+		struct ms_alloc_key k = { .tgid = me.tgid, .addr = ctx->di };
+		rec = bpf_map_lookup_elem(&allocs, &k);
+		/* Its free (or move) will be reported. Were the element freed and
+		 * reused by another thread meanwhile (the program freeing what it
+		 * names), another block would report a free userspace ignores. */
+		if (rec)
+			__sync_fetch_and_or(&rec->flags, MS_REC_TRACKED);
 	}
-	event_submit(ev, op == MEMSCOPE_OP_REQUEST_MODE);
+	struct ms_thread_counters *c = counters_of(thread_slot(st));
+	__u32 d = st->scope_depth, t = st->task_depth;
+	bool in_scope = d > 0 && d <= MS_MAX_SCOPE_DEPTH;
+	bool in_task = t > 0 && t <= MS_MAX_TASK_DEPTH;
+	struct ms_variable_event *base;
+
+	if (c)
+		c->track_count += 1;
+	if (in_scope || in_task || ctx->r8) {
+		struct ms_variable_event_ext *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e) {
+			count_drop(MS_DROP_EVENT_RING_FULL);
+			return 0;
+		}
+		e->ext.thread_start_ns = me.start_ns;
+		e->ext.type_addr = ctx->r8;
+		e->ext.type_len = ctx->r9;
+		e->ext.scope = in_scope ? st->scopes[(d - 1) & (MS_MAX_SCOPE_DEPTH - 1)] : 0;
+		e->ext.scope_site = in_scope ? st->scope_sites[(d - 1) & (MS_MAX_SCOPE_DEPTH - 1)] : 0;
+		e->ext.task = in_task ? st->task_ids[(t - 1) & (MS_MAX_TASK_DEPTH - 1)] : 0;
+		e->ext.task_desc = in_task ? st->task_descs[(t - 1) & (MS_MAX_TASK_DEPTH - 1)] : 0;
+		e->ext.task_site = in_task ? st->task_sites[(t - 1) & (MS_MAX_TASK_DEPTH - 1)] : 0;
+		base = &e->base;
+		base->h.flags = MS_EV_EXTENDED;
+	} else {
+		base = bpf_ringbuf_reserve(&events, sizeof(*base), 0);
+		if (!base) {
+			count_drop(MS_DROP_EVENT_RING_FULL);
+			return 0;
+		}
+		base->h.flags = 0;
+	}
+	/* Every field written once, no memset first. */
+	base->h.type = MS_EV_VARIABLE;
+	base->h.tgid = me.tgid;
+	base->h.tid = me.tid;
+	base->addr = ctx->di;
+	base->size = ctx->si;
+	base->alloc_ns = 0;
+	if (rec) {
+		base->h.flags |= MS_EV_HEAP;
+		base->size = rec->size;
+		base->alloc_ns = rec->alloc_ns;
+	}
+	base->desc = ctx->dx;
+	base->site = site;
+	event_submit(base, false);
 	return 0;
 }
 
@@ -761,12 +749,7 @@ int tracker_entry(struct pt_regs *ctx)
 SEC("uprobe")
 int loader_changed(struct pt_regs *ctx)
 {
-	struct ms_event *ev = event_start(MS_EV_LOADER_CHANGED);
-
-	if (!ev)
-		return 0;
-	ev->tgid = bpf_get_current_pid_tgid() >> 32;
-	event_submit(ev, true);
+	report_event(MS_EV_LOADER_CHANGED, bpf_get_current_pid_tgid() >> 32, 0, 0, 0, true);
 	return 0;
 }
 

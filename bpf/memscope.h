@@ -166,42 +166,62 @@ struct ms_group_totals {
 	__u64 alloc_bytes;
 };
 
-/* Events for userspace, through one ring buffer. */
+/* Events for userspace, through one ring buffer: small records, since every
+ * cache line a probe writes costs it. */
 enum ms_event_type {
 	MS_EV_VARIABLE = 1,   /* a tracker entry point named a variable */
 	MS_EV_VARIABLE_FREE,  /* a tracked block was freed (addr) */
 	MS_EV_VARIABLE_MOVE,  /* realloc moved a tracked block (old_addr -> addr, size) */
-	MS_EV_MODE_REQUEST,   /* the target asked for a mode (size = mode) */
+	MS_EV_MODE_REQUEST,   /* the target asked for a mode */
 	MS_EV_LOADER_CHANGED, /* a library was loaded or unloaded in tgid */
 };
 
-#define MS_EV_HEAP 1u /* MS_EV_VARIABLE: addr is the start of a block we saw allocated */
+#define MS_EV_HEAP 1u     /* variable: addr starts a block we saw allocated */
+#define MS_EV_EXTENDED 2u /* variable: struct ms_variable_ext follows */
 
-/* Block events (free, move) carry only the fields up to alloc_ns: a prefix
- * of the struct, MS_BLOCK_EVENT_SIZE bytes. */
-struct ms_event {
+struct ms_event_head {
 	__u32 type;
 	__u32 tgid;
 	__u32 tid;
 	__u32 flags;
-	__u64 thread_start_ns;
-	__u64 ts;        /* CLOCK_MONOTONIC ns */
+};
+
+/* MS_EV_VARIABLE: 56 bytes, one cache line with the ring's own header. */
+struct ms_variable_event {
+	struct ms_event_head h;
 	__u64 addr;
-	__u64 size;
-	__u64 old_addr;
-	__u64 alloc_ns;  /* the block's allocation time (MS_EV_HEAP) */
-	__u64 desc;      /* descriptor, a runtime address in the module of `site` */
-	__u64 type_addr; /* a type name given at run time (Rust), or 0 */
+	__u64 size;     /* the block's allocated size (MS_EV_HEAP), else what was passed */
+	__u64 desc;     /* descriptor, a runtime address in the module of `site` */
+	__u64 site;     /* the probe site that fired (MS_SITE_MODULE_SHIFT) */
+	__u64 alloc_ns; /* the block's allocation time (MS_EV_HEAP) */
+};
+
+/* Follows a variable event made inside a scope or task, or with a type
+ * name given at run time (Rust). */
+struct ms_variable_ext {
+	__u64 thread_start_ns;
+	__u64 type_addr; /* a type name given at run time, or 0 */
 	__u64 type_len;
-	__u64 site;      /* runtime address of the probe site that fired */
-	__u64 module;    /* the site's module, as userspace numbered it (uprobe cookie) */
 	__u64 scope;     /* innermost scope's descriptor, or 0 */
-	__u64 scope_site;/* where it was entered (MS_SITE_MODULE_SHIFT) */
+	__u64 scope_site;
 	__u64 task;      /* current task id, or 0 */
 	__u64 task_desc;
 	__u64 task_site;
 };
 
-#define MS_BLOCK_EVENT_SIZE 56 /* offsetof(struct ms_event, alloc_ns) */
+struct ms_variable_event_ext {
+	struct ms_variable_event base;
+	struct ms_variable_ext ext;
+};
+
+/* MS_EV_VARIABLE_FREE, MS_EV_VARIABLE_MOVE, MS_EV_MODE_REQUEST (size = mode),
+ * MS_EV_LOADER_CHANGED (head only). */
+struct ms_block_event {
+	struct ms_event_head h;
+	__u64 ts; /* CLOCK_MONOTONIC ns */
+	__u64 addr;
+	__u64 size;
+	__u64 old_addr;
+};
 
 #endif /* MEMSCOPE_ABI_H */

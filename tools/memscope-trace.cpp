@@ -543,7 +543,7 @@ int main(int argc, char** argv)
         a->add_option("--max-threads", opt.max_threads, "capacity of the per-thread tables")
             ->check(CLI::Range(16u, 1u << 20));
         a->add_option("--max-variables", opt.max_variables,
-                      "tracked variables kept for the report (about 90 bytes each); more are counted as dropped")
+                      "tracked variables kept for the report (about 72 bytes each); more are counted as dropped")
             ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
         a->add_option("--mode", opt.mode,
                       "normal, fast, async, off, or auto (steps between normal, fast and async to stay under "

@@ -52,6 +52,8 @@ static json or_null(bool present, std::uint64_t v)
 
 namespace {
 
+// By (tid, start time), and by tid alone (start time 0: the record did not
+// carry it) for the thread of that tid seen last.
 using ThreadNames = std::map<std::pair<std::uint32_t, std::uint64_t>, const std::string*>;
 
 const Descriptor* descriptor_at(const Tracked& t, std::uint32_t i)
@@ -68,8 +70,12 @@ json name_of(const Tracked& t, std::uint32_t i)
 ThreadNames thread_names(const Report& r)
 {
     ThreadNames names;
-    for (const auto& th : r.threads)
+    for (const auto& th : r.threads) {
         names[{th.tid, th.start_ns}] = &th.name;
+        auto& latest = names[{th.tid, 0}];
+        if (!latest || th.start_ns > 0)
+            latest = &th.name;
+    }
     return names;
 }
 
@@ -87,7 +93,6 @@ json variable_json(const Tracked& t, const ThreadNames& names, const Variable& v
         {"heap", v.heap},
         {"file", d ? d->file : ""},
         {"line", d ? d->line : 0},
-        {"track_ns", v.track_ns},
         {"alloc_ns", or_null(v.heap, v.alloc_ns)},
         {"free_ns", or_null(v.free_ns != 0, v.free_ns)},
         {"lifetime_ns", or_null(v.heap && v.free_ns != 0, v.free_ns - v.alloc_ns)},

@@ -12,7 +12,7 @@ namespace memscope {
 Session::Session(Tracer& tracer, int pid, std::size_t max_variables)
     : tracer_(tracer), pid_(pid), events_(modules_, max_variables)
 {
-    tracer_.set_event_handler([this](const ms_event& ev) { events_.handle(ev); });
+    tracer_.set_event_handler([this](const DecodedEvent& ev) { events_.handle(ev); });
 }
 
 bool Session::seen(const std::string& path)

@@ -105,12 +105,10 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     }
     auto on_event = [](void* ctx, void* data, size_t size) -> int {
         auto* self = static_cast<Tracer*>(ctx);
-        // Block events are a prefix of ms_event; the rest reads as zero.
-        if (size >= MS_BLOCK_EVENT_SIZE && self->handler_) {
-            ms_event ev{};
-            std::memcpy(&ev, data, std::min(size, sizeof ev));
-            self->handler_(ev);
-        }
+        if (!self->handler_)
+            return 0;
+        if (auto ev = decode_event(data, size))
+            self->handler_(*ev);
         return 0;
     };
     t->events_ = ring_buffer__new(bpf_map__fd(maps->events), on_event, t.get(), nullptr);

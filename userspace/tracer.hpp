@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "elf_symbols.hpp"
+#include "events.hpp"
 #include "model.hpp"
 #include "modes.hpp"
 
@@ -94,7 +95,7 @@ public:
 
     // Events from the BPF side go to `handler`, on the calling thread, in
     // drain_events(). events_fd() polls readable when events wait.
-    void set_event_handler(std::function<void(const ms_event&)> handler) { handler_ = std::move(handler); }
+    void set_event_handler(std::function<void(const DecodedEvent&)> handler) { handler_ = std::move(handler); }
     int events_fd() const;
     void drain_events();
 
@@ -144,7 +145,7 @@ private:
     std::vector<AttachSpec> specs_;
     bool off_ = false;
     ring_buffer* events_ = nullptr;
-    std::function<void(const ms_event&)> handler_;
+    std::function<void(const DecodedEvent&)> handler_;
 };
 
 } // namespace memscope

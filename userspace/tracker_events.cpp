@@ -196,7 +196,54 @@ std::uint32_t TrackerEvents::descriptor(std::uint32_t tgid, std::uint64_t packed
     return descriptor(tgid, packed_site >> MS_SITE_MODULE_SHIFT, packed_site & mask, addr);
 }
 
-void TrackerEvents::handle(const ms_event& ev)
+std::optional<DecodedEvent> decode_event(const void* data, std::size_t size)
+{
+    DecodedEvent ev;
+    ms_event_head head;
+    if (size < sizeof head)
+        return std::nullopt;
+    std::memcpy(&head, data, sizeof head);
+    ev.type = head.type;
+    ev.tgid = head.tgid;
+    ev.tid = head.tid;
+    ev.flags = head.flags;
+    if (head.type == MS_EV_VARIABLE) {
+        ms_variable_event_ext v{};
+        std::size_t need = (head.flags & MS_EV_EXTENDED) ? sizeof(ms_variable_event_ext) : sizeof(ms_variable_event);
+        if (size < need)
+            return std::nullopt;
+        std::memcpy(&v, data, need);
+        const std::uint64_t mask = (std::uint64_t(1) << MS_SITE_MODULE_SHIFT) - 1;
+        ev.addr = v.base.addr;
+        ev.size = v.base.size;
+        ev.desc = v.base.desc;
+        ev.site = v.base.site & mask;
+        ev.module = v.base.site >> MS_SITE_MODULE_SHIFT;
+        ev.alloc_ns = v.base.alloc_ns;
+        ev.thread_start_ns = v.ext.thread_start_ns;
+        ev.type_addr = v.ext.type_addr;
+        ev.type_len = v.ext.type_len;
+        ev.scope = v.ext.scope;
+        ev.scope_site = v.ext.scope_site;
+        ev.task = v.ext.task;
+        ev.task_desc = v.ext.task_desc;
+        ev.task_site = v.ext.task_site;
+        return ev;
+    }
+    if (head.type == MS_EV_LOADER_CHANGED)
+        return ev;
+    ms_block_event b;
+    if (size < sizeof b)
+        return std::nullopt;
+    std::memcpy(&b, data, sizeof b);
+    ev.ts = b.ts;
+    ev.addr = b.addr;
+    ev.size = b.size;
+    ev.old_addr = b.old_addr;
+    return ev;
+}
+
+void TrackerEvents::handle(const DecodedEvent& ev)
 {
     switch (ev.type) {
     case MS_EV_VARIABLE: {
@@ -204,7 +251,6 @@ void TrackerEvents::handle(const ms_event& ev)
         call.tgid = ev.tgid;
         call.tid = ev.tid;
         call.thread_start_ns = ev.thread_start_ns;
-        call.ts = ev.ts;
         call.addr = ev.addr;
         call.size = ev.size;
         call.heap = (ev.flags & MS_EV_HEAP) != 0;

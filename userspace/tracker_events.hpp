@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "elf_symbols.hpp"
+#include "events.hpp"
 #include "memscope.h"
 #include "variables.hpp"
 
@@ -62,7 +63,7 @@ public:
     TrackerEvents(const TrackerModules& modules, std::size_t max_variables)
         : modules_(modules), table_(max_variables) {}
 
-    void handle(const ms_event& ev);
+    void handle(const DecodedEvent& ev);
 
     const VariableTable& table() const { return table_; }
     const std::vector<ModeRequest>& mode_requests() const { return mode_requests_; }

@@ -30,7 +30,6 @@ void VariableTable::on_track(const TrackCall& call)
     v.addr = call.addr;
     v.size = call.size;
     v.heap = call.heap;
-    v.track_ns = call.ts;
     v.alloc_ns = call.heap ? call.alloc_ns : 0;
     v.scope = call.scope;
     v.task = call.task;

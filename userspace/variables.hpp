@@ -27,12 +27,11 @@ struct Descriptor {
 
 inline constexpr std::uint32_t kNoDescriptor = UINT32_MAX;
 
-// One MEMSCOPE_TRACK_* call (80 bytes: a million of them is 80 MB).
+// One MEMSCOPE_TRACK_* call (72 bytes: a million of them is 72 MB).
 struct Variable {
     std::uint64_t thread_start_ns = 0;
     std::uint64_t addr = 0;     // the block (0: none given)
     std::uint64_t size = 0;     // the block's allocated size, else what the target passed
-    std::uint64_t track_ns = 0;
     std::uint64_t alloc_ns = 0; // heap only
     std::uint64_t free_ns = 0;  // 0: still live
     std::uint64_t task = 0;

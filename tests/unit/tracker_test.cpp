@@ -105,7 +105,7 @@ TEST(Tracker, EventsBecomeVariablesWithTheirDescriptors)
 {
     Module m;
     TrackerEvents events(m.modules, 100);
-    ms_event ev{};
+    DecodedEvent ev{};
     ev.type = MS_EV_VARIABLE;
     ev.tgid = 1;
     ev.tid = 2;
@@ -119,10 +119,10 @@ TEST(Tracker, EventsBecomeVariablesWithTheirDescriptors)
     ev.scope_site = site() | (std::uint64_t(m.index) << MS_SITE_MODULE_SHIFT);
     events.handle(ev);
     events.handle(ev); // a second call reads nothing new
-    ms_event bad = ev;
+    DecodedEvent bad = ev;
     bad.desc = site(); // garbage descriptor: kept, shown as "?"
     events.handle(bad);
-    ms_event freed{};
+    DecodedEvent freed{};
     freed.type = MS_EV_VARIABLE_FREE;
     freed.tgid = 1;
     freed.addr = 0x1000;

@@ -1,0 +1,27 @@
+// An event from the BPF side, decoded from its ring record (memscope.h's
+// wire structs) into one shape; fields a record does not carry read zero.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "memscope.h"
+
+namespace memscope {
+
+struct DecodedEvent {
+    std::uint32_t type = 0, tgid = 0, tid = 0, flags = 0;
+    std::uint64_t thread_start_ns = 0; // 0 when the record does not say
+    std::uint64_t ts = 0;
+    std::uint64_t addr = 0, size = 0, old_addr = 0, alloc_ns = 0;
+    std::uint64_t desc = 0, site = 0, module = 0;
+    std::uint64_t type_addr = 0, type_len = 0;
+    std::uint64_t scope = 0, scope_site = 0;
+    std::uint64_t task = 0, task_desc = 0, task_site = 0;
+};
+
+// nullopt for a record too short for its type.
+std::optional<DecodedEvent> decode_event(const void* data, std::size_t size);
+
+} // namespace memscope
