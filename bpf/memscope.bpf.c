@@ -585,13 +585,14 @@ int BPF_KPROBE(thread_exit_entry)
 static __always_inline void count_variable(struct pt_regs *ctx, const struct ms_thread_key *me,
 					   __u64 site)
 {
-	struct ms_var_key k = { .tgid = me->tgid, .desc = ctx->dx, .site = site,
-				.type_addr = ctx->r8, .type_len = ctx->r9 };
+	struct ms_var_key k = { .tgid = me->tgid, .desc = ctx->dx, .site = site };
 	static const struct ms_var_totals zero;
 	struct ms_var_totals *t;
 	__u64 size = ctx->si;
 
-	if (ctx->di) {
+	/* The size the target passed is the block's; only a block passed
+	 * without one (unique_ptr<T[]>, shared_ptr) needs the record's. */
+	if (ctx->di && !size) {
 		struct ms_alloc_key ak = { .tgid = me->tgid, .addr = ctx->di };
 		struct ms_alloc_rec *rec = bpf_map_lookup_elem(&allocs, &ak);
 		if (rec)

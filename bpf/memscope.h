@@ -133,8 +133,6 @@ struct ms_var_key {
 	__u32 pad;
 	__u64 desc;
 	__u64 site; /* MS_SITE_MODULE_SHIFT */
-	__u64 type_addr;
-	__u64 type_len;
 };
 
 struct ms_var_totals {

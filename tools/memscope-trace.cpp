@@ -165,8 +165,27 @@ std::string json_line(const nlohmann::json& j)
 }
 
 // Trace until the target exits, a signal, or --duration; returns the final report.
+// Measured before the target runs (auto mode), so that stepping starts at once.
+struct Calibration {
+    bool done = false;
+    double costs[3] = {0, 0, 0};
+};
+
+Calibration calibrate_for_auto(Tracer& tracer, const Session& session, const Options& opt)
+{
+    Calibration c;
+    if (!opt.auto_mode)
+        return c;
+    std::string err = calibrate_hit_costs(tracer, session.mode(), c.costs);
+    if (!err.empty())
+        std::fprintf(stderr, "memscope-trace: %s; auto mode disabled: no measured cost per hit\n",
+                     escape_for_terminal(err).c_str());
+    c.done = err.empty();
+    return c;
+}
+
 Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Options& opt, int sigfd,
-                  int& status_out)
+                  int& status_out, const Calibration& calibration)
 {
     const auto start = Clock::now();
     const int sample_ms = 100; // the process-wide peak is sampled this often
@@ -178,8 +197,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     bool target_gone = false;
     RateMeter rates;
     std::optional<AutoPolicy> autopilot;
-    double costs[3] = {0, 0, 0};
-    bool calibrated = false;
+    double costs[3] = {calibration.costs[0], calibration.costs[1], calibration.costs[2]};
+    bool calibrated = calibration.done;
     auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
     auto calibrate = [&] {
         if (calibrated)
@@ -192,12 +211,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         calibrated = true;
         return true;
     };
-    if (opt.auto_mode) {
-        if (!calibrate())
-            std::fprintf(stderr, "memscope-trace: auto mode disabled: no measured cost per hit\n");
-        else
-            autopilot.emplace(opt.overhead_budget, costs);
-    }
+    if (opt.auto_mode && calibrated)
+        autopilot.emplace(opt.overhead_budget, costs);
 
     ControlServer control;
     if (auto err = control.listen(control_socket_path(getpid())); !err.empty())
@@ -438,10 +453,11 @@ int run_attach(const Options& opt)
                  opt.pid, probed, session.tracker_modules(), mode_name(session.mode()),
                  escape_for_terminal(session.mode_source()).c_str());
 
+    Calibration calibration = calibrate_for_auto(*tracer, session, opt);
     raise_priority(opt.nice);
     int sigfd = signal_fd();
     int unused = 0;
-    Report report = trace_loop(*tracer, session, traced, opt, sigfd, unused);
+    Report report = trace_loop(*tracer, session, traced, opt, sigfd, unused, calibration);
     return finish(report, opt);
 }
 
@@ -491,6 +507,7 @@ int run_command(const Options& opt)
     }
     if (opt.verbose)
         print_sites(*tracer, session);
+    Calibration calibration = calibrate_for_auto(*tracer, session, opt);
     raise_priority(opt.nice); // the child, already forked, keeps its own
     if (auto e = traced.child->release(); !e.empty()) {
         waitpid(traced.pid, nullptr, 0);
@@ -500,7 +517,7 @@ int run_command(const Options& opt)
     traced.target.exe = exe;
 
     int status = 0;
-    Report report = trace_loop(*tracer, session, traced, opt, sigfd, status);
+    Report report = trace_loop(*tracer, session, traced, opt, sigfd, status, calibration);
     if (int rc = finish(report, opt); rc != 0)
         return rc;
     return status;

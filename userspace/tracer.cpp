@@ -10,6 +10,7 @@
 #include <map>
 
 #include <fcntl.h>
+#include <sys/types.h>
 
 #include <fstream>
 
@@ -153,7 +154,23 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
 Tracer::~Tracer()
 {
     // Each uprobe's release waits out a grace period under a kernel-wide
-    // lock (~0.1 s here, serialised even from several threads).
+    // lock (~0.1 s here, serialised even from several threads): ~2 s for a
+    // libc's worth. The report is out by now; a detached helper holding the
+    // last references pays that, so the tracer's exit does not. Meanwhile
+    // the probes stay in place, idle: every program returns at once in "off".
+    if (!links_.empty() && options_.detach_in_background) {
+        __atomic_store_n(&skel_->bss->mode, static_cast<__u32>(MS_MODE_OFF), __ATOMIC_SEQ_CST);
+        pid_t helper = fork();
+        if (helper == 0) {
+            int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+            for (int fd = 0; fd < 3; ++fd)
+                dup2(null, fd);
+            setsid();
+            for (auto* l : links_)
+                bpf_link__destroy(l);
+            _exit(0);
+        }
+    }
     for (auto* l : links_)
         bpf_link__destroy(l);
     if (events_)
@@ -451,7 +468,7 @@ Snapshot Tracer::snapshot(int pid) const
     for_each_key<ms_var_key>(vars_fd, [&](const ms_var_key& k) {
         if (k.tgid != tgid || bpf_map_lookup_elem(vars_fd, &k, var_slices.data()) != 0)
             return;
-        RawVariableTotals v{k.desc, k.site, k.type_addr, k.type_len, 0, 0};
+        RawVariableTotals v{k.desc, k.site, 0, 0, 0, 0};
         for (const auto& x : var_slices) {
             v.count += x.count;
             v.bytes += x.bytes;

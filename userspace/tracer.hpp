@@ -28,6 +28,8 @@ struct TracerOptions {
     // the tracker's probe on its `ret` instead of its 5-byte NOP.
     bool empty_programs = false;
     bool tracker_site_on_ret = false;
+    // Release the probes from a detached helper at exit (see ~Tracer).
+    bool detach_in_background = true;
 };
 
 struct AttachedSite {

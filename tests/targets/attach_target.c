@@ -5,7 +5,8 @@
  *             frees the 50 early blocks (unknown to a tracer attached later),
  *             and the process exits 0.
  *   "spin" -> thread "spinner" allocates and frees for 4 seconds, checking
- *             its data, then prints "ok" (or "corrupt N") and exits 0. */
+ *             its data, prints "ok" (or "corrupt N"), then waits for one more
+ *             line (or the end of stdin) and exits 0. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdint.h>
@@ -68,6 +69,9 @@ int main(void)
 		pthread_join(t, NULL);
 		/* Every block held what was written to it: nothing corrupted. */
 		printf(sum == 0 ? "ok\n" : "corrupt %llu\n", (unsigned long long)sum);
+		fflush(stdout);
+		/* Alive until told (or stdin closes): the test looks at our memory after. */
+		fgets(line, sizeof line, stdin);
 		return 0;
 	}
 	return 4;
