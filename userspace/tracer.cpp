@@ -10,6 +10,7 @@
 #include <map>
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 
 #include <fstream>
@@ -166,6 +167,7 @@ Tracer::~Tracer()
             for (int fd = 0; fd < 3; ++fd)
                 dup2(null, fd);
             setsid();
+            prctl(PR_SET_NAME, "memscope-detach");
             for (auto* l : links_)
                 bpf_link__destroy(l);
             _exit(0);

@@ -40,7 +40,20 @@ def build_path(*parts):
     return os.path.join(ARGS.build, *parts)
 
 
+def settle():
+    """Wait until no earlier tracer is still releasing its probes (a
+    detached "memscope-detach" helper): the kernel's uprobe release walks
+    every process that maps the same library, which would skew the next
+    measurement."""
+    for _ in range(200):
+        if subprocess.run(["pgrep", "--runstates", "D,R,S", "-x", "memscope-detach"],
+                          stdout=subprocess.DEVNULL).returncode != 0:
+            return
+        time.sleep(0.05)
+
+
 def run(cmd, timeout=600, env=None, stdin=None):
+    settle()
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
                        env=env, stdin=stdin)
     return p.returncode, p.stdout, p.stderr
@@ -221,6 +234,7 @@ def section_bystander(results):
                             ([build_path("memscope-trace"), "run", "--bench-floor", "--"], "beside_floor"),
                             ([build_path("memscope-trace"), "run", "--"], "beside_traced")):
             cmd = prefix + busy
+            settle()
             neighbour = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
             rows[key].append(parse_pairs(run(by)[1]))
