@@ -370,8 +370,12 @@ def markdown(res):
                   "| wall, ns/pair | %.2f | %.2f | %.2f | %.2f | | %.3f |" % (
                       b["alone_ns"], b["beside_untraced_ns"], b["beside_floor_ns"], b["beside_traced_ns"],
                       b["wall_ratio"]), "",
+                  "Against its own untraced speed (alone): CPU **%.3f x**, wall %.3f x." % (
+                      b["beside_traced_cpu_ns"] / b["alone_cpu_ns"], b["beside_traced_ns"] / b["alone_ns"]), "",
                   "Its CPU time per call is the cost tracing could put on it; its wall time on %d CPUs also "
-                  "counts turns spent waiting while the neighbour, and the tracer, run." % res["machine"]["cpus"], ""]
+                  "counts turns spent waiting while the neighbour, and the tracer, run. The column against the "
+                  "same neighbour untraced is the stricter control; the floor column shows what any uprobe "
+                  "next door does." % res["machine"]["cpus"], ""]
     if "entry" in res:
         e = res["entry"]
         lines += ["## Tracker entry point (MEMSCOPE_TRACK_PTR), ns per call", "",
