@@ -24,6 +24,13 @@ const volatile __u64 event_wakeup_bytes = MS_DEFAULT_EVENT_RING / 8;
 volatile __u32 mode = MS_MODE_NORMAL;
 /* Set once a stint without records (async, or probes off) happened. */
 volatile __u32 gap_seen = 0;
+/* Calibration (auto mode) runs its helper process in a mode of its own,
+ * leaving the target's alone. */
+volatile __u32 calib_tgid = 0;
+volatile __u32 calib_mode = 0;
+/* Bumped each time the probes come back on: state left by a call that was
+ * in flight when they went off (its return never seen) is stale. */
+volatile __u32 epoch = 0;
 /* Thread slots handed out so far; the tables hold max_slots. */
 volatile __u32 next_slot = 0;
 const volatile __u32 max_slots = MS_DEFAULT_MAX_THREADS;
@@ -39,6 +46,8 @@ struct ms_inflight {
 	__u32 scope_depth;  /* tracker scopes entered and not left */
 	__u32 mode;         /* the mode at the outermost entry */
 	__u32 slot;         /* this thread's slot in the thread tables */
+	__u32 epoch;        /* the epoch of the outermost entry */
+	__u32 pad4;
 	__u32 slot_state;   /* 0: none yet, 1: slot holds it, 2: tables full */
 	__u32 pad3;
 	struct ms_alloc_rec old;
@@ -189,6 +198,16 @@ static __always_inline void self_key(struct ms_thread_key *key)
 	key->start_ns = task->start_time;
 }
 
+/* The mode for the calling process (the calibration helper has its own). */
+static __always_inline __u32 mode_now(void)
+{
+	__u32 c = calib_tgid;
+
+	if (c && c == bpf_get_current_pid_tgid() >> 32)
+		return calib_mode;
+	return mode;
+}
+
 /* This thread's slot in the thread tables, handed out at its first event;
  * -1 (counted) when the tables are full. */
 static __always_inline int thread_slot(struct ms_inflight *st)
@@ -312,14 +331,20 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct ms_inflight *st;
 	__u64 sp = PT_REGS_SP(ctx);
+	__u32 m = mode_now();
 
-	if (mode == MS_MODE_OFF)
+	if (m == MS_MODE_OFF)
 		return 0;
 
 	st = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st) {
 		count_drop(MS_DROP_NO_TASK_STORAGE);
 		return 0;
+	}
+	if (st->entry_sp && st->epoch != epoch) {
+		/* Entered before the probes went off: its return was never seen. */
+		count_drop(MS_DROP_LOST_RETURN);
+		st->entry_sp = 0;
 	}
 	if (st->entry_sp) {
 		/* Deeper: called from the outer allocator call. Equal: tail-called
@@ -336,12 +361,13 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
 		}
 	}
 	st->entry_sp = sp;
+	st->epoch = epoch;
 	st->kind = kind;
 	st->size = size;
 	st->memptr = memptr;
 	st->old_addr = old_addr;
 	st->has_old = 0;
-	st->mode = mode;
+	st->mode = m;
 	if (old_addr && st->mode != MS_MODE_ASYNC)
 		st->has_old = take_record(bpf_get_current_pid_tgid() >> 32, old_addr, &st->old);
 	return 0;
@@ -441,7 +467,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	bool ok;
 
 	st = bpf_task_storage_get(&inflight, task, 0, 0);
-	if (!st || !st->entry_sp)
+	if (!st || !st->entry_sp || st->epoch != epoch)
 		return 0;
 	/* A nested call returns onto a stack at or below the outer entry's. */
 	if (PT_REGS_SP(ctx) <= st->entry_sp)
@@ -499,6 +525,8 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		if (st->old_addr) {
 			if (st->has_old)
 				account_free(c, &st->old);
+			else if (c && gap_seen)
+				c->untracked_free_count += 1;
 			else if (c)
 				c->unmatched_free_count += 1;
 		}
@@ -536,18 +564,20 @@ int BPF_KPROBE(free_entry, __u64 ptr)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct ms_alloc_rec rec;
 
-	if (!ptr || mode == MS_MODE_OFF)
+	__u32 m = mode_now();
+
+	if (!ptr || m == MS_MODE_OFF)
 		return 0;
 	st = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st) {
 		count_drop(MS_DROP_NO_TASK_STORAGE);
 		return 0;
 	}
-	if (st->entry_sp && PT_REGS_SP(ctx) <= st->entry_sp)
+	if (st->entry_sp && st->epoch == epoch && PT_REGS_SP(ctx) <= st->entry_sp)
 		return 0; /* inside realloc & co: the outer call accounts for it */
 
 	c = counters_of(thread_slot(st));
-	if (mode == MS_MODE_ASYNC) {
+	if (m == MS_MODE_ASYNC) {
 		if (c && st->exiting)
 			c->exit_unmatched_free_count += 1;
 		else if (c)
@@ -621,7 +651,9 @@ int tracker_entry(struct pt_regs *ctx)
 	__u64 site = PT_REGS_IP(ctx) | (bpf_get_attach_cookie(ctx) << MS_SITE_MODULE_SHIFT);
 	struct ms_inflight *st;
 
-	if (mode == MS_MODE_OFF)
+	__u32 m = mode_now();
+
+	if (m == MS_MODE_OFF)
 		return 0;
 	st = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!st) {
@@ -668,7 +700,6 @@ int tracker_entry(struct pt_regs *ctx)
 	}
 
 	struct ms_thread_key me;
-	__u32 m = mode;
 	self_key(&me);
 	if (op == MEMSCOPE_OP_TRACK && m != MS_MODE_NORMAL) {
 		struct ms_thread_counters *c = counters_of(thread_slot(st));

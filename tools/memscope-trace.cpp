@@ -176,7 +176,8 @@ Calibration calibrate_for_auto(Tracer& tracer, const Session& session, const Opt
     Calibration c;
     if (!opt.auto_mode)
         return c;
-    std::string err = calibrate_hit_costs(tracer, session.mode(), c.costs);
+    (void)session;
+    std::string err = calibrate_hit_costs(tracer, c.costs);
     if (!err.empty())
         std::fprintf(stderr, "memscope-trace: %s; auto mode disabled: no measured cost per hit\n",
                      escape_for_terminal(err).c_str());
@@ -201,15 +202,9 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     bool calibrated = calibration.done;
     auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
     auto calibrate = [&] {
-        if (calibrated)
-            return true;
-        std::string err = calibrate_hit_costs(tracer, session.mode(), costs);
-        if (!err.empty()) {
-            std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(err).c_str());
-            return false;
-        }
-        calibrated = true;
-        return true;
+        if (!calibrated)
+            calibrated = calibrate_hit_costs(tracer, costs).empty();
+        return calibrated;
     };
     if (opt.auto_mode && calibrated)
         autopilot.emplace(opt.overhead_budget, costs);
@@ -237,7 +232,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
             return json_line({{"ok", true}, {"mode", mode_name(session.mode())}});
         }
         if (line == "status") {
-            calibrate();
+            calibrate(); // once, in a helper of its own: the target's mode is untouched
             reply["mode"] = mode_name(session.mode());
             reply["mode_source"] = session.mode_source();
             reply["probes_attached"] = tracer.probes_attached();
@@ -421,6 +416,7 @@ int run_attach(const Options& opt)
     if (opt.pid == getpid())
         return fail("memscope-trace cannot trace itself");
 
+    int sigfd = signal_fd(); // before anything slow: a signal meanwhile is queued, not fatal
     std::string err;
     auto tracer = Tracer::open({opt.max_threads, opt.max_allocations, opt.bench_floor, opt.bench_tracker_on_ret}, err);
     if (!tracer)
@@ -436,6 +432,9 @@ int run_attach(const Options& opt)
                     " (it exited, or is a kernel thread)");
     int probed = 0;
     Session session(*tracer, opt.pid, opt.max_variables);
+    // Costs are measured before the target's probes exist: calibration
+    // switches the BPF side's mode, which must not touch the target.
+    Calibration calibration = calibrate_for_auto(*tracer, session, opt);
     if (auto e = session.attach(opt.pid, objects, probed); !e.empty())
         return fail(e);
     if (auto e = choose_start_mode(session, opt, process_environ(opt.pid)); !e.empty())
@@ -453,9 +452,7 @@ int run_attach(const Options& opt)
                  opt.pid, probed, session.tracker_modules(), mode_name(session.mode()),
                  escape_for_terminal(session.mode_source()).c_str());
 
-    Calibration calibration = calibrate_for_auto(*tracer, session, opt);
     raise_priority(opt.nice);
-    int sigfd = signal_fd();
     int unused = 0;
     Report report = trace_loop(*tracer, session, traced, opt, sigfd, unused, calibration);
     return finish(report, opt);

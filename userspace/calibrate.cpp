@@ -73,7 +73,7 @@ struct Helper {
 
 } // namespace
 
-std::string calibrate_hit_costs(Tracer& tracer, Mode current, double (&cost_ns)[3])
+std::string calibrate_hit_costs(Tracer& tracer, double (&cost_ns)[3])
 {
     Dl_info info{};
     if (!dladdr(reinterpret_cast<void*>(&std::malloc), &info) || !info.dli_fname)
@@ -103,11 +103,11 @@ std::string calibrate_hit_costs(Tracer& tracer, Mode current, double (&cost_ns)[
     double traced[3] = {-1, -1, -1};
     if (err.empty()) {
         for (int m = 0; m < 3; ++m) {
-            tracer.set_mode(modes[m]);
+            tracer.set_calibration_mode(h.pid, modes[m]);
             traced[m] = h.batch();
         }
     }
-    tracer.set_mode(current == Mode::off ? Mode::normal : current);
+    tracer.set_calibration_mode(0, Mode::normal);
     write(h.cmd, "q", 1);
     Tracer::destroy_links(links);
     tracer.forget_process(h.pid);

@@ -9,9 +9,10 @@
 namespace memscope {
 
 // Runs malloc(64)+free pairs in a helper process, untraced and then under
-// this tracer's own probes in normal, fast and async modes; cost_ns[m] is
-// the extra time per probe hit (a pair is two hits). The BPF mode is
-// restored to `current` after. Returns an error sentence, empty on success.
-std::string calibrate_hit_costs(Tracer& tracer, Mode current, double (&cost_ns)[3]);
+// this tracer's own probes in normal, fast and async modes (the helper's
+// own: the target's mode is untouched, so this may run while tracing);
+// cost_ns[m] is the extra time per probe hit (a pair is two hits). Returns
+// an error sentence, empty on success.
+std::string calibrate_hit_costs(Tracer& tracer, double (&cost_ns)[3]);
 
 } // namespace memscope

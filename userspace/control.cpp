@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace memscope {
@@ -25,13 +26,15 @@ bool fill_address(const std::string& path, sockaddr_un& addr)
     return true;
 }
 
-// Read up to a newline (bounded), or until the deadline.
+// Read up to a newline (bounded), or until the deadline (for the whole line).
 bool read_line(int fd, std::string& line, int timeout_ms)
 {
     char buf[256];
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (line.find('\n') == std::string::npos && line.size() < 4096) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         pollfd p{fd, POLLIN, 0};
-        if (poll(&p, 1, timeout_ms) <= 0)
+        if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) <= 0)
             return !line.empty();
         ssize_t n = read(fd, buf, sizeof buf);
         if (n <= 0)
@@ -47,7 +50,8 @@ void write_all(int fd, const std::string& s)
     const char* p = s.data();
     size_t left = s.size();
     while (left > 0) {
-        ssize_t n = write(fd, p, left);
+        // A client gone before the reply must not kill us with SIGPIPE.
+        ssize_t n = send(fd, p, left, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)

@@ -71,7 +71,9 @@ double AutoPolicy::estimate_pct(Mode mode, double hits_per_s, double cpu_per_s) 
 {
     int i = mode == Mode::normal ? 0 : mode == Mode::fast ? 1 : 2;
     double overhead_s = hits_per_s * cost_[i] * 1e-9;
-    if (overhead_s <= 0)
+    // Under a thousandth of a core the share is noise: the target's CPU is
+    // read in 10 ms ticks, and a nearly idle one often reads zero.
+    if (overhead_s < 1e-3)
         return 0;
     // The target's CPU time includes the probes' own; the overhead is their
     // share of it. An idle target with hits (blocked in the kernel) counts

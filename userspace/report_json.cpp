@@ -93,9 +93,10 @@ json variable_json(const Tracked& t, const ThreadNames& names, const Variable& v
         {"heap", v.heap},
         {"file", d ? d->file : ""},
         {"line", d ? d->line : 0},
-        {"alloc_ns", or_null(v.heap, v.alloc_ns)},
+        // A block allocated in fast mode has no allocation time.
+        {"alloc_ns", or_null(v.heap && v.alloc_ns != 0, v.alloc_ns)},
         {"free_ns", or_null(v.free_ns != 0, v.free_ns)},
-        {"lifetime_ns", or_null(v.heap && v.free_ns != 0, v.free_ns - v.alloc_ns)},
+        {"lifetime_ns", or_null(v.heap && v.alloc_ns != 0 && v.free_ns != 0, v.free_ns - v.alloc_ns)},
         {"scope", name_of(t, v.scope)},
         {"task", or_null(v.task_desc != kNoDescriptor, v.task)},
         {"task_name", name_of(t, v.task_desc)},

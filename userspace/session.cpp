@@ -37,6 +37,9 @@ std::string Session::attach_tracker(int pid, const std::string& path, const ElfS
 std::string Session::attach(int pid, const std::vector<std::string>& objects, int& probed)
 {
     probed = 0;
+    // Nothing is recorded until every probe is in place: a call that meets
+    // half of its probes would leave state behind.
+    tracer_.set_mode(Mode::off);
     // Allocators first: the entry points' semaphores rise as soon as they
     // are attached, and a target waiting on them must find its heap watched.
     std::vector<std::pair<std::string, ElfScan>> trackers;
@@ -64,6 +67,7 @@ std::string Session::attach(int pid, const std::vector<std::string>& objects, in
     for (const auto& [path, scan] : trackers)
         if (auto err = attach_tracker(pid, path, scan); !err.empty())
             return err;
+    tracer_.set_mode(mode_);
     return {};
 }
 
@@ -85,11 +89,14 @@ std::string Session::switch_mode(Mode to, const std::string& reason, double t_s)
 {
     if (to == mode_)
         return {};
+    if (to == Mode::async)
+        tracer_.mark_gap();
     if (mode_ == Mode::off) {
-        // Probes first, then the mode they run in.
-        tracer_.set_mode(to);
+        // Probes first (they come back idle), then the mode they run in.
         if (auto err = tracer_.reattach_probes(); !err.empty())
             return err;
+        tracer_.set_mode(to);
+        rescan_ = true; // libraries loaded while off
     } else if (to == Mode::off) {
         tracer_.detach_probes();
     } else {
@@ -120,8 +127,9 @@ void Session::drain(double t_s)
         if (!err.empty())
             notes_.push_back(err);
     }
-    if (events_.take_loader_changes().count(static_cast<std::uint32_t>(pid)) == 0)
+    if (events_.take_loader_changes().count(static_cast<std::uint32_t>(pid)) == 0 && !rescan_)
         return;
+    rescan_ = false;
     // A library came: attach to its entry points (its calls before this are not seen).
     for (const auto& mapped : executable_mappings(pid)) {
         std::string path = path_in_process(pid, mapped);

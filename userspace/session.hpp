@@ -69,6 +69,7 @@ private:
     bool had_async_ = false, had_off_ = false, had_fast_ = false;
     std::vector<ModeChange> changes_;
     std::size_t requests_seen_ = 0;
+    bool rescan_ = false; // look for new libraries at the next drain
     TrackerModules modules_;
     TrackerEvents events_;
     std::set<std::pair<dev_t, ino_t>> seen_;

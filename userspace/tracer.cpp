@@ -10,7 +10,9 @@
 #include <map>
 
 #include <fcntl.h>
+#include <dirent.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/types.h>
 
 #include <fstream>
@@ -161,17 +163,34 @@ Tracer::~Tracer()
     // the probes stay in place, idle: every program returns at once in "off".
     if (!links_.empty() && options_.detach_in_background) {
         __atomic_store_n(&skel_->bss->mode, static_cast<__u32>(MS_MODE_OFF), __ATOMIC_SEQ_CST);
-        pid_t helper = fork();
-        if (helper == 0) {
-            int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-            for (int fd = 0; fd < 3; ++fd)
-                dup2(null, fd);
+        std::vector<int> keep;
+        for (auto* l : links_)
+            keep.push_back(bpf_link__fd(l));
+        pid_t middle = fork();
+        if (middle == 0) {
+            // Twice forked: the helper belongs to init, which reaps it.
+            if (fork() != 0)
+                _exit(0);
             setsid();
             prctl(PR_SET_NAME, "memscope-detach");
-            for (auto* l : links_)
-                bpf_link__destroy(l);
+            // Nothing of the tracer's but the links: no pipe held open, no
+            // pidfd, ring or map kept alive longer than the links need.
+            if (DIR* d = opendir("/proc/self/fd")) {
+                std::vector<int> fds;
+                while (dirent* e = readdir(d))
+                    if (e->d_name[0] != '.')
+                        fds.push_back(std::atoi(e->d_name));
+                closedir(d);
+                for (int fd : fds)
+                    if (std::find(keep.begin(), keep.end(), fd) == keep.end())
+                        close(fd);
+            }
+            for (int fd : keep)
+                close(fd); // the last references: the kernel releases the probes here
             _exit(0);
         }
+        if (middle > 0)
+            waitpid(middle, nullptr, 0);
     }
     for (auto* l : links_)
         bpf_link__destroy(l);
@@ -251,16 +270,8 @@ int Tracer::attach_allocator(int pid, const std::string& path,
     for (const auto& sym : unique_by_address(symbols)) {
         ProbeSite site = site_of(path, sym);
         const std::uint64_t at = sym.file_offset + site.offset;
-        AttachSpec spec{entry_program(skel_, sym.kind), pid, path, at, false, 0, 0};
-        bpf_link* entry = attach(spec);
-        if (!entry) {
-            error = "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
-            return -1;
-        }
-        links_.push_back(entry);
-        specs_.push_back(spec);
-        sites_.push_back({path, sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
-                          site.reason});
+        // The return probe first: a call entered between the two would
+        // otherwise leave an entry whose return is never seen.
         if (needs_return_probe(sym.kind)) {
             // The site never moves past a change of rsp: [rsp] is still the return address.
             AttachSpec ret_spec{skel_->progs.alloc_return, pid, path, at, true, 0, 0};
@@ -275,6 +286,16 @@ int Tracer::attach_allocator(int pid, const std::string& path,
             sites_.push_back({path, sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
                               site.reason});
         }
+        AttachSpec spec{entry_program(skel_, sym.kind), pid, path, at, false, 0, 0};
+        bpf_link* entry = attach(spec);
+        if (!entry) {
+            error = "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
+            return -1;
+        }
+        links_.push_back(entry);
+        specs_.push_back(spec);
+        sites_.push_back({path, sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
+                          site.reason});
         probed += is_allocator(sym.kind);
     }
     return probed;
@@ -344,15 +365,28 @@ void Tracer::forget_process(int pid)
 
 void Tracer::set_mode(Mode mode)
 {
-    __u32 m = mode == Mode::fast ? MS_MODE_FAST : mode == Mode::async ? MS_MODE_ASYNC : MS_MODE_NORMAL;
-    if (mode == Mode::async || mode == Mode::off)
-        skel_->bss->gap_seen = 1;
+    __u32 m = mode == Mode::fast    ? MS_MODE_FAST
+              : mode == Mode::async ? MS_MODE_ASYNC
+              : mode == Mode::off   ? MS_MODE_OFF
+                                    : MS_MODE_NORMAL;
     __atomic_store_n(&skel_->bss->mode, m, __ATOMIC_SEQ_CST);
+}
+
+void Tracer::set_calibration_mode(int pid, Mode mode)
+{
+    __u32 m = mode == Mode::fast ? MS_MODE_FAST : mode == Mode::async ? MS_MODE_ASYNC : MS_MODE_NORMAL;
+    __atomic_store_n(&skel_->bss->calib_mode, m, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&skel_->bss->calib_tgid, static_cast<__u32>(pid), __ATOMIC_SEQ_CST);
+}
+
+void Tracer::mark_gap()
+{
+    __atomic_store_n(&skel_->bss->gap_seen, 1u, __ATOMIC_SEQ_CST);
 }
 
 void Tracer::detach_probes()
 {
-    skel_->bss->gap_seen = 1;
+    mark_gap();
     off_ = true;
     // New calls go unseen from now; calls in flight (entered in the previous
     // mode) finish through their return probes before those go.
@@ -368,14 +402,22 @@ std::string Tracer::reattach_probes()
     if (!off_)
         return {};
     off_ = false;
-    for (const auto& spec : specs_) {
-        bpf_link* l = attach(spec);
-        if (!l) {
-            std::string err = "cannot attach the probes again in " + spec.path + ": " + std::strerror(errno);
-            detach_probes();
-            return err;
+    // The BPF mode is still off: every probe goes back before any records a
+    // call, return probes first, and calls left in flight when the probes
+    // went off are recognised as stale by the new epoch.
+    __atomic_add_fetch(&skel_->bss->epoch, 1u, __ATOMIC_SEQ_CST);
+    for (bool returns : {true, false}) {
+        for (const auto& spec : specs_) {
+            if (spec.retprobe != returns)
+                continue;
+            bpf_link* l = attach(spec);
+            if (!l) {
+                std::string err = "cannot attach the probes again in " + spec.path + ": " + std::strerror(errno);
+                detach_probes();
+                return err;
+            }
+            links_.push_back(l);
         }
-        links_.push_back(l);
     }
     return {};
 }
@@ -407,7 +449,9 @@ Snapshot Tracer::snapshot(int pid) const
                                 bpf_map__max_entries(skel_->maps.thread_slots));
     for (__u32 slot = 0; slot < used; ++slot) {
         ms_thread_key k{};
-        if (bpf_map_lookup_elem(slots_fd, &slot, &k) != 0 || k.tgid != tgid)
+        // An owner still being written (a thread at its first event) reads
+        // with a zero tid or start time: it shows at the next snapshot.
+        if (bpf_map_lookup_elem(slots_fd, &slot, &k) != 0 || k.tgid != tgid || k.tid == 0 || k.start_ns == 0)
             continue;
         if (bpf_map_lookup_elem(counters_fd, &slot, per_cpu.data()) != 0)
             continue;

@@ -117,9 +117,15 @@ public:
     // Drop what the maps hold about process `pid` (a calibration helper).
     void forget_process(int pid);
 
-    // The BPF side's mode (normal, fast, async), in force for calls that
-    // enter from now on. Async also marks a gap in the records.
+    // The BPF side's mode (normal, fast, async; off keeps probes attached
+    // but idle), in force for calls that enter from now on.
     void set_mode(Mode mode);
+    // A stint without records began (async, off): frees of unknown blocks
+    // are counted as untracked from now on.
+    void mark_gap();
+    // Calibration: process `pid` runs in `mode`, whatever the others do
+    // (pid 0 ends it).
+    void set_calibration_mode(int pid, Mode mode);
     // Off: every probe detached (the target runs at full speed); on: the
     // same probes attached again. Returns an error sentence, empty on success.
     void detach_probes();
