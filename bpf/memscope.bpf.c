@@ -198,6 +198,21 @@ static __always_inline void self_key(struct ms_thread_key *key)
 	key->start_ns = task->start_time;
 }
 
+/* Look up an entry of a table of totals, creating it zeroed on first use;
+ * a full table is counted as `full`. */
+static __always_inline void *lookup_or_init(void *map, const void *key, const void *zero, __u32 full)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+
+	if (v)
+		return v;
+	bpf_map_update_elem(map, key, zero, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(map, key);
+	if (!v)
+		count_drop(full);
+	return v;
+}
+
 /* The mode for the calling process (the calibration helper has its own). */
 static __always_inline __u32 mode_now(void)
 {
@@ -429,16 +444,10 @@ static __always_inline void account_group(__u32 tgid, __u32 kind, __u64 id, __u6
 {
 	struct ms_group_key k = { .tgid = tgid, .kind = kind, .id = id, .desc = desc, .site = site };
 	static const struct ms_group_totals zero;
-	struct ms_group_totals *g = bpf_map_lookup_elem(&group_totals, &k);
+	struct ms_group_totals *g = lookup_or_init(&group_totals, &k, &zero, MS_DROP_GROUP_TABLE_FULL);
 
-	if (!g) {
-		bpf_map_update_elem(&group_totals, &k, &zero, BPF_NOEXIST);
-		g = bpf_map_lookup_elem(&group_totals, &k);
-		if (!g) {
-			count_drop(MS_DROP_GROUP_TABLE_FULL);
-			return;
-		}
-	}
+	if (!g)
+		return;
 	g->alloc_count += 1;
 	g->alloc_bytes += size;
 }
@@ -628,15 +637,9 @@ static __always_inline void count_variable(struct pt_regs *ctx, const struct ms_
 		if (rec)
 			size = rec->size;
 	}
-	t = bpf_map_lookup_elem(&var_totals, &k);
-	if (!t) {
-		bpf_map_update_elem(&var_totals, &k, &zero, BPF_NOEXIST);
-		t = bpf_map_lookup_elem(&var_totals, &k);
-		if (!t) {
-			count_drop(MS_DROP_GROUP_TABLE_FULL);
-			return;
-		}
-	}
+	t = lookup_or_init(&var_totals, &k, &zero, MS_DROP_GROUP_TABLE_FULL);
+	if (!t)
+		return;
 	t->count += 1;
 	t->bytes += size;
 }
