@@ -243,44 +243,44 @@ std::optional<DecodedEvent> decode_event(const void* data, std::size_t size)
     return ev;
 }
 
+std::uint32_t TrackerEvents::with_runtime_type(std::uint32_t desc, const DecodedEvent& ev)
+{
+    // A type name known only at run time (Rust): a string in the module's file.
+    auto key = std::make_tuple(desc, ev.module, ev.type_addr - ev.site, ev.type_len);
+    if (auto it = typed_.find(key); it != typed_.end())
+        return it->second;
+    if (typed_.size() >= kMaxCachedDescriptors)
+        return unreadable();
+    Descriptor d = table_.descriptors()[desc];
+    std::size_t len = std::min<std::uint64_t>(ev.type_len, MEMSCOPE_DESC_MAX_STRING);
+    std::string type(len, '\0');
+    if (ev.module < modules_.size() &&
+        modules_.read(static_cast<std::uint32_t>(ev.module), ev.site, ev.type_addr, type.data(), len))
+        d.type = type;
+    else
+        ++unreadable_;
+    return typed_.emplace(key, table_.intern(d)).first->second;
+}
+
 void TrackerEvents::handle(const DecodedEvent& ev)
 {
     switch (ev.type) {
     case MS_EV_VARIABLE: {
-        TrackCall call;
-        call.tgid = ev.tgid;
-        call.tid = ev.tid;
-        call.thread_start_ns = ev.thread_start_ns;
-        call.addr = ev.addr;
-        call.size = ev.size;
-        call.heap = (ev.flags & MS_EV_HEAP) != 0;
-        call.alloc_ns = ev.alloc_ns;
-        call.desc = descriptor(ev.tgid, ev.module, ev.site, ev.desc);
-        call.scope = descriptor(ev.tgid, ev.scope_site, ev.scope);
-        call.task = ev.task;
-        call.task_desc = descriptor(ev.tgid, ev.task_site, ev.task_desc);
-        if (ev.type_addr && call.desc != kNoDescriptor) {
-            // A type name known only at run time (Rust): a string in the module's file.
-            auto key = std::make_tuple(call.desc, ev.module, ev.type_addr - ev.site, ev.type_len);
-            auto it = typed_.find(key);
-            if (it == typed_.end() && typed_.size() >= kMaxCachedDescriptors) {
-                call.desc = unreadable();
-            } else if (it == typed_.end()) {
-                Descriptor d = table_.descriptors()[call.desc];
-                std::size_t len = std::min<std::uint64_t>(ev.type_len, MEMSCOPE_DESC_MAX_STRING);
-                std::string type(len, '\0');
-                if (ev.module < modules_.size() &&
-                    modules_.read(static_cast<std::uint32_t>(ev.module), ev.site, ev.type_addr, type.data(), len))
-                    d.type = type;
-                else
-                    ++unreadable_;
-                it = typed_.emplace(key, table_.intern(d)).first;
-                call.desc = it->second;
-            } else {
-                call.desc = it->second;
-            }
-        }
-        table_.on_track(call);
+        Variable v;
+        v.tgid = ev.tgid;
+        v.tid = ev.tid;
+        v.thread_start_ns = ev.thread_start_ns;
+        v.addr = ev.addr;
+        v.size = ev.size;
+        v.heap = (ev.flags & MS_EV_HEAP) != 0;
+        v.alloc_ns = ev.alloc_ns;
+        v.desc = descriptor(ev.tgid, ev.module, ev.site, ev.desc);
+        if (ev.type_addr && v.desc != kNoDescriptor)
+            v.desc = with_runtime_type(v.desc, ev);
+        v.scope = descriptor(ev.tgid, ev.scope_site, ev.scope);
+        v.task = ev.task;
+        v.task_desc = descriptor(ev.tgid, ev.task_site, ev.task_desc);
+        table_.on_track(v);
         break;
     }
     case MS_EV_VARIABLE_FREE:

@@ -83,6 +83,8 @@ public:
 
 private:
     std::uint32_t unreadable();
+    // `desc` with the event's run-time type name in place of its own.
+    std::uint32_t with_runtime_type(std::uint32_t desc, const DecodedEvent& ev);
 
     const TrackerModules& modules_;
     std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint64_t> biases_; // (tgid, module) -> bias

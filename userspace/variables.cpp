@@ -16,24 +16,15 @@ std::uint32_t VariableTable::intern(const Descriptor& d)
     return index;
 }
 
-void VariableTable::on_track(const TrackCall& call)
+void VariableTable::on_track(Variable v)
 {
     if (variables_.size() >= max_) {
         ++dropped_;
         return;
     }
-    Variable v;
-    v.desc = call.desc;
-    v.tgid = call.tgid;
-    v.tid = call.tid;
-    v.thread_start_ns = call.thread_start_ns;
-    v.addr = call.addr;
-    v.size = call.size;
-    v.heap = call.heap;
-    v.alloc_ns = call.heap ? call.alloc_ns : 0;
-    v.scope = call.scope;
-    v.task = call.task;
-    v.task_desc = call.task_desc;
+    if (!v.heap)
+        v.alloc_ns = 0;
+    v.free_ns = 0;
     auto index = static_cast<std::uint32_t>(variables_.size());
     variables_.push_back(v);
     // Only blocks the tracer saw allocated report their free.

@@ -46,17 +46,6 @@ struct Variable {
 // Grows in chunks: no doubling, no copy of what is already there.
 using Variables = std::deque<Variable>;
 
-struct TrackCall {
-    std::uint32_t tgid = 0, tid = 0;
-    std::uint64_t thread_start_ns = 0;
-    std::uint64_t ts = 0;
-    std::uint64_t addr = 0, size = 0;
-    bool heap = false;
-    std::uint64_t alloc_ns = 0;
-    std::uint32_t desc = kNoDescriptor, scope = kNoDescriptor, task_desc = kNoDescriptor;
-    std::uint64_t task = 0;
-};
-
 // The target asked for a mode (memscope_request_mode).
 struct ModeRequest {
     std::uint64_t ts = 0;
@@ -77,7 +66,8 @@ public:
     std::uint32_t intern(const Descriptor& d);
     const std::vector<Descriptor>& descriptors() const { return descriptors_; }
 
-    void on_track(const TrackCall& call);
+    // A MEMSCOPE_TRACK_* call, as the event described it (not yet freed).
+    void on_track(Variable v);
     // A tracked block was freed, or moved by realloc.
     void on_free(std::uint32_t tgid, std::uint64_t addr, std::uint64_t ts);
     void on_move(std::uint32_t tgid, std::uint64_t old_addr, std::uint64_t new_addr, std::uint64_t size);

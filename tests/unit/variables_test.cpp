@@ -4,12 +4,11 @@
 
 using namespace memscope;
 
-static TrackCall call(std::uint32_t desc, std::uint64_t addr, std::uint64_t size, bool heap = true)
+static Variable call(std::uint32_t desc, std::uint64_t addr, std::uint64_t size, bool heap = true)
 {
-    TrackCall c;
+    Variable c;
     c.tgid = 10;
     c.tid = 11;
-    c.ts = 100;
     c.addr = addr;
     c.size = size;
     c.heap = heap;
