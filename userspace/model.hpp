@@ -82,6 +82,12 @@ struct Tracked {
     std::uint64_t unreadable_descriptors = 0;
     std::uint64_t dropped_variables = 0; // over --max-variables
     std::uint64_t counted_by_name = 0;   // variables counted in fast mode, not listed one by one
+
+    // A descriptor by index; null for kNoDescriptor or out of range.
+    const Descriptor* descriptor(std::uint32_t i) const
+    {
+        return i < descriptors.size() ? &descriptors[i] : nullptr;
+    }
 };
 
 struct Report {

@@ -56,14 +56,9 @@ namespace {
 // carry it) for the thread of that tid seen last.
 using ThreadNames = std::map<std::pair<std::uint32_t, std::uint64_t>, const std::string*>;
 
-const Descriptor* descriptor_at(const Tracked& t, std::uint32_t i)
-{
-    return i < t.descriptors.size() ? &t.descriptors[i] : nullptr;
-}
-
 json name_of(const Tracked& t, std::uint32_t i)
 {
-    const Descriptor* d = descriptor_at(t, i);
+    const Descriptor* d = t.descriptor(i);
     return d ? json(d->name) : json(nullptr);
 }
 
@@ -81,7 +76,7 @@ ThreadNames thread_names(const Report& r)
 
 json variable_json(const Tracked& t, const ThreadNames& names, const Variable& v)
 {
-    const Descriptor* d = descriptor_at(t, v.desc);
+    const Descriptor* d = t.descriptor(v.desc);
     auto th = names.find({v.tid, v.thread_start_ns});
     return json{
         {"name", d ? d->name : "?"},
@@ -108,7 +103,7 @@ void add_tracked_json(const Tracked& t, json& out)
 {
     json summary = json::array();
     for (const auto& s : t.summary) {
-        const Descriptor* d = descriptor_at(t, s.desc);
+        const Descriptor* d = t.descriptor(s.desc);
         summary.push_back(json{{"name", d ? d->name : "?"},
                                {"type", d ? d->type : ""},
                                {"count", s.count},
@@ -118,7 +113,7 @@ void add_tracked_json(const Tracked& t, json& out)
     }
     json scopes = json::array();
     for (const auto& g : t.scopes) {
-        const Descriptor* d = descriptor_at(t, g.desc);
+        const Descriptor* d = t.descriptor(g.desc);
         scopes.push_back(json{{"name", d ? d->name : "?"},
                               {"file", d ? d->file : ""},
                               {"line", d ? d->line : 0},

@@ -60,9 +60,6 @@ std::string format_tracked(const Report& r, std::size_t top)
     std::string out;
     if (t.variables.empty() && t.summary.empty() && t.scopes.empty() && t.tasks.empty())
         return out;
-    auto desc = [&](std::uint32_t i) -> const Descriptor* {
-        return i < t.descriptors.size() ? &t.descriptors[i] : nullptr;
-    };
     std::uint64_t live = 0, live_bytes = 0;
     for (const auto& s : t.summary) {
         live += s.live_count;
@@ -75,7 +72,7 @@ std::string format_tracked(const Report& r, std::size_t top)
                    "live bytes");
         for (std::size_t i = 0; i < t.summary.size() && i < top; ++i) {
             const auto& s = t.summary[i];
-            const Descriptor* d = desc(s.desc);
+            const Descriptor* d = t.descriptor(s.desc);
             out += row("    %-20s %-28s %9llu %12s %9llu %12s\n", clip(d ? d->name : "?", 20).c_str(),
                        clip(d ? d->type : "", 28).c_str(), (unsigned long long)s.count,
                        human_bytes(s.bytes).c_str(), (unsigned long long)s.live_count,
@@ -92,7 +89,7 @@ std::string format_tracked(const Report& r, std::size_t top)
     if (!alive.empty()) {
         out += row("    live at end (%zu, largest first):\n", alive.size());
         for (std::size_t i = 0; i < alive.size() && i < top; ++i) {
-            const Descriptor* d = desc(alive[i]->desc);
+            const Descriptor* d = t.descriptor(alive[i]->desc);
             std::string where = d ? escape_for_terminal(d->file) + ":" + std::to_string(d->line) : "?";
             out += row("      %-20s %12s  tid %-8u %s\n", clip(d ? d->name : "?", 20).c_str(),
                        human_bytes(alive[i]->size).c_str(), alive[i]->tid, clip(where, 60).c_str());
@@ -103,7 +100,7 @@ std::string format_tracked(const Report& r, std::size_t top)
             return;
         out += row("  %s (%zu):\n", what, list.size());
         for (std::size_t i = 0; i < list.size() && i < top; ++i) {
-            const Descriptor* d = desc(list[i].desc);
+            const Descriptor* d = t.descriptor(list[i].desc);
             std::string name = d ? d->name : "?";
             if (list[i].id)
                 name += " #" + std::to_string(list[i].id);

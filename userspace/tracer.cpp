@@ -77,6 +77,28 @@ void for_each_key(int fd, Fn&& fn)
     }
 }
 
+// The keys of a hash map that belong to process `tgid` (keys with a tgid field).
+template <typename Key>
+std::vector<Key> keys_of_process(int fd, __u32 tgid)
+{
+    std::vector<Key> out;
+    for_each_key<Key>(fd, [&](const Key& k) {
+        if (k.tgid == tgid)
+            out.push_back(k);
+    });
+    return out;
+}
+
+__u32 bpf_mode(Mode mode)
+{
+    switch (mode) {
+    case Mode::fast: return MS_MODE_FAST;
+    case Mode::async: return MS_MODE_ASYNC;
+    case Mode::off: return MS_MODE_OFF;
+    default: return MS_MODE_NORMAL;
+    }
+}
+
 } // namespace
 
 std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& error)
@@ -162,7 +184,7 @@ Tracer::~Tracer()
     // last references pays that, so the tracer's exit does not. Meanwhile
     // the probes stay in place, idle: every program returns at once in "off".
     if (!links_.empty() && options_.detach_in_background) {
-        __atomic_store_n(&skel_->bss->mode, static_cast<__u32>(MS_MODE_OFF), __ATOMIC_SEQ_CST);
+        set_mode(Mode::off);
         std::vector<int> keep;
         for (auto* l : links_)
             keep.push_back(bpf_link__fd(l));
@@ -346,36 +368,21 @@ void Tracer::forget_process(int pid)
         }
     }
     int names_fd = bpf_map__fd(skel_->maps.thread_names);
-    std::vector<ms_thread_key> names;
-    for_each_key<ms_thread_key>(names_fd, [&](const ms_thread_key& k) {
-        if (k.tgid == tgid)
-            names.push_back(k);
-    });
-    for (const auto& k : names)
+    for (const auto& k : keys_of_process<ms_thread_key>(names_fd, tgid))
         bpf_map_delete_elem(names_fd, &k);
-    int fd = bpf_map__fd(skel_->maps.allocs);
-    std::vector<ms_alloc_key> gone;
-    for_each_key<ms_alloc_key>(fd, [&](const ms_alloc_key& k) {
-        if (k.tgid == tgid)
-            gone.push_back(k);
-    });
-    for (const auto& k : gone)
-        bpf_map_delete_elem(fd, &k);
+    int allocs_fd = bpf_map__fd(skel_->maps.allocs);
+    for (const auto& k : keys_of_process<ms_alloc_key>(allocs_fd, tgid))
+        bpf_map_delete_elem(allocs_fd, &k);
 }
 
 void Tracer::set_mode(Mode mode)
 {
-    __u32 m = mode == Mode::fast    ? MS_MODE_FAST
-              : mode == Mode::async ? MS_MODE_ASYNC
-              : mode == Mode::off   ? MS_MODE_OFF
-                                    : MS_MODE_NORMAL;
-    __atomic_store_n(&skel_->bss->mode, m, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&skel_->bss->mode, bpf_mode(mode), __ATOMIC_SEQ_CST);
 }
 
 void Tracer::set_calibration_mode(int pid, Mode mode)
 {
-    __u32 m = mode == Mode::fast ? MS_MODE_FAST : mode == Mode::async ? MS_MODE_ASYNC : MS_MODE_NORMAL;
-    __atomic_store_n(&skel_->bss->calib_mode, m, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&skel_->bss->calib_mode, bpf_mode(mode), __ATOMIC_SEQ_CST);
     __atomic_store_n(&skel_->bss->calib_tgid, static_cast<__u32>(pid), __ATOMIC_SEQ_CST);
 }
 
@@ -390,7 +397,7 @@ void Tracer::detach_probes()
     off_ = true;
     // New calls go unseen from now; calls in flight (entered in the previous
     // mode) finish through their return probes before those go.
-    __atomic_store_n(&skel_->bss->mode, static_cast<__u32>(MS_MODE_OFF), __ATOMIC_SEQ_CST);
+    set_mode(Mode::off);
     usleep(20 * 1000);
     for (auto* l : links_)
         bpf_link__destroy(l);
@@ -424,7 +431,7 @@ std::string Tracer::reattach_probes()
 
 std::uint64_t Tracer::allocation_records(int pid) const
 {
-    std::uint64_t n = 0;
+    std::uint64_t n = 0; // counted, not collected: the table may hold half a million
     for_each_key<ms_alloc_key>(bpf_map__fd(skel_->maps.allocs), [&](const ms_alloc_key& k) {
         n += k.tgid == static_cast<__u32>(pid);
     });
