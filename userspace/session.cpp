@@ -174,27 +174,16 @@ Tracked Session::tracked(const Snapshot& snap, bool final)
     std::sort(t.scopes.begin(), t.scopes.end(), by_bytes);
     std::sort(t.tasks.begin(), t.tasks.end(), by_bytes);
     VariableTable& table = events_.mutable_table();
-    t.summary = table.summary();
     // Variables counted by name in fast mode join the summary (no live figures).
+    std::vector<VariableSummary> counted;
     for (const auto& v : snap.variable_totals) {
         std::uint32_t d = events_.descriptor(static_cast<std::uint32_t>(pid_), v.site, v.desc);
         if (d == kNoDescriptor)
             continue;
-        auto it = std::find_if(t.summary.begin(), t.summary.end(), [&](const VariableSummary& s) {
-            const auto& a = table.descriptors()[s.desc];
-            const auto& b = table.descriptors()[d];
-            return a.name == b.name && a.type == b.type;
-        });
-        if (it == t.summary.end()) {
-            t.summary.push_back({d, 0, 0, 0, 0});
-            it = t.summary.end() - 1;
-        }
-        it->count += v.count;
-        it->bytes += v.bytes;
+        counted.push_back({d, v.count, v.bytes, 0, 0});
         t.counted_by_name += v.count;
     }
-    std::stable_sort(t.summary.begin(), t.summary.end(),
-                     [](const VariableSummary& a, const VariableSummary& b) { return a.bytes > b.bytes; });
+    t.summary = table.summary(counted);
     t.descriptors = table.descriptors(); // after every lookup above
     t.variables = final ? table.take_variables() : table.variables();
     t.mode_requests = events_.mode_requests();

@@ -58,20 +58,29 @@ void VariableTable::on_move(std::uint32_t tgid, std::uint64_t old_addr, std::uin
     dest.insert(dest.end(), moved.begin(), moved.end());
 }
 
-std::vector<VariableSummary> VariableTable::summary() const
+std::vector<VariableSummary> VariableTable::summary(const std::vector<VariableSummary>& counted_by_name) const
 {
     std::map<std::pair<std::string, std::string>, VariableSummary> groups;
-    for (const auto& v : variables_) {
-        const Descriptor* d = v.desc < descriptors_.size() ? &descriptors_[v.desc] : nullptr;
+    auto group = [&](std::uint32_t desc) -> VariableSummary& {
+        const Descriptor* d = desc < descriptors_.size() ? &descriptors_[desc] : nullptr;
         auto& g = groups[{d ? d->name : "?", d ? d->type : ""}];
         if (g.desc == kNoDescriptor)
-            g.desc = v.desc;
+            g.desc = desc;
+        return g;
+    };
+    for (const auto& v : variables_) {
+        auto& g = group(v.desc);
         g.count += 1;
         g.bytes += v.size;
         if (v.heap && v.free_ns == 0) {
             g.live_count += 1;
             g.live_bytes += v.size;
         }
+    }
+    for (const auto& c : counted_by_name) {
+        auto& g = group(c.desc);
+        g.count += c.count;
+        g.bytes += c.bytes;
     }
     std::vector<VariableSummary> out;
     out.reserve(groups.size());

@@ -81,8 +81,10 @@ public:
     }
     std::uint64_t dropped() const { return dropped_; }
 
-    // Grouped by name and type, largest bytes first.
-    std::vector<VariableSummary> summary() const;
+    // Grouped by name and type, largest bytes first. `counted_by_name`:
+    // variables known only by their counts (fast mode), merged in the same
+    // groups, with no live figures.
+    std::vector<VariableSummary> summary(const std::vector<VariableSummary>& counted_by_name = {}) const;
 
 private:
     struct Key {

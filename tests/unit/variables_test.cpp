@@ -88,3 +88,20 @@ TEST(Variables, SummaryLargestFirst)
     ASSERT_EQ(s.size(), 2u);
     EXPECT_EQ(t.descriptors()[s[0].desc].name, "big");
 }
+
+TEST(Variables, CountedByNameJoinTheirGroup)
+{
+    VariableTable t(10);
+    auto listed = t.intern({"buf", "T", "f.c", 1, 1, true});
+    auto same_name_other_line = t.intern({"buf", "T", "f.c", 9, 1, true});
+    auto other = t.intern({"other", "", "f.c", 2, 1, true});
+    t.on_track(call(listed, 0x1000, 10));
+    auto s = t.summary({{same_name_other_line, 5, 500, 0, 0}, {other, 2, 2000, 0, 0}});
+    ASSERT_EQ(s.size(), 2u);
+    EXPECT_EQ(t.descriptors()[s[0].desc].name, "other"); // largest bytes first
+    EXPECT_EQ(s[0].count, 2u);
+    EXPECT_EQ(s[0].live_count, 0u);
+    EXPECT_EQ(s[1].count, 6u);
+    EXPECT_EQ(s[1].bytes, 510u);
+    EXPECT_EQ(s[1].live_count, 1u); // only the listed one is known to be live
+}
