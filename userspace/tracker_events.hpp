@@ -57,15 +57,15 @@ private:
 
 class TrackerEvents {
 public:
-    // The table that events feed, and that the report reads.
-    VariableTable& mutable_table() { return table_; }
-
     TrackerEvents(const TrackerModules& modules, std::size_t max_variables)
         : modules_(modules), table_(max_variables) {}
 
     void handle(const DecodedEvent& ev);
 
+    // The table that events feed, and that the report reads (and, at the
+    // end, takes the variables from).
     const VariableTable& table() const { return table_; }
+    VariableTable& mutable_table() { return table_; }
     const std::vector<ModeRequest>& mode_requests() const { return mode_requests_; }
     // Processes whose libraries changed since the last call (dlopen, dlclose).
     std::set<std::uint32_t> take_loader_changes() { return std::exchange(loader_changed_, {}); }
