@@ -34,6 +34,8 @@ volatile __u32 epoch = 0;
 /* Thread slots handed out so far; the tables hold max_slots. */
 volatile __u32 next_slot = 0;
 const volatile __u32 max_slots = MS_DEFAULT_MAX_THREADS;
+/* Frames kept per allocation stack in normal mode; 0: no stacks. */
+const volatile __u32 stack_depth = MS_DEFAULT_STACK_DEPTH;
 
 struct ms_inflight {
 	__u64 entry_sp;     /* sp at the outermost entry; 0 when none in flight */
@@ -136,6 +138,38 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, MS_DEFAULT_EVENT_RING);
 } events SEC(".maps");
+
+/* Allocation sites: counts per process and stack, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_STACKS);
+	__type(key, struct ms_site_key);
+	__type(value, struct ms_site_totals);
+} sites SEC(".maps");
+
+/* Each distinct stack once, by hash; written only when a site is new.
+ * Userspace sizes the value to the --stack-depth it asked for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MS_DEFAULT_MAX_STACKS);
+	__uint(key_size, sizeof(__u64));
+	__uint(value_size, sizeof(struct ms_stack)); /* no BTF type: resized at load */
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ms_stack);
+} stack_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ms_stack_event);
+} stack_event_scratch SEC(".maps");
 
 /* child pid -> parent tgid, for processes a target forked. */
 struct {
@@ -277,10 +311,224 @@ static __always_inline void account_free(struct ms_thread_counters *c,
 	}
 }
 
+/* A frameless function (libstdc++'s operator new, any code built without
+ * frame pointers) returned into at `ip`: its epilogue says where its return
+ * address is. The code a successful allocation runs next is read, skipping
+ * test rax,rax / je (not taken: the result is not NULL) / mov between
+ * registers, adding up pops and `add rsp, imm8` until `ret`. */
+struct epilogue {
+	__u8 c[24];
+	__u32 i;
+	int depth;     /* bytes from sp to the return address, once done */
+	int saved_fp;  /* where `pop rbp` found the caller's frame pointer, or -1 */
+	int done;      /* 1: ret reached; -1: other code */
+};
+
+static long epilogue_step(__u32 n, struct epilogue *e)
+{
+	__u32 i = e->i;
+
+	if (i > sizeof(e->c) - 4) {
+		e->done = -1;
+		return 1;
+	}
+	__u8 b = e->c[i], b1 = e->c[i + 1], b2 = e->c[i + 2], b3 = e->c[i + 3];
+
+	if (b == 0xc3) { /* ret */
+		e->done = 1;
+		return 1;
+	}
+	if (b >= 0x58 && b <= 0x5f) { /* pop r64 */
+		if (b == 0x5d)
+			e->saved_fp = e->depth;
+		e->depth += 8;
+		e->i = i + 1;
+	} else if (b == 0x41 && b1 >= 0x58 && b1 <= 0x5f) { /* pop r8-r15 */
+		e->depth += 8;
+		e->i = i + 2;
+	} else if (b == 0x48 && b1 == 0x85 && b2 == 0xc0) { /* test rax, rax */
+		e->i = i + 3;
+	} else if (b == 0x74) { /* je rel8 */
+		e->i = i + 2;
+	} else if (b == 0x48 && b1 == 0x83 && b2 == 0xc4 && b3 < 0x80) { /* add rsp, imm8 */
+		e->depth += b3;
+		e->i = i + 4;
+	} else if ((b & 0xfa) == 0x48 && b1 == 0x89 && (b2 & 0xc0) == 0xc0 && (b2 & 7) != 4) {
+		e->i = i + 3; /* mov r64, r64, not into rsp */
+	} else {
+		e->done = -1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Bytes from sp to the return address of the function returned into at
+ * `ip`, or -1 when its code is no epilogue we know; *saved_fp as above. */
+static __always_inline int epilogue_depth(__u64 ip, int *saved_fp)
+{
+	struct epilogue e = { .saved_fp = -1 };
+
+	*saved_fp = -1;
+	if (bpf_probe_read_user(e.c, sizeof(e.c), (void *)ip))
+		return -1;
+	bpf_loop(8, epilogue_step, &e, 0);
+	if (e.done != 1)
+		return -1;
+	*saved_fp = e.saved_fp;
+	return e.depth & 0xfff;
+}
+
+/* The calling thread's user stack at an allocator's return, into the
+ * per-CPU scratch; returns its hash (never 0), or 0 when none was taken.
+ * At the return the instruction pointer is the caller's return address and
+ * rbp its frame: a frame-pointer walk from there names the direct caller,
+ * which one started at the allocator's entry would skip. */
+static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct ms_stack **out)
+{
+	__u32 zero = 0;
+	struct ms_stack *s = bpf_map_lookup_elem(&stack_scratch, &zero);
+	__u64 ip = PT_REGS_IP(ctx), sp = PT_REGS_SP(ctx), fp = ctx->bp;
+	__u32 k = 0, nr;
+	long n;
+
+	if (!s)
+		return 0;
+	s->ips[0] = ip;
+	/* Frameless functions between the allocator and the first frame the
+	 * frame-pointer chain knows (libstdc++'s operator new has none). */
+	for (int j = 0; j < MS_MAX_FRAMELESS; j++) {
+		int saved_fp, d = epilogue_depth(ip, &saved_fp);
+		__u64 ret;
+
+		/* Not frameless, or its frame is the chain's own first one. */
+		if (d < 0 || sp + d == fp + 8)
+			break;
+		if (bpf_probe_read_user(&ret, sizeof(ret), (void *)(sp + d)))
+			break;
+		if (saved_fp >= 0)
+			break; /* it used rbp as a scratch register: the chain is lost */
+		k++;
+		s->ips[k & 3] = ret;
+		sp += d + 8;
+		ip = ret;
+	}
+	k &= 3;
+	/* The chain, minus its first entry (the instruction pointer, kept above). */
+	n = bpf_get_stack(ctx, &s->ips[k + 1], (MS_MAX_STACK_DEPTH - 1) * sizeof(__u64),
+			  BPF_F_USER_STACK | 1);
+	nr = k + 1 + (n > 0 ? n / sizeof(__u64) : 0);
+	if (nr > stack_depth)
+		nr = stack_depth;
+	s->nr = nr;
+
+	__u64 h = nr;
+	for (__u32 i = 0; i < MS_MAX_STACK_DEPTH; i++) {
+		if (i >= nr)
+			break;
+		h = (h ^ s->ips[i]) * 0x9e3779b97f4a7c15ULL;
+		h ^= h >> 29;
+	}
+	*out = s;
+	return h ? h : 1;
+}
+
+/* Where a new stack's frames are mapped, for userspace to symbolize them
+ * whenever it gets to it, the process alive or not. */
+struct frame_walk {
+	struct task_struct *task;
+	struct ms_stack *stack;
+	struct ms_stack_event *ev;
+};
+
+static long frame_vma(struct task_struct *task, struct vm_area_struct *vma, struct ms_stack_frame *f)
+{
+	struct file *file = vma->vm_file;
+
+	f->base = vma->vm_start - (vma->vm_pgoff << 12);
+	if (file) {
+		f->ino = file->f_inode->i_ino;
+		f->dev = file->f_inode->i_sb->s_dev;
+	}
+	return 0;
+}
+
+static long frame_step(__u32 i, struct frame_walk *w)
+{
+	if (i >= MS_STACK_SLOTS)
+		return 1;
+	struct ms_stack_frame f = { .ip = w->stack->ips[i] };
+
+	bpf_find_vma(w->task, f.ip, frame_vma, &f, 0);
+	w->ev->frames[i] = f;
+	return 0;
+}
+
+static __always_inline void report_new_stack(__u32 tgid, __u64 hash, struct ms_stack *s)
+{
+	__u32 zero = 0;
+	struct ms_stack_event *ev = bpf_map_lookup_elem(&stack_event_scratch, &zero);
+	struct frame_walk w = { .task = bpf_get_current_task_btf(), .stack = s };
+	__u64 nr = s->nr;
+
+	if (!ev)
+		return;
+	if (nr > MS_STACK_SLOTS)
+		nr = MS_STACK_SLOTS;
+	w.ev = ev;
+	ev->h.type = MS_EV_NEW_STACK;
+	ev->h.tgid = tgid;
+	ev->h.tid = (__u32)bpf_get_current_pid_tgid();
+	ev->h.flags = 0;
+	ev->stack = hash;
+	ev->nr = nr;
+	bpf_loop(nr, frame_step, &w, 0);
+	__u64 size = sizeof(*ev) - sizeof(ev->frames) + nr * sizeof(ev->frames[0]);
+	if (size > sizeof(*ev))
+		size = sizeof(*ev);
+	/* Urgent: the sooner read, the sooner a dlopen'd library is known. */
+	if (bpf_ringbuf_output(&events, ev, size, BPF_RB_FORCE_WAKEUP))
+		count_drop(MS_DROP_EVENT_RING_FULL);
+}
+
+/* The allocation's site in normal mode: its stack's hash, counted per
+ * process; a site new to the process has its stack kept and userspace told,
+ * to symbolize it while the process lives. 0 when none. */
+__noinline __u64 account_site(struct pt_regs *ctx, __u32 tgid, __u64 size)
+{
+	static const struct ms_site_totals none;
+	struct ms_site_totals *t;
+	struct ms_stack *s = 0;
+	struct ms_site_key k = { .tgid = tgid };
+
+	if (!stack_depth)
+		return 0;
+	k.stack = capture_stack(ctx, &s);
+	if (!k.stack || !s)
+		return 0;
+	t = bpf_map_lookup_elem(&sites, &k);
+	if (!t) {
+		long err = bpf_map_update_elem(&stacks, &k.stack, s, BPF_NOEXIST);
+
+		if (err && err != -17 /* EEXIST: another process's, or a racing thread's */)
+			count_drop(MS_DROP_STACK_TABLE_FULL);
+		bpf_map_update_elem(&sites, &k, &none, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&sites, &k);
+		if (!t) {
+			count_drop(MS_DROP_SITE_TABLE_FULL);
+			return 0;
+		}
+		report_new_stack(tgid, k.stack, s);
+	}
+	t->alloc_count += 1;
+	t->alloc_bytes += size;
+	return k.stack;
+}
+
 /* Count an allocation and record its block; false when the record could
  * not be kept (counted as untracked). */
-static __always_inline bool account_alloc(struct ms_thread_counters *c, int slot, __u32 tgid,
-					  __u64 addr, __u64 size, __u32 flags, __u32 m)
+static __always_inline bool account_alloc(struct pt_regs *ctx, struct ms_thread_counters *c,
+					  int slot, __u32 tgid, __u64 addr, __u64 size, __u32 flags,
+					  __u32 m)
 {
 	struct ms_alloc_key k = { .tgid = tgid, .addr = addr };
 	struct ms_alloc_rec rec = { .size = size, .owner_slot = slot, .flags = flags };
@@ -297,9 +545,11 @@ static __always_inline bool account_alloc(struct ms_thread_counters *c, int slot
 			c->untracked_alloc_count += 1;
 		return false;
 	}
-	/* Ages are for normal mode's reports; fast mode saves the clock read. */
-	if (m == MS_MODE_NORMAL)
+	/* Ages and stacks are for normal mode's reports; fast mode saves them. */
+	if (m == MS_MODE_NORMAL) {
 		rec.alloc_ns = bpf_ktime_get_ns();
+		rec.stack = account_site(ctx, tgid, size);
+	}
 	err = bpf_map_update_elem(&allocs, &k, &rec, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: a block reused whose free we missed */) {
 		struct ms_alloc_rec *stale = bpf_map_lookup_elem(&allocs, &k);
@@ -547,7 +797,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		}
 		/* A block moved (or resized in place) keeps its variable; one
 		 * whose new record did not fit ends here for the tracker. */
-		bool kept = account_alloc(c, slot, tgid, addr, st->size, tracked, st->mode);
+		bool kept = account_alloc(ctx, c, slot, tgid, addr, st->size, tracked, st->mode);
 		if (tracked)
 			report_block(kept ? MS_EV_VARIABLE_MOVE : MS_EV_VARIABLE_FREE, tgid,
 				     st->old_addr, kept ? addr : st->old_addr, st->size);
@@ -556,7 +806,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	}
 
 	if (ok) {
-		account_alloc(c, slot, tgid, addr, st->size, 0, st->mode);
+		account_alloc(ctx, c, slot, tgid, addr, st->size, 0, st->mode);
 		account_groups(st, tgid, st->size);
 	} else if (st->size > 0 && c) {
 		c->failed_alloc_count += 1;

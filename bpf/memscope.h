@@ -21,6 +21,11 @@
 #define MS_DEFAULT_EVENT_RING (8u << 20) /* bytes */
 #define MS_MAX_SCOPE_DEPTH 8
 #define MS_MAX_TASK_DEPTH 4
+#define MS_DEFAULT_STACK_DEPTH 32
+#define MS_MAX_STACK_DEPTH 127 /* the kernel's perf_event_max_stack default */
+#define MS_DEFAULT_MAX_STACKS 65536 /* distinct stacks, and allocation sites */
+/* Frameless functions (operator new) unwound by their epilogue, per allocation. */
+#define MS_MAX_FRAMELESS 3
 
 /* A thread: tids are reused, so the kernel's start time is part of the key.
  * tgid is the host pid, as BPF sees it. */
@@ -72,8 +77,44 @@ struct ms_alloc_key {
 struct ms_alloc_rec {
 	__u64 size;
 	__u64 alloc_ns;   /* 0 in fast mode: no clock read */
+	__u64 stack;      /* the allocating stack's hash (normal mode), or 0 */
 	__u32 owner_slot; /* the allocating thread's slot in the thread tables */
 	__u32 flags;
+};
+
+/* Allocation sites (normal mode): one per process and distinct user stack.
+ * The stack itself is kept once, under its hash, in the stack table. */
+struct ms_site_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 stack;
+};
+
+struct ms_site_totals {
+	__u64 alloc_count;
+	__u64 alloc_bytes;
+};
+
+/* A user stack, innermost first: the allocator's caller is ips[0] (the
+ * return address), then frames unwound by epilogue through frameless
+ * functions such as operator new, then the frame-pointer walk. The table's
+ * value size is nr plus the --stack-depth userspace chose. */
+#define MS_STACK_SLOTS (MS_MAX_STACK_DEPTH + MS_MAX_FRAMELESS + 1)
+
+struct ms_stack {
+	__u64 nr;
+	__u64 ips[MS_STACK_SLOTS];
+};
+
+/* A frame of a new stack with the file mapped where it is, as the kernel
+ * saw it then: symbolizing needs no /proc/PID/maps, so a process that
+ * exited meanwhile is symbolized all the same. */
+struct ms_stack_frame {
+	__u64 ip;
+	__u64 base; /* the mapping's start less its file offset: ip - base is the file offset */
+	__u64 ino;  /* the file's inode; 0 for anonymous memory or no mapping */
+	__u32 dev;  /* its device, kernel encoding (major << 20 | minor) */
+	__u32 pad;
 };
 
 /* Which allocator entry point a probe watches; the argument layout follows. */
@@ -101,6 +142,8 @@ enum ms_drop_reason {
 	MS_DROP_EVENT_RING_FULL,     /* an event for userspace did not fit: lost */
 	MS_DROP_GROUP_TABLE_FULL,    /* a scope's or task's totals did not fit */
 	MS_DROP_SCOPE_TOO_DEEP,      /* scopes or tasks nested deeper than we keep */
+	MS_DROP_SITE_TABLE_FULL,     /* an allocation counted, but not to a site */
+	MS_DROP_STACK_TABLE_FULL,    /* a new stack's frames did not fit: its site has none */
 	MS_DROP__COUNT,
 };
 
@@ -172,6 +215,7 @@ enum ms_event_type {
 	MS_EV_VARIABLE_MOVE,  /* realloc moved a tracked block (old_addr -> addr, size) */
 	MS_EV_MODE_REQUEST,   /* the target asked for a mode */
 	MS_EV_LOADER_CHANGED, /* a library was loaded or unloaded in tgid */
+	MS_EV_NEW_STACK,      /* a stack first seen in tgid, with its frames' mappings */
 };
 
 #define MS_EV_HEAP 1u     /* variable: addr starts a block we saw allocated */
@@ -210,6 +254,14 @@ struct ms_variable_ext {
 struct ms_variable_event_ext {
 	struct ms_variable_event base;
 	struct ms_variable_ext ext;
+};
+
+/* MS_EV_NEW_STACK: nr frames follow the fixed part. */
+struct ms_stack_event {
+	struct ms_event_head h;
+	__u64 stack; /* its hash */
+	__u64 nr;
+	struct ms_stack_frame frames[MS_STACK_SLOTS];
 };
 
 /* MS_EV_VARIABLE_FREE, MS_EV_VARIABLE_MOVE, MS_EV_MODE_REQUEST (size = mode),

@@ -26,8 +26,11 @@
 #include "launcher.hpp"
 #include "modes.hpp"
 #include "proc.hpp"
+#include "report_collapsed.hpp"
+#include "report_html.hpp"
 #include "report_json.hpp"
 #include "report_text.hpp"
+#include "sites.hpp"
 #include "session.hpp"
 #include "tracer.hpp"
 
@@ -39,8 +42,15 @@ namespace {
 struct Options {
     int pid = 0;
     double duration = 0;
-    double interval = 0;
+    double interval = 0.1; // live figures sampled this often (the timeline, the process peak)
+    double live = 0;       // a live per-thread table every N seconds
     std::string json_path;
+    std::string html_path;
+    std::string collapsed_path;
+    std::string weight = "bytes";
+    std::uint32_t stack_depth = MS_DEFAULT_STACK_DEPTH;
+    bool no_stacks = false;
+    std::string report_in; // `report IN.json`
     bool verbose = false;
     std::uint32_t max_allocations = MS_DEFAULT_MAX_ALLOCATIONS;
     std::uint32_t max_threads = MS_DEFAULT_MAX_THREADS;
@@ -164,6 +174,36 @@ std::string json_line(const nlohmann::json& j)
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// The folded stacks and the HTML page, from a report's JSON document.
+std::string write_renderings(const nlohmann::json& doc, const Options& opt)
+{
+    if (!opt.collapsed_path.empty()) {
+        std::string err = write_file_atomic(opt.collapsed_path,
+                                            [&](std::FILE* f) { return write_collapsed(doc, opt.weight, f); });
+        if (!err.empty())
+            return err;
+    }
+    if (!opt.html_path.empty())
+        return write_file_atomic(opt.html_path, render_html(doc));
+    return {};
+}
+
+// The text report to stderr, then every file asked for. Returns an error
+// sentence, empty on success.
+std::string write_outputs(const Report& report, const Options& opt)
+{
+    std::fputs(format_report(report).c_str(), stderr);
+    if (!opt.json_path.empty()) {
+        std::string err = write_file_atomic(opt.json_path,
+                                            [&](std::FILE* f) { return write_report_json(report, f); });
+        if (!err.empty())
+            return err;
+    }
+    if (opt.collapsed_path.empty() && opt.html_path.empty())
+        return {};
+    return write_renderings(report_summary_json(report), opt);
+}
+
 // Trace until the target exits, a signal, or --duration; returns the final report.
 // Measured before the target runs (auto mode), so that stepping starts at once.
 struct Calibration {
@@ -189,12 +229,13 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
                   int& status_out, const Calibration& calibration)
 {
     const auto start = Clock::now();
-    const int sample_ms = 100; // the process-wide peak is sampled this often
+    const int sample_ms = std::max(1, static_cast<int>(opt.interval * 1000));
     std::uint64_t sampled_peak = 0;
+    TimelineRecorder timeline(opt.interval);
     std::optional<LiveTable> table;
-    if (opt.interval > 0)
+    if (opt.live > 0)
         table.emplace();
-    double next_table = opt.interval;
+    double next_table = opt.live;
     bool target_gone = false;
     RateMeter rates;
     std::optional<AutoPolicy> autopilot;
@@ -217,6 +258,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         Snapshot snap = tracer.snapshot(traced.pid);
         Report r = make_report(snap, traced.target, elapsed(), std::max(sampled_peak, snap.live_bytes_sum));
         session.describe_modes(r);
+        session.add_sites(r);
+        r.timeline = timeline.timeline();
         add_tracked(r, session.tracked(snap, final));
         return r;
     };
@@ -276,14 +319,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
             while (read(sigfd, &si, sizeof si) == sizeof si) {
                 if (si.ssi_signo == SIGUSR1) {
                     // A snapshot, and tracing goes on.
-                    Report r = snapshot_report(false);
-                    std::fputs(format_report(r).c_str(), stderr);
-                    if (!opt.json_path.empty()) {
-                        std::string err = write_file_atomic(
-                            opt.json_path, [&](std::FILE* f) { return write_report_json(r, f); });
-                        if (!err.empty())
-                            std::fprintf(stderr, "memscope-trace: %s\n", err.c_str());
-                    }
+                    if (auto err = write_outputs(snapshot_report(false), opt); !err.empty())
+                        std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(err).c_str());
                 } else if (traced.child) {
                     // `run`: the command decides when it ends. A terminal's
                     // Ctrl-C already reached it; a kill(1) aimed at us is passed on.
@@ -304,6 +341,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
             control.serve_one(control_reply);
         Snapshot snap = tracer.snapshot(traced.pid);
         sampled_peak = std::max(sampled_peak, snap.live_bytes_sum);
+        if (timeline.due(elapsed()))
+            timeline.sample(elapsed(), snap.threads);
         rates.sample(snap, traced.pid, elapsed());
         if (autopilot && rates.take_fresh()) {
             if (auto step = autopilot->decide(session.mode(), rates.hits_per_s(), rates.cpu_per_s())) {
@@ -315,7 +354,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         if (table && elapsed() >= next_table) {
             Report r = make_report(snap, traced.target, elapsed(), sampled_peak);
             table->draw(r, elapsed());
-            next_table += opt.interval;
+            next_table += opt.live;
         }
     }
 
@@ -340,7 +379,10 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         traced.target.comm = read_first_line("/proc/" + std::to_string(traced.pid) + "/comm").value_or("");
     Report report = make_report(snap, traced.target, elapsed(), sampled_peak);
     session.describe_modes(report);
-    report.allocation_records = tracer.allocation_records(traced.pid);
+    if (timeline.due(elapsed()))
+        timeline.sample(elapsed(), snap.threads);
+    report.timeline = timeline.timeline();
+    session.add_sites(report);
     rusage self{};
     getrusage(RUSAGE_SELF, &self);
     report.tracer.cpu_user_s = static_cast<double>(self.ru_utime.tv_sec) + self.ru_utime.tv_usec / 1e6;
@@ -388,16 +430,37 @@ void print_sites(const Tracer& tracer, const Session& session)
 
 int finish(const Report& report, const Options& opt)
 {
-    std::fputs(format_report(report).c_str(), stderr);
-    if (!opt.json_path.empty()) {
-        std::string err = write_file_atomic(opt.json_path,
-                                            [&](std::FILE* f) { return write_report_json(report, f); });
-        if (!err.empty()) {
-            fail(err);
-            return 1;
-        }
+    if (std::string err = write_outputs(report, opt); !err.empty())
+        return fail(err);
+    return 0;
+}
+
+// `report IN.json --html OUT.html`: render a report written earlier.
+int run_report(const Options& opt)
+{
+    if (opt.html_path.empty() && opt.collapsed_path.empty())
+        return fail("report needs something to write: --html FILE and/or --collapsed FILE", 2);
+    nlohmann::json doc;
+    if (std::string err = read_report_json(opt.report_in, doc); !err.empty())
+        return fail(escape_for_terminal(err), 2);
+    try {
+        if (std::string err = write_renderings(doc, opt); !err.empty())
+            return fail(escape_for_terminal(err));
+    } catch (const nlohmann::json::exception& e) {
+        return fail(escape_for_terminal(opt.report_in) + ": unexpected content (" + e.what() + ")", 2);
     }
     return 0;
+}
+
+TracerOptions tracer_options(const Options& opt)
+{
+    TracerOptions t;
+    t.max_threads = opt.max_threads;
+    t.max_allocations = opt.max_allocations;
+    t.empty_programs = opt.bench_floor;
+    t.tracker_site_on_ret = opt.bench_tracker_on_ret;
+    t.stack_depth = opt.no_stacks ? 0 : opt.stack_depth;
+    return t;
 }
 
 int run_attach(const Options& opt)
@@ -418,7 +481,7 @@ int run_attach(const Options& opt)
 
     int sigfd = signal_fd(); // before anything slow: a signal meanwhile is queued, not fatal
     std::string err;
-    auto tracer = Tracer::open({opt.max_threads, opt.max_allocations, opt.bench_floor, opt.bench_tracker_on_ret}, err);
+    auto tracer = Tracer::open(tracer_options(opt), err);
     if (!tracer)
         return fail(err);
     if (!tracer->add_target(opt.pid, err))
@@ -477,7 +540,7 @@ int run_command(const Options& opt)
     if (objects.empty())
         return fail("cannot run " + escape_for_terminal(exe) + ": " + err, 126);
 
-    auto tracer = Tracer::open({opt.max_threads, opt.max_allocations, opt.bench_floor, opt.bench_tracker_on_ret}, err);
+    auto tracer = Tracer::open(tracer_options(opt), err);
     if (!tracer)
         return fail(err);
 
@@ -546,10 +609,25 @@ int main(int argc, char** argv)
     CLI::App app{"memscope-trace: trace a process's heap from outside it, with uprobes and BPF"};
     app.set_version_flag("--version", std::string(kToolVersion));
     Options opt;
+    auto add_renderings = [&](CLI::App* a) {
+        a->add_option("--html", opt.html_path, "write a self-contained HTML report to FILE");
+        a->add_option("--collapsed", opt.collapsed_path,
+                      "write the allocation sites as folded stacks (flamegraph.pl, inferno, speedscope) to FILE");
+        a->add_option("--weight", opt.weight, "what the folded stacks weigh: bytes, count, live_bytes, live_count")
+            ->check(CLI::IsMember({"bytes", "count", "live_bytes", "live_count"}));
+    };
     auto add_common = [&](CLI::App* a) {
-        a->add_option("--interval", opt.interval, "print a live per-thread table to stderr every N seconds")
+        a->add_option("--interval", opt.interval,
+                      "sample live bytes (process and per thread) every N seconds (default 0.1)")
+            ->check(CLI::Range(0.001, 3600.0));
+        a->add_option("--live", opt.live, "print a live per-thread table to stderr every N seconds")
             ->check(CLI::PositiveNumber);
         a->add_option("--json", opt.json_path, "write the final report as JSON to FILE");
+        add_renderings(a);
+        a->add_option("--stack-depth", opt.stack_depth,
+                      "frames kept per allocation stack in normal mode (default 32)")
+            ->check(CLI::Range(1u, static_cast<unsigned>(MS_MAX_STACK_DEPTH)));
+        a->add_flag("--no-stacks", opt.no_stacks, "record no stacks (no sites, no leak report by stack)");
         a->add_flag("-v,--verbose", opt.verbose, "show each probe site attached");
         a->add_option("--max-allocations", opt.max_allocations,
                       "capacity of the outstanding-allocation table (kernel memory, preallocated)")
@@ -583,6 +661,10 @@ int main(int argc, char** argv)
     add_common(run);
     run->add_option("command", opt.command, "CMD [ARGS...] (after --)")->required();
 
+    CLI::App* report = app.add_subcommand("report", "render a JSON report written earlier: --html, --collapsed");
+    report->add_option("input", opt.report_in, "the JSON report (memscope-trace --json)")->required();
+    add_renderings(report);
+
     CLI::App* ctl = app.add_subcommand("ctl", "talk to a running memscope-trace: `mode NAME` or `status`");
     ctl->add_option("--pid", opt.ctl_pid, "the tracer's pid (not the target's)")->required()->check(CLI::PositiveNumber);
     ctl->add_option("request", opt.ctl_request, "mode normal|fast|async|off, or status")->required();
@@ -595,18 +677,21 @@ int main(int argc, char** argv)
         std::fprintf(stderr, "memscope-trace: %s (see --help)\n", e.what());
         return 2;
     }
-    if (!opt.json_path.empty()) {
-        // Fail before tracing, not after, when the report could not be written.
-        std::string dir = opt.json_path.substr(0, opt.json_path.find_last_of('/') + 1);
+    // Fail before tracing, not after, when an output could not be written.
+    for (const std::string* path : {&opt.json_path, &opt.html_path, &opt.collapsed_path}) {
+        if (path->empty())
+            continue;
+        std::string dir = path->substr(0, path->find_last_of('/') + 1);
         if (dir.empty())
             dir = ".";
         if (access(dir.c_str(), W_OK) != 0)
-            return fail("cannot write the JSON report in " + escape_for_terminal(dir) + ": " +
-                        std::strerror(errno), 2);
+            return fail("cannot write " + escape_for_terminal(*path) + ": " + std::strerror(errno), 2);
     }
     opt.auto_mode = opt.mode == "auto";
     if (ctl->parsed())
         return run_ctl(opt);
+    if (report->parsed())
+        return run_report(opt);
     if (run->parsed()) {
         if (opt.pid)
             return fail("-p and run are exclusive", 2);

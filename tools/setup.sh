@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 packages=(
   g++ cmake make pkg-config clang
-  libbpf-dev bpftool libelf-dev zlib1g-dev
+  libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libzydis-dev python3 procps
+  chromium # the HTML report's test renders it headless
 )
 # The Rust crate's example is built with the machine's cargo; Debian's when none.
 if ! command -v cargo >/dev/null && [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ] && [ ! -x /root/.cargo/bin/cargo ]; then

@@ -5,10 +5,18 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "memscope.h"
 
 namespace memscope {
+
+// A stack's frame with the file mapped where it is, as the BPF side saw it
+// (ino 0: unknown, or anonymous memory; then /proc/PID/maps decides).
+struct RawFrame {
+    std::uint64_t ip = 0, base = 0, ino = 0;
+    std::uint32_t dev = 0; // kernel encoding: major << 20 | minor
+};
 
 struct DecodedEvent {
     std::uint32_t type = 0, tgid = 0, tid = 0, flags = 0;
@@ -19,6 +27,7 @@ struct DecodedEvent {
     std::uint64_t type_addr = 0, type_len = 0;
     std::uint64_t scope = 0, scope_site = 0;
     std::uint64_t task = 0, task_desc = 0, task_site = 0;
+    std::vector<RawFrame> frames; // MS_EV_NEW_STACK (addr: the stack's hash)
 };
 
 // nullopt for a record too short for its type.

@@ -90,6 +90,75 @@ struct Tracked {
     }
 };
 
+// One frame of an allocation's stack: a return address, innermost first.
+struct Frame {
+    std::uint64_t addr = 0;   // in the process
+    std::string symbol;       // demangled; empty when unknown
+    std::string module;       // the file, as the process maps it; empty when unknown
+    std::uint64_t offset = 0; // link-time address in `module` (what addr2line takes)
+    std::string file;         // source position, when the module has line tables
+    std::uint32_t line = 0;
+};
+
+// An allocation site: one distinct stack (normal mode).
+struct Site {
+    std::uint64_t id = 0; // the stack's hash
+    std::vector<Frame> stack;
+    bool truncated = false; // the walk ended before main or a thread's start
+    std::uint64_t alloc_count = 0, alloc_bytes = 0, live_count = 0, live_bytes = 0;
+};
+
+// The first frame that is not the allocator's own wrapper (operator new and
+// the like): the function the site is named after.
+const Frame* site_function(const std::vector<Frame>& stack);
+
+struct LeakThread {
+    std::uint32_t tid = 0;
+    std::string name;
+    std::uint64_t live_count = 0, live_bytes = 0;
+};
+
+struct LeakVariable {
+    std::uint32_t desc = kNoDescriptor; // into Tracked::descriptors
+    std::uint64_t count = 0, bytes = 0;
+};
+
+// Allocations outstanding when tracing ended, grouped by stack.
+struct Leak {
+    std::uint64_t id = 0; // the stack's hash; its frames are in the site of that id
+    std::uint64_t live_count = 0, live_bytes = 0;
+    double oldest_age_s = 0;
+    std::vector<LeakThread> threads;
+    std::vector<LeakVariable> variables;
+    // Kept by the language runtime for the process's lifetime by design
+    // (libstdc++'s exception pool, stdio buffers): why, or empty.
+    std::string expected;
+};
+
+struct StackSummary {
+    bool enabled = false;
+    std::uint32_t depth = 0;
+    std::uint64_t distinct = 0;        // sites (distinct stacks) seen
+    double truncated_share = 0;        // of allocations with a stack, those whose stack is truncated
+    std::uint64_t without_stack = 0;   // allocations counted with no site (fast mode, tables full)
+    std::uint64_t outstanding_without_stack = 0;
+    std::string note;
+};
+
+// Live bytes sampled over time (--interval).
+struct Timeline {
+    double interval_s = 0;
+    std::vector<double> t_s;
+    std::vector<std::int64_t> process_live_bytes;
+    struct Thread {
+        std::uint32_t tid = 0;
+        std::uint64_t start_ns = 0;
+        std::string name;
+        std::vector<std::int64_t> live_bytes; // one per sample (0 before the thread's first)
+    };
+    std::vector<Thread> threads;
+};
+
 struct Report {
     Target target;
     double duration_s = 0;
@@ -111,6 +180,10 @@ struct Report {
     Children children;
     std::vector<std::string> warnings;
     Tracked tracked;
+    StackSummary stacks;
+    std::vector<Site> sites; // largest alloc_bytes first
+    std::vector<Leak> leaks; // largest live_bytes first
+    Timeline timeline;
 };
 
 // One CPU's slice of a thread's counters, as the per-CPU map holds it.

@@ -2,6 +2,7 @@
 
 #include <Zydis/Zydis.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -190,6 +191,19 @@ ProbeSite choose_probe_site(ms_alloc_kind kind, const std::uint8_t* code, std::s
         }
     }
     return entry;
+}
+
+bool ends_with_call(const std::uint8_t* before, std::size_t len)
+{
+    // call rel32 is 5 bytes; call through a register or memory 2 to 9 (with
+    // prefixes, SIB and displacement). Any decoding that ends exactly here
+    // and is a call will do.
+    for (std::size_t k = 2; k <= std::min<std::size_t>(len, 9); ++k) {
+        Decoded d;
+        if (decode(before + len - k, k, d) && d.insn.length == k && d.insn.meta.category == ZYDIS_CATEGORY_CALL)
+            return true;
+    }
+    return false;
 }
 
 } // namespace memscope

@@ -40,4 +40,9 @@ SiteCost classify_site(const std::uint8_t* code, std::size_t len, std::uint64_t 
 // Anything unsure keeps the entry.
 ProbeSite choose_probe_site(ms_alloc_kind kind, const std::uint8_t* code, std::size_t size, std::uint64_t vaddr);
 
+// Whether the `len` bytes that end at a would-be return address end with a
+// call instruction (direct, or through a register or memory): a frame-pointer
+// walk through code built without frame pointers yields other values.
+bool ends_with_call(const std::uint8_t* before, std::size_t len);
+
 } // namespace memscope

@@ -16,6 +16,14 @@ std::string path_in_process(int pid, const std::string& path)
     return "/proc/" + std::to_string(pid) + "/root" + path;
 }
 
+std::string shown_path(int pid, const std::string& host_path)
+{
+    const std::string prefix = "/proc/" + std::to_string(pid) + "/root";
+    if (host_path.rfind(prefix, 0) == 0 && host_path.size() > prefix.size() && host_path[prefix.size()] == '/')
+        return host_path.substr(prefix.size());
+    return host_path;
+}
+
 std::vector<std::string> executable_mappings(int pid)
 {
     std::vector<std::string> out;

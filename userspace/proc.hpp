@@ -10,6 +10,8 @@ namespace memscope {
 // Host-side path of a file as process `pid` sees it (works across mount
 // namespaces: containers).
 std::string path_in_process(int pid, const std::string& path);
+// The reverse: the path as the process names it (path_in_process's prefix gone).
+std::string shown_path(int pid, const std::string& host_path);
 
 // Distinct files mapped executable by `pid`, in the order first mapped.
 std::vector<std::string> executable_mappings(int pid);

@@ -161,6 +161,102 @@ json report_to_json(const Report& r)
 
 namespace {
 
+json frame_json(const Frame& f)
+{
+    json j{{"addr", f.addr},
+           {"symbol", f.symbol.empty() ? json(nullptr) : json(f.symbol)},
+           {"module", f.module.empty() ? json(nullptr) : json(f.module)},
+           {"offset", f.offset}};
+    if (!f.file.empty()) {
+        j["file"] = f.file;
+        j["line"] = f.line;
+    }
+    return j;
+}
+
+json stack_json(const std::vector<Frame>& stack)
+{
+    json frames = json::array();
+    for (const auto& f : stack)
+        frames.push_back(frame_json(f));
+    return frames;
+}
+
+json function_json(const std::vector<Frame>& stack)
+{
+    const Frame* f = site_function(stack);
+    return f && !f->symbol.empty() ? json(f->symbol) : json(nullptr);
+}
+
+std::string hex_id(std::uint64_t id)
+{
+    char buf[20];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+    return buf;
+}
+
+void add_sites_json(const Report& r, json& out)
+{
+    json stacks{{"enabled", r.stacks.enabled},
+                {"depth", r.stacks.depth},
+                {"distinct", r.stacks.distinct},
+                {"truncated_share", r.stacks.truncated_share},
+                {"without_stack", r.stacks.without_stack},
+                {"outstanding_without_stack", r.stacks.outstanding_without_stack}};
+    if (!r.stacks.note.empty())
+        stacks["note"] = r.stacks.note;
+    out["stacks"] = std::move(stacks);
+    std::map<std::uint64_t, const Site*> by_id;
+    json sites = json::array();
+    for (const auto& s : r.sites) {
+        by_id[s.id] = &s;
+        sites.push_back(json{{"id", hex_id(s.id)},
+                             {"function", function_json(s.stack)},
+                             {"stack", stack_json(s.stack)},
+                             {"truncated", s.truncated},
+                             {"alloc_count", s.alloc_count},
+                             {"alloc_bytes", s.alloc_bytes},
+                             {"live_count", s.live_count},
+                             {"live_bytes", s.live_bytes}});
+    }
+    out["sites"] = std::move(sites);
+    json leaks = json::array();
+    for (const auto& l : r.leaks) {
+        const Site* site = by_id.count(l.id) ? by_id[l.id] : nullptr;
+        static const std::vector<Frame> none;
+        const auto& stack = site ? site->stack : none;
+        json threads = json::array();
+        for (const auto& t : l.threads)
+            threads.push_back(json{{"tid", t.tid}, {"name", t.name}, {"live_count", t.live_count},
+                                   {"live_bytes", t.live_bytes}});
+        json vars = json::array();
+        for (const auto& v : l.variables) {
+            const Descriptor* d = r.tracked.descriptor(v.desc);
+            vars.push_back(json{{"name", d ? json(d->name) : json(nullptr)},
+                                {"type", d ? json(d->type) : json(nullptr)},
+                                {"count", v.count},
+                                {"bytes", v.bytes}});
+        }
+        leaks.push_back(json{{"id", hex_id(l.id)},
+                             {"function", function_json(stack)},
+                             {"stack", stack_json(stack)},
+                             {"live_count", l.live_count},
+                             {"live_bytes", l.live_bytes},
+                             {"oldest_age_s", l.oldest_age_s},
+                             {"threads", std::move(threads)},
+                             {"variables", std::move(vars)},
+                             {"expected", l.expected.empty() ? json(nullptr) : json(l.expected)}});
+    }
+    out["leaks"] = std::move(leaks);
+    json tl{{"interval_s", r.timeline.interval_s}, {"t_s", r.timeline.t_s},
+            {"process_live_bytes", r.timeline.process_live_bytes}};
+    json tthreads = json::array();
+    for (const auto& t : r.timeline.threads)
+        tthreads.push_back(json{{"tid", t.tid}, {"name", t.name}, {"live_bytes", t.live_bytes}});
+    tl["threads"] = std::move(tthreads);
+    out["timeline"] = std::move(tl);
+}
+
 json report_without_variables(const Report& r)
 {
     json target{{"pid", r.target.pid}, {"comm", r.target.comm}, {"exe", r.target.exe}};
@@ -208,10 +304,37 @@ json report_without_variables(const Report& r)
         {"warnings", r.warnings},
     };
     add_tracked_json(r.tracked, out);
+    add_sites_json(r, out);
     return out;
 }
 
 } // namespace
+
+json report_summary_json(const Report& r)
+{
+    return report_without_variables(r);
+}
+
+std::string read_report_json(const std::string& path, json& out)
+{
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f)
+        return "cannot read " + path + ": " + std::strerror(errno);
+    std::string text;
+    char buf[1 << 16];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
+        text.append(buf, n);
+    bool failed = std::ferror(f);
+    std::fclose(f);
+    if (failed)
+        return "cannot read " + path + ": " + std::strerror(EIO);
+    out = json::parse(text, nullptr, false);
+    if (out.is_discarded())
+        return path + " is not valid JSON (truncated or corrupt?)";
+    if (!out.is_object() || !out.contains("schema") || out["schema"] != kSchema)
+        return path + " is not a memscope-trace report (schema " + std::string(kSchema) + ")";
+    return {};
+}
 
 bool write_report_json(const Report& r, std::FILE* out)
 {

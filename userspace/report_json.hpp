@@ -13,6 +13,12 @@ namespace memscope {
 
 // The whole report as a document (tests; small reports).
 nlohmann::json report_to_json(const Report& report);
+// The same without the variables, one by one (what the HTML page and the
+// folded stacks need).
+nlohmann::json report_summary_json(const Report& report);
+
+// Read a JSON report back; an error sentence when it is none of ours.
+std::string read_report_json(const std::string& path, nlohmann::json& out);
 
 // Serialise; strings from the target are escaped, and bytes that are not
 // UTF-8 are replaced rather than trusted. Variables are streamed one per

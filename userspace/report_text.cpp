@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 namespace memscope {
 
@@ -145,6 +146,7 @@ std::string format_report(const Report& r)
                    human_bytes(c.peak_live_bytes).c_str());
     }
     out += format_tracked(r);
+    out += format_sites(r);
     if (r.children.forks || r.children.execs)
         out += row("  children: %llu forked, %llu exec'd (seen, not traced)\n",
                    (unsigned long long)r.children.forks, (unsigned long long)r.children.execs);
@@ -154,6 +156,101 @@ std::string format_report(const Report& r)
                    (unsigned long long)r.dropped.untracked_allocations);
     for (const auto& w : r.warnings)
         out += "  WARNING: " + escape_for_terminal(w) + "\n";
+    return out;
+}
+
+namespace {
+
+// "function (file:line) <- caller <- caller": the site's function and a few callers.
+std::string describe_stack(const std::vector<Frame>& stack, std::size_t callers)
+{
+    const Frame* f = site_function(stack);
+    if (!f)
+        return "[no stack]";
+    auto name = [](const Frame& fr) {
+        if (!fr.symbol.empty())
+            return fr.symbol;
+        char buf[40];
+        std::snprintf(buf, sizeof buf, "+0x%llx", (unsigned long long)fr.offset);
+        auto slash = fr.module.rfind('/');
+        return (fr.module.empty() ? std::string("?") : fr.module.substr(slash == std::string::npos ? 0 : slash + 1)) + buf;
+    };
+    std::string out = name(*f);
+    if (!f->file.empty()) {
+        auto slash = f->file.rfind('/');
+        out += " (" + f->file.substr(slash == std::string::npos ? 0 : slash + 1) + ":" + std::to_string(f->line) + ")";
+    }
+    std::size_t i = static_cast<std::size_t>(f - stack.data()) + 1;
+    for (std::size_t n = 0; i < stack.size() && n < callers; ++i, ++n)
+        out += " <- " + name(stack[i]);
+    if (i < stack.size())
+        out += " <- ...";
+    return escape_for_terminal(out);
+}
+
+} // namespace
+
+std::string format_sites(const Report& r, std::size_t top)
+{
+    std::string out;
+    if (!r.stacks.enabled || r.sites.empty())
+        return out;
+    out += row("  allocation sites: %llu distinct stacks, %.1f%% of allocations with a truncated stack\n",
+               (unsigned long long)r.stacks.distinct, r.stacks.truncated_share * 100);
+    if (!r.stacks.note.empty())
+        out += "    (" + escape_for_terminal(r.stacks.note) + ")\n";
+    std::vector<const Site*> sites;
+    for (const auto& s : r.sites)
+        sites.push_back(&s);
+    auto list = [&](const char* title, auto better) {
+        std::sort(sites.begin(), sites.end(), better);
+        out += row("  top sites by %s:\n", title);
+        for (std::size_t i = 0; i < sites.size() && i < top; ++i)
+            out += row("    %10s %9llu allocs  %s\n", human_bytes(sites[i]->alloc_bytes).c_str(),
+                       (unsigned long long)sites[i]->alloc_count, describe_stack(sites[i]->stack, 3).c_str());
+    };
+    list("bytes", [](const Site* a, const Site* b) { return a->alloc_bytes != b->alloc_bytes ? a->alloc_bytes > b->alloc_bytes : a->id < b->id; });
+    list("count", [](const Site* a, const Site* b) { return a->alloc_count != b->alloc_count ? a->alloc_count > b->alloc_count : a->id < b->id; });
+
+    std::map<std::uint64_t, const Site*> by_id;
+    for (const auto& s : r.sites)
+        by_id[s.id] = &s;
+    std::uint64_t expected_count = 0, expected_bytes = 0;
+    std::size_t shown = 0, program = 0;
+    std::string leaks;
+    for (const auto& l : r.leaks) {
+        if (!l.expected.empty()) {
+            expected_count += l.live_count;
+            expected_bytes += l.live_bytes;
+            continue;
+        }
+        ++program;
+        if (shown++ >= top)
+            continue;
+        static const std::vector<Frame> none;
+        const Site* site = by_id.count(l.id) ? by_id[l.id] : nullptr;
+        leaks += row("    %10s %9llu blocks  oldest %.2f s  %s\n", human_bytes(l.live_bytes).c_str(),
+                     (unsigned long long)l.live_count, l.oldest_age_s,
+                     describe_stack(site ? site->stack : none, 5).c_str());
+        std::string who;
+        for (std::size_t i = 0; i < l.threads.size() && i < 4; ++i)
+            who += (i ? ", " : "") + clip(l.threads[i].name, 16) + " (" + std::to_string(l.threads[i].tid) + ")";
+        if (l.threads.size() > 4)
+            who += ", ...";
+        std::string vars;
+        for (std::size_t i = 0; i < l.variables.size() && i < 4; ++i) {
+            const Descriptor* d = r.tracked.descriptor(l.variables[i].desc);
+            vars += (i ? ", " : "") + (d ? clip(d->name, 32) : std::string("?"));
+        }
+        leaks += "        threads: " + who + (vars.empty() ? "" : "; variables: " + vars) + "\n";
+    }
+    out += row("  leaks: %zu stacks with blocks outstanding at the end\n", program);
+    out += leaks;
+    if (program > top)
+        out += row("    ... %zu more in the JSON report\n", program - top);
+    if (expected_count)
+        out += row("    + %llu blocks (%s) the C/C++ runtime keeps for the process's lifetime\n",
+                   (unsigned long long)expected_count, human_bytes(expected_bytes).c_str());
     return out;
 }
 

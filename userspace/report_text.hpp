@@ -23,7 +23,12 @@ std::string format_report(const Report& report);
 // scopes and tasks; empty when the target named none.
 std::string format_tracked(const Report& report, std::size_t top = 10);
 
-// One frame of the --interval table. `previous` holds each thread's
+// Top allocation sites by bytes and by count, and the leak report: blocks
+// outstanding at the end, grouped by stack, with threads and variables;
+// empty without stacks.
+std::string format_sites(const Report& report, std::size_t top = 10);
+
+// One frame of the --live table. `previous` holds each thread's
 // alloc_count at the last frame, keyed by tid, to give allocations per second.
 std::string format_live_table(const Report& snapshot,
                               const std::map<std::uint32_t, std::uint64_t>& previous,

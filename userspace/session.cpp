@@ -4,15 +4,74 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <ctime>
 
 #include "proc.hpp"
+#include "sites.hpp"
 
 namespace memscope {
 
 Session::Session(Tracer& tracer, int pid, std::size_t max_variables)
     : tracer_(tracer), pid_(pid), events_(modules_, max_variables)
 {
-    tracer_.set_event_handler([this](const DecodedEvent& ev) { events_.handle(ev); });
+    tracer_.set_event_handler([this](const DecodedEvent& ev) { on_event(ev); });
+}
+
+void Session::on_event(const DecodedEvent& ev)
+{
+    if (ev.type == MS_EV_NEW_STACK) {
+        if (ev.tgid == static_cast<std::uint32_t>(pid_))
+            symbolize(ev.addr, &ev.frames);
+        return;
+    }
+    if (ev.type == MS_EV_LOADER_CHANGED && ev.tgid == static_cast<std::uint32_t>(pid_))
+        symbolizer_.refresh(pid_); // now, while the libraries are there
+    events_.handle(ev);
+}
+
+const SymbolizedStack& Session::symbolize(std::uint64_t hash, const std::vector<RawFrame>* frames)
+{
+    auto it = stacks_.find(hash);
+    if (it != stacks_.end())
+        return it->second;
+    SymbolizedStack s;
+    std::vector<RawFrame> raw;
+    if (frames) {
+        raw = *frames;
+    } else {
+        for (std::uint64_t ip : tracer_.stack(hash))
+            raw.push_back({ip, 0, 0, 0});
+    }
+    if (!raw.empty())
+        s.frames = symbolizer_.resolve(pid_, raw, s.truncated);
+    else
+        s.truncated = true; // its frames did not fit the table
+    return stacks_.emplace(hash, std::move(s)).first->second;
+}
+
+void Session::add_sites(Report& report)
+{
+    tracer_.drain_events();
+    std::vector<SiteInput> inputs;
+    for (const RawSite& raw : tracer_.sites(pid_)) {
+        const SymbolizedStack& s = symbolize(raw.stack);
+        inputs.push_back({raw.stack, s.frames, s.truncated, raw.alloc_count, raw.alloc_bytes});
+    }
+    std::vector<OutstandingBlock> blocks;
+    const VariableTable& table = events_.table();
+    for (const RawRecord& rec : tracer_.records(pid_))
+        blocks.push_back({rec.stack, rec.size, rec.alloc_ns, rec.tid, rec.thread_start_ns,
+                          table.descriptors_at(static_cast<std::uint32_t>(pid_), rec.addr)});
+    report.allocation_records = blocks.size();
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    memscope::add_sites(report, std::move(inputs), blocks,
+                        static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(now.tv_nsec),
+                        tracer_.stack_depth());
+    if (report.stacks.enabled && report.stacks.truncated_share > 0.5)
+        report.stacks.note = "most stacks end early: the program (or the libraries it allocates from) was "
+                             "likely built without frame pointers; rebuild with -fno-omit-frame-pointer "
+                             "for whole stacks";
 }
 
 bool Session::seen(const std::string& path)
@@ -60,6 +119,7 @@ std::string Session::attach(int pid, const std::vector<std::string>& objects, in
         }
         if (scan.tracker)
             trackers.emplace_back(path, std::move(scan));
+        symbolizer_.know_file(path, shown_path(pid, path));
     }
     if (probed == 0)
         return "no allocator functions (malloc, free, ...) found in the files process " +
@@ -135,6 +195,7 @@ void Session::drain(double t_s)
         std::string path = path_in_process(pid, mapped);
         if (seen(path))
             continue;
+        symbolizer_.know_file(path, mapped);
         ElfScan scan = scan_elf(path);
         if (!scan.error.empty() || !scan.tracker)
             continue;

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "model.hpp"
+#include "symbolizer.hpp"
 #include "modes.hpp"
 #include "tracer.hpp"
 #include "tracker_events.hpp"
@@ -16,6 +18,11 @@
 namespace memscope {
 
 inline constexpr std::size_t kDefaultMaxVariables = 4'000'000;
+
+struct SymbolizedStack {
+    std::vector<Frame> frames;
+    bool truncated = false;
+};
 
 class Session {
 public:
@@ -57,9 +64,17 @@ public:
     // Mode, its history, and what they leave inexact, into the report.
     void describe_modes(Report& report) const;
 
+    // Allocation sites, outstanding allocations grouped by stack (leaks)
+    // and the stack summary, into the report. Call before tracked(final).
+    void add_sites(Report& report);
+
 private:
     bool seen(const std::string& path);
     std::string attach_tracker(int pid, const std::string& path, const ElfScan& scan);
+    void on_event(const DecodedEvent& ev);
+    // A stack's frames, symbolized once: from the event's mappings when it
+    // came with them, else from the table and the process's maps.
+    const SymbolizedStack& symbolize(std::uint64_t hash, const std::vector<RawFrame>* frames = nullptr);
 
     Tracer& tracer_;
     int pid_;
@@ -74,6 +89,9 @@ private:
     TrackerEvents events_;
     std::set<std::pair<dev_t, ino_t>> seen_;
     std::vector<std::string> notes_; // things worth a line with --verbose
+    // Stacks are symbolized when first seen, while their libraries are mapped.
+    Symbolizer symbolizer_;
+    std::unordered_map<std::uint64_t, SymbolizedStack> stacks_;
 };
 
 // Exit status as a shell reports it: the code, or 128 + signal.

@@ -60,6 +60,8 @@ const char* drop_reason_name(ms_drop_reason r)
     case MS_DROP_EVENT_RING_FULL: return "event_ring_full";
     case MS_DROP_GROUP_TABLE_FULL: return "group_table_full";
     case MS_DROP_SCOPE_TOO_DEEP: return "scope_too_deep";
+    case MS_DROP_SITE_TABLE_FULL: return "site_table_full";
+    case MS_DROP_STACK_TABLE_FULL: return "stack_table_full";
     default: return "unknown";
     }
 }
@@ -119,6 +121,11 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     bpf_map__set_max_entries(maps->thread_names, options.max_threads);
     bpf_map__set_max_entries(maps->allocs, options.max_allocations);
     t->skel_->rodata->event_wakeup_bytes = bpf_map__max_entries(maps->events) / 16;
+    const std::uint32_t depth = std::min<std::uint32_t>(options.stack_depth, MS_MAX_STACK_DEPTH);
+    t->skel_->rodata->stack_depth = depth;
+    bpf_map__set_value_size(maps->stacks, static_cast<__u32>(sizeof(__u64) * (1 + std::max<std::uint32_t>(depth, 1))));
+    bpf_map__set_max_entries(maps->stacks, depth ? options.max_stacks : 1);
+    bpf_map__set_max_entries(maps->sites, depth ? options.max_stacks : 1);
     if (int err = memscope_bpf__load(t->skel_)) {
         error = std::string("cannot load the BPF programs (") + std::strerror(-err) +
                 "); this kernel may lack task storage or BTF-enabled tracepoints";
@@ -429,13 +436,52 @@ std::string Tracer::reattach_probes()
     return {};
 }
 
-std::uint64_t Tracer::allocation_records(int pid) const
+std::vector<RawRecord> Tracer::records(int pid) const
 {
-    std::uint64_t n = 0; // counted, not collected: the table may hold half a million
-    for_each_key<ms_alloc_key>(bpf_map__fd(skel_->maps.allocs), [&](const ms_alloc_key& k) {
-        n += k.tgid == static_cast<__u32>(pid);
+    std::vector<RawRecord> out;
+    const int fd = bpf_map__fd(skel_->maps.allocs);
+    const int slots_fd = bpf_map__fd(skel_->maps.thread_slots);
+    std::map<__u32, ms_thread_key> owners;
+    for_each_key<ms_alloc_key>(fd, [&](const ms_alloc_key& k) {
+        ms_alloc_rec rec{};
+        if (k.tgid != static_cast<__u32>(pid) || bpf_map_lookup_elem(fd, &k, &rec) != 0)
+            return;
+        auto it = owners.find(rec.owner_slot);
+        if (it == owners.end()) {
+            ms_thread_key owner{};
+            bpf_map_lookup_elem(slots_fd, &rec.owner_slot, &owner);
+            it = owners.emplace(rec.owner_slot, owner).first;
+        }
+        out.push_back({k.addr, rec.size, rec.alloc_ns, rec.stack, it->second.tid, it->second.start_ns});
     });
-    return n;
+    return out;
+}
+
+std::vector<RawSite> Tracer::sites(int pid) const
+{
+    std::vector<RawSite> out;
+    const int fd = bpf_map__fd(skel_->maps.sites);
+    std::vector<ms_site_totals> slices(static_cast<size_t>(libbpf_num_possible_cpus()));
+    for_each_key<ms_site_key>(fd, [&](const ms_site_key& k) {
+        if (k.tgid != static_cast<__u32>(pid) || bpf_map_lookup_elem(fd, &k, slices.data()) != 0)
+            return;
+        RawSite site{k.stack, 0, 0};
+        for (const auto& v : slices) {
+            site.alloc_count += v.alloc_count;
+            site.alloc_bytes += v.alloc_bytes;
+        }
+        out.push_back(site);
+    });
+    return out;
+}
+
+std::vector<std::uint64_t> Tracer::stack(std::uint64_t hash) const
+{
+    std::vector<__u64> value(1 + std::max<std::uint32_t>(options_.stack_depth, 1));
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.stacks), &hash, value.data()) != 0)
+        return {};
+    const std::size_t nr = std::min<std::size_t>(value[0], value.size() - 1);
+    return {value.begin() + 1, value.begin() + 1 + static_cast<std::ptrdiff_t>(nr)};
 }
 
 Snapshot Tracer::snapshot(int pid) const

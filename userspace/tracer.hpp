@@ -30,6 +30,10 @@ struct TracerOptions {
     bool tracker_site_on_ret = false;
     // Release the probes from a detached helper at exit (see ~Tracer).
     bool detach_in_background = true;
+    // Frames kept per allocation stack in normal mode (0: no stacks), and
+    // how many distinct stacks (and sites) the tables hold.
+    std::uint32_t stack_depth = MS_DEFAULT_STACK_DEPTH;
+    std::uint32_t max_stacks = MS_DEFAULT_MAX_STACKS;
 };
 
 struct AttachedSite {
@@ -54,6 +58,18 @@ struct RawGroup {
     std::uint32_t kind = 0; // ms_group_kind
     std::uint64_t id = 0, desc = 0, site = 0;
     std::uint64_t alloc_count = 0, alloc_bytes = 0;
+};
+
+// An allocation site as the map holds it: counts by stack hash.
+struct RawSite {
+    std::uint64_t stack = 0, alloc_count = 0, alloc_bytes = 0;
+};
+
+// An outstanding allocation's record.
+struct RawRecord {
+    std::uint64_t addr = 0, size = 0, alloc_ns = 0, stack = 0;
+    std::uint32_t tid = 0; // the allocating thread (0: unknown)
+    std::uint64_t thread_start_ns = 0;
 };
 
 // What the maps say about one traced process at this moment.
@@ -104,8 +120,13 @@ public:
     Snapshot snapshot(int pid) const;
 
     // Outstanding-allocation records the table holds for `pid` (a walk of
-    // the table: for the final report, not for every sample).
-    std::uint64_t allocation_records(int pid) const;
+    // the table: for reports, not for every sample).
+    std::vector<RawRecord> records(int pid) const;
+    // Allocation sites of `pid` (normal mode), and a stack's frames by hash
+    // (empty when the table did not keep it).
+    std::vector<RawSite> sites(int pid) const;
+    std::vector<std::uint64_t> stack(std::uint64_t hash) const;
+    std::uint32_t stack_depth() const { return options_.stack_depth; }
 
     // Probes for a measurement, not for tracing: attached to `pid` like
     // attach_allocator's, owned by the caller (destroy_links), never part of

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 #include <utility>
@@ -232,6 +233,20 @@ std::optional<DecodedEvent> decode_event(const void* data, std::size_t size)
     }
     if (head.type == MS_EV_LOADER_CHANGED)
         return ev;
+    if (head.type == MS_EV_NEW_STACK) {
+        ms_stack_event s;
+        const std::size_t fixed = offsetof(ms_stack_event, frames);
+        if (size < fixed)
+            return std::nullopt;
+        std::memcpy(&s, data, fixed);
+        if (s.nr > MS_STACK_SLOTS || size < fixed + s.nr * sizeof(ms_stack_frame))
+            return std::nullopt;
+        std::memcpy(s.frames, static_cast<const char*>(data) + fixed, s.nr * sizeof(ms_stack_frame));
+        ev.addr = s.stack;
+        for (std::uint64_t i = 0; i < s.nr; ++i)
+            ev.frames.push_back({s.frames[i].ip, s.frames[i].base, s.frames[i].ino, s.frames[i].dev});
+        return ev;
+    }
     ms_block_event b;
     if (size < sizeof b)
         return std::nullopt;

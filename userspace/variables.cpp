@@ -91,4 +91,15 @@ std::vector<VariableSummary> VariableTable::summary(const std::vector<VariableSu
     return out;
 }
 
+std::vector<std::uint32_t> VariableTable::descriptors_at(std::uint32_t tgid, std::uint64_t addr) const
+{
+    std::vector<std::uint32_t> out;
+    auto it = live_.find({tgid, addr});
+    if (it != live_.end())
+        for (std::uint32_t i : it->second)
+            if (variables_[i].desc != kNoDescriptor)
+                out.push_back(variables_[i].desc);
+    return out;
+}
+
 } // namespace memscope

@@ -80,6 +80,8 @@ public:
         return std::move(variables_);
     }
     std::uint64_t dropped() const { return dropped_; }
+    // Descriptors of the live variables naming the block at `addr`.
+    std::vector<std::uint32_t> descriptors_at(std::uint32_t tgid, std::uint64_t addr) const;
 
     // Grouped by name and type, largest bytes first. `counted_by_name`:
     // variables known only by their counts (fast mode), merged in the same

@@ -212,7 +212,10 @@ TEST_F(E2E, UnwritableJsonFailsBeforeTracing)
     Result r = run({kBin, "run", "--json", "/nonexistent-dir/r.json", "--", target("exit_status"), "0"});
     EXPECT_EQ(r.status, 2);
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_NE(r.err.find("cannot write the JSON report"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("cannot write /nonexistent-dir/r.json"), std::string::npos) << r.err;
+    r = run({kBin, "run", "--html", "/nonexistent-dir/r.html", "--", target("exit_status"), "0"});
+    EXPECT_EQ(r.status, 2);
+    EXPECT_NE(r.err.find("cannot write /nonexistent-dir/r.html"), std::string::npos) << r.err;
 }
 
 TEST_F(E2E, NoAllocationIsSaidLoudly)
@@ -227,10 +230,11 @@ TEST_F(E2E, NoAllocationIsSaidLoudly)
     }
 }
 
-TEST_F(E2E, IntervalPrintsLiveTable)
+TEST_F(E2E, LivePrintsATableAndIntervalSamplesTheTimeline)
 {
     std::string path = temp_json("interval");
-    Result r = run({kBin, "run", "--interval", "0.2", "--json", path, "--", target("attach_target")}, "spin\n");
+    Result r = run({kBin, "run", "--live", "0.2", "--interval", "0.05", "--json", path, "--", target("attach_target")},
+                   "spin\n");
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.err.find("allocs/s"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("spinner"), std::string::npos) << r.err;
@@ -239,4 +243,15 @@ TEST_F(E2E, IntervalPrintsLiveTable)
     ASSERT_NE(t, nullptr);
     EXPECT_EQ((*t)["alloc_count"], (*t)["free_count"]);
     EXPECT_EQ((*t)["alloc_count"].get<std::uint64_t>() % 1000, 0u);
+    // Live bytes over time, every 50 ms: one value per sample for the process and each thread.
+    const json& tl = j["timeline"];
+    EXPECT_DOUBLE_EQ(tl["interval_s"].get<double>(), 0.05);
+    ASSERT_GE(tl["t_s"].size(), 3u) << tl.dump();
+    EXPECT_EQ(tl["process_live_bytes"].size(), tl["t_s"].size());
+    bool spinner = false;
+    for (const auto& th : tl["threads"]) {
+        EXPECT_EQ(th["live_bytes"].size(), tl["t_s"].size());
+        spinner |= th["name"] == "spinner";
+    }
+    EXPECT_TRUE(spinner) << tl.dump();
 }

@@ -1,0 +1,190 @@
+// Allocation sites, stacks and leaks against real traced programs; the
+// folded stacks and the HTML page made from the same report.
+#include "harness.hpp"
+
+#include <set>
+
+using namespace e2e;
+using nlohmann::json;
+
+namespace {
+
+std::string read_all(const std::string& path)
+{
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+bool has_frame(const json& stack, const std::string& symbol)
+{
+    for (const auto& f : stack)
+        if (f["symbol"].is_string() && f["symbol"] == symbol)
+            return true;
+    return false;
+}
+
+} // namespace
+
+TEST_F(E2E, LeakReportNamesTheThreeLeakSites)
+{
+    std::string collapsed = temp_json("leaks-folded");
+    std::string html = temp_json("leaks-html");
+    std::string path = temp_json("leaks");
+    Result run_result = run({kBin, "run", "--json", path, "--collapsed", collapsed, "--weight", "count", "--html", html,
+                             "--", target("leaks")});
+    ASSERT_EQ(run_result.status, 0) << run_result.err;
+    json r = load(path);
+    ASSERT_TRUE(r["stacks"]["enabled"]);
+    EXPECT_EQ(r["stacks"]["depth"], 32);
+
+    // The program's leaks, by function: exactly the three, with their counts and bytes.
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> by_function;
+    std::uint64_t expected_blocks = 0;
+    for (const auto& l : r["leaks"]) {
+        if (!l["expected"].is_null()) {
+            ++expected_blocks; // libstdc++'s emergency exception pool
+            continue;
+        }
+        ASSERT_TRUE(l["function"].is_string()) << l.dump();
+        auto& [count, bytes] = by_function[l["function"].get<std::string>()];
+        count += l["live_count"].get<std::uint64_t>();
+        bytes += l["live_bytes"].get<std::uint64_t>();
+        EXPECT_TRUE(has_frame(l["stack"], "main")) << l.dump();
+        EXPECT_GT(l["oldest_age_s"].get<double>(), 0.0);
+        ASSERT_EQ(l["threads"].size(), 1u);
+        EXPECT_EQ(l["threads"][0]["name"], "target_leaks");
+    }
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> want{
+        {"leak_shallow(unsigned long)", {3, 300}}, {"make_widget()", {5, 320}}, {"leak_deep()", {2, 2048}}};
+    EXPECT_EQ(by_function, want) << r["leaks"].dump(1);
+    EXPECT_LE(expected_blocks, 1u);
+
+    // Each at its depth, the direct caller first after the allocator's own frame.
+    for (const auto& l : r["leaks"]) {
+        if (l["function"] == "make_widget()") {
+            const json& s = l["stack"];
+            ASSERT_GE(s.size(), 5u) << s.dump();
+            EXPECT_EQ(s[0]["symbol"], "operator new(unsigned long)");
+            EXPECT_EQ(s[1]["symbol"], "make_widget()");
+            EXPECT_EQ(s[2]["symbol"], "add_widget()");
+            EXPECT_EQ(s[4]["symbol"], "main");
+        }
+        if (l["function"] == "leak_deep()") {
+            std::vector<std::string> names;
+            for (const auto& f : l["stack"])
+                names.push_back(f["symbol"]);
+            EXPECT_EQ(names, (std::vector<std::string>{"leak_deep()", "d()", "c()", "b()", "a()", "main"}));
+            EXPECT_EQ(l["stack"][0]["module"], target("leaks"));
+        }
+    }
+    // Sites count every allocation of the normal-mode run, with frame pointers no stack is cut.
+    std::uint64_t count = 0, bytes = 0;
+    for (const auto& s : r["sites"]) {
+        count += s["alloc_count"].get<std::uint64_t>();
+        bytes += s["alloc_bytes"].get<std::uint64_t>();
+    }
+    EXPECT_EQ(count, r["totals"]["alloc_count"]);
+    EXPECT_EQ(bytes, r["totals"]["alloc_bytes"]);
+    EXPECT_NE(run_result.err.find("make_widget() (leaks.cpp:"), std::string::npos) << run_result.err;
+    EXPECT_NE(run_result.err.find("leaks: "), std::string::npos);
+
+    // Folded stacks, weighted by count, root first: they add up to the totals.
+    std::istringstream folded(read_all(collapsed));
+    std::uint64_t folded_count = 0;
+    bool saw_widget = false;
+    for (std::string line; std::getline(folded, line);) {
+        auto space = line.rfind(' ');
+        ASSERT_NE(space, std::string::npos) << line;
+        folded_count += std::stoull(line.substr(space + 1));
+        saw_widget |= line.find("main;build_scene(std::vector<Widget*, std::allocator<Widget*> >&);add_widget();"
+                                "make_widget();operator new(unsigned long) 5") == 0;
+    }
+    EXPECT_EQ(folded_count, r["totals"]["alloc_count"]);
+    EXPECT_TRUE(saw_widget) << read_all(collapsed);
+    std::remove(collapsed.c_str());
+
+    // The HTML page at the end of tracing, and the same rendered later from the JSON.
+    std::string page = read_all(html);
+    EXPECT_NE(page.find("<!DOCTYPE html>"), std::string::npos);
+    EXPECT_NE(page.find("make_widget()"), std::string::npos);
+    std::remove(html.c_str());
+}
+
+TEST_F(E2E, ReportRendersAJsonReportLater)
+{
+    json r = trace_run({target("leaks")});
+    std::string in = temp_json("report-in"), out = temp_json("report-out") + ".html";
+    std::ofstream(in) << r.dump();
+    Result rr = run({kBin, "report", in, "--html", out});
+    EXPECT_EQ(rr.status, 0) << rr.err;
+    EXPECT_NE(read_all(out).find("leak_deep()"), std::string::npos);
+    std::remove(out.c_str());
+
+    // Bad input: one line, exit 2, nothing written.
+    std::ofstream(in) << "{\"schema\": \"memscope-trace/1\", \"sites\": [";
+    rr = run({kBin, "report", in, "--html", out});
+    EXPECT_EQ(rr.status, 2);
+    EXPECT_NE(rr.err.find("not valid JSON"), std::string::npos) << rr.err;
+    EXPECT_EQ(std::count(rr.err.begin(), rr.err.end(), '\n'), 1) << rr.err;
+    EXPECT_FALSE(std::ifstream(out).good());
+    std::ofstream(in) << "{\"schema\": \"other/2\"}";
+    rr = run({kBin, "report", in, "--html", out});
+    EXPECT_EQ(rr.status, 2);
+    EXPECT_NE(rr.err.find("not a memscope-trace report"), std::string::npos) << rr.err;
+    std::remove(in.c_str());
+}
+
+TEST_F(E2E, TenThousandDistinctStacksSumToTheTotals)
+{
+    json r = trace_run({target("stacks10k"), "10000"});
+    EXPECT_EQ(r["totals"]["alloc_count"], 10000);
+    EXPECT_EQ(r["stacks"]["distinct"], r["sites"].size());
+    EXPECT_GE(r["sites"].size(), 10000u);
+    std::uint64_t count = 0, bytes = 0;
+    std::set<std::string> ids;
+    for (const auto& s : r["sites"]) {
+        count += s["alloc_count"].get<std::uint64_t>();
+        bytes += s["alloc_bytes"].get<std::uint64_t>();
+        ids.insert(s["id"].get<std::string>());
+    }
+    EXPECT_EQ(ids.size(), r["sites"].size());
+    EXPECT_EQ(count, r["totals"]["alloc_count"]);
+    EXPECT_EQ(bytes, r["totals"]["alloc_bytes"]);
+    EXPECT_EQ(r["dropped"]["events"], 0);
+    EXPECT_EQ(r["stacks"]["truncated_share"], 0.0);
+    // 14 levels of left/right, step and main: the whole path, symbolized.
+    const json& deep = r["sites"][0]["stack"];
+    EXPECT_EQ(deep.size(), 30u) << deep.dump();
+    EXPECT_EQ(deep.back()["symbol"], "main");
+}
+
+TEST_F(E2E, WithoutFramePointersStacksAreShortNeverGarbage)
+{
+    json r = trace_run({target("leaks_nofp")});
+    EXPECT_GT(r["stacks"]["truncated_share"].get<double>(), 0.0);
+    EXPECT_TRUE(r["stacks"].contains("note"));
+    std::uint64_t count = 0;
+    for (const auto& s : r["sites"]) {
+        count += s["alloc_count"].get<std::uint64_t>();
+        ASSERT_GE(s["stack"].size(), 1u);
+        // Every frame past the first is a return address in a known module.
+        for (std::size_t i = 1; i < s["stack"].size(); ++i) {
+            EXPECT_TRUE(s["stack"][i]["module"].is_string()) << s.dump();
+            EXPECT_TRUE(s["stack"][i]["symbol"].is_string()) << s.dump();
+        }
+    }
+    EXPECT_EQ(count, r["totals"]["alloc_count"]);
+}
+
+TEST_F(E2E, NoStacksMeansNoSites)
+{
+    std::string path = temp_json("nostacks");
+    Result res = run({kBin, "run", "--no-stacks", "--json", path, "--", target("leaks")});
+    ASSERT_EQ(res.status, 0) << res.err;
+    json r = load(path);
+    EXPECT_FALSE(r["stacks"]["enabled"]);
+    EXPECT_TRUE(r["sites"].empty());
+    EXPECT_EQ(r["totals"]["live_count"], r["allocation_records"]);
+}

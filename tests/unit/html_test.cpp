@@ -1,0 +1,997 @@
+// The HTML report, opened in headless Chromium: the DOM it builds holds the
+// exact figures, the chart and no markup from the target's strings.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "report_html.hpp"
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kHostile = "</script><img src=x onerror=alert(1)>";
+const std::string kQuotes = "\"'&<>";
+const std::string kHostileText = "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;";  // as serialized text
+
+// --- Chromium ------------------------------------------------------------------
+
+std::string find_chromium()
+{
+    if (const char* env = std::getenv("MEMSCOPE_CHROMIUM"); env && *env)
+        return ::access(env, X_OK) == 0 ? env : "";
+    for (const char* path : {"/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome",
+                             "/usr/bin/google-chrome-stable"})
+        if (::access(path, X_OK) == 0)
+            return path;
+    return {};
+}
+
+bool in_ci()
+{
+    const char* ci = std::getenv("CI");
+    return ci && std::string(ci) == "true";
+}
+
+// Under CI=true a missing browser fails the test; elsewhere it skips it.
+#define REQUIRE_CHROMIUM(var)                                                                       \
+    const std::string var = find_chromium();                                                        \
+    if (var.empty()) {                                                                              \
+        if (in_ci())                                                                                \
+            FAIL() << "chromium not found (CI=true): apt-get install chromium, or set MEMSCOPE_CHROMIUM"; \
+        GTEST_SKIP() << "chromium not found: apt-get install chromium, or set MEMSCOPE_CHROMIUM";   \
+    }
+
+struct TempDir {
+    fs::path path;
+    TempDir()
+    {
+        const char* base = std::getenv("TMPDIR");
+        std::string tmpl = std::string(base && *base ? base : "/tmp") + "/memscope-html-XXXXXX";
+        if (::mkdtemp(tmpl.data()))
+            path = tmpl;
+    }
+    ~TempDir()
+    {
+        std::error_code ec;
+        if (!path.empty())
+            fs::remove_all(path, ec);
+    }
+};
+
+std::string read_file(const fs::path& p)
+{
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::string file_url(const fs::path& p)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    std::string url = "file://";
+    for (unsigned char c : fs::absolute(p).string()) {
+        if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+            url += char(c);
+        } else {
+            url += '%';
+            url += digits[c >> 4];
+            url += digits[c & 15];
+        }
+    }
+    return url;
+}
+
+struct ProcessRun {
+    bool started = false;
+    bool timed_out = false;
+    int status = -1;
+    std::string out;
+    std::string err;
+};
+
+// Run argv with stdout/stderr to files in `dir`; past `limit` the whole
+// process group (the browser and its helpers) is killed.
+ProcessRun run_with_timeout(const std::vector<std::string>& argv, const fs::path& dir, std::chrono::seconds limit)
+{
+    ProcessRun run;
+    const fs::path out = dir / "stdout", err = dir / "stderr";
+    const pid_t pid = ::fork();
+    if (pid < 0)
+        return run;
+    if (pid == 0) {
+        ::setpgid(0, 0);
+        int in_fd = ::open("/dev/null", O_RDONLY);
+        int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (in_fd < 0 || out_fd < 0 || err_fd < 0)
+            ::_exit(126);
+        ::dup2(in_fd, 0);
+        ::dup2(out_fd, 1);
+        ::dup2(err_fd, 2);
+        std::vector<char*> args;
+        for (const auto& a : argv)
+            args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        ::execv(args[0], args.data());
+        ::_exit(127);
+    }
+    ::setpgid(pid, pid);  // also here: no race with the child's own call
+    run.started = true;
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+        // Wait without reaping, so the group can still be named safely below.
+        siginfo_t info{};
+        if (::waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid)
+            break;
+        if (std::chrono::steady_clock::now() >= deadline) {
+            run.timed_out = true;
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ::kill(-pid, SIGKILL);  // a hung browser, or helpers left behind by one that exited
+    while (::waitpid(pid, &run.status, 0) < 0 && errno == EINTR) {
+    }
+    run.out = read_file(out);
+    run.err = read_file(err);
+    return run;
+}
+
+std::vector<std::string> chromium_args(const std::string& chromium, const fs::path& profile)
+{
+    return {chromium,
+            "--headless=new",
+            "--no-sandbox",  // root, and containers without user namespaces
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--mute-audio",
+            "--hide-scrollbars",
+            "--user-data-dir=" + profile.string()};
+}
+
+std::string describe(const ProcessRun& run)
+{
+    std::ostringstream s;
+    s << "started=" << run.started << " timed_out=" << run.timed_out << " status=" << run.status
+      << "\nstderr (tail):\n"
+      << run.err.substr(run.err.size() > 3000 ? run.err.size() - 3000 : 0);
+    return s.str();
+}
+
+// The page as Chromium's DOM after the script ran (--dump-dom).
+std::string dump_dom(const std::string& chromium, const TempDir& tmp, const fs::path& page,
+                     std::chrono::seconds limit = std::chrono::seconds(60))
+{
+    auto args = chromium_args(chromium, tmp.path / "profile-dom");
+    args.push_back("--virtual-time-budget=5000");
+    args.push_back("--dump-dom");
+    args.push_back(file_url(page));
+    fs::create_directories(tmp.path / "run-dom");
+    const ProcessRun run = run_with_timeout(args, tmp.path / "run-dom", limit);
+    EXPECT_TRUE(run.started && !run.timed_out && WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0)
+        << describe(run);
+    EXPECT_NE(run.out.find("</html>"), std::string::npos) << "no DOM dumped\n" << describe(run);
+    return run.out;
+}
+
+fs::path screenshot_dir()
+{
+    if (const char* env = std::getenv("MEMSCOPE_SCREENSHOT_DIR"); env && *env)
+        return env;
+    return fs::current_path();
+}
+
+// --- a small HTML reader for the serialized DOM ------------------------------------
+
+std::string decode_entities(const std::string& s)
+{
+    static const std::pair<const char*, const char*> entities[] = {
+        {"&lt;", "<"}, {"&gt;", ">"}, {"&quot;", "\""}, {"&#39;", "'"}, {"&apos;", "'"}, {"&nbsp;", "\xc2\xa0"},
+        {"&amp;", "&"}};
+    std::string out;
+    for (std::size_t i = 0; i < s.size();) {
+        bool matched = false;
+        if (s[i] == '&') {
+            for (const auto& [from, to] : entities) {
+                if (s.compare(i, std::strlen(from), from) == 0) {
+                    out += to;
+                    i += std::strlen(from);
+                    matched = true;
+                    break;
+                }
+            }
+        }
+        if (!matched)
+            out += s[i++];
+    }
+    return out;
+}
+
+struct Tag {
+    bool closing = false;
+    std::string name;
+    std::map<std::string, std::string> attrs;
+    std::size_t begin = 0;  // '<'
+    std::size_t end = 0;    // after '>'
+
+    std::string attr(const std::string& key) const
+    {
+        auto it = attrs.find(key);
+        return it == attrs.end() ? std::string() : it->second;
+    }
+    bool has(const std::string& key) const { return attrs.count(key) != 0; }
+    bool has_class(const std::string& cls) const
+    {
+        std::istringstream s(attr("class"));
+        std::string word;
+        while (s >> word)
+            if (word == cls)
+                return true;
+        return false;
+    }
+};
+
+std::string lower(std::string s)
+{
+    for (auto& c : s)
+        c = char(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// Every tag of the serialized document, in order: quoted attribute values and
+// raw-text elements (script, style) are skipped over as the parser would, so
+// a '<' in them is never taken for a tag.
+std::vector<Tag> scan_tags(const std::string& html)
+{
+    std::vector<Tag> tags;
+    std::size_t i = 0;
+    while ((i = html.find('<', i)) != std::string::npos) {
+        if (html.compare(i, 4, "<!--") == 0) {
+            const auto e = html.find("-->", i + 4);
+            i = e == std::string::npos ? html.size() : e + 3;
+            continue;
+        }
+        if (i + 1 < html.size() && html[i + 1] == '!') {
+            const auto e = html.find('>', i);
+            i = e == std::string::npos ? html.size() : e + 1;
+            continue;
+        }
+        Tag tag;
+        tag.begin = i;
+        std::size_t j = i + 1;
+        if (j < html.size() && html[j] == '/') {
+            tag.closing = true;
+            ++j;
+        }
+        while (j < html.size() && (std::isalnum(static_cast<unsigned char>(html[j])) || html[j] == '-'))
+            tag.name += char(std::tolower(static_cast<unsigned char>(html[j++])));
+        if (tag.name.empty()) {
+            ++i;
+            continue;
+        }
+        for (;;) {
+            while (j < html.size() && std::isspace(static_cast<unsigned char>(html[j])))
+                ++j;
+            if (j >= html.size())
+                break;
+            if (html[j] == '>') {
+                ++j;
+                break;
+            }
+            if (html[j] == '/') {
+                ++j;
+                continue;
+            }
+            std::string key;
+            while (j < html.size() && !std::isspace(static_cast<unsigned char>(html[j])) && html[j] != '=' &&
+                   html[j] != '>' && html[j] != '/')
+                key += char(std::tolower(static_cast<unsigned char>(html[j++])));
+            std::string value;
+            if (j < html.size() && html[j] == '=') {
+                ++j;
+                if (j < html.size() && (html[j] == '"' || html[j] == '\'')) {
+                    const char q = html[j++];
+                    const auto e = html.find(q, j);
+                    value = html.substr(j, e - j);
+                    j = e == std::string::npos ? html.size() : e + 1;
+                } else {
+                    while (j < html.size() && !std::isspace(static_cast<unsigned char>(html[j])) && html[j] != '>')
+                        value += html[j++];
+                }
+            }
+            tag.attrs[key] = decode_entities(value);
+        }
+        tag.end = j;
+        tags.push_back(tag);
+        i = j;
+        if (!tag.closing && (tag.name == "script" || tag.name == "style" || tag.name == "noscript")) {
+            const auto e = lower(html).find("</" + tag.name, i);
+            i = e == std::string::npos ? html.size() : e;
+        }
+    }
+    return tags;
+}
+
+// The text of a stretch of markup: tags dropped, entities decoded.
+std::string text_of(const std::string& html, std::size_t from, std::size_t to)
+{
+    std::string raw;
+    bool in_tag = false;
+    for (std::size_t i = from; i < to && i < html.size(); ++i) {
+        if (html[i] == '<')
+            in_tag = true;
+        else if (html[i] == '>')
+            in_tag = false;
+        else if (!in_tag)
+            raw += html[i];
+    }
+    return decode_entities(raw);
+}
+
+struct Cell {
+    std::string value;  // data-value, absent for text cells
+    bool has_value = false;
+    std::string text;
+};
+
+struct Row {
+    std::map<std::string, std::string> attrs;
+    std::map<std::string, Cell> cells;  // by data-col
+
+    const Cell& cell(const std::string& col) const
+    {
+        static const Cell none;
+        auto it = cells.find(col);
+        return it == cells.end() ? none : it->second;
+    }
+    std::string value(const std::string& col) const { return cell(col).value; }
+};
+
+class Dom {
+public:
+    explicit Dom(std::string html) : html_(std::move(html)), tags_(scan_tags(html_)) {}
+
+    const std::string& html() const { return html_; }
+    const std::vector<Tag>& tags() const { return tags_; }
+
+    // Index of the opening tag with this id, or -1.
+    long find_id(const std::string& id) const
+    {
+        for (std::size_t i = 0; i < tags_.size(); ++i)
+            if (!tags_[i].closing && tags_[i].attr("id") == id)
+                return long(i);
+        return -1;
+    }
+
+    // Index of the tag closing the one at `open` (same name; no nesting of it inside).
+    std::size_t close_of(std::size_t open) const
+    {
+        int depth = 0;
+        for (std::size_t i = open; i < tags_.size(); ++i) {
+            if (tags_[i].name != tags_[open].name)
+                continue;
+            depth += tags_[i].closing ? -1 : 1;
+            if (depth == 0)
+                return i;
+        }
+        return tags_.size() - 1;
+    }
+
+    std::string text_by_id(const std::string& id) const
+    {
+        const long open = find_id(id);
+        if (open < 0)
+            return {};
+        return text_of(html_, tags_[open].end, tags_[close_of(open)].begin);
+    }
+
+    // The data rows (<tr class="row">) of a table, their cells keyed by data-col.
+    std::vector<Row> rows(const std::string& table_id) const
+    {
+        std::vector<Row> rows;
+        const long open = find_id(table_id);
+        if (open < 0)
+            return rows;
+        const std::size_t close = close_of(open);
+        for (std::size_t i = open; i < close; ++i) {
+            const Tag& t = tags_[i];
+            if (t.closing || t.name != "tr" || !t.has_class("row"))
+                continue;
+            Row row;
+            row.attrs = t.attrs;
+            const std::size_t tr_close = close_of(i);
+            for (std::size_t k = i + 1; k < tr_close; ++k) {
+                const Tag& td = tags_[k];
+                if (td.closing || td.name != "td")
+                    continue;
+                Cell cell;
+                cell.has_value = td.has("data-value");
+                cell.value = td.attr("data-value");
+                cell.text = text_of(html_, td.end, tags_[close_of(k)].begin);
+                row.cells[td.attr("data-col")] = cell;
+            }
+            rows.push_back(row);
+        }
+        return rows;
+    }
+
+    // Opening tags inside the element with this id.
+    std::vector<Tag> inside(const std::string& id) const
+    {
+        std::vector<Tag> out;
+        const long open = find_id(id);
+        if (open < 0)
+            return out;
+        const std::size_t close = close_of(open);
+        for (std::size_t i = open + 1; i < close; ++i)
+            if (!tags_[i].closing)
+                out.push_back(tags_[i]);
+        return out;
+    }
+
+    const Tag* first(const std::string& name) const
+    {
+        for (const auto& t : tags_)
+            if (!t.closing && t.name == name)
+                return &t;
+        return nullptr;
+    }
+
+private:
+    std::string html_;
+    std::vector<Tag> tags_;
+};
+
+// --- reports ------------------------------------------------------------------------
+
+json frame(std::uint64_t addr, const json& symbol, const json& module, std::uint64_t offset)
+{
+    return json{{"addr", addr}, {"symbol", symbol}, {"module", module}, {"offset", offset}};
+}
+
+json thread_json(int tid, const std::string& name, std::uint64_t ac, std::uint64_t ab, std::uint64_t fc,
+                 std::uint64_t lb, std::uint64_t peak)
+{
+    return json{{"tid", tid},          {"name", name},     {"alloc_count", ac},     {"alloc_bytes", ab},
+                {"free_count", fc},    {"free_bytes", 0},  {"live_count", 1},       {"live_bytes", lb},
+                {"peak_live_bytes", peak}};
+}
+
+// A small report with known figures and hostile strings in every place the
+// target names something.
+json small_report()
+{
+    json r;
+    r["schema"] = "memscope-trace/1";
+    r["tool"] = {{"name", "memscope-trace"}, {"version", "0.1.0"}};
+    r["target"] = {{"pid", 4242}, {"comm", "svc"}, {"exe", "/opt/svc/" + kHostile}, {"exit_code", 3}};
+    r["duration_s"] = 2.5;
+    r["mode"] = "fast";
+    r["mode_source"] = "auto";
+    r["mode_changes"] = json::array({{{"t_s", 1.5}, {"from", "normal"}, {"to", "fast"},
+                                      {"reason", "event rate above 2,000,000/s"}}});
+    r["totals"] = {{"alloc_count", 123456789},    {"alloc_bytes", 9876543210ULL}, {"free_count", 123400000},
+                   {"free_bytes", 9000000000ULL}, {"live_count", 56789},          {"live_bytes", 876543210},
+                   {"peak_live_bytes", 987654321}};
+    r["threads"] = json::array({thread_json(4242, "main", 1000, 123456789, 900, 1048576, 2097152),
+                                thread_json(4243, kHostile, 7, 7777, 3, 4444, 5555),
+                                thread_json(4244, kQuotes, 1, 65536, 0, 65536, 65536)});
+    r["dropped"] = {{"events", 17}, {"reasons", {{"ring_full", 17}}}, {"untracked_allocations", 0}};
+    r["stacks"] = {{"enabled", true}, {"depth", 32}, {"distinct", 3}, {"truncated_share", 0.25}};
+    r["sites"] = json::array({
+        {{"id", "a1"},
+         {"function", "compute(int)"},
+         {"alloc_count", 5000},
+         {"alloc_bytes", 123000000},
+         {"live_count", 40},
+         {"live_bytes", 1000000},
+         {"truncated", false},
+         {"stack", json::array({frame(0x401234, "compute(int)", "/opt/svc/svc", 0x1234),
+                                frame(0x7f0000029d90, nullptr, "/lib/x86_64-linux-gnu/libc.so.6", 0x29d90)})}},
+        {{"id", "b2"},
+         {"function", kHostile},
+         {"alloc_count", 300},
+         {"alloc_bytes", 456789},
+         {"live_count", 2},
+         {"live_bytes", 4444},
+         {"truncated", true},
+         {"stack", json::array({frame(0x402000, kHostile, "/opt/svc/svc", 0x2000)})}},
+        {{"id", "c3"},
+         {"function", nullptr},
+         {"alloc_count", 1},
+         {"alloc_bytes", 65536},
+         {"live_count", 1},
+         {"live_bytes", 65536},
+         {"truncated", false},
+         {"stack", json::array({frame(0x7f1000000abc, nullptr, "/opt/lib" + kQuotes + ".so", 0xabc)})}},
+    });
+    r["sites"][0]["stack"][0]["file"] = "/src/svc.cpp";
+    r["sites"][0]["stack"][0]["line"] = 42;
+    r["leaks"] = json::array({
+        {{"id", "a1"},
+         {"expected", nullptr},
+         {"function", "compute(int)"},
+         {"stack", r["sites"][0]["stack"]},
+         {"live_count", 40},
+         {"live_bytes", 1000000},
+         {"oldest_age_s", 1.75},
+         {"threads", json::array({{{"tid", 4242}, {"name", "main"}, {"live_count", 39}, {"live_bytes", 999000}},
+                                  {{"tid", 4243}, {"name", kHostile}, {"live_count", 1}, {"live_bytes", 1000}}})},
+         {"variables", json::array({{{"name", "buffer"}, {"type", "std::vector<char>"}, {"count", 40}, {"bytes", 1000000}}})}},
+        {{"id", "c3"},
+         {"expected", "stdio buffer, kept for the process's lifetime"},
+         {"function", nullptr},
+         {"stack", r["sites"][2]["stack"]},
+         {"live_count", 1},
+         {"live_bytes", 65536},
+         {"oldest_age_s", 0.5},
+         {"threads", json::array({{{"tid", 4244}, {"name", kQuotes}, {"live_count", 1}, {"live_bytes", 65536}}})},
+         {"variables", json::array({{{"name", kQuotes}, {"type", "char[]"}, {"count", 1}, {"bytes", 65536}}})}},
+    });
+    r["variable_summary"] = json::array({
+        {{"name", "buffer"}, {"type", "std::vector<char>"}, {"count", 120}, {"bytes", 3000000}, {"live_count", 40}, {"live_bytes", 1000000}},
+        {{"name", kQuotes}, {"type", kHostile}, {"count", 5}, {"bytes", 327680}, {"live_count", 1}, {"live_bytes", 65536}},
+    });
+    r["variables"] = json::array();
+    for (int i = 0; i < 125; ++i)
+        r["variables"].push_back({{"name", "buffer"}, {"type", "std::vector<char>"}, {"size", 25000}, {"tid", 4242}});
+    json tl = {{"interval_s", 0.1}, {"t_s", json::array()}, {"process_live_bytes", json::array()}};
+    json series = json::array({{{"tid", 4242}, {"name", "main"}, {"live_bytes", json::array()}},
+                               {{"tid", 4243}, {"name", kHostile}, {"live_bytes", json::array()}},
+                               {{"tid", 4244}, {"name", kQuotes}, {"live_bytes", json::array()}}});
+    for (int i = 0; i < 20; ++i) {
+        tl["t_s"].push_back((i + 1) / 10.0);
+        const std::uint64_t a = std::uint64_t(i) * 100000, b = std::uint64_t(i % 5) * 1000, c = i >= 10 ? 65536 : 0;
+        series[0]["live_bytes"].push_back(a);
+        series[1]["live_bytes"].push_back(b);
+        series[2]["live_bytes"].push_back(c);
+        tl["process_live_bytes"].push_back(a + b + c);
+    }
+    tl["threads"] = series;
+    r["timeline"] = tl;
+    r["warnings"] = json::array({"warning " + kHostile});
+    return r;
+}
+
+json large_report(int sites, int threads)
+{
+    json r = {{"schema", "memscope-trace/1"},
+              {"target", {{"pid", 1}, {"comm", "big"}, {"exe", "/usr/bin/big"}, {"exit_code", 0}}},
+              {"duration_s", 60.0},
+              {"mode", "normal"},
+              {"totals", {{"alloc_count", 1}, {"alloc_bytes", 1}}}};
+    r["sites"] = json::array();
+    for (int i = 0; i < sites; ++i) {
+        char id[32];
+        std::snprintf(id, sizeof id, "%08x", i);
+        const std::string fn = "ns::function_" + std::to_string(i) + "(std::vector<int> const&)";
+        r["sites"].push_back({{"id", id},
+                              {"function", fn},
+                              {"alloc_count", sites - i},
+                              {"alloc_bytes", std::uint64_t(sites - i) * 1000},
+                              {"live_count", i % 7},
+                              {"live_bytes", (i % 7) * 100},
+                              {"truncated", false},
+                              {"stack", json::array({frame(0x400000 + i, fn, "/usr/bin/big", i),
+                                                     frame(0x500000, "caller()", "/usr/bin/big", 0x100000),
+                                                     frame(0x7f0000029d90, nullptr, "/lib/libc.so.6", 0x29d90)})}});
+    }
+    json tl = {{"interval_s", 0.1}, {"t_s", json::array()}, {"process_live_bytes", json::array()},
+               {"threads", json::array()}};
+    const int points = 600;
+    for (int i = 0; i < points; ++i) {
+        tl["t_s"].push_back((i + 1) / 10.0);
+        tl["process_live_bytes"].push_back(std::uint64_t(i) * threads * 1000);
+    }
+    for (int t = 0; t < threads; ++t) {
+        json values = json::array();
+        for (int i = 0; i < points; ++i)
+            values.push_back(std::uint64_t(i) * (t + 1) * 10);
+        tl["threads"].push_back({{"tid", 1000 + t}, {"name", "worker-" + std::to_string(t)}, {"live_bytes", values}});
+    }
+    r["timeline"] = tl;
+    return r;
+}
+
+fs::path write_page(const TempDir& tmp, const std::string& name, const json& report)
+{
+    const fs::path page = tmp.path / name;
+    std::ofstream(page, std::ios::binary) << memscope::render_html(report);
+    return page;
+}
+
+// The embedded data: between the report script's '>' and its "</script>".
+std::string embedded_data(const std::string& html)
+{
+    const std::string open = "id=\"report\"";
+    auto at = html.find(open);
+    if (at == std::string::npos)
+        return {};
+    at = html.find('>', at) + 1;
+    return html.substr(at, html.find("</script>", at) - at);
+}
+
+std::size_t count_of(const std::string& hay, const std::string& needle)
+{
+    std::size_t n = 0;
+    for (auto at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1))
+        ++n;
+    return n;
+}
+
+void expect_no_injected_markup(const Dom& dom)
+{
+    std::size_t scripts = 0;
+    for (const auto& t : dom.tags()) {
+        if (t.closing)
+            continue;
+        EXPECT_NE(t.name, "img") << "an <img> element made it into the DOM";
+        EXPECT_NE(t.name, "iframe");
+        if (t.name == "script")
+            ++scripts;
+        for (const auto& [key, value] : t.attrs)
+            EXPECT_NE(key.rfind("on", 0), 0u) << "event handler attribute " << key << " on <" << t.name << ">";
+    }
+    EXPECT_EQ(scripts, 2u) << "only the data and the page's own script";
+}
+
+} // namespace
+
+// --- without a browser ------------------------------------------------------------------
+
+TEST(HtmlReport, EmbeddedDataCannotCloseTheScript)
+{
+    json r = small_report();
+    r["target"]["comm"] = "<!--<script>\xff\xfe";  // not UTF-8 either
+    const std::string html = memscope::render_html(r);
+    const std::string data = embedded_data(html);
+    ASSERT_FALSE(data.empty());
+    EXPECT_EQ(data.find_first_of("<>&"), std::string::npos);
+    for (unsigned char c : data)
+        ASSERT_LT(c, 0x80) << "the data is ASCII (ensure_ascii)";
+    EXPECT_EQ(count_of(lower(html), "</script"), 2u);
+    EXPECT_EQ(count_of(html, "<!--"), 0u);
+
+    // It reads back as the report, less the per-variable records, which are counted.
+    json back = json::parse(data);
+    EXPECT_FALSE(back.contains("variables"));
+    EXPECT_NE(html.find("data-variables-count=\"125\""), std::string::npos);
+    json expected = r;
+    expected.erase("variables");
+    expected["target"]["comm"] = "<!--<script>\xef\xbf\xbd\xef\xbf\xbd";  // U+FFFD for each bad byte
+    EXPECT_EQ(back, expected);
+}
+
+TEST(HtmlReport, SelfContained)
+{
+    const std::string html = memscope::render_html(small_report());
+    // The only URL is the SVG namespace name, which is never fetched; the
+    // data (inert, and full of the test's hostile strings) is left out.
+    std::string rest = html;
+    rest.erase(rest.find(embedded_data(html)), embedded_data(html).size());
+    for (std::size_t at; (at = rest.find("http://www.w3.org/2000/svg")) != std::string::npos;)
+        rest.erase(at, 26);
+    EXPECT_EQ(rest.find("http:"), std::string::npos);
+    EXPECT_EQ(rest.find("https:"), std::string::npos);
+    EXPECT_EQ(rest.find("//cdn"), std::string::npos);
+    EXPECT_EQ(rest.find(" src="), std::string::npos);
+    EXPECT_EQ(rest.find("<link"), std::string::npos);
+    EXPECT_NE(html.find("Content-Security-Policy"), std::string::npos);
+    EXPECT_NE(html.find("default-src 'none'"), std::string::npos);
+}
+
+TEST(HtmlReport, AnyDocumentRenders)
+{
+    for (const json& j : {json(), json::object(), json::array(), json("text"), json{{"sites", 3}}}) {
+        const std::string html = memscope::render_html(j);
+        EXPECT_NE(html.find("</html>"), std::string::npos);
+        EXPECT_EQ(embedded_data(html).find('<'), std::string::npos);
+    }
+}
+
+// --- in Chromium --------------------------------------------------------------------------
+
+TEST(HtmlReport, SmallReportInChromium)
+{
+    REQUIRE_CHROMIUM(chromium);
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    const fs::path page = write_page(tmp, "report.html", small_report());
+    const Dom dom(dump_dom(chromium, tmp, page));
+    const Tag* body = dom.first("body");
+    ASSERT_NE(body, nullptr);
+    EXPECT_EQ(body->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+
+    // Header figures.
+    std::map<std::string, std::string> fields;
+    for (const auto& t : dom.tags())
+        if (t.has("data-field"))
+            fields[t.attr("data-field")] = t.attr("data-value");
+    EXPECT_EQ(fields["target.pid"], "4242");
+    EXPECT_EQ(fields["target.exit_code"], "3");
+    EXPECT_EQ(fields["duration_s"], "2.5");
+    EXPECT_EQ(fields["totals.alloc_count"], "123456789");
+    EXPECT_EQ(fields["totals.alloc_bytes"], "9876543210");
+    EXPECT_EQ(fields["totals.free_count"], "123400000");
+    EXPECT_EQ(fields["totals.live_bytes"], "876543210");
+    EXPECT_EQ(fields["totals.peak_live_bytes"], "987654321");
+    EXPECT_EQ(fields["dropped.events"], "17");
+    EXPECT_EQ(fields["variables"], "125");
+    EXPECT_NE(dom.html().find("123,456,789"), std::string::npos) << "thousands separators";
+
+    // Threads, by tid.
+    const auto threads = dom.rows("threads-table");
+    ASSERT_EQ(threads.size(), 3u);
+    std::map<std::string, Row> by_tid;
+    for (const auto& row : threads)
+        by_tid[row.value("tid")] = row;
+    ASSERT_EQ(by_tid.size(), 3u);
+    EXPECT_EQ(by_tid["4242"].cell("name").text, "main");
+    EXPECT_EQ(by_tid["4242"].value("alloc_count"), "1000");
+    EXPECT_EQ(by_tid["4242"].value("alloc_bytes"), "123456789");
+    EXPECT_EQ(by_tid["4242"].value("live_bytes"), "1048576");
+    EXPECT_EQ(by_tid["4242"].value("peak_live_bytes"), "2097152");
+    EXPECT_EQ(by_tid["4243"].cell("name").text, kHostile);
+    EXPECT_EQ(by_tid["4243"].value("alloc_count"), "7");
+    EXPECT_EQ(by_tid["4243"].value("alloc_bytes"), "7777");
+    EXPECT_EQ(by_tid["4243"].value("live_bytes"), "4444");
+    EXPECT_EQ(by_tid["4243"].value("peak_live_bytes"), "5555");
+    EXPECT_EQ(by_tid["4244"].cell("name").text, kQuotes);
+    EXPECT_EQ(by_tid["4244"].value("alloc_bytes"), "65536");
+
+    // Sites: by bytes, largest first; the unnamed one by its frame.
+    const auto sites = dom.rows("sites-table");
+    ASSERT_EQ(sites.size(), 3u);
+    EXPECT_EQ(sites[0].attrs.at("data-id"), "a1");
+    EXPECT_EQ(sites[1].attrs.at("data-id"), "b2");
+    EXPECT_EQ(sites[2].attrs.at("data-id"), "c3");
+    EXPECT_EQ(sites[0].value("alloc_count"), "5000");
+    EXPECT_EQ(sites[0].value("alloc_bytes"), "123000000");
+    EXPECT_EQ(sites[0].value("live_count"), "40");
+    EXPECT_EQ(sites[0].value("live_bytes"), "1000000");
+    EXPECT_NE(sites[0].cell("function").text.find("compute(int)"), std::string::npos);
+    EXPECT_NE(sites[1].cell("function").text.find(kHostile), std::string::npos);
+    EXPECT_EQ(sites[1].value("alloc_bytes"), "456789");
+    EXPECT_NE(sites[2].cell("function").text.find("/opt/lib" + kQuotes + ".so+0xabc"), std::string::npos);
+    EXPECT_EQ(dom.text_by_id("sites-count"), "Showing 3 of 3 sites");
+    EXPECT_NE(dom.text_by_id("sites-table").find("/lib/x86_64-linux-gnu/libc.so.6+0x29d90"), std::string::npos)
+        << "frames without a symbol as module+0xoffset";
+    EXPECT_NE(dom.text_by_id("sites-table").find("/src/svc.cpp:42"), std::string::npos);
+
+    // Leaks.
+    const auto leaks = dom.rows("leaks-table");
+    ASSERT_EQ(leaks.size(), 2u);
+    EXPECT_EQ(leaks[0].value("live_count"), "40");
+    EXPECT_EQ(leaks[0].value("live_bytes"), "1000000");
+    EXPECT_EQ(leaks[0].value("oldest_age_s"), "1.75");
+    EXPECT_NE(leaks[0].cell("threads").text.find("main [4242]"), std::string::npos);
+    EXPECT_NE(leaks[0].cell("threads").text.find(kHostile + " [4243]"), std::string::npos);
+    EXPECT_EQ(leaks[0].cell("variables").text, "buffer");
+    EXPECT_EQ(leaks[0].attrs.at("data-id"), "a1");
+    EXPECT_FALSE(leaks[0].attrs.count("data-expected"));
+    EXPECT_EQ(leaks[1].attrs.at("data-id"), "c3");
+    EXPECT_EQ(leaks[1].attrs.at("data-expected"), "true");
+    EXPECT_NE(leaks[1].cell("function").text.find("expected"), std::string::npos);
+    EXPECT_EQ(leaks[1].value("live_bytes"), "65536");
+    EXPECT_EQ(leaks[1].value("oldest_age_s"), "0.5");
+    EXPECT_EQ(leaks[1].cell("variables").text, kQuotes);
+
+    // Variables.
+    const auto vars = dom.rows("variables-table");
+    ASSERT_EQ(vars.size(), 2u);
+    EXPECT_EQ(vars[0].cell("name").text, "buffer");
+    EXPECT_EQ(vars[0].cell("type").text, "std::vector<char>");
+    EXPECT_EQ(vars[0].value("count"), "120");
+    EXPECT_EQ(vars[0].value("bytes"), "3000000");
+    EXPECT_EQ(vars[0].value("live_count"), "40");
+    EXPECT_EQ(vars[0].value("live_bytes"), "1000000");
+    EXPECT_EQ(vars[1].cell("name").text, kQuotes);
+    EXPECT_EQ(vars[1].cell("type").text, kHostile);
+    EXPECT_EQ(vars[1].value("bytes"), "327680");
+
+    // Mode changes: in the table and on the chart.
+    const auto modes = dom.rows("modes-table");
+    ASSERT_EQ(modes.size(), 1u);
+    EXPECT_EQ(modes[0].value("t_s"), "1.5");
+    EXPECT_EQ(modes[0].cell("from").text, "normal");
+    EXPECT_EQ(modes[0].cell("to").text, "fast");
+    EXPECT_EQ(modes[0].cell("reason").text, "event rate above 2,000,000/s");
+
+    // The chart: the process and one line per thread, each with a path.
+    const auto chart = dom.inside("timeline-chart");
+    ASSERT_FALSE(chart.empty()) << "no <svg id=timeline-chart>";
+    std::map<std::string, std::string> paths;
+    std::size_t mode_lines = 0;
+    for (const auto& t : chart) {
+        if (t.name == "path" && t.has_class("series"))
+            paths[t.attr("data-series")] = t.attr("d");
+        if (t.name == "line" && t.has_class("mode-line"))
+            ++mode_lines;
+    }
+    EXPECT_EQ(paths.size(), 4u);
+    for (const char* key : {"process", "tid:4242", "tid:4243", "tid:4244"}) {
+        ASSERT_TRUE(paths.count(key)) << key;
+        EXPECT_EQ(paths[key].rfind("M", 0), 0u) << key << ": " << paths[key];
+        EXPECT_EQ(count_of(paths[key], "L"), 19u) << key << ": 20 points";
+    }
+    EXPECT_EQ(mode_lines, 1u);
+    EXPECT_EQ(dom.find_id("timeline-hidden"), -1);
+
+    // Hostile strings: text only, never markup.
+    expect_no_injected_markup(dom);
+    EXPECT_NE(dom.html().find(kHostileText), std::string::npos);
+    const long title = [&] {
+        for (std::size_t i = 0; i < dom.tags().size(); ++i)
+            if (dom.tags()[i].name == "title" && !dom.tags()[i].closing)
+                return long(i);
+        return -1L;
+    }();
+    ASSERT_GE(title, 0);
+    EXPECT_EQ(text_of(dom.html(), dom.tags()[title].end, dom.tags()[dom.close_of(title)].begin),
+              "memscope-trace: /opt/svc/" + kHostile);
+    EXPECT_NE(dom.html().find("<title>memscope-trace: /opt/svc/" + kHostileText + "</title>"), std::string::npos);
+    EXPECT_NE(dom.text_by_id("warnings").find("warning " + kHostile), std::string::npos);
+
+    // A screenshot, for people: the page as drawn.
+    const fs::path shot = screenshot_dir() / "html_report_small.png";
+    std::error_code ec;
+    fs::remove(shot, ec);
+    auto args = chromium_args(chromium, tmp.path / "profile-shot");
+    args.push_back("--window-size=1280,2000");
+    args.push_back("--screenshot=" + fs::absolute(shot).string());
+    args.push_back(file_url(page));
+    fs::create_directories(tmp.path / "run-shot");
+    const ProcessRun run = run_with_timeout(args, tmp.path / "run-shot", std::chrono::seconds(60));
+    EXPECT_FALSE(run.timed_out) << describe(run);
+    ASSERT_TRUE(fs::exists(shot)) << describe(run);
+    EXPECT_GT(fs::file_size(shot), 10u * 1024) << shot;
+    EXPECT_EQ(read_file(shot).substr(0, 8), "\x89PNG\r\n\x1a\n");
+    std::printf("screenshot: %s\n", shot.c_str());
+}
+
+TEST(HtmlReport, ThirtyThousandSitesInChromium)
+{
+    REQUIRE_CHROMIUM(chromium);
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    const auto t0 = std::chrono::steady_clock::now();
+    const fs::path page = write_page(tmp, "big.html", large_report(30000, 15));
+    const auto t1 = std::chrono::steady_clock::now();
+    const Dom dom(dump_dom(chromium, tmp, page, std::chrono::seconds(60)));
+    const auto t2 = std::chrono::steady_clock::now();
+    const Tag* body = dom.first("body");
+    ASSERT_NE(body, nullptr);
+    EXPECT_EQ(body->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+    std::printf("page %.1f MB: rendered in %.2f s, Chromium %.2f s (script %s ms)\n",
+                double(fs::file_size(page)) / 1e6, std::chrono::duration<double>(t1 - t0).count(),
+                std::chrono::duration<double>(t2 - t1).count(), body->attr("data-render-ms").c_str());
+
+    const auto sites = dom.rows("sites-table");
+    ASSERT_EQ(sites.size(), 200u);
+    EXPECT_EQ(sites.front().attrs.at("data-id"), "00000000");
+    EXPECT_EQ(sites.front().value("alloc_bytes"), "30000000");
+    EXPECT_EQ(sites.back().attrs.at("data-id"), "000000c7");
+    EXPECT_EQ(sites.back().value("alloc_bytes"), "29801000");
+    EXPECT_EQ(dom.text_by_id("sites-count"), "Showing 200 of 30,000 sites");
+    const long count = dom.find_id("sites-count");
+    ASSERT_GE(count, 0);
+    EXPECT_EQ(dom.tags()[count].attr("data-total"), "30000");
+    EXPECT_EQ(dom.tags()[count].attr("data-shown"), "200");
+    EXPECT_EQ(dom.text_by_id("sites-more"), "Show 200 more");
+
+    // 15 threads: the 10 with the highest peak are drawn (tids 1005..1014).
+    std::set<std::string> series;
+    for (const auto& t : dom.inside("timeline-chart"))
+        if (t.name == "path" && t.has_class("series") && !t.attr("d").empty())
+            series.insert(t.attr("data-series"));
+    EXPECT_EQ(series.size(), 11u);
+    EXPECT_TRUE(series.count("process"));
+    for (int tid = 1005; tid < 1015; ++tid)
+        EXPECT_TRUE(series.count("tid:" + std::to_string(tid))) << tid;
+    EXPECT_NE(dom.text_by_id("timeline-hidden").find("5 more threads not drawn"), std::string::npos);
+}
+
+// Paging, sorting, filtering and the stack toggle, driven by a second script
+// that carries the page's own nonce (the policy refuses any other).
+TEST(HtmlReport, InteractionsInChromium)
+{
+    REQUIRE_CHROMIUM(chromium);
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    std::string html = memscope::render_html(large_report(30000, 2));
+    const auto at = html.find("<script nonce=\"");
+    ASSERT_NE(at, std::string::npos);
+    const std::string nonce = html.substr(at + 15, html.find('"', at + 15) - at - 15);
+    const std::string driver = R"js(
+(() => {
+  const rows = () => document.querySelectorAll('#sites-table tbody tr.row');
+  const out = {};
+  document.getElementById('sites-more').click();
+  out.afterMore = rows().length;
+  const sort = document.querySelector('#sites-table th[data-col="alloc_count"] button');
+  sort.click();
+  sort.click();
+  out.ascFirst = rows()[0].dataset.id;
+  out.afterSort = rows().length;
+  const filter = document.getElementById('sites-filter');
+  filter.value = 'Function_2999';
+  filter.dispatchEvent(new Event('input'));
+  setTimeout(() => {
+    out.filtered = rows().length;
+    out.filteredFirst = rows()[0].dataset.id;
+    out.count = document.getElementById('sites-count').textContent;
+    out.moreHidden = document.getElementById('sites-more').hidden;
+    rows()[0].querySelector('td').click();
+    out.detailOpen = !rows()[0].nextElementSibling.hidden;
+    document.getElementById('timeline-threads-only').click();
+    out.series = [...document.querySelectorAll('#timeline-chart path.series')].map((p) => p.dataset.series).sort();
+    document.body.dataset.interactions = JSON.stringify(out);
+  }, 500);
+})();
+)js";
+    html.insert(html.rfind("</body>"), "<script nonce=\"" + nonce + "\">" + driver + "</script>\n");
+    const fs::path page = tmp.path / "interact.html";
+    std::ofstream(page, std::ios::binary) << html;
+
+    const Dom dom(dump_dom(chromium, tmp, page));
+    const Tag* body = dom.first("body");
+    ASSERT_NE(body, nullptr);
+    EXPECT_EQ(body->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+    ASSERT_TRUE(body->has("data-interactions")) << "the driver did not finish";
+    const json out = json::parse(body->attr("data-interactions"));
+    EXPECT_EQ(out["afterMore"], 400);
+    EXPECT_EQ(out["afterSort"], 200) << "a new order starts again at one page";
+    EXPECT_EQ(out["ascFirst"], "0000752f") << "ascending by allocations: the last site first";
+    EXPECT_EQ(out["filtered"], 11) << "function_2999 and function_29990..29999, case-insensitive";
+    EXPECT_EQ(out["filteredFirst"], "0000752f");
+    EXPECT_EQ(out["count"], "Showing 11 of 11 matching sites (30,000 in all)");
+    EXPECT_EQ(out["moreHidden"], true);
+    EXPECT_EQ(out["detailOpen"], true);
+    EXPECT_EQ(out["series"], json({"tid:1000", "tid:1001"})) << "threads only, rescaled";
+}
+
+TEST(HtmlReport, EmptyReportInChromium)
+{
+    REQUIRE_CHROMIUM(chromium);
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    const json r = {{"schema", "memscope-trace/1"}, {"timeline", {{"interval_s", 0.1}, {"t_s", json::array()}}}};
+    const Dom dom(dump_dom(chromium, tmp, write_page(tmp, "empty.html", r)));
+    const Tag* body = dom.first("body");
+    ASSERT_NE(body, nullptr);
+    EXPECT_EQ(body->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+    EXPECT_EQ(dom.find_id("timeline-chart"), -1);
+    EXPECT_NE(dom.text_by_id("timeline-body").find("No samples"), std::string::npos);
+    for (const char* id : {"threads-table", "variables-table", "modes-table"}) {
+        EXPECT_GE(dom.find_id(id), 0) << id;
+        EXPECT_TRUE(dom.rows(id).empty()) << id;
+    }
+}

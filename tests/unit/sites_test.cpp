@@ -1,0 +1,211 @@
+// Allocation sites and leaks from raw counts and records, the folded-stack
+// writer, demangling and the return-address check: no BPF needed.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "probe_sites.hpp"
+#include "report_collapsed.hpp"
+#include "report_json.hpp"
+#include "report_text.hpp"
+#include "sites.hpp"
+#include "symbolizer.hpp"
+
+using namespace memscope;
+
+namespace {
+
+Frame frame(const char* symbol, const char* module = "/usr/bin/app", std::uint64_t offset = 0x1000)
+{
+    Frame f;
+    f.addr = 0x555500000000 + offset;
+    f.symbol = symbol;
+    f.module = module;
+    f.offset = offset;
+    return f;
+}
+
+Report report_with_threads()
+{
+    Report r;
+    ThreadStats a;
+    a.tid = 10;
+    a.start_ns = 1;
+    a.name = "main";
+    ThreadStats b;
+    b.tid = 11;
+    b.start_ns = 2;
+    b.name = "worker";
+    r.threads = {a, b};
+    r.totals.alloc_count = 7;
+    return r;
+}
+
+std::string collapsed(const nlohmann::json& doc, const std::string& weight)
+{
+    char* buf = nullptr;
+    size_t size = 0;
+    std::FILE* f = open_memstream(&buf, &size);
+    EXPECT_TRUE(write_collapsed(doc, weight, f));
+    std::fclose(f);
+    std::string out(buf, size);
+    std::free(buf);
+    return out;
+}
+
+} // namespace
+
+TEST(Sites, LiveFiguresAndLeaksComeFromTheOutstandingRecords)
+{
+    Report r = report_with_threads();
+    std::vector<SiteInput> sites = {
+        {1, {frame("operator new(unsigned long)", "/usr/lib/libstdc++.so.6"), frame("make_widget()"), frame("main")},
+         false, 5, 320},
+        {2, {frame("leak_shallow(unsigned long)"), frame("main")}, false, 2, 200},
+        {3, {frame("churn()")}, true, 10, 4000},
+    };
+    std::vector<OutstandingBlock> blocks = {
+        {1, 64, 1'000'000'000, 10, 1, {}}, {1, 64, 2'000'000'000, 11, 2, {4}}, {1, 64, 3'000'000'000, 11, 2, {4}},
+        {2, 100, 2'500'000'000, 10, 1, {}},
+        {0, 8, 0, 10, 1, {}}, // made in fast mode: no stack
+    };
+    add_sites(r, sites, blocks, 5'000'000'000, 32);
+
+    ASSERT_EQ(r.sites.size(), 3u);
+    EXPECT_EQ(r.sites[0].id, 3u); // largest alloc_bytes first
+    EXPECT_EQ(r.sites[1].id, 1u);
+    EXPECT_EQ(r.sites[1].live_count, 3u);
+    EXPECT_EQ(r.sites[1].live_bytes, 192u);
+    EXPECT_EQ(r.sites[0].live_count, 0u);
+    EXPECT_EQ(r.stacks.distinct, 3u);
+    EXPECT_DOUBLE_EQ(r.stacks.truncated_share, 10.0 / 17.0);
+    EXPECT_EQ(r.stacks.outstanding_without_stack, 1u);
+
+    ASSERT_EQ(r.leaks.size(), 2u);
+    const Leak& w = r.leaks[0];
+    EXPECT_EQ(w.id, 1u);
+    EXPECT_EQ(w.live_count, 3u);
+    EXPECT_EQ(w.live_bytes, 192u);
+    EXPECT_DOUBLE_EQ(w.oldest_age_s, 4.0);
+    ASSERT_EQ(w.threads.size(), 2u);
+    EXPECT_EQ(w.threads[0].name, "worker"); // more bytes first
+    EXPECT_EQ(w.threads[0].live_count, 2u);
+    EXPECT_EQ(w.threads[1].name, "main");
+    ASSERT_EQ(w.variables.size(), 1u);
+    EXPECT_EQ(w.variables[0].desc, 4u);
+    EXPECT_EQ(w.variables[0].count, 2u);
+    EXPECT_EQ(w.variables[0].bytes, 128u);
+    EXPECT_TRUE(w.expected.empty());
+    EXPECT_EQ(r.leaks[1].live_bytes, 100u);
+
+    // The site is named after the first frame past operator new.
+    ASSERT_NE(site_function(r.sites[1].stack), nullptr);
+    EXPECT_EQ(site_function(r.sites[1].stack)->symbol, "make_widget()");
+}
+
+TEST(Sites, RuntimeLifetimeAllocationsAreExpectedNotProgramLeaks)
+{
+    EXPECT_EQ(expected_reason({frame("_IO_file_doallocate", "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+                               frame("puts", "/usr/lib/x86_64-linux-gnu/libc.so.6"), frame("main")}),
+              "stdio buffer, kept until exit");
+    EXPECT_FALSE(expected_reason({frame("", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30")}).empty());
+    EXPECT_FALSE(expected_reason({frame("_dl_new_object", "/usr/lib64/ld-linux-x86-64.so.2")}).empty());
+    // A program frame, or a stack that starts in libc (strdup from code
+    // without frame pointers), is the program's.
+    EXPECT_TRUE(expected_reason({frame("operator new(unsigned long)", "/usr/lib/libstdc++.so.6"),
+                                 frame("make_widget()")})
+                    .empty());
+    EXPECT_TRUE(expected_reason({frame("strdup", "/usr/lib/x86_64-linux-gnu/libc.so.6")}).empty());
+    EXPECT_TRUE(expected_reason({}).empty());
+}
+
+TEST(Sites, JsonAndTextCarrySitesAndLeaks)
+{
+    Report r = report_with_threads();
+    add_sites(r, {{7, {frame("leak_deep()"), frame("a()"), frame("main")}, false, 2, 2048}},
+              {{7, 1024, 1, 10, 1, {}}, {7, 1024, 1, 10, 1, {}}}, 1'000'000'001, 32);
+    nlohmann::json j = report_to_json(r);
+    ASSERT_EQ(j["sites"].size(), 1u);
+    EXPECT_EQ(j["sites"][0]["id"], "0000000000000007");
+    EXPECT_EQ(j["sites"][0]["function"], "leak_deep()");
+    EXPECT_EQ(j["sites"][0]["stack"][0]["symbol"], "leak_deep()");
+    EXPECT_EQ(j["sites"][0]["stack"][0]["module"], "/usr/bin/app");
+    EXPECT_EQ(j["sites"][0]["stack"][0]["offset"], 0x1000);
+    EXPECT_EQ(j["sites"][0]["live_bytes"], 2048);
+    ASSERT_EQ(j["leaks"].size(), 1u);
+    EXPECT_EQ(j["leaks"][0]["function"], "leak_deep()");
+    EXPECT_EQ(j["leaks"][0]["live_count"], 2);
+    EXPECT_EQ(j["leaks"][0]["threads"][0]["name"], "main");
+    EXPECT_TRUE(j["leaks"][0]["expected"].is_null());
+    EXPECT_EQ(j["stacks"]["depth"], 32);
+    std::string text = format_sites(r);
+    EXPECT_NE(text.find("leaks: 1 stacks"), std::string::npos) << text;
+    EXPECT_NE(text.find("leak_deep() <- a() <- main"), std::string::npos) << text;
+}
+
+TEST(Collapsed, FoldedStacksRootFirstWithSafeNames)
+{
+    nlohmann::json doc = {
+        {"sites",
+         {{{"alloc_bytes", 300},
+           {"alloc_count", 3},
+           {"live_bytes", 0},
+           {"truncated", false},
+           {"stack",
+            {{{"symbol", "leaf;x\n"}, {"module", "/a"}, {"offset", 1}, {"addr", 1}},
+             {{"symbol", nullptr}, {"module", "/usr/lib/libfoo.so"}, {"offset", 0x2a}, {"addr", 2}},
+             {{"symbol", "main"}, {"module", "/a"}, {"offset", 3}, {"addr", 3}}}}},
+          {{"alloc_bytes", 5}, {"alloc_count", 1}, {"truncated", true}, {"stack", {{{"symbol", "f"}}}}}}}};
+    EXPECT_EQ(collapsed(doc, "bytes"), "main;libfoo.so+0x2a;leaf:x? 300\n[truncated];f 5\n");
+    EXPECT_EQ(collapsed(doc, "count"), "main;libfoo.so+0x2a;leaf:x? 3\n[truncated];f 1\n");
+    EXPECT_EQ(collapsed(doc, "live_bytes"), ""); // zero weights are left out
+    EXPECT_FALSE(valid_weight("size"));
+}
+
+TEST(Symbols, CxxAndRustNamesAreDemangled)
+{
+    EXPECT_EQ(demangle("_Z11make_widgetv"), "make_widget()");
+    EXPECT_EQ(demangle("_ZN4core3fmt5write17h0123456789abcdefE"), "core::fmt::write");
+    EXPECT_EQ(demangle("malloc"), "malloc");
+    EXPECT_EQ(demangle("_Znot valid"), "_Znot valid");
+    EXPECT_TRUE(is_root_symbol("main"));
+    EXPECT_TRUE(is_root_symbol("start_thread"));
+    EXPECT_FALSE(is_root_symbol("mainly"));
+}
+
+TEST(Symbols, ReturnAddressesFollowACall)
+{
+    const std::uint8_t call_rel32[] = {0x90, 0x90, 0x90, 0x90, 0xe8, 0x10, 0x20, 0x30, 0x40};
+    const std::uint8_t call_reg[] = {0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0x90, 0xff, 0xd0};   // call rax
+    const std::uint8_t call_mem[] = {0x90, 0x90, 0x90, 0xff, 0x15, 0x00, 0x10, 0x00, 0x00}; // call [rip+x]
+    const std::uint8_t not_call[] = {0x48, 0x89, 0xc7, 0x48, 0x89, 0xc7, 0x48, 0x89, 0xc7}; // mov rdi, rax
+    EXPECT_TRUE(ends_with_call(call_rel32, sizeof call_rel32));
+    EXPECT_TRUE(ends_with_call(call_reg, sizeof call_reg));
+    EXPECT_TRUE(ends_with_call(call_mem, sizeof call_mem));
+    EXPECT_FALSE(ends_with_call(not_call, sizeof not_call));
+}
+
+TEST(Timeline, BoundedSamplesHalveTheirResolution)
+{
+    TimelineRecorder t(0.1, 8);
+    ThreadStats a;
+    a.tid = 1;
+    a.start_ns = 1;
+    a.name = "a";
+    for (int i = 0; i < 8; ++i) {
+        a.counters.live_bytes = static_cast<std::uint64_t>(i);
+        t.sample(0.1 * i, {a});
+    }
+    ThreadStats b = a;
+    b.tid = 2;
+    b.counters.live_bytes = 100;
+    t.sample(0.8, {a, b}); // the ninth: every other sample goes first
+    Timeline tl = t.timeline();
+    EXPECT_DOUBLE_EQ(tl.interval_s, 0.2);
+    ASSERT_EQ(tl.t_s.size(), 5u);
+    EXPECT_EQ(tl.process_live_bytes, (std::vector<std::int64_t>{0, 2, 4, 6, 107}));
+    ASSERT_EQ(tl.threads.size(), 2u);
+    EXPECT_EQ(tl.threads[1].live_bytes, (std::vector<std::int64_t>{0, 0, 0, 0, 100}));
+}

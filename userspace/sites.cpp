@@ -1,0 +1,194 @@
+#include "sites.hpp"
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace memscope {
+
+namespace {
+
+std::string basename_of(const std::string& path)
+{
+    auto slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+bool starts_with(const std::string& s, const char* prefix)
+{
+    return s.rfind(prefix, 0) == 0;
+}
+
+// The C and C++ runtime's own files.
+bool runtime_module(const std::string& path)
+{
+    std::string b = basename_of(path);
+    return starts_with(b, "libc.so") || starts_with(b, "libstdc++.so") || starts_with(b, "libgcc_s.so") ||
+           starts_with(b, "ld-linux") || starts_with(b, "libm.so");
+}
+
+} // namespace
+
+const Frame* site_function(const std::vector<Frame>& stack)
+{
+    for (const auto& f : stack)
+        if (!starts_with(f.symbol, "operator new"))
+            return &f;
+    return stack.empty() ? nullptr : &stack.back();
+}
+
+std::string expected_reason(const std::vector<Frame>& stack)
+{
+    if (stack.empty())
+        return {};
+    for (const auto& f : stack)
+        if (f.symbol == "_IO_file_doallocate")
+            return "stdio buffer, kept until exit";
+    if (starts_with(basename_of(stack.front().module), "ld-linux"))
+        return "dynamic loader";
+    // Made inside the C++ runtime with no frame of the program on the way
+    // (libstdc++'s emergency exception pool, made before main). A stack that
+    // starts in libc is not taken: strdup & co called from code without
+    // frame pointers look the same.
+    if (starts_with(basename_of(stack.front().module), "libc.so"))
+        return {};
+    for (const auto& f : stack)
+        if (!runtime_module(f.module))
+            return {};
+    return "made inside the C++ runtime, no program frame on its stack";
+}
+
+void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<OutstandingBlock>& blocks,
+               std::uint64_t now_ns, std::uint32_t depth)
+{
+    r.stacks.enabled = depth > 0;
+    r.stacks.depth = depth;
+    std::unordered_map<std::uint64_t, std::size_t> index;
+    r.sites.clear();
+    r.sites.reserve(inputs.size());
+    std::uint64_t with_stack = 0, truncated = 0;
+    for (auto& in : inputs) {
+        index[in.id] = r.sites.size();
+        Site s;
+        s.id = in.id;
+        s.stack = std::move(in.stack);
+        s.truncated = in.truncated;
+        s.alloc_count = in.alloc_count;
+        s.alloc_bytes = in.alloc_bytes;
+        with_stack += s.alloc_count;
+        truncated += s.truncated ? s.alloc_count : 0;
+        r.sites.push_back(std::move(s));
+    }
+    r.stacks.distinct = r.sites.size();
+    r.stacks.truncated_share = with_stack ? static_cast<double>(truncated) / static_cast<double>(with_stack) : 0;
+    r.stacks.without_stack = r.totals.alloc_count > with_stack ? r.totals.alloc_count - with_stack : 0;
+
+    // Outstanding blocks, by stack: the sites' live figures and the leaks.
+    std::map<std::pair<std::uint32_t, std::uint64_t>, std::string> names;
+    for (const auto& t : r.threads)
+        names[{t.tid, t.start_ns}] = t.name;
+    struct Group {
+        Leak leak;
+        std::uint64_t oldest_ns = UINT64_MAX;
+        std::map<std::pair<std::uint32_t, std::uint64_t>, LeakThread> threads;
+        std::map<std::uint32_t, LeakVariable> variables;
+    };
+    std::unordered_map<std::uint64_t, Group> groups;
+    for (const auto& b : blocks) {
+        if (b.stack == 0 || !index.count(b.stack)) {
+            ++r.stacks.outstanding_without_stack;
+            continue;
+        }
+        Site& site = r.sites[index[b.stack]];
+        ++site.live_count;
+        site.live_bytes += b.size;
+        Group& g = groups[b.stack];
+        g.leak.id = b.stack;
+        ++g.leak.live_count;
+        g.leak.live_bytes += b.size;
+        if (b.alloc_ns)
+            g.oldest_ns = std::min(g.oldest_ns, b.alloc_ns);
+        LeakThread& t = g.threads[{b.tid, b.thread_start_ns}];
+        t.tid = b.tid;
+        ++t.live_count;
+        t.live_bytes += b.size;
+        for (std::uint32_t d : b.variables) {
+            LeakVariable& v = g.variables[d];
+            v.desc = d;
+            ++v.count;
+            v.bytes += b.size;
+        }
+    }
+    r.leaks.clear();
+    for (auto& [id, g] : groups) {
+        Leak leak = std::move(g.leak);
+        if (g.oldest_ns != UINT64_MAX && now_ns > g.oldest_ns)
+            leak.oldest_age_s = static_cast<double>(now_ns - g.oldest_ns) / 1e9;
+        for (auto& [key, t] : g.threads) {
+            auto n = names.find(key);
+            if (n != names.end())
+                t.name = n->second;
+            leak.threads.push_back(std::move(t));
+        }
+        std::sort(leak.threads.begin(), leak.threads.end(),
+                  [](const LeakThread& a, const LeakThread& b) { return a.live_bytes > b.live_bytes || (a.live_bytes == b.live_bytes && a.tid < b.tid); });
+        for (auto& [d, v] : g.variables)
+            leak.variables.push_back(v);
+        leak.expected = expected_reason(r.sites[index[id]].stack);
+        r.leaks.push_back(std::move(leak));
+    }
+    auto by_bytes = [](const auto& a, const auto& b) {
+        return a.alloc_bytes != b.alloc_bytes ? a.alloc_bytes > b.alloc_bytes : a.id < b.id;
+    };
+    std::sort(r.sites.begin(), r.sites.end(), by_bytes);
+    std::sort(r.leaks.begin(), r.leaks.end(), [](const Leak& a, const Leak& b) {
+        return a.live_bytes != b.live_bytes ? a.live_bytes > b.live_bytes : a.id < b.id;
+    });
+}
+
+void TimelineRecorder::sample(double t_s, const std::vector<ThreadStats>& threads)
+{
+    if (t_.size() >= max_) {
+        // Halve the resolution: keep every other sample.
+        auto thin = [](auto& v) {
+            std::size_t j = 0;
+            for (std::size_t i = 0; i < v.size(); i += 2)
+                v[j++] = v[i];
+            v.resize(j);
+        };
+        thin(t_);
+        thin(process_);
+        for (auto& [k, th] : threads_)
+            thin(th.live_bytes);
+        interval_ *= 2;
+    }
+    std::int64_t total = 0;
+    for (const auto& th : threads) {
+        auto& rec = threads_[{th.tid, th.start_ns}];
+        if (rec.tid == 0) {
+            rec.tid = th.tid;
+            rec.start_ns = th.start_ns;
+        }
+        rec.name = th.name;
+        rec.live_bytes.resize(t_.size(), 0);
+        rec.live_bytes.push_back(static_cast<std::int64_t>(th.counters.live_bytes));
+        total += static_cast<std::int64_t>(th.counters.live_bytes);
+    }
+    t_.push_back(t_s);
+    process_.push_back(total);
+}
+
+Timeline TimelineRecorder::timeline() const
+{
+    Timeline tl;
+    tl.interval_s = interval_;
+    tl.t_s = t_;
+    tl.process_live_bytes = process_;
+    for (const auto& [k, th] : threads_) {
+        Timeline::Thread copy = th;
+        copy.live_bytes.resize(t_.size(), copy.live_bytes.empty() ? 0 : copy.live_bytes.back());
+        tl.threads.push_back(std::move(copy));
+    }
+    return tl;
+}
+
+} // namespace memscope

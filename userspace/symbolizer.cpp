@@ -1,0 +1,367 @@
+#include "symbolizer.hpp"
+
+#include <cxxabi.h>
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "elf_symbols.hpp"
+#include "probe_sites.hpp"
+#include "proc.hpp"
+
+namespace memscope {
+
+std::string demangle(const std::string& name)
+{
+    if (name.rfind("_Z", 0) != 0)
+        return name;
+    int status = 0;
+    char* d = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+    if (status != 0 || !d)
+        return name;
+    std::string out(d);
+    std::free(d);
+    // Rust's legacy mangling ends each path with a hash: ::h + 16 hex digits.
+    if (out.size() > 19 && out.compare(out.size() - 19, 3, "::h") == 0 &&
+        std::all_of(out.end() - 16, out.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }))
+        out.resize(out.size() - 19);
+    return out;
+}
+
+bool is_root_symbol(const std::string& s)
+{
+    static const char* const roots[] = {"main", "__libc_start_call_main", "__libc_start_main",
+                                        "__libc_start_main_impl", "start_thread", "_start",
+                                        "clone3", "__clone3", "clone", "__clone"};
+    for (const char* r : roots)
+        if (s == r)
+            return true;
+    return false;
+}
+
+namespace {
+
+const Dwfl_Callbacks kOffline = {
+    dwfl_build_id_find_elf,
+    dwfl_standard_find_debuginfo,
+    dwfl_offline_section_address,
+    nullptr,
+};
+
+std::string hex(const unsigned char* p, int n)
+{
+    static const char* digits = "0123456789abcdef";
+    std::string s;
+    for (int i = 0; i < n; ++i) {
+        s += digits[p[i] >> 4];
+        s += digits[p[i] & 15];
+    }
+    return s;
+}
+
+} // namespace
+
+// One ELF file, reported to its own libdwfl session at its link-time addresses.
+struct Symbolizer::Module {
+    struct Sym {
+        std::string name; // demangled; empty when unknown
+        std::string file;
+        std::uint32_t line = 0;
+        bool return_address = false; // a call ends just before it
+    };
+
+    int fd = -1;
+    Dwfl* dwfl = nullptr;
+    Dwfl_Module* mod = nullptr;
+    GElf_Addr bias = 0;
+    std::vector<LoadSegment> loads;
+    std::unordered_map<std::uint64_t, Sym> cache; // by link-time return address
+
+    ~Module()
+    {
+        if (dwfl)
+            dwfl_end(dwfl);
+        if (fd >= 0)
+            close(fd);
+    }
+
+    // Open `host_path`; false when it is no ELF file libdwfl can read.
+    bool open(const std::string& host_path, std::string& key)
+    {
+        fd = ::open(host_path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return false;
+        dwfl = dwfl_begin(&kOffline);
+        if (!dwfl)
+            return false;
+        dwfl_report_begin(dwfl);
+        // libdwfl takes a descriptor of its own: ours stays for the call checks.
+        int own = dup(fd);
+        mod = dwfl_report_elf(dwfl, host_path.c_str(), host_path.c_str(), own, 0, false);
+        dwfl_report_end(dwfl, nullptr, nullptr);
+        if (!mod) {
+            if (own >= 0)
+                close(own);
+            return false;
+        }
+        // Symbols and line tables now, while the file is reachable: a path
+        // through /proc/PID/root is gone with the process.
+        Dwarf_Addr dwarf_bias = 0;
+        dwfl_module_getdwarf(mod, &dwarf_bias);
+        dwfl_module_getsymtab(mod);
+        Elf* elf = dwfl_module_getelf(mod, &bias);
+        if (!elf)
+            return false;
+        std::size_t n = 0;
+        if (elf_getphdrnum(elf, &n) != 0)
+            return false;
+        for (std::size_t i = 0; i < n; ++i) {
+            GElf_Phdr ph;
+            if (gelf_getphdr(elf, static_cast<int>(i), &ph) && ph.p_type == PT_LOAD)
+                loads.push_back({ph.p_vaddr, ph.p_offset, ph.p_filesz});
+        }
+        const unsigned char* bits = nullptr;
+        GElf_Addr at = 0;
+        int len = dwfl_module_build_id(mod, &bits, &at);
+        if (len > 0) {
+            key = "build-id:" + hex(bits, len);
+        } else {
+            struct stat st{};
+            fstat(fd, &st);
+            key = "file:" + host_path + ":" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+                  std::to_string(st.st_mtime);
+        }
+        return true;
+    }
+
+    // Link-time address of a byte at `file_offset`, if a segment maps it.
+    std::optional<std::uint64_t> vaddr_of(std::uint64_t file_offset) const
+    {
+        for (const auto& l : loads)
+            if (file_offset >= l.offset && file_offset < l.offset + l.filesz)
+                return file_offset - l.offset + l.vaddr;
+        return std::nullopt;
+    }
+
+    const Sym& lookup(std::uint64_t vaddr)
+    {
+        auto it = cache.find(vaddr);
+        if (it != cache.end())
+            return it->second;
+        Sym s;
+        // A return address: the call is the instruction before it.
+        if (auto off = vaddr_to_offset(loads, vaddr - 1)) {
+            std::uint8_t before[9];
+            std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(sizeof before, *off + 1));
+            ssize_t got = pread(fd, before + sizeof before - want, want, static_cast<off_t>(*off + 1 - want));
+            s.return_address = got == static_cast<ssize_t>(want) &&
+                               ends_with_call(before + sizeof before - want, want);
+        }
+        GElf_Off offset = 0;
+        GElf_Sym sym;
+        const char* name = dwfl_module_addrinfo(mod, vaddr - 1 + bias, &offset, &sym, nullptr, nullptr, nullptr);
+        if (name)
+            s.name = demangle(name);
+        if (Dwfl_Line* line = dwfl_module_getsrc(mod, vaddr - 1 + bias)) {
+            int lineno = 0;
+            if (const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr)) {
+                s.file = file;
+                s.line = static_cast<std::uint32_t>(lineno);
+            }
+        }
+        return cache.emplace(vaddr, std::move(s)).first->second;
+    }
+};
+
+Symbolizer::Symbolizer()
+{
+    elf_version(EV_CURRENT);
+}
+
+Symbolizer::~Symbolizer() = default;
+
+Symbolizer::Module* Symbolizer::open_module(const std::string& host_path)
+{
+    auto m = std::make_unique<Module>();
+    std::string key;
+    if (!m->open(host_path, key))
+        return nullptr;
+    auto [it, added] = modules_.try_emplace(key, std::move(m));
+    return it->second.get();
+}
+
+void Symbolizer::know_file(const std::string& host_path, const std::string& shown)
+{
+    struct stat st{};
+    if (stat(host_path.c_str(), &st) != 0)
+        return;
+    const std::pair<std::uint32_t, std::uint64_t> key{(major(st.st_dev) << 20) | minor(st.st_dev), st.st_ino};
+    if (files_.count(key))
+        return;
+    files_[key] = {shown, open_module(host_path)};
+}
+
+const Symbolizer::Known* Symbolizer::known(std::uint32_t dev, std::uint64_t ino) const
+{
+    auto it = files_.find({dev, ino});
+    return it == files_.end() ? nullptr : &it->second;
+}
+
+void Symbolizer::refresh(int pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+    if (!in)
+        return; // gone: the last mappings read stay
+    std::vector<Mapping> maps;
+    Process& p = processes_[pid];
+    for (std::string line; std::getline(in, line);) {
+        std::istringstream ls(line);
+        std::string range, perms, offset, dev, inode, path;
+        if (!(ls >> range >> perms >> offset >> dev >> inode) || perms.size() < 3 || perms[2] != 'x')
+            continue;
+        std::getline(ls >> std::ws, path);
+        Mapping m;
+        std::size_t dash = range.find('-');
+        m.start = std::strtoull(range.substr(0, dash).c_str(), nullptr, 16);
+        m.end = std::strtoull(range.substr(dash + 1).c_str(), nullptr, 16);
+        m.pgoff = std::strtoull(offset.c_str(), nullptr, 16);
+        if (!path.empty() && path[0] == '/') {
+            // The device as maps prints it (hex major:minor), as the BPF side reads it.
+            std::size_t colon = dev.find(':');
+            std::uint32_t kdev = static_cast<std::uint32_t>(
+                (std::strtoul(dev.substr(0, colon).c_str(), nullptr, 16) << 20) |
+                std::strtoul(dev.substr(colon + 1).c_str(), nullptr, 16));
+            const std::pair<std::uint32_t, std::uint64_t> key{kdev, std::strtoull(inode.c_str(), nullptr, 10)};
+            auto it = files_.find(key);
+            if (it == files_.end())
+                it = files_.emplace(key, Known{path, open_module(path_in_process(pid, path))}).first;
+            m.path = path;
+            m.module = it->second.module;
+        } else if (!path.empty()) {
+            continue; // [vdso], [vsyscall]: no allocator returns there
+        }
+        maps.push_back(std::move(m));
+    }
+    if (!maps.empty())
+        p.maps = std::move(maps);
+}
+
+const Symbolizer::Mapping* Symbolizer::mapping_at(Process& p, std::uint64_t addr) const
+{
+    auto it = std::upper_bound(p.maps.begin(), p.maps.end(), addr,
+                               [](std::uint64_t a, const Mapping& m) { return a < m.start; });
+    if (it == p.maps.begin())
+        return nullptr;
+    --it;
+    return addr < it->end ? &*it : nullptr;
+}
+
+const Symbolizer::JitSymbol* Symbolizer::jit_at(int pid, Process& p, std::uint64_t addr)
+{
+    if (!p.jit_read) {
+        p.jit_read = true;
+        // The map is named by the pid the process knows itself by (its namespace's).
+        std::string nspid = std::to_string(pid);
+        std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+        for (std::string line; std::getline(status, line);)
+            if (line.rfind("NSpid:", 0) == 0) {
+                std::istringstream ls(line.substr(6));
+                for (std::string v; ls >> v;)
+                    nspid = v;
+            }
+        std::ifstream in(path_in_process(pid, "/tmp/perf-" + nspid + ".map"));
+        for (std::string line; std::getline(in, line);) {
+            std::istringstream ls(line);
+            std::string start, size, name;
+            if (!(ls >> start >> size))
+                continue;
+            std::getline(ls >> std::ws, name);
+            p.jit.push_back({std::strtoull(start.c_str(), nullptr, 16), std::strtoull(size.c_str(), nullptr, 16),
+                             name});
+        }
+        std::sort(p.jit.begin(), p.jit.end(), [](const auto& a, const auto& b) { return a.start < b.start; });
+    }
+    auto it = std::upper_bound(p.jit.begin(), p.jit.end(), addr,
+                               [](std::uint64_t a, const JitSymbol& s) { return a < s.start; });
+    if (it == p.jit.begin())
+        return nullptr;
+    --it;
+    return addr < it->start + it->size ? &*it : nullptr;
+}
+
+std::vector<Frame> Symbolizer::resolve(int pid, const std::vector<RawFrame>& raw, bool& truncated)
+{
+    std::vector<Frame> out;
+    Process& p = processes_[pid];
+    bool refreshed = false, rooted = false;
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+        const RawFrame& r = raw[i];
+        Frame f;
+        f.addr = r.ip;
+        // Where the file is: as the BPF side saw it, else the mappings read.
+        Module* module = nullptr;
+        std::uint64_t file_offset = 0;
+        const Known* k = r.ino ? known(r.dev, r.ino) : nullptr;
+        if (r.ino && !k && !refreshed) {
+            refresh(pid); // a library this tracer has not opened yet
+            refreshed = true;
+            k = known(r.dev, r.ino);
+        }
+        const Mapping* m = nullptr;
+        if (k) {
+            module = k->module;
+            f.module = k->shown;
+            file_offset = r.ip - r.base;
+        } else if (!r.ino) {
+            m = mapping_at(p, r.ip);
+            if (!m && !refreshed) {
+                refresh(pid);
+                refreshed = true;
+                m = mapping_at(p, r.ip);
+            }
+            if (m && m->module) {
+                module = m->module;
+                f.module = m->path;
+                file_offset = r.ip - m->start + m->pgoff;
+            }
+        }
+        bool valid = false;
+        if (module) {
+            if (auto vaddr = module->vaddr_of(file_offset)) {
+                const Module::Sym& s = module->lookup(*vaddr);
+                f.offset = *vaddr;
+                f.symbol = s.name;
+                f.file = s.file;
+                f.line = s.line;
+                valid = s.return_address;
+            }
+        } else if (m || !r.ino) {
+            if (const JitSymbol* j = jit_at(pid, p, f.addr)) {
+                f.symbol = j->name;
+                valid = true;
+            }
+        }
+        // The first frame is the allocator's own return address: always real.
+        if (!valid && i > 0)
+            break;
+        out.push_back(std::move(f));
+        if (is_root_symbol(out.back().symbol)) {
+            rooted = true;
+            break;
+        }
+    }
+    truncated = !rooted;
+    return out;
+}
+
+} // namespace memscope
