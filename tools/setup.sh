@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   g++ cmake make pkg-config clang
-  libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
+  libbpf-dev bpftool libelf-dev libdw-dev libiberty-dev zlib1g-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libzydis-dev python3 procps
   chromium # the HTML report's test renders it headless
 )

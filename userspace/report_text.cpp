@@ -169,7 +169,7 @@ std::string describe_stack(const std::vector<Frame>& stack, std::size_t callers)
         return "[no stack]";
     auto name = [](const Frame& fr) {
         if (!fr.symbol.empty())
-            return fr.symbol;
+            return fr.symbol.size() > 96 ? fr.symbol.substr(0, 95) + "~" : fr.symbol;
         char buf[40];
         std::snprintf(buf, sizeof buf, "+0x%llx", (unsigned long long)fr.offset);
         auto slash = fr.module.rfind('/');
@@ -206,8 +206,9 @@ std::string format_sites(const Report& r, std::size_t top)
         std::sort(sites.begin(), sites.end(), better);
         out += row("  top sites by %s:\n", title);
         for (std::size_t i = 0; i < sites.size() && i < top; ++i)
-            out += row("    %10s %9llu allocs  %s\n", human_bytes(sites[i]->alloc_bytes).c_str(),
-                       (unsigned long long)sites[i]->alloc_count, describe_stack(sites[i]->stack, 3).c_str());
+            out += row("    %10s %9llu allocs  ", human_bytes(sites[i]->alloc_bytes).c_str(),
+                       (unsigned long long)sites[i]->alloc_count) +
+                   describe_stack(sites[i]->stack, 3) + "\n";
     };
     list("bytes", [](const Site* a, const Site* b) { return a->alloc_bytes != b->alloc_bytes ? a->alloc_bytes > b->alloc_bytes : a->id < b->id; });
     list("count", [](const Site* a, const Site* b) { return a->alloc_count != b->alloc_count ? a->alloc_count > b->alloc_count : a->id < b->id; });
@@ -229,9 +230,9 @@ std::string format_sites(const Report& r, std::size_t top)
             continue;
         static const std::vector<Frame> none;
         const Site* site = by_id.count(l.id) ? by_id[l.id] : nullptr;
-        leaks += row("    %10s %9llu blocks  oldest %.2f s  %s\n", human_bytes(l.live_bytes).c_str(),
-                     (unsigned long long)l.live_count, l.oldest_age_s,
-                     describe_stack(site ? site->stack : none, 5).c_str());
+        leaks += row("    %10s %9llu blocks  oldest %.2f s  ", human_bytes(l.live_bytes).c_str(),
+                     (unsigned long long)l.live_count, l.oldest_age_s) +
+                 describe_stack(site ? site->stack : none, 5) + "\n";
         std::string who;
         for (std::size_t i = 0; i < l.threads.size() && i < 4; ++i)
             who += (i ? ", " : "") + clip(l.threads[i].name, 16) + " (" + std::to_string(l.threads[i].tid) + ")";

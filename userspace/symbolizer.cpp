@@ -1,9 +1,11 @@
 #include "symbolizer.hpp"
 
-#include <cxxabi.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
+// libiberty declares basename() itself unless told string.h has it.
+#define HAVE_DECL_BASENAME 1
+#include <libiberty/demangle.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -23,18 +25,12 @@ namespace memscope {
 
 std::string demangle(const std::string& name)
 {
-    if (name.rfind("_Z", 0) != 0)
-        return name;
-    int status = 0;
-    char* d = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
-    if (status != 0 || !d)
+    // libiberty's demangler: C++, and Rust in both its legacy and v0 manglings.
+    char* d = cplus_demangle(name.c_str(), DMGL_PARAMS | DMGL_ANSI | DMGL_AUTO);
+    if (!d)
         return name;
     std::string out(d);
     std::free(d);
-    // Rust's legacy mangling ends each path with a hash: ::h + 16 hex digits.
-    if (out.size() > 19 && out.compare(out.size() - 19, 3, "::h") == 0 &&
-        std::all_of(out.end() - 16, out.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }))
-        out.resize(out.size() - 19);
     return out;
 }
 

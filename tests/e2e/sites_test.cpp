@@ -188,3 +188,19 @@ TEST_F(E2E, NoStacksMeansNoSites)
     EXPECT_TRUE(r["sites"].empty());
     EXPECT_EQ(r["totals"]["live_count"], r["allocation_records"]);
 }
+
+TEST_F(E2E, RustStacksAreDemangled)
+{
+    json r = trace_run({RUST_EXAMPLE, "2", "3"});
+    bool std_frame = false;
+    for (const auto& s : r["sites"])
+        for (const auto& f : s["stack"]) {
+            if (!f["symbol"].is_string())
+                continue;
+            std::string name = f["symbol"];
+            EXPECT_NE(name.rfind("_R", 0), 0u) << name; // v0 mangling
+            EXPECT_NE(name.rfind("_ZN", 0), 0u) << name; // legacy
+            std_frame |= name.rfind("std::", 0) == 0;
+        }
+    EXPECT_TRUE(std_frame) << r["sites"].dump(1);
+}

@@ -168,6 +168,7 @@ TEST(Symbols, CxxAndRustNamesAreDemangled)
 {
     EXPECT_EQ(demangle("_Z11make_widgetv"), "make_widget()");
     EXPECT_EQ(demangle("_ZN4core3fmt5write17h0123456789abcdefE"), "core::fmt::write");
+    EXPECT_EQ(demangle("_RNvNtCsjrHSEGnQ3l9_3std2rt19lang_start_internal"), "std::rt::lang_start_internal");
     EXPECT_EQ(demangle("malloc"), "malloc");
     EXPECT_EQ(demangle("_Znot valid"), "_Znot valid");
     EXPECT_TRUE(is_root_symbol("main"));

@@ -1,5 +1,6 @@
 // Allocation-heavy target for measuring tracer overhead: THREADS threads
-// each do OPS malloc(SIZE)+free pairs. Prints ns per pair (wall time of the
+// each do OPS malloc(SIZE)+free pairs, DEPTH calls down (built with frame
+// pointers: the stack a normal-mode trace walks is that deep). Prints ns per pair (wall time of the
 // loop, per thread) so traced and untraced runs compare as a ratio, and the
 // process's CPU time per pair (all threads, user + system: a uprobe's trap
 // is the target's system time), which stays comparable past the core count.
@@ -12,24 +13,34 @@
 #include <thread>
 #include <vector>
 
+// The loop, `depth` frames below the thread's own.
+__attribute__((noinline)) void pairs(long ops, long size, int depth)
+{
+    if (depth > 0) {
+        pairs(ops, size, depth - 1);
+        asm volatile("" ::: "memory"); // no tail call: every level keeps its frame
+        return;
+    }
+    for (long i = 0; i < ops; ++i) {
+        void* volatile p = std::malloc(static_cast<size_t>(size));
+        std::free(p);
+    }
+}
+
 int main(int argc, char** argv)
 {
     int threads = argc > 1 ? std::atoi(argv[1]) : 1;
     long ops = argc > 2 ? std::atol(argv[2]) : 100000;
     long size = argc > 3 ? std::atol(argv[3]) : 64;
-    if (threads < 1 || ops < 1 || size < 1) {
-        std::fprintf(stderr, "usage: alloc_pairs [THREADS] [OPS] [SIZE]\n");
+    int depth = argc > 4 ? std::atoi(argv[4]) : 0;
+    if (threads < 1 || ops < 1 || size < 1 || depth < 0 || depth > 1000) {
+        std::fprintf(stderr, "usage: alloc_pairs [THREADS] [OPS] [SIZE] [DEPTH]\n");
         return 2;
     }
     auto start = std::chrono::steady_clock::now();
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t)
-        pool.emplace_back([=] {
-            for (long i = 0; i < ops; ++i) {
-                void* volatile p = std::malloc(static_cast<size_t>(size));
-                std::free(p);
-            }
-        });
+        pool.emplace_back([=] { pairs(ops, size, depth); });
     for (auto& t : pool)
         t.join();
     double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start).count();

@@ -2,7 +2,7 @@
 """memscope-trace's benchmark harness: one command, every figure of the
 speed issue measured in one run, as ratios within that run.
 
-  tools/bench/run [--reps N] [--ops N] [--threads 1,2,8,50,200] [--sections ...]
+  tools/bench/run [--reps N] [--ops N] [--threads 1,2,8,50,200] [--sections pairs,stacks,...]
 
 Sections (all by default):
   pairs      malloc+free pairs, 1 thread: untraced, memscope-trace in each
@@ -196,6 +196,35 @@ def section_pairs(results):
                         "unavailable": unavailable}
 
 
+def section_stacks(results):
+    """Stack collection's extra cost per allocation: normal mode with and
+    without stacks, on one thread, at a shallow and a deep call stack."""
+    ops = ARGS.ops
+    rows = {}
+    for depth in (0, 20):
+        target = [build_path("alloc_pairs"), "1", str(ops), "64", str(depth)]
+        samples = {"untraced": [], "stacks": [], "no_stacks": []}
+        frames = None
+        for rep in range(ARGS.reps):
+            order = list(samples) if rep % 2 == 0 else list(reversed(list(samples)))
+            for c in order:
+                if c == "untraced":
+                    rc, out, err = run(target)
+                    wall = parse_pairs(out)[0]
+                else:
+                    (wall, _), rep_json = memscope(["--mode", "normal"] + (["--no-stacks"] if c == "no_stacks" else []),
+                                                   target)
+                    if c == "stacks":
+                        site = max(rep_json["sites"], key=lambda s: s["alloc_count"])
+                        frames = len(site["stack"])
+                samples[c].append(wall)
+                log("  stacks depth %d rep %d %-9s %9.1f ns/pair" % (depth, rep + 1, c, wall))
+        med = {c: statistics.median(v) for c, v in samples.items()}
+        rows[str(depth)] = {"frames": frames, "untraced_ns": med["untraced"], "no_stacks_ns": med["no_stacks"],
+                            "stacks_ns": med["stacks"], "stack_cost_ns": med["stacks"] - med["no_stacks"]}
+    results["stacks"] = {"ops": ops, "reps": ARGS.reps, "rows": rows}
+
+
 def section_scaling(results):
     out = {}
     for t in ARGS.threads:
@@ -347,6 +376,16 @@ def markdown(res):
             lines.append("")
             lines.append("%s: not measured here: %s" % (c, why))
         lines.append("")
+    if "stacks" in res:
+        st = res["stacks"]
+        lines += ["## Stack collection, per allocation (normal mode, 1 thread, malloc(64)+free, %d pairs, median of %d)" % (
+            st["ops"], st["reps"]), "",
+                  "| call depth | frames recorded | untraced ns/pair | normal, --no-stacks | normal, stacks | stacks' extra ns per allocation |",
+                  "|---|---|---|---|---|---|"]
+        for d, r in st["rows"].items():
+            lines.append("| %s | %s | %.1f | %.0f | %.0f | **%.0f** |" % (
+                d, r["frames"], r["untraced_ns"], r["no_stacks_ns"], r["stacks_ns"], r["stack_cost_ns"]))
+        lines.append("")
     if "scaling" in res:
         s = res["scaling"]
         lines += ["## Thread scaling (process CPU per pair, so figures past the core count compare)", "",
@@ -409,7 +448,7 @@ def main():
     ap.add_argument("--scaling-pairs", type=int, default=200000, help="pairs per scaling run, split across threads")
     ap.add_argument("--threads", default="1,2,8,50,200")
     ap.add_argument("--entry-calls", type=int, default=100000)
-    ap.add_argument("--sections", default="pairs,scaling,bystander,entry,tracer")
+    ap.add_argument("--sections", default="pairs,stacks,scaling,bystander,entry,tracer")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"))
     ap.add_argument("--markdown", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     ARGS = ap.parse_args()
@@ -425,12 +464,12 @@ def main():
     try:
         old = json.load(open(ARGS.json))
         if old.get("machine", {}).get("kernel") == res["machine"]["kernel"]:
-            for k in ("pairs", "scaling", "bystander", "entry", "tracer"):
+            for k in ("pairs", "stacks", "scaling", "bystander", "entry", "tracer"):
                 if k not in sections and k in old:
                     res[k] = old[k]
     except (OSError, ValueError):
         pass
-    for name, fn in (("pairs", section_pairs), ("scaling", section_scaling), ("bystander", section_bystander),
+    for name, fn in (("pairs", section_pairs), ("stacks", section_stacks), ("scaling", section_scaling), ("bystander", section_bystander),
                      ("entry", section_entry), ("tracer", section_tracer)):
         if name in sections:
             log("bench: %s" % name)
