@@ -1142,9 +1142,21 @@ int BPF_PROG(on_exec, struct task_struct *p)
 {
 	__u32 tgid = p->tgid;
 	struct ms_target *t = bpf_map_lookup_elem(&targets, &tgid);
+	struct ms_inflight *st;
 
-	if (t)
-		__sync_fetch_and_add(&t->execs, 1);
+	if (!t)
+		return 0;
+	__sync_fetch_and_add(&t->execs, 1);
+	/* A new program in the same thread: its figures start afresh in a slot
+	 * of their own (userspace closes the old image's at the exec stop). */
+	st = bpf_task_storage_get(&inflight, p, 0, 0);
+	if (st) {
+		st->slot_state = 0;
+		st->entry_sp = 0;
+		st->scope_depth = 0;
+		st->task_depth = 0;
+		st->exiting = 0;
+	}
 	return 0;
 }
 

@@ -23,6 +23,7 @@
 
 #include "calibrate.hpp"
 #include "control.hpp"
+#include "family.hpp"
 #include "launcher.hpp"
 #include "modes.hpp"
 #include "proc.hpp"
@@ -50,6 +51,7 @@ struct Options {
     std::string weight = "bytes";
     std::uint32_t stack_depth = MS_DEFAULT_STACK_DEPTH;
     bool no_stacks = false;
+    bool no_follow = false;
     std::string report_in; // `report IN.json`
     bool verbose = false;
     std::uint32_t max_allocations = MS_DEFAULT_MAX_ALLOCATIONS;
@@ -96,6 +98,7 @@ int signal_fd()
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGCHLD); // `run`: the command's processes stopping and ending (ptrace)
     sigprocmask(SIG_BLOCK, &set, nullptr);
     return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 }
@@ -226,7 +229,7 @@ Calibration calibrate_for_auto(Tracer& tracer, const Session& session, const Opt
 }
 
 Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Options& opt, int sigfd,
-                  int& status_out, const Calibration& calibration)
+                  int& status_out, const Calibration& calibration, Family* family = nullptr)
 {
     const auto start = Clock::now();
     const int sample_ms = std::max(1, static_cast<int>(opt.interval * 1000));
@@ -312,12 +315,18 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         int n = poll(fds, control.fd() >= 0 ? 4 : 3, timeout);
         if (n < 0 && errno != EINTR)
             break;
-        session.drain(elapsed());
+        if (family)
+            family->drain(elapsed());
+        else
+            session.drain(elapsed());
         if (fds[0].revents & POLLIN) {
             signalfd_siginfo si{};
             bool stop = false;
             while (read(sigfd, &si, sizeof si) == sizeof si) {
-                if (si.ssi_signo == SIGUSR1) {
+                if (si.ssi_signo == SIGCHLD) {
+                    if (family && family->reap(elapsed()))
+                        stop = target_gone = true;
+                } else if (si.ssi_signo == SIGUSR1) {
                     // A snapshot, and tracing goes on.
                     if (auto err = write_outputs(snapshot_report(false), opt); !err.empty())
                         std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(err).c_str());
@@ -358,14 +367,23 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         }
     }
 
-    if (traced.child && target_gone) {
+    if (family && target_gone) {
+        // The root is gone: its exit status comes with the other processes' stops.
+        while (!family->reap(elapsed()))
+            usleep(1000);
+        status_out = shell_status(family->root_status());
+        traced.target.exit_code = status_out;
+    } else if (traced.child && target_gone) {
         int ws = 0;
         while (waitpid(traced.pid, &ws, 0) < 0 && errno == EINTR) {
         }
         status_out = shell_status(ws);
         traced.target.exit_code = status_out;
     }
-    session.drain(elapsed());
+    if (family)
+        family->drain(elapsed());
+    else
+        session.drain(elapsed());
     Snapshot snap = tracer.snapshot(traced.pid);
     if (traced.child && snap.children.execs > 0)
         --snap.children.execs; // the first exec is the command itself
@@ -375,6 +393,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     for (const auto& t : snap.threads)
         if (static_cast<int>(t.tid) == traced.pid && !t.name.empty())
             traced.target.comm = t.name;
+    if (family && !family->root_exe().empty())
+        traced.target.exe = family->root_exe(); // what it ran last
     if (traced.target.comm.empty())
         traced.target.comm = read_first_line("/proc/" + std::to_string(traced.pid) + "/comm").value_or("");
     Report report = make_report(snap, traced.target, elapsed(), sampled_peak);
@@ -390,6 +410,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     report.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
     report.tracer.bpf_map_bytes = tracer.map_bytes();
     add_tracked(report, session.tracked(snap, true));
+    if (family)
+        merge_processes(report, family->sections(), sampled_peak);
     return report;
 }
 
@@ -495,6 +517,7 @@ int run_attach(const Options& opt)
                     " (it exited, or is a kernel thread)");
     int probed = 0;
     Session session(*tracer, opt.pid, opt.max_variables);
+    tracer->set_event_handler([&](const DecodedEvent& ev) { session.on_event(ev); });
     // Costs are measured before the target's probes exist: calibration
     // switches the BPF side's mode, which must not touch the target.
     Calibration calibration = calibrate_for_auto(*tracer, session, opt);
@@ -557,9 +580,34 @@ int run_command(const Options& opt)
         return fail(err);
     }
     Session session(*tracer, traced.pid, opt.max_variables);
+    const auto started = Clock::now();
+    std::optional<Family> family;
+    if (!opt.no_follow)
+        family.emplace(*tracer, session, opt.max_variables, [&](Session& s, const Target& t, bool final) {
+            Snapshot snap = tracer->snapshot(s.pid());
+            Report r = make_report(snap, t, std::chrono::duration<double>(Clock::now() - started).count(),
+                                   snap.live_bytes_sum);
+            s.describe_modes(r);
+            s.add_sites(r);
+            add_tracked(r, s.tracked(snap, final));
+            return r;
+        });
+    tracer->set_event_handler([&](const DecodedEvent& ev) {
+        if (family)
+            family->on_event(ev);
+        else
+            session.on_event(ev);
+    });
     if (auto e = session.attach(traced.pid, objects, probed); !e.empty()) {
         traced.child->abandon();
         return fail(e);
+    }
+    if (family) {
+        // Before it execs: every process it starts is then seen from its first instruction.
+        if (auto e = family->seize(traced.pid, exe); !e.empty()) {
+            std::fprintf(stderr, "memscope-trace: %s; tracing the command alone\n", e.c_str());
+            family.reset();
+        }
     }
     if (auto e = choose_start_mode(session, opt, own_environment()); !e.empty()) {
         traced.child->abandon();
@@ -577,7 +625,11 @@ int run_command(const Options& opt)
     traced.target.exe = exe;
 
     int status = 0;
-    Report report = trace_loop(*tracer, session, traced, opt, sigfd, status, calibration);
+    Report report = trace_loop(*tracer, session, traced, opt, sigfd, status, calibration,
+                               family ? &*family : nullptr);
+    if (family && opt.verbose)
+        for (const auto& n : family->notes())
+            std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(n).c_str());
     if (int rc = finish(report, opt); rc != 0)
         return rc;
     return status;
@@ -659,6 +711,8 @@ int main(int argc, char** argv)
 
     CLI::App* run = app.add_subcommand("run", "start a command traced from its first instruction");
     add_common(run);
+    run->add_flag("--no-follow", opt.no_follow,
+                  "trace the command's own process only, not the processes it starts");
     run->add_option("command", opt.command, "CMD [ARGS...] (after --)")->required();
 
     CLI::App* report = app.add_subcommand("report", "render a JSON report written earlier: --html, --collapsed");

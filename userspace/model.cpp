@@ -67,6 +67,51 @@ void sort_threads(Report& report)
     });
 }
 
+void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t sampled_peak)
+{
+    root.followed_children = true;
+    root.processes.clear();
+    root.processes.push_back({root.target, 0, root.totals, root.peak_live_bytes_exact, root.threads.size()});
+    std::uint64_t with_stack = 0, truncated = 0;
+    auto weigh = [&](const Report& r) {
+        std::uint64_t n = 0;
+        for (const auto& s : r.sites)
+            n += s.alloc_count;
+        with_stack += n;
+        truncated += static_cast<std::uint64_t>(r.stacks.truncated_share * static_cast<double>(n) + 0.5);
+    };
+    weigh(root);
+    for (auto& s : sections) {
+        ProcessSection p{s.target, 0, s.totals, s.peak_live_bytes_exact, s.threads.size()};
+        if (!s.processes.empty()) {
+            p.target = s.processes[0].target;
+            p.parent_pid = s.processes[0].parent_pid;
+        }
+        if (s.totals.alloc_count == 0 && s.totals.free_count == 0 && s.threads.empty())
+            continue; // a fork that exec'd before allocating anything
+        root.processes.push_back(p);
+        weigh(s);
+        root.threads.insert(root.threads.end(), s.threads.begin(), s.threads.end());
+        root.sites.insert(root.sites.end(), s.sites.begin(), s.sites.end());
+        root.leaks.insert(root.leaks.end(), s.leaks.begin(), s.leaks.end());
+        root.stacks.distinct += s.stacks.distinct;
+        root.stacks.outstanding_without_stack += s.stacks.outstanding_without_stack;
+        root.allocation_records += s.allocation_records;
+    }
+    root.stacks.truncated_share = with_stack ? static_cast<double>(truncated) / static_cast<double>(with_stack) : 0;
+    sort_threads(root);
+    compute_totals(root, sampled_peak);
+    root.stacks.without_stack = root.totals.alloc_count > with_stack ? root.totals.alloc_count - with_stack : 0;
+    std::sort(root.sites.begin(), root.sites.end(), [](const Site& a, const Site& b) {
+        return a.alloc_bytes != b.alloc_bytes ? a.alloc_bytes > b.alloc_bytes : a.id < b.id;
+    });
+    std::sort(root.leaks.begin(), root.leaks.end(), [](const Leak& a, const Leak& b) {
+        return a.live_bytes != b.live_bytes ? a.live_bytes > b.live_bytes : a.id < b.id;
+    });
+    // The children are traced now, not just seen.
+    std::erase_if(root.warnings, [](const std::string& w) { return w.find("seen, not traced") != std::string::npos; });
+}
+
 void add_tracked(Report& report, Tracked tracked)
 {
     if (tracked.dropped_variables > 0) {

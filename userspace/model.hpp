@@ -36,6 +36,7 @@ struct Counters {
 };
 
 struct ThreadStats {
+    std::uint32_t pid = 0; // its process
     std::uint32_t tid = 0;
     std::uint64_t start_ns = 0; // kernel start time: tid plus this names a thread
     std::string name;
@@ -102,6 +103,7 @@ struct Frame {
 
 // An allocation site: one distinct stack (normal mode).
 struct Site {
+    std::uint32_t pid = 0;
     std::uint64_t id = 0; // the stack's hash
     std::vector<Frame> stack;
     bool truncated = false; // the walk ended before main or a thread's start
@@ -125,6 +127,7 @@ struct LeakVariable {
 
 // Allocations outstanding when tracing ended, grouped by stack.
 struct Leak {
+    std::uint32_t pid = 0;
     std::uint64_t id = 0; // the stack's hash; its frames are in the site of that id
     std::uint64_t live_count = 0, live_bytes = 0;
     double oldest_age_s = 0;
@@ -159,6 +162,16 @@ struct Timeline {
     std::vector<Thread> threads;
 };
 
+// One process of a traced command (the root, and each it started, one
+// section per program it ran: an exec closes a section).
+struct ProcessSection {
+    Target target;
+    int parent_pid = 0;
+    Counters totals;
+    bool peak_live_bytes_exact = true;
+    std::size_t threads = 0;
+};
+
 struct Report {
     Target target;
     double duration_s = 0;
@@ -184,6 +197,9 @@ struct Report {
     std::vector<Site> sites; // largest alloc_bytes first
     std::vector<Leak> leaks; // largest live_bytes first
     Timeline timeline;
+    // Every process traced (the root first); empty when only the root was.
+    std::vector<ProcessSection> processes;
+    bool followed_children = false;
 };
 
 // One CPU's slice of a thread's counters, as the per-CPU map holds it.
@@ -210,6 +226,12 @@ void compute_totals(Report& report, std::uint64_t sampled_process_peak);
 
 // Order threads for display and output: by tid, then start time.
 void sort_threads(Report& report);
+
+// Fold the sections of the other processes a command ran (each a report
+// with its process in processes[0]) into the root's: every process listed
+// in `processes` with its own totals, all threads, sites and leaks in one
+// list, totals over the whole command.
+void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t sampled_peak);
 
 // Put the tracker's findings in the report; variables that did not fit count as dropped.
 void add_tracked(Report& report, Tracked tracked);

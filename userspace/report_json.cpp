@@ -210,7 +210,8 @@ void add_sites_json(const Report& r, json& out)
     json sites = json::array();
     for (const auto& s : r.sites) {
         by_id[s.id] = &s;
-        sites.push_back(json{{"id", hex_id(s.id)},
+        sites.push_back(json{{"pid", s.pid},
+                             {"id", hex_id(s.id)},
                              {"function", function_json(s.stack)},
                              {"stack", stack_json(s.stack)},
                              {"truncated", s.truncated},
@@ -237,7 +238,8 @@ void add_sites_json(const Report& r, json& out)
                                 {"count", v.count},
                                 {"bytes", v.bytes}});
         }
-        leaks.push_back(json{{"id", hex_id(l.id)},
+        leaks.push_back(json{{"pid", l.pid},
+                             {"id", hex_id(l.id)},
                              {"function", function_json(stack)},
                              {"stack", stack_json(stack)},
                              {"live_count", l.live_count},
@@ -257,6 +259,23 @@ void add_sites_json(const Report& r, json& out)
     out["timeline"] = std::move(tl);
 }
 
+json processes_json(const Report& r)
+{
+    json out = json::array();
+    for (const auto& p : r.processes) {
+        json totals = counters_json(p.totals);
+        totals["peak_live_bytes_exact"] = p.peak_live_bytes_exact;
+        out.push_back(json{{"pid", p.target.pid},
+                           {"parent_pid", p.parent_pid},
+                           {"exe", p.target.exe},
+                           {"comm", p.target.comm},
+                           {"exit_code", p.target.exit_code ? json(*p.target.exit_code) : json(nullptr)},
+                           {"threads", p.threads},
+                           {"totals", std::move(totals)}});
+    }
+    return out;
+}
+
 json report_without_variables(const Report& r)
 {
     json target{{"pid", r.target.pid}, {"comm", r.target.comm}, {"exe", r.target.exe}};
@@ -273,7 +292,7 @@ json report_without_variables(const Report& r)
 
     json threads = json::array();
     for (const auto& t : r.threads) {
-        json j{{"tid", t.tid}, {"name", t.name}};
+        json j{{"pid", t.pid}, {"tid", t.tid}, {"name", t.name}};
         j.update(counters_json(t.counters));
         threads.push_back(std::move(j));
     }
@@ -300,7 +319,8 @@ json report_without_variables(const Report& r)
           {"reasons", r.dropped.reasons}}},
         {"children",
          {{"forks", r.children.forks}, {"execs", r.children.execs}, {"pids", r.children.pids},
-          {"traced", false}}},
+          {"traced", r.followed_children}}},
+        {"processes", processes_json(r)},
         {"warnings", r.warnings},
     };
     add_tracked_json(r.tracked, out);

@@ -147,9 +147,17 @@ std::string format_report(const Report& r)
     }
     out += format_tracked(r);
     out += format_sites(r);
-    if (r.children.forks || r.children.execs)
+    if (r.followed_children && r.processes.size() > 1) {
+        out += row("  processes: %zu traced (the command and those it started)\n", r.processes.size());
+        for (const auto& p : r.processes)
+            out += row("    pid %-7d %-16s %9llu allocs %12s  exit %s\n", p.target.pid,
+                       clip(p.target.comm, 16).c_str(), (unsigned long long)p.totals.alloc_count,
+                       human_bytes(p.totals.alloc_bytes).c_str(),
+                       p.target.exit_code ? std::to_string(*p.target.exit_code).c_str() : "-");
+    } else if (!r.followed_children && (r.children.forks || r.children.execs)) {
         out += row("  children: %llu forked, %llu exec'd (seen, not traced)\n",
                    (unsigned long long)r.children.forks, (unsigned long long)r.children.execs);
+    }
     if (r.dropped.events || r.dropped.untracked_allocations)
         out += row("  DROPPED: %llu events, %llu allocations untracked\n",
                    (unsigned long long)r.dropped.events,

@@ -14,7 +14,20 @@ namespace memscope {
 Session::Session(Tracer& tracer, int pid, std::size_t max_variables)
     : tracer_(tracer), pid_(pid), events_(modules_, max_variables)
 {
-    tracer_.set_event_handler([this](const DecodedEvent& ev) { on_event(ev); });
+}
+
+void Session::follow(Mode mode)
+{
+    mode_ = mode;
+    mode_source_ = "the traced command's";
+    locked_ = true;
+}
+
+void Session::on_exec()
+{
+    stacks_.clear();
+    events_.mutable_table().take_variables();
+    rescan_ = false;
 }
 
 void Session::on_event(const DecodedEvent& ev)
@@ -68,6 +81,10 @@ void Session::add_sites(Report& report)
     memscope::add_sites(report, std::move(inputs), blocks,
                         static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(now.tv_nsec),
                         tracer_.stack_depth());
+    for (auto& site : report.sites)
+        site.pid = static_cast<std::uint32_t>(pid_);
+    for (auto& leak : report.leaks)
+        leak.pid = static_cast<std::uint32_t>(pid_);
     if (report.stacks.enabled && report.stacks.truncated_share > 0.5)
         report.stacks.note = "most stacks end early: the program (or the libraries it allocates from) was "
                              "likely built without frame pointers; rebuild with -fno-omit-frame-pointer "
@@ -93,12 +110,14 @@ std::string Session::attach_tracker(int pid, const std::string& path, const ElfS
     return {};
 }
 
-std::string Session::attach(int pid, const std::vector<std::string>& objects, int& probed)
+std::string Session::attach(int pid, const std::vector<std::string>& objects, int& probed, bool running)
 {
     probed = 0;
     // Nothing is recorded until every probe is in place: a call that meets
     // half of its probes would leave state behind.
-    tracer_.set_mode(Mode::off);
+    const Mode before = tracer_.mode();
+    if (running)
+        tracer_.set_mode(Mode::off);
     // Allocators first: the entry points' semaphores rise as soon as they
     // are attached, and a target waiting on them must find its heap watched.
     std::vector<std::pair<std::string, ElfScan>> trackers;
@@ -121,13 +140,14 @@ std::string Session::attach(int pid, const std::vector<std::string>& objects, in
             trackers.emplace_back(path, std::move(scan));
         symbolizer_.know_file(path, shown_path(pid, path));
     }
-    if (probed == 0)
+    if (probed == 0 && running)
         return "no allocator functions (malloc, free, ...) found in the files process " +
                std::to_string(pid) + " maps";
     for (const auto& [path, scan] : trackers)
         if (auto err = attach_tracker(pid, path, scan); !err.empty())
             return err;
-    tracer_.set_mode(mode_);
+    if (running)
+        tracer_.set_mode(before);
     return {};
 }
 

@@ -29,9 +29,24 @@ public:
     Session(Tracer& tracer, int pid, std::size_t max_variables);
 
     // Attach to every file in `objects` (host paths) that defines allocator
-    // functions or carries tracker entry points. Returns an error sentence,
-    // empty on success; `probed` counts the allocator functions probed.
-    std::string attach(int pid, const std::vector<std::string>& objects, int& probed);
+    // functions or carries tracker entry points, and is not attached for
+    // this process yet. Returns an error sentence, empty on success; `probed`
+    // counts the allocator functions probed. `running`: the process may run
+    // meanwhile, so nothing is recorded anywhere until every probe is in
+    // place; a process held stopped (a child at its first stop) needs not.
+    std::string attach(int pid, const std::vector<std::string>& objects, int& probed, bool running = true);
+
+    // Events from the BPF side for this process (the caller dispatches by tgid).
+    void on_event(const DecodedEvent& ev);
+    int pid() const { return pid_; }
+    // A process started by the traced command: it runs in the mode the
+    // tracer is in, and its own mode requests do not switch it.
+    void follow(Mode mode);
+    // The process exec'd another program: what is known of the old one
+    // (variables, stacks) was reported; its attached files stay attached.
+    void on_exec();
+    // The process is about to exit: its mappings, read now, name its stacks.
+    void before_exit() { symbolizer_.refresh(pid_); }
 
     // Read pending events; after a dlopen, attach to the new libraries'
     // entry points; act on the target's mode requests. Call it often: the
@@ -71,7 +86,6 @@ public:
 private:
     bool seen(const std::string& path);
     std::string attach_tracker(int pid, const std::string& path, const ElfScan& scan);
-    void on_event(const DecodedEvent& ev);
     // A stack's frames, symbolized once: from the event's mappings when it
     // came with them, else from the table and the process's maps.
     const SymbolizedStack& symbolize(std::uint64_t hash, const std::vector<RawFrame>* frames = nullptr);

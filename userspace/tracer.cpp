@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <cstring>
 #include <map>
+#include <mutex>
 
 #include <fcntl.h>
 #include <dirent.h>
@@ -190,6 +191,17 @@ Tracer::~Tracer()
     // libc's worth. The report is out by now; a detached helper holding the
     // last references pays that, so the tracer's exit does not. Meanwhile
     // the probes stay in place, idle: every program returns at once in "off".
+    if (releaser_.joinable()) {
+        {
+            std::lock_guard<std::mutex> lock(release_mutex_);
+            stop_releasing_ = true;
+        }
+        release_cv_.notify_one();
+        releaser_.join();
+        // What it had not released yet goes with the rest.
+        links_.insert(links_.end(), releasing_.begin(), releasing_.end());
+        releasing_.clear();
+    }
     if (!links_.empty() && options_.detach_in_background) {
         set_mode(Mode::off);
         std::vector<int> keep;
@@ -380,10 +392,59 @@ void Tracer::forget_process(int pid)
     int allocs_fd = bpf_map__fd(skel_->maps.allocs);
     for (const auto& k : keys_of_process<ms_alloc_key>(allocs_fd, tgid))
         bpf_map_delete_elem(allocs_fd, &k);
+    int sites_fd = bpf_map__fd(skel_->maps.sites);
+    for (const auto& k : keys_of_process<ms_site_key>(sites_fd, tgid))
+        bpf_map_delete_elem(sites_fd, &k);
+    for (int fd : {bpf_map__fd(skel_->maps.group_totals)})
+        for (const auto& k : keys_of_process<ms_group_key>(fd, tgid))
+            bpf_map_delete_elem(fd, &k);
+    int vars_fd = bpf_map__fd(skel_->maps.var_totals);
+    for (const auto& k : keys_of_process<ms_var_key>(vars_fd, tgid))
+        bpf_map_delete_elem(vars_fd, &k);
+}
+
+void Tracer::release_process(int pid)
+{
+    std::vector<bpf_link*> gone;
+    std::vector<AttachSpec> kept_specs;
+    std::vector<bpf_link*> kept_links;
+    // links_ and specs_ line up while the probes are on; after off links_ is empty.
+    for (std::size_t i = 0; i < specs_.size(); ++i) {
+        bool theirs = specs_[i].pid == pid;
+        if (!theirs)
+            kept_specs.push_back(specs_[i]);
+        if (i < links_.size())
+            (theirs ? gone : kept_links).push_back(links_[i]);
+    }
+    specs_ = std::move(kept_specs);
+    if (!off_)
+        links_ = std::move(kept_links);
+    if (gone.empty())
+        return;
+    {
+        std::lock_guard<std::mutex> lock(release_mutex_);
+        releasing_.insert(releasing_.end(), gone.begin(), gone.end());
+    }
+    release_cv_.notify_one();
+    if (!releaser_.joinable())
+        releaser_ = std::thread([this] {
+            std::unique_lock<std::mutex> lock(release_mutex_);
+            for (;;) {
+                release_cv_.wait(lock, [this] { return stop_releasing_ || !releasing_.empty(); });
+                if (stop_releasing_)
+                    return;
+                bpf_link* l = releasing_.front();
+                releasing_.erase(releasing_.begin());
+                lock.unlock();
+                bpf_link__destroy(l);
+                lock.lock();
+            }
+        });
 }
 
 void Tracer::set_mode(Mode mode)
 {
+    mode_ = mode;
     __atomic_store_n(&skel_->bss->mode, bpf_mode(mode), __ATOMIC_SEQ_CST);
 }
 
@@ -420,19 +481,25 @@ std::string Tracer::reattach_probes()
     // call, return probes first, and calls left in flight when the probes
     // went off are recognised as stale by the new epoch.
     __atomic_add_fetch(&skel_->bss->epoch, 1u, __ATOMIC_SEQ_CST);
+    // links_ lines up with specs_ (release_process relies on it).
+    std::vector<bpf_link*> links(specs_.size(), nullptr);
     for (bool returns : {true, false}) {
-        for (const auto& spec : specs_) {
+        for (std::size_t i = 0; i < specs_.size(); ++i) {
+            const AttachSpec& spec = specs_[i];
             if (spec.retprobe != returns)
                 continue;
-            bpf_link* l = attach(spec);
-            if (!l) {
+            links[i] = attach(spec);
+            if (!links[i]) {
                 std::string err = "cannot attach the probes again in " + spec.path + ": " + std::strerror(errno);
+                for (auto* l : links)
+                    if (l)
+                        links_.push_back(l);
                 detach_probes();
                 return err;
             }
-            links_.push_back(l);
         }
     }
+    links_ = std::move(links);
     return {};
 }
 
@@ -516,6 +583,7 @@ Snapshot Tracer::snapshot(int pid) const
         ms_thread_live live{};
         bpf_map_lookup_elem(live_fd, &slot, &live);
         ThreadStats& t = threads[{k.tid, k.start_ns}];
+        t.pid = tgid;
         t.tid = k.tid;
         t.start_ns = k.start_ns;
         t.counters = sum_counters(slices, {live.live_bytes, live.live_count, live.peak_live_bytes},

@@ -6,7 +6,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "elf_symbols.hpp"
@@ -135,12 +138,17 @@ public:
                                            const std::vector<AllocatorSymbol>& symbols,
                                            std::vector<bpf_link*>& links);
     static void destroy_links(std::vector<bpf_link*>& links);
-    // Drop what the maps hold about process `pid` (a calibration helper).
+    // Drop what the maps hold about process `pid` (a calibration helper;
+    // a program that exec'd another).
     void forget_process(int pid);
+    // Process `pid` is gone: its probes go, released in the background (the
+    // kernel takes ~0.1 s a probe), and are not attached again after off.
+    void release_process(int pid);
 
     // The BPF side's mode (normal, fast, async; off keeps probes attached
     // but idle), in force for calls that enter from now on.
     void set_mode(Mode mode);
+    Mode mode() const { return mode_; }
     // A stint without records began (async, off): frees of unknown blocks
     // are counted as untracked from now on.
     void mark_gap();
@@ -173,7 +181,14 @@ private:
     std::vector<AttachedSite> sites_;
     std::vector<AttachSpec> specs_;
     bool off_ = false;
+    Mode mode_ = Mode::normal;
     ring_buffer* events_ = nullptr;
+    // Probes of processes gone, released one by one off the tracing thread.
+    std::thread releaser_;
+    std::mutex release_mutex_;
+    std::condition_variable release_cv_;
+    std::vector<bpf_link*> releasing_;
+    bool stop_releasing_ = false;
     std::function<void(const DecodedEvent&)> handler_;
 };
 

@@ -137,10 +137,14 @@ TEST_F(E2E, StaticBinaryIsItsOwnAllocator)
 
 TEST_F(E2E, ForkIsReported)
 {
-    json r = trace_run({target("forker")});
+    std::string path = temp_json("forker");
+    Result res = run({kBin, "run", "--no-follow", "--json", path, "--", target("forker")});
+    ASSERT_EQ(res.status, 0) << res.err;
+    json r = load(path);
     EXPECT_EQ(r["children"]["forks"], 1);
     EXPECT_EQ(r["children"]["pids"].size(), 1u);
     EXPECT_EQ(r["children"]["traced"], false);
+    EXPECT_NE(res.err.find("seen, not traced"), std::string::npos) << res.err;
 }
 
 TEST_F(E2E, AttachToRunningProcess)

@@ -1,0 +1,96 @@
+// `run` follows the command's children across fork and exec: one section
+// per process, exact figures in each, totals over the whole command.
+#include "harness.hpp"
+
+using namespace e2e;
+using nlohmann::json;
+
+namespace {
+
+std::vector<json> processes_running(const json& r, const std::string& exe)
+{
+    std::vector<json> out;
+    for (const auto& p : r["processes"])
+        if (p["exe"] == exe)
+            out.push_back(p);
+    return out;
+}
+
+std::uint64_t sum_over_processes(const json& r, const char* key)
+{
+    std::uint64_t n = 0;
+    for (const auto& p : r["processes"])
+        n += p["totals"][key].get<std::uint64_t>();
+    return n;
+}
+
+} // namespace
+
+TEST_F(E2E, RunFollowsAShellsChildrenAcrossForkAndExec)
+{
+    const std::string stacks = target("stacks10k");
+    json r = trace_run({"/bin/sh", "-c", stacks + " 100; " + stacks + " 250"});
+    EXPECT_EQ(r["children"]["traced"], true);
+    auto runs = processes_running(r, stacks);
+    ASSERT_EQ(runs.size(), 2u) << r["processes"].dump(1);
+    std::multiset<std::uint64_t> counts;
+    for (const auto& p : runs) {
+        counts.insert(p["totals"]["alloc_count"].get<std::uint64_t>());
+        EXPECT_EQ(p["totals"]["free_count"], p["totals"]["alloc_count"]);
+        EXPECT_EQ(p["exit_code"], 0);
+        EXPECT_EQ(p["parent_pid"], r["target"]["pid"]) << p.dump();
+    }
+    EXPECT_EQ(counts, (std::multiset<std::uint64_t>{100, 250}));
+    // The whole command's totals are its processes'.
+    for (const char* k : {"alloc_count", "alloc_bytes", "free_count", "free_bytes"})
+        EXPECT_EQ(r["totals"][k], sum_over_processes(r, k)) << k;
+    // Every site is a process's; the children's stacks are symbolized.
+    std::uint64_t stack_allocs = 0;
+    for (const auto& s : r["sites"])
+        if (s["function"] == "step")
+            stack_allocs += s["alloc_count"].get<std::uint64_t>();
+    EXPECT_EQ(stack_allocs, 350u);
+}
+
+TEST_F(E2E, RunFollowsAForkWithoutExecAndItsExec)
+{
+    const std::string me = target("fork_alloc"), stacks = target("stacks10k");
+    json r = trace_run({me, stacks, "30"});
+    auto mine = processes_running(r, me);
+    ASSERT_EQ(mine.size(), 2u) << r["processes"].dump(1); // the parent, and the child before its exec
+    std::map<std::uint64_t, const json*> by_count;
+    for (const auto& p : mine)
+        by_count[p["totals"]["alloc_count"].get<std::uint64_t>()] = &p;
+    ASSERT_TRUE(by_count.count(10) && by_count.count(100)) << r["processes"].dump(1);
+    const json& child = *by_count[100];
+    EXPECT_EQ(child["totals"]["free_count"], 40);
+    EXPECT_EQ(child["totals"]["live_count"], 60); // at its exec: the program that had them is gone
+    EXPECT_EQ(child["parent_pid"], r["target"]["pid"]);
+    auto after = processes_running(r, stacks);
+    ASSERT_EQ(after.size(), 1u) << r["processes"].dump(1);
+    EXPECT_EQ(after[0]["pid"], child["pid"]); // the same process, its next program
+    EXPECT_EQ(after[0]["totals"]["alloc_count"], 30);
+    EXPECT_EQ(after[0]["exit_code"], 0);
+    EXPECT_EQ(r["totals"]["alloc_count"], 140);
+}
+
+TEST_F(E2E, RunFollowsTheCommandsOwnExec)
+{
+    const std::string stacks = target("stacks10k");
+    json r = trace_run({"/bin/sh", "-c", "exec " + stacks + " 40"});
+    EXPECT_EQ(r["target"]["exe"], stacks);
+    auto runs = processes_running(r, stacks);
+    ASSERT_EQ(runs.size(), 1u) << r["processes"].dump(1);
+    EXPECT_EQ(runs[0]["totals"]["alloc_count"], 40);
+    EXPECT_EQ(runs[0]["pid"], r["target"]["pid"]);
+}
+
+TEST_F(E2E, NoFollowTracesTheCommandAlone)
+{
+    std::string path = temp_json("nofollow");
+    Result res = run({kBin, "run", "--no-follow", "--json", path, "--", target("fork_alloc")});
+    ASSERT_EQ(res.status, 0) << res.err;
+    json r = load(path);
+    EXPECT_EQ(r["children"]["traced"], false);
+    EXPECT_EQ(r["totals"]["alloc_count"], 10);
+}

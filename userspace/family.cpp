@@ -1,0 +1,254 @@
+#include "family.hpp"
+
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <fstream>
+
+#include "launcher.hpp"
+#include "proc.hpp"
+
+namespace memscope {
+
+namespace {
+
+// The thread group a task belongs to, from /proc (0 when gone).
+int tgid_of(int tid)
+{
+    std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("Tgid:", 0) == 0)
+            return std::atoi(line.c_str() + 5);
+    return 0;
+}
+
+int parent_of(int pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind("PPid:", 0) == 0)
+            return std::atoi(line.c_str() + 5);
+    return 0;
+}
+
+std::string exe_of(int pid)
+{
+    char buf[PATH_MAX];
+    ssize_t n = readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+}
+
+void resume(int tid, int sig = 0)
+{
+    ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+}
+
+} // namespace
+
+Family::Family(Tracer& tracer, Session& root, std::size_t max_variables, SectionMaker make_section)
+    : tracer_(tracer), root_(root), max_variables_(max_variables), make_section_(std::move(make_section))
+{
+}
+
+Family::~Family() = default;
+
+std::string Family::seize(int root_pid, const std::string& exe)
+{
+    const long options = PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC |
+                         PTRACE_O_TRACEEXIT;
+    if (ptrace(PTRACE_SEIZE, root_pid, nullptr, reinterpret_cast<void*>(options)) != 0)
+        return std::string("cannot follow the command's children (ptrace: ") + std::strerror(errno) + ")";
+    root_pid_ = root_pid;
+    Member& m = members_[root_pid];
+    m.exe = exe;
+    m.attached = true;
+    m.first_exec_pending = true;
+    started_.insert(root_pid);
+    ++seen_;
+    return {};
+}
+
+Target Family::target_of(int pid, const Member& m) const
+{
+    Target t;
+    t.pid = pid;
+    t.exe = m.exe;
+    auto slash = m.exe.rfind('/');
+    t.comm = m.exe.substr(slash == std::string::npos ? 0 : slash + 1, 15);
+    return t;
+}
+
+void Family::new_process(int pid, int parent)
+{
+    if (members_.count(pid))
+        return;
+    Member& m = members_[pid];
+    m.parent = parent;
+    m.exe = exe_of(pid);
+    m.session = std::make_unique<Session>(tracer_, pid, max_variables_);
+    m.session->follow(tracer_.mode());
+    ++seen_;
+    std::string err;
+    if (!tracer_.add_target(pid, err))
+        notes_.push_back(err);
+    // A copy of its parent: the same files, mapped at the same places.
+    std::vector<std::string> objects;
+    for (const auto& path : executable_mappings(pid))
+        objects.push_back(path_in_process(pid, path));
+    int probed = 0;
+    if (auto e = m.session->attach(pid, objects, probed, false); !e.empty())
+        notes_.push_back("process " + std::to_string(pid) + ": " + e);
+    m.attached = true;
+}
+
+void Family::on_exec(int pid)
+{
+    auto it = members_.find(pid);
+    if (it == members_.end())
+        return;
+    Member& m = it->second;
+    if (m.first_exec_pending) {
+        m.first_exec_pending = false; // the command itself: its probes are in place
+        return;
+    }
+    Session& s = session_of(m);
+    // The old program's section ends here; the new one starts afresh.
+    Target old = target_of(pid, m);
+    Report r = make_section_(s, old, true);
+    r.processes.push_back({old, m.parent, {}, true, 0});
+    ended_.push_back(std::move(r));
+    tracer_.forget_process(pid);
+    s.on_exec();
+    m.exe = shown_path(pid, exe_of(pid));
+    std::string err;
+    std::vector<std::string> objects = command_objects(path_in_process(pid, m.exe), err);
+    if (objects.empty()) {
+        notes_.push_back("process " + std::to_string(pid) + " exec'd " + m.exe + ": " + err);
+        return;
+    }
+    int probed = 0;
+    if (auto e = s.attach(pid, objects, probed, false); !e.empty())
+        notes_.push_back("process " + std::to_string(pid) + ": " + e);
+}
+
+void Family::on_exit(int pid, int status)
+{
+    threads_.erase(pid);
+    auto it = members_.find(pid);
+    if (it == members_.end())
+        return;
+    if (pid == root_pid_) {
+        root_exited_ = true;
+        root_status_ = status;
+        return; // the root's Session stays: the caller reports it
+    }
+    Target t = target_of(pid, it->second);
+    t.exit_code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+    Report r = make_section_(*it->second.session, t, true);
+    r.processes.push_back({t, it->second.parent, {}, true, 0});
+    ended_.push_back(std::move(r));
+    members_.erase(it);
+    tracer_.release_process(pid);
+}
+
+bool Family::reap(double)
+{
+    for (;;) {
+        int status = 0;
+        int tid = waitpid(-1, &status, __WALL | WNOHANG);
+        if (tid <= 0)
+            break;
+        if (!WIFSTOPPED(status)) {
+            on_exit(tid, status);
+            continue;
+        }
+        const int sig = WSTOPSIG(status);
+        const int event = status >> 16;
+        unsigned long msg = 0;
+        switch (event) {
+        case PTRACE_EVENT_FORK:
+        case PTRACE_EVENT_VFORK:
+        case PTRACE_EVENT_CLONE: {
+            ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &msg);
+            const int child = static_cast<int>(msg);
+            const int parent = tgid_of(tid);
+            if (tgid_of(child) == parent)
+                threads_.insert(child); // a thread: nothing to attach
+            else
+                new_process(child, parent); // before it runs: it waits at its first stop
+            resume(tid);
+            break;
+        }
+        case PTRACE_EVENT_EXEC:
+            on_exec(tid);
+            resume(tid);
+            break;
+        case PTRACE_EVENT_EXIT: {
+            auto it = members_.find(tid);
+            if (it != members_.end())
+                session_of(it->second).before_exit();
+            resume(tid);
+            break;
+        }
+        case PTRACE_EVENT_STOP:
+            if (started_.insert(tid).second) {
+                // A new task's first stop (before or after its parent's event):
+                // a thread runs on; a process once its probes are in place.
+                if (tgid_of(tid) != tid)
+                    threads_.insert(tid);
+                else
+                    new_process(tid, parent_of(tid));
+                resume(tid);
+            } else if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
+                ptrace(PTRACE_LISTEN, tid, nullptr, nullptr); // a group-stop: stopped, as without us
+            } else {
+                resume(tid);
+            }
+            break;
+        default:
+            // A signal on its way to the tracee: pass it on.
+            resume(tid, sig == SIGTRAP ? 0 : sig);
+            break;
+        }
+    }
+    return root_exited_;
+}
+
+void Family::drain(double t_s)
+{
+    root_.drain(t_s);
+    for (auto& [pid, m] : members_)
+        if (m.session)
+            m.session->drain(t_s);
+}
+
+void Family::on_event(const DecodedEvent& ev)
+{
+    auto it = members_.find(static_cast<int>(ev.tgid));
+    if (it != members_.end() && it->second.session)
+        it->second.session->on_event(ev);
+    else
+        root_.on_event(ev);
+}
+
+std::vector<Report> Family::sections()
+{
+    std::vector<Report> out = std::move(ended_);
+    ended_.clear();
+    for (auto& [pid, m] : members_) {
+        if (!m.session)
+            continue;
+        Target t = target_of(pid, m);
+        Report r = make_section_(*m.session, t, true);
+        r.processes.push_back({t, m.parent, {}, true, 0});
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+} // namespace memscope

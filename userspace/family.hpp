@@ -1,0 +1,87 @@
+// `run` follows the command's children: every process it starts (fork,
+// vfork, posix_spawn), across exec, is traced from its first instruction,
+// each with a Session of its own and a report section per program it ran.
+//
+// The stops come from ptrace (PTRACE_SEIZE with fork/vfork/clone/exec/exit
+// events): a new process waits at its first stop until its probes are
+// attached, and an exec waits until the new program's are. Nothing else is
+// stopped; signals are passed on at once. Should the tracer die, the kernel
+// detaches every tracee and they run on, unharmed (no PTRACE_O_EXITKILL).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "model.hpp"
+#include "session.hpp"
+#include "tracer.hpp"
+
+namespace memscope {
+
+class Family {
+public:
+    // `root` is the command's Session, already attached; `make_section`
+    // turns a process's Session into its report (at exec, exit or the end).
+    using SectionMaker = std::function<Report(Session&, const Target&, bool final)>;
+    Family(Tracer& tracer, Session& root, std::size_t max_variables, SectionMaker make_section);
+    ~Family();
+
+    // Trace the held root (before it execs). Returns an error sentence.
+    std::string seize(int root_pid, const std::string& exe);
+
+    // Handle every pending ptrace stop and exit (call on SIGCHLD). Returns
+    // true once the root has exited; its status is root_status().
+    bool reap(double t_s);
+    int root_status() const { return root_status_; }
+
+    // Drain the events of every process.
+    void drain(double t_s);
+    void on_event(const DecodedEvent& ev);
+
+    // Sections of programs that ended (exec'd away or exited), then one for
+    // each process still alive, the root excluded (the caller reports it).
+    std::vector<Report> sections();
+    std::size_t processes_seen() const { return seen_; }
+    // The program the root runs now (it may have exec'd another).
+    std::string root_exe() const
+    {
+        auto it = members_.find(root_pid_);
+        return it == members_.end() ? std::string() : it->second.exe;
+    }
+    const std::vector<std::string>& notes() const { return notes_; }
+
+private:
+    struct Member {
+        std::unique_ptr<Session> session; // null for the root (root_)
+        int parent = 0;
+        std::string exe;
+        bool attached = false; // probes in place: it may run
+        bool first_exec_pending = false; // the root's own exec of the command
+    };
+    Session& session_of(Member& m) { return m.session ? *m.session : root_; }
+    void new_process(int pid, int parent);
+    void maybe_release(int pid);
+    void on_exec(int pid);
+    void on_exit(int pid, int status);
+    Target target_of(int pid, const Member& m) const;
+
+    Tracer& tracer_;
+    Session& root_;
+    std::size_t max_variables_;
+    SectionMaker make_section_;
+    int root_pid_ = 0;
+    int root_status_ = 0;
+    bool root_exited_ = false;
+    std::map<int, Member> members_; // by pid (thread-group leader)
+    std::set<int> threads_;         // tids of traced threads that are not leaders
+    std::set<int> started_;          // tasks whose first stop was seen
+    std::vector<Report> ended_;
+    std::size_t seen_ = 0;
+    std::vector<std::string> notes_;
+};
+
+} // namespace memscope
