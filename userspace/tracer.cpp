@@ -316,24 +316,27 @@ int Tracer::attach_allocator(int pid, const std::string& path,
         if (needs_return_probe(sym.kind)) {
             // The site never moves past a change of rsp: [rsp] is still the return address.
             AttachSpec ret_spec{skel_->progs.alloc_return, pid, path, at, true, 0, 0};
-            bpf_link* ret = attach(ret_spec);
-            if (!ret) {
+            // While off, only kept: attached with the others when probes come back.
+            bpf_link* ret = off_ ? nullptr : attach(ret_spec);
+            if (!ret && !off_) {
                 error = "cannot attach a return probe to " + sym.name + " in " + path + ": " +
                         std::strerror(errno);
                 return -1;
             }
-            links_.push_back(ret);
+            if (ret)
+                links_.push_back(ret);
             specs_.push_back(ret_spec);
             sites_.push_back({path, sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
                               site.reason});
         }
         AttachSpec spec{entry_program(skel_, sym.kind), pid, path, at, false, 0, 0};
-        bpf_link* entry = attach(spec);
-        if (!entry) {
+        bpf_link* entry = off_ ? nullptr : attach(spec);
+        if (!entry && !off_) {
             error = "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
             return -1;
         }
-        links_.push_back(entry);
+        if (entry)
+            links_.push_back(entry);
         specs_.push_back(spec);
         sites_.push_back({path, sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
                           site.reason});
