@@ -23,6 +23,7 @@
 
 #include "calibrate.hpp"
 #include "control.hpp"
+#include "diff.hpp"
 #include "family.hpp"
 #include "launcher.hpp"
 #include "modes.hpp"
@@ -53,6 +54,8 @@ struct Options {
     bool no_stacks = false;
     bool no_follow = false;
     std::string report_in; // `report IN.json`
+    std::string diff_base, diff_new, baseline; // `diff BASE NEW`, `run --baseline BASE`
+    DiffOptions gate;
     bool verbose = false;
     std::uint32_t max_allocations = MS_DEFAULT_MAX_ALLOCATIONS;
     std::uint32_t max_threads = MS_DEFAULT_MAX_THREADS;
@@ -548,6 +551,16 @@ int run_command(const Options& opt)
 {
     if (opt.command.empty())
         return fail("run needs a command: memscope-trace run -- CMD [ARGS...]", 2);
+    // The gate's input is checked before the command runs, not after.
+    nlohmann::json baseline;
+    if (!opt.baseline.empty()) {
+        if (auto e = check_diff_options(opt.gate); !e.empty())
+            return fail(e, 2);
+        if (auto e = read_report_json(opt.baseline, baseline); !e.empty())
+            return fail(escape_for_terminal(e), 2);
+    } else if (!opt.gate.max_increase.empty() || opt.gate.fail_on_new_leaks) {
+        return fail("--max-increase and --fail-on-new-leaks need --baseline FILE", 2);
+    }
     std::string exe = resolve_command(opt.command[0]);
     if (exe.empty())
         return fail("command not found: " + escape_for_terminal(opt.command[0]), 127);
@@ -632,7 +645,20 @@ int run_command(const Options& opt)
             std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(n).c_str());
     if (int rc = finish(report, opt); rc != 0)
         return rc;
+    if (!opt.baseline.empty()) {
+        std::fflush(stdout);
+        int gate = diff_reports(baseline, report_summary_json(report), opt.gate, stdout, stderr,
+                                opt.baseline, "(this run)");
+        return status != 0 ? status : gate; // a failing command fails the gate its own way
+    }
     return status;
+}
+
+int run_diff(const Options& opt)
+{
+    if (auto err = check_diff_options(opt.gate); !err.empty())
+        return fail(err, 2);
+    return diff_files(opt.diff_base, opt.diff_new, opt.gate, stdout, stderr);
 }
 
 int run_ctl(const Options& opt)
@@ -715,6 +741,27 @@ int main(int argc, char** argv)
                   "trace the command's own process only, not the processes it starts");
     run->add_option("command", opt.command, "CMD [ARGS...] (after --)")->required();
 
+    auto add_gate = [&](CLI::App* a) {
+        a->add_option("--max-increase", opt.gate.max_increase,
+                      "METRIC=PCT% or METRIC=ABS (bytes take KiB/MiB/GiB): fail (exit 1) past it; repeatable")
+            ->expected(1)
+            ->allow_extra_args(false)
+            ->take_all();
+        a->add_flag("--fail-on-new-leaks", opt.gate.fail_on_new_leaks,
+                    "fail when a stack leaks that did not in the baseline");
+        a->add_option("--format", opt.gate.format, "the comparison as text, markdown, json or junit")
+            ->check(CLI::IsMember({"text", "markdown", "json", "junit"}));
+    };
+    add_gate(run);
+    run->add_option("--baseline", opt.baseline,
+                    "after the command, compare its report with this one (see diff); exit 1 on a regression");
+
+    CLI::App* diff = app.add_subcommand(
+        "diff", "compare two JSON reports: 0 within the thresholds, 1 a regression, 2 bad input");
+    diff->add_option("base", opt.diff_base, "the baseline report")->required();
+    diff->add_option("new", opt.diff_new, "the report to check")->required();
+    add_gate(diff);
+
     CLI::App* report = app.add_subcommand("report", "render a JSON report written earlier: --html, --collapsed");
     report->add_option("input", opt.report_in, "the JSON report (memscope-trace --json)")->required();
     add_renderings(report);
@@ -746,6 +793,8 @@ int main(int argc, char** argv)
         return run_ctl(opt);
     if (report->parsed())
         return run_report(opt);
+    if (diff->parsed())
+        return run_diff(opt);
     if (run->parsed()) {
         if (opt.pid)
             return fail("-p and run are exclusive", 2);

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   g++ cmake make pkg-config clang
+  libclang-rt-14-dev # libFuzzer's runtime (clang only recommends it): the report reader's fuzz test
   libbpf-dev bpftool libelf-dev libdw-dev libiberty-dev zlib1g-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libzydis-dev python3 procps
   chromium # the HTML report's test renders it headless

@@ -251,13 +251,29 @@ struct Model {
     const Entity& totals() const { return entities.at(Key{kTotal, {}}); }
 };
 
+// "an array", "a string", "null": what a value is, for an error sentence.
+std::string kind_of(const json& v)
+{
+    if (v.is_null())
+        return "null";
+    if (v.is_boolean())
+        return "a boolean";
+    return (v.is_object() || v.is_array() ? "an " : "a ") + std::string(v.type_name());
+}
+
+// A non-negative integer, parsed (unsigned) or made in memory (signed).
+bool is_count(const json& v)
+{
+    return v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0);
+}
+
 std::string type_sentence(const json& v)
 {
     if (v.is_number_float())
         return "is not an unsigned 64-bit integer (a fraction, or beyond 18446744073709551615)";
     if (v.is_number_integer())
         return "is negative, expected an unsigned 64-bit integer";
-    return std::string("is ") + (v.is_object() || v.is_array() ? "an " : "a ") + v.type_name() +
+    return "is " + kind_of(v) +
            ", expected an unsigned 64-bit integer";
 }
 
@@ -316,7 +332,7 @@ private:
         if (it == obj.end() || it->is_null())
             return !required || fail(at(where, key) + (it == obj.end() ? " is missing" : " is null, expected a string"));
         if (!it->is_string())
-            return fail(at(where, key) + " is a " + it->type_name() + ", expected a string");
+            return fail(at(where, key) + " is " + kind_of(*it) + ", expected a string");
         const auto& s = it->get_ref<const std::string&>();
         if (!valid_utf8(s))
             return fail(at(where, key) + " is not valid UTF-8");
@@ -331,7 +347,7 @@ private:
         if (it == obj.end())
             return true;
         if (!it->is_boolean())
-            return fail(at(where, key) + " is a " + it->type_name() + ", expected true or false");
+            return fail(at(where, key) + " is " + kind_of(*it) + ", expected true or false");
         out = it->get<bool>();
         return true;
     }
@@ -345,7 +361,7 @@ private:
             return nullptr;
         }
         if (!it->is_object()) {
-            fail(at(where, key) + " is a " + it->type_name() + ", expected an object");
+            fail(at(where, key) + " is " + kind_of(*it) + ", expected an object");
             return nullptr;
         }
         return &*it;
@@ -358,7 +374,7 @@ private:
         if (it == obj.end())
             return nullptr;
         if (!it->is_array()) {
-            fail(at(where, key) + " is a " + it->type_name() + ", expected an array");
+            fail(at(where, key) + " is " + kind_of(*it) + ", expected an array");
             return nullptr;
         }
         return &*it;
@@ -393,12 +409,12 @@ private:
         if (it == entry.end())
             return fail(at(where, "stack") + " is missing");
         if (!it->is_array())
-            return fail(at(where, "stack") + " is a " + it->type_name() + ", expected an array");
+            return fail(at(where, "stack") + " is " + kind_of(*it) + ", expected an array");
         std::size_t i = 0;
         for (const auto& frame : *it) {
             std::string fw = at(where, "stack") + "[" + std::to_string(i++) + "]";
             if (!frame.is_object())
-                return fail(fw + " is a " + frame.type_name() + ", expected an object");
+                return fail(fw + " is " + kind_of(frame) + ", expected an object");
             std::optional<std::string> symbol, module;
             std::optional<std::uint64_t> offset;
             if (!string_field(frame, fw, "symbol", false, symbol) || !string_field(frame, fw, "module", false, module) ||
@@ -416,7 +432,7 @@ private:
     bool thread(const json& t, const std::string& where, const std::string& exe, Model& m)
     {
         if (!t.is_object())
-            return fail(where + " is a " + t.type_name() + ", expected an object");
+            return fail(where + " is " + kind_of(t) + ", expected an object");
         std::optional<std::string> name;
         if (!string_field(t, where, "name", true, name))
             return false;
@@ -438,12 +454,12 @@ private:
 bool Reader::read(const json& doc, Model& m)
 {
     if (!doc.is_object())
-        return fail(std::string("is not a memscope-trace report (a JSON ") + doc.type_name() + ", not an object)");
+        return fail("is not a memscope-trace report (" + kind_of(doc) + ", not an object)");
     auto schema = doc.find("schema");
     if (schema == doc.end())
         return fail("is not a memscope-trace report (no \"schema\")");
     if (!schema->is_string())
-        return fail(std::string("is not a memscope-trace report (\"schema\" is a ") + schema->type_name() + ")");
+        return fail("is not a memscope-trace report (\"schema\" is " + kind_of(*schema) + ")");
     if (*schema != kReportSchema)
         return fail("has schema '" + clip(escape_text(schema->get_ref<const std::string&>()), 60) + "', expected '" +
                     kReportSchema + "'");
@@ -505,7 +521,7 @@ bool Reader::processes(const json& doc, const json& list, Model& m)
     for (const auto& p : list) {
         std::string where = "processes[" + std::to_string(i++) + "]";
         if (!p.is_object())
-            return fail(where + " is a " + p.type_name() + ", expected an object");
+            return fail(where + " is " + kind_of(p) + ", expected an object");
         std::optional<std::string> exe;
         std::optional<std::uint64_t> pid;
         std::optional<bool> exact;
@@ -524,14 +540,14 @@ bool Reader::processes(const json& doc, const json& list, Model& m)
         if (pid)
             exe_of_pid[*pid] = *exe; // after an exec, the program it became
         auto threads = p.find("threads");
-        if (threads == p.end() || threads->is_number_unsigned() || threads->is_null())
+        if (threads == p.end() || is_count(*threads) || threads->is_null())
             continue; // a count, or nothing: the top-level list has them
         if (!threads->is_array())
-            return fail(at(where, "threads") + " is a " + threads->type_name() + ", expected an array or a count");
+            return fail(at(where, "threads") + " is " + kind_of(*threads) + ", expected an array or a count");
         std::size_t k = 0;
         for (const auto& th : *threads) {
             std::string tw = at(where, "threads") + "[" + std::to_string(k++) + "]";
-            if (th.is_number_unsigned())
+            if (is_count(th))
                 continue; // a tid: the top-level list has the thread
             own_threads = true;
             if (!thread(th, tw, *exe, m))
@@ -580,7 +596,7 @@ bool Reader::sites(const json& doc, Model& m)
 {
     if (auto it = doc.find("stacks"); it != doc.end()) {
         if (!it->is_object())
-            return fail(std::string("stacks is a ") + it->type_name() + ", expected an object");
+            return fail("stacks is " + kind_of(*it) + ", expected an object");
         std::optional<bool> enabled;
         if (!bool_field(*it, "stacks", "enabled", enabled))
             return false;
@@ -593,7 +609,7 @@ bool Reader::sites(const json& doc, Model& m)
     for (const auto& s : *list) {
         std::string where = "sites[" + std::to_string(i++) + "]";
         if (!s.is_object())
-            return fail(where + " is a " + s.type_name() + ", expected an object");
+            return fail(where + " is " + kind_of(s) + ", expected an object");
         Key key{kSite, {}};
         if (!stack_key(s, where, key.second))
             return false;
@@ -615,7 +631,7 @@ bool Reader::leaks(const json& doc, Model& m)
     for (const auto& l : *list) {
         std::string where = "leaks[" + std::to_string(i++) + "]";
         if (!l.is_object())
-            return fail(where + " is a " + l.type_name() + ", expected an object");
+            return fail(where + " is " + kind_of(l) + ", expected an object");
         Key key{kLeak, {}};
         std::optional<std::string> expected;
         if (!stack_key(l, where, key.second) || !string_field(l, where, "expected", false, expected))
@@ -645,7 +661,7 @@ bool Reader::variables(const json& doc, Model& m)
     for (const auto& v : *list) {
         std::string where = "variable_summary[" + std::to_string(i++) + "]";
         if (!v.is_object())
-            return fail(where + " is a " + v.type_name() + ", expected an object");
+            return fail(where + " is " + kind_of(v) + ", expected an object");
         std::optional<std::string> name, type;
         if (!string_field(v, where, "name", false, name) || !string_field(v, where, "type", false, type))
             return false;
@@ -785,10 +801,12 @@ struct Outcome {
     std::vector<std::string> notes;
     bool compared_sites = false, compared_variables = false, compared_leaks = false;
     bool show_exe = false;
+    bool leaks_gated = false; // --fail-on-new-leaks: each new leak is a check
     int exit_code = kDiffPass;
     std::size_t breaches() const
     {
-        return static_cast<std::size_t>(std::count_if(checks.begin(), checks.end(), [](const Check& c) { return c.breached; }));
+        return static_cast<std::size_t>(
+            std::count_if(checks.begin(), checks.end(), [](const Check& c) { return c.breached; }));
     }
 };
 
@@ -978,6 +996,7 @@ bool compare(const Model& base, const Model& current, const std::vector<DiffThre
         });
     }
     if (options.fail_on_new_leaks) {
+        o.leaks_gated = true;
         for (const auto& [key, e] : o.new_leaks) {
             Check check;
             check.name = "new leak";
@@ -1012,6 +1031,11 @@ std::string result_sentence(const Outcome& o)
         return "no threshold given, nothing gated";
     return "pass (" + std::to_string(o.checks.size()) + (o.checks.size() == 1 ? " check" : " checks") +
            " within limits)";
+}
+
+std::string as_is(std::string_view s)
+{
+    return std::string(s);
 }
 
 std::string check_line(const Check& c, std::string (*escape)(std::string_view))
@@ -1052,8 +1076,8 @@ std::string format_text(const Outcome& o)
     if (o.base_has_sites != o.current_has_sites)
         s += std::string("sites not compared: the ") + (o.base_has_sites ? "new" : "base") +
              " report has none (recorded without stacks?)\n";
-    for (const auto& [key, e] : o.new_leaks)
-        if (!std::any_of(o.checks.begin(), o.checks.end(), [&](const Check& c) { return c.leak == key; }))
+    if (!o.leaks_gated) // else each is a check below
+        for (const auto& [key, e] : o.new_leaks)
             s += "new leak at " + escape_text(stack_label(key->second)) + ": " +
                  std::to_string(e->values.at("live_bytes")) + " bytes live at exit\n";
     for (const auto& n : o.notes)
@@ -1067,12 +1091,18 @@ std::string format_text(const Outcome& o)
 std::string format_markdown(const Outcome& o)
 {
     std::size_t n = o.breaches();
-    std::string s = n ? "### :x: memscope-trace: memory regression\n\n" : "### :white_check_mark: memscope-trace: no memory regression\n\n";
-    s += "**Result:** " + escape_markdown(result_sentence(o)) + " (base " + escape_markdown(o.base_label) +
-         ", new " + escape_markdown(o.current_label) + ")\n\n";
+    std::string s = n ? "### :x: memscope-trace: memory regression\n\n"
+                      : "### :white_check_mark: memscope-trace: no memory regression\n\n";
+    s += "**Result:** " + escape_markdown(result_sentence(o)) + "; base " + escape_markdown(o.base_label) +
+         ", new " + escape_markdown(o.current_label) + ".\n\n";
     if (!o.checks.empty()) {
         s += "| check | base | new | allowed | result |\n|---|---:|---:|---:|:---:|\n";
+        std::size_t leak_rows = 0, leaks_left = 0;
         for (const auto& c : o.checks) {
+            if (c.leak && ++leak_rows > kMarkdownRows) { // a comment has a size limit
+                ++leaks_left;
+                continue;
+            }
             std::string what = c.leak ? "new leak at " + escape_markdown(c.subject) : escape_markdown(c.name);
             std::string base = c.threshold ? std::to_string(c.base) : c.leak ? "-" : "";
             std::string current = c.threshold || c.leak ? std::to_string(c.current) + (c.leak ? " B live" : "") : "";
@@ -1080,13 +1110,19 @@ std::string format_markdown(const Outcome& o)
             s += "| " + what + " | " + base + " | " + current + " | " + allowed + " | " +
                  (c.breached ? ":x: **regression**" : ":white_check_mark: ok") + " |\n";
         }
+        if (leaks_left)
+            s += "\n" + std::to_string(leaks_left) + " more new leaks: `--format json` lists every one.\n";
         s += "\n";
     }
-    if (!o.new_leaks.empty() && !std::any_of(o.checks.begin(), o.checks.end(), [](const Check& c) { return c.leak; })) {
+    if (!o.new_leaks.empty() && !o.leaks_gated) {
         s += "New leaks (not gated):\n\n";
+        std::size_t shown = 0;
         for (const auto& [key, e] : o.new_leaks)
-            s += "- " + escape_markdown(stack_label(key->second)) + ": " + std::to_string(e->values.at("live_bytes")) +
-                 " bytes\n";
+            if (++shown <= kMarkdownRows)
+                s += "- " + escape_markdown(stack_label(key->second)) + ": " +
+                     std::to_string(e->values.at("live_bytes")) + " bytes\n";
+        if (shown > kMarkdownRows)
+            s += "- and " + std::to_string(shown - kMarkdownRows) + " more: `--format json` lists every one\n";
         s += "\n";
     }
     for (const auto& note : o.notes)
@@ -1147,7 +1183,7 @@ std::string format_json(const Outcome& o)
 {
     json checks = json::array(), breaches = json::array(), leaks = json::array(), changes = json::array();
     for (const auto& c : o.checks) {
-        json j{{"name", c.name}, {"breached", c.breached}, {"message", check_line(c, [](std::string_view v) { return std::string(v); })}};
+        json j{{"name", c.name}, {"breached", c.breached}, {"message", check_line(c, as_is)}};
         if (c.threshold) {
             j["metric"] = c.threshold->metric;
             j["allowed"] = allowed_text(*c.threshold);
@@ -1188,14 +1224,15 @@ std::string format_json(const Outcome& o)
 std::string format_junit(const Outcome& o)
 {
     std::size_t tests = std::max<std::size_t>(o.checks.size(), 1), failures = o.breaches();
-    std::string counts = " tests=\"" + std::to_string(tests) + "\" failures=\"" + std::to_string(failures) + "\" errors=\"0\"";
+    std::string counts =
+        " tests=\"" + std::to_string(tests) + "\" failures=\"" + std::to_string(failures) + "\" errors=\"0\"";
     std::string s = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
     s += "<testsuites name=\"memscope-trace diff\"" + counts + ">\n";
     s += "  <testsuite name=\"memscope-trace diff\"" + counts + " skipped=\"0\">\n";
     if (o.checks.empty())
         s += "    <testcase classname=\"memscope-trace.diff\" name=\"comparison\"/>\n";
     for (const auto& c : o.checks) {
-        std::string line = check_line(c, [](std::string_view v) { return std::string(v); });
+        std::string line = check_line(c, as_is);
         std::string name = c.leak ? "new leak at " + c.subject : c.name;
         s += "    <testcase classname=\"memscope-trace.diff\" name=\"" + escape_xml(name, true) + "\"";
         if (!c.breached && !c.inexact_peak) {
@@ -1408,12 +1445,24 @@ std::string check_diff_options(const DiffOptions& options)
     return {};
 }
 
-int diff_reports(const json& base, const json& current, const DiffOptions& options, std::FILE* out, std::FILE* err)
+int diff_reports(const json& base, const json& current, const DiffOptions& options, std::FILE* out, std::FILE* err,
+                 const std::string& base_label, const std::string& current_label)
 {
     if (base.is_discarded() || current.is_discarded())
         return bad_input(err, std::string(base.is_discarded() ? "the base report" : "the new report") +
                                   " is not valid JSON");
-    return diff_documents(base, current, "", "", options, out, err);
+    // A document made in memory (the tracer's own report, for run --baseline)
+    // is read as its file would be: written as the report writer writes it,
+    // bytes that are not UTF-8 replaced, then parsed back. Names then match
+    // those of a report read from disk.
+    json base_doc, current_doc;
+    try {
+        base_doc = json::parse(base.dump(-1, ' ', false, json::error_handler_t::replace));
+        current_doc = json::parse(current.dump(-1, ' ', false, json::error_handler_t::replace));
+    } catch (const json::exception& e) {
+        return bad_input(err, "a report cannot be read back (" + clip(escape_text(e.what()), 200) + ")");
+    }
+    return diff_documents(base_doc, current_doc, base_label, current_label, options, out, err);
 }
 
 int diff_texts(const std::string& base_text, const std::string& current_text, const DiffOptions& options,

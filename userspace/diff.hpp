@@ -46,11 +46,17 @@ std::optional<DiffThreshold> parse_threshold(const std::string& spec, std::strin
 std::string check_diff_options(const DiffOptions& options);
 
 // Compare two report documents; writes the comparison to `out`, a one-line
-// reason to `err` on bad input. Returns the exit code (0, 1, 2).
+// reason to `err` on bad input. Returns the exit code (0, 1, 2). A document is
+// read as the file it would be written to (strings that are not UTF-8 get
+// U+FFFD, as the report writer does), so the tracer's own report in memory
+// matches a report read from disk. The labels (paths, say) head the output
+// and name the reports in errors.
 int diff_reports(const nlohmann::json& base, const nlohmann::json& current, const DiffOptions& options,
-                 std::FILE* out, std::FILE* err);
+                 std::FILE* out, std::FILE* err, const std::string& base_label = {},
+                 const std::string& current_label = {});
 
-// The same from files (read and validated here: bad input is exit 2).
+// The same from files (read and validated here: bad input, text that is not
+// UTF-8 among it, is exit 2).
 int diff_files(const std::string& base_path, const std::string& current_path, const DiffOptions& options,
                std::FILE* out, std::FILE* err);
 

@@ -17,23 +17,20 @@ namespace memscope {
 
 namespace {
 
-// The thread group a task belongs to, from /proc (0 when gone).
-int tgid_of(int tid)
+// A number from /proc/TID/status ("Tgid:", "PPid:"); 0 when the task is gone.
+int status_field(int tid, const char* field)
 {
     std::ifstream in("/proc/" + std::to_string(tid) + "/status");
+    const std::size_t n = std::strlen(field);
     for (std::string line; std::getline(in, line);)
-        if (line.rfind("Tgid:", 0) == 0)
-            return std::atoi(line.c_str() + 5);
+        if (line.compare(0, n, field) == 0)
+            return std::atoi(line.c_str() + n);
     return 0;
 }
 
-int parent_of(int pid)
+int tgid_of(int tid)
 {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    for (std::string line; std::getline(in, line);)
-        if (line.rfind("PPid:", 0) == 0)
-            return std::atoi(line.c_str() + 5);
-    return 0;
+    return status_field(tid, "Tgid:");
 }
 
 std::string exe_of(int pid)
@@ -202,7 +199,7 @@ bool Family::reap(double)
                 if (tgid_of(tid) != tid)
                     threads_.insert(tid);
                 else
-                    new_process(tid, parent_of(tid));
+                    new_process(tid, status_field(tid, "PPid:"));
                 resume(tid);
             } else if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
                 ptrace(PTRACE_LISTEN, tid, nullptr, nullptr); // a group-stop: stopped, as without us
