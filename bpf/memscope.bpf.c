@@ -1144,11 +1144,11 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	struct ms_target *t = bpf_map_lookup_elem(&targets, &tgid);
 	struct ms_inflight *st;
 
-	if (!t)
-		return 0;
-	__sync_fetch_and_add(&t->execs, 1);
+	if (t)
+		__sync_fetch_and_add(&t->execs, 1);
 	/* A new program in the same thread: its figures start afresh in a slot
-	 * of their own (userspace closes the old image's at the exec stop). */
+	 * of their own (userspace closes the old image's at the exec stop).
+	 * Only a task our probes met has this storage. */
 	st = bpf_task_storage_get(&inflight, p, 0, 0);
 	if (st) {
 		st->slot_state = 0;

@@ -15,7 +15,7 @@
 /* Default capacities; userspace may override them before load. */
 #define MS_DEFAULT_MAX_THREADS 8192
 #define MS_DEFAULT_MAX_ALLOCATIONS (1u << 19) /* ~112 bytes of kernel memory each */
-#define MS_DEFAULT_MAX_TARGETS 64
+#define MS_DEFAULT_MAX_TARGETS 4096
 #define MS_MAX_CHILDREN 1024
 #define MS_DEFAULT_MAX_GROUPS 16384      /* scope and task totals */
 #define MS_DEFAULT_EVENT_RING (8u << 20) /* bytes */

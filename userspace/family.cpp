@@ -103,8 +103,13 @@ void Family::new_process(int pid, int parent)
     m.attached = true;
 }
 
-void Family::on_exec(int pid)
+void Family::on_exec(int pid, int former_tid)
 {
+    const bool new_leader = former_tid > 0 && former_tid != pid;
+    if (new_leader) {
+        threads_.erase(former_tid); // it goes on as the leader; no exit comes for its old tid
+        started_.erase(former_tid);
+    }
     auto it = members_.find(pid);
     if (it == members_.end())
         return;
@@ -114,13 +119,19 @@ void Family::on_exec(int pid)
         return;
     }
     Session& s = session_of(m);
+    tracer_.drain_events();
     // The old program's section ends here; the new one starts afresh.
     Target old = target_of(pid, m);
     Report r = make_section_(s, old, true);
     r.processes.push_back({old, m.parent, {}, true, 0});
     ended_.push_back(std::move(r));
     tracer_.forget_process(pid);
-    s.on_exec();
+    if (new_leader) {
+        // Probes are owned by the task they were opened on; the old leader's
+        // died with it, so the new program gets all of its files probed anew.
+        tracer_.release_process(pid);
+    }
+    s.on_exec(new_leader);
     m.exe = shown_path(pid, exe_of(pid));
     std::string err;
     std::vector<std::string> objects = command_objects(path_in_process(pid, m.exe), err);
@@ -136,6 +147,7 @@ void Family::on_exec(int pid)
 void Family::on_exit(int pid, int status)
 {
     threads_.erase(pid);
+    started_.erase(pid);
     auto it = members_.find(pid);
     if (it == members_.end())
         return;
@@ -144,12 +156,17 @@ void Family::on_exit(int pid, int status)
         root_status_ = status;
         return; // the root's Session stays: the caller reports it
     }
+    tracer_.drain_events(); // what it sent before it went: its stacks, its variables
     Target t = target_of(pid, it->second);
     t.exit_code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
     Report r = make_section_(*it->second.session, t, true);
     r.processes.push_back({t, it->second.parent, {}, true, 0});
     ended_.push_back(std::move(r));
     members_.erase(it);
+    // Its figures are in the section: its entries go, so that a later
+    // process given the same pid starts from nothing.
+    tracer_.forget_process(pid);
+    tracer_.remove_target(pid);
     tracer_.release_process(pid);
 }
 
@@ -182,7 +199,10 @@ bool Family::reap(double)
             break;
         }
         case PTRACE_EVENT_EXEC:
-            on_exec(tid);
+            // The thread that exec'd (its tid before: a thread other than the
+            // leader takes the leader's, the process's pid).
+            ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &msg);
+            on_exec(tid, static_cast<int>(msg));
             resume(tid);
             break;
         case PTRACE_EVENT_EXIT: {
@@ -209,7 +229,7 @@ bool Family::reap(double)
             break;
         default:
             // A signal on its way to the tracee: pass it on.
-            resume(tid, sig == SIGTRAP ? 0 : sig);
+            resume(tid, sig);
             break;
         }
     }

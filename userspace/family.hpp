@@ -65,7 +65,7 @@ private:
     Session& session_of(Member& m) { return m.session ? *m.session : root_; }
     void new_process(int pid, int parent);
     void maybe_release(int pid);
-    void on_exec(int pid);
+    void on_exec(int pid, int former_tid);
     void on_exit(int pid, int status);
     Target target_of(int pid, const Member& m) const;
 

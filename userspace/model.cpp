@@ -93,6 +93,15 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
         weigh(s);
         root.threads.insert(root.threads.end(), s.threads.begin(), s.threads.end());
         root.sites.insert(root.sites.end(), s.sites.begin(), s.sites.end());
+        // Its leaks name variables by index into its own descriptors: those
+        // go after the root's, the indices with them.
+        const auto offset = static_cast<std::uint32_t>(root.tracked.descriptors.size());
+        root.tracked.descriptors.insert(root.tracked.descriptors.end(), s.tracked.descriptors.begin(),
+                                        s.tracked.descriptors.end());
+        for (auto& l : s.leaks)
+            for (auto& v : l.variables)
+                if (v.desc != kNoDescriptor)
+                    v.desc += offset;
         root.leaks.insert(root.leaks.end(), s.leaks.begin(), s.leaks.end());
         root.stacks.distinct += s.stacks.distinct;
         root.stacks.outstanding_without_stack += s.stacks.outstanding_without_stack;

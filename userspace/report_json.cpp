@@ -206,10 +206,10 @@ void add_sites_json(const Report& r, json& out)
     if (!r.stacks.note.empty())
         stacks["note"] = r.stacks.note;
     out["stacks"] = std::move(stacks);
-    std::map<std::uint64_t, const Site*> by_id;
+    std::map<std::pair<std::uint32_t, std::uint64_t>, const Site*> by_id; // a stack's hash is per process
     json sites = json::array();
     for (const auto& s : r.sites) {
-        by_id[s.id] = &s;
+        by_id[{s.pid, s.id}] = &s;
         sites.push_back(json{{"pid", s.pid},
                              {"id", hex_id(s.id)},
                              {"function", function_json(s.stack)},
@@ -223,7 +223,8 @@ void add_sites_json(const Report& r, json& out)
     out["sites"] = std::move(sites);
     json leaks = json::array();
     for (const auto& l : r.leaks) {
-        const Site* site = by_id.count(l.id) ? by_id[l.id] : nullptr;
+        auto found = by_id.find({l.pid, l.id});
+        const Site* site = found == by_id.end() ? nullptr : found->second;
         static const std::vector<Frame> none;
         const auto& stack = site ? site->stack : none;
         json threads = json::array();

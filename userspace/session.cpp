@@ -23,8 +23,10 @@ void Session::follow(Mode mode)
     locked_ = true;
 }
 
-void Session::on_exec()
+void Session::on_exec(bool probes_gone)
 {
+    if (probes_gone)
+        seen_.clear(); // every file is probed again, libc too
     stacks_.clear();
     events_.mutable_table().take_variables();
     rescan_ = false;

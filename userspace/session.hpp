@@ -43,8 +43,10 @@ public:
     // tracer is in, and its own mode requests do not switch it.
     void follow(Mode mode);
     // The process exec'd another program: what is known of the old one
-    // (variables, stacks) was reported; its attached files stay attached.
-    void on_exec();
+    // (variables, stacks) was reported. Its attached files stay attached
+    // unless `probes_gone` (a thread other than the leader exec'd, and the
+    // probes died with the old leader): then every file is attached anew.
+    void on_exec(bool probes_gone = false);
     // The process is about to exit: its mappings, read now, name its stacks.
     void before_exit() { symbolizer_.refresh(pid_); }
 

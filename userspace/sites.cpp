@@ -36,7 +36,7 @@ const Frame* site_function(const std::vector<Frame>& stack)
     return stack.empty() ? nullptr : &stack.back();
 }
 
-std::string expected_reason(const std::vector<Frame>& stack)
+std::string expected_reason(const std::vector<Frame>& stack, bool truncated)
 {
     if (stack.empty())
         return {};
@@ -54,6 +54,15 @@ std::string expected_reason(const std::vector<Frame>& stack)
     for (const auto& f : stack)
         if (!runtime_module(f.module))
             return {};
+    // A walk that stopped early may have stopped inside the runtime on its
+    // way back to the program (std::string's _M_create called from code
+    // without frame pointers): taken only when no frame past the allocator
+    // is a function a program calls (those have symbols; the runtime's
+    // start-up code seen here has none).
+    if (truncated)
+        for (const auto& f : stack)
+            if (!f.symbol.empty() && !starts_with(f.symbol, "operator new") && !starts_with(f.symbol, "malloc"))
+                return {};
     return "made inside the C++ runtime, no program frame on its stack";
 }
 
@@ -133,7 +142,7 @@ void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<Outst
                   [](const LeakThread& a, const LeakThread& b) { return a.live_bytes > b.live_bytes || (a.live_bytes == b.live_bytes && a.tid < b.tid); });
         for (auto& [d, v] : g.variables)
             leak.variables.push_back(v);
-        leak.expected = expected_reason(r.sites[index[id]].stack);
+        leak.expected = expected_reason(r.sites[index[id]].stack, r.sites[index[id]].truncated);
         r.leaks.push_back(std::move(leak));
     }
     auto by_bytes = [](const auto& a, const auto& b) {

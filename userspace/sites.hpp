@@ -32,8 +32,9 @@ struct OutstandingBlock {
 
 // Why an outstanding allocation is the runtime's, kept for the process's
 // lifetime by design (libstdc++'s exception pool, a stdio buffer, the
-// dynamic loader's): empty when it is the program's.
-std::string expected_reason(const std::vector<Frame>& stack);
+// dynamic loader's): empty when it is the program's. `truncated`: the walk
+// ended before main or a thread's start.
+std::string expected_reason(const std::vector<Frame>& stack, bool truncated = false);
 
 // Fill report.sites, report.leaks and report.stacks from the sites and the
 // outstanding blocks; `now_ns` (CLOCK_MONOTONIC) dates the leaks' ages.

@@ -252,6 +252,12 @@ bool Tracer::add_target(int pid, std::string& error)
     return true;
 }
 
+void Tracer::remove_target(int pid)
+{
+    __u32 key = static_cast<__u32>(pid);
+    bpf_map__delete_elem(skel_->maps.targets, &key, sizeof key, 0);
+}
+
 bpf_program* Tracer::program(bpf_program* real, bool retprobe) const
 {
     if (!options_.empty_programs)

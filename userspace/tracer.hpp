@@ -97,6 +97,8 @@ public:
 
     // Register a process so fork/exec/exit of it are recorded.
     bool add_target(int pid, std::string& error);
+    // Stop counting its forks, execs and exit (it exited; its pid may come again).
+    void remove_target(int pid);
 
     // Attach the allocator probes found in `path` (as the host sees it) to
     // process `pid` only. Returns the number of functions probed (0: the

@@ -94,3 +94,25 @@ TEST_F(E2E, NoFollowTracesTheCommandAlone)
     EXPECT_EQ(r["children"]["traced"], false);
     EXPECT_EQ(r["totals"]["alloc_count"], 10);
 }
+
+TEST_F(E2E, RunFollowsAnExecFromAThreadThatIsNotTheLeader)
+{
+    // The exec'ing thread becomes the leader; the probes placed for the old
+    // leader die with it, so the new program is probed afresh.
+    const std::string me = target("thread_exec"), stacks = target("stacks10k");
+    json r = trace_run({me, stacks, "30"});
+    auto before = processes_running(r, me);
+    ASSERT_EQ(before.size(), 1u) << r["processes"].dump(1);
+    EXPECT_GE(before[0]["totals"]["alloc_count"], 10);
+    auto after = processes_running(r, stacks);
+    ASSERT_EQ(after.size(), 1u) << r["processes"].dump(1);
+    EXPECT_EQ(after[0]["pid"], r["target"]["pid"]);
+    EXPECT_EQ(after[0]["totals"]["alloc_count"], 30);
+    EXPECT_EQ(after[0]["totals"]["free_count"], 30);
+    EXPECT_EQ(after[0]["exit_code"], 0);
+    std::uint64_t stack_allocs = 0;
+    for (const auto& s : r["sites"])
+        if (s["function"] == "step")
+            stack_allocs += s["alloc_count"].get<std::uint64_t>();
+    EXPECT_EQ(stack_allocs, 30u);
+}

@@ -92,3 +92,54 @@ TEST(Model, ReportWarnsWhenNothingWasSeen)
     ASSERT_EQ(r.warnings.size(), 1u);
     EXPECT_NE(r.warnings[0].find("2 forked"), std::string::npos);
 }
+
+#include "report_json.hpp"
+
+// Sections of several processes merge into the command's report: a child's
+// leaks keep their own variables and their own stacks, even where a stack's
+// hash is the same number in two processes.
+TEST(Model, MergedSectionsKeepEachProcesssStacksAndVariables)
+{
+    auto section = [](std::uint32_t pid, const std::string& fn, const std::string& var) {
+        Report r;
+        r.target.pid = static_cast<int>(pid);
+        r.totals.alloc_count = 1;
+        r.totals.alloc_bytes = 16;
+        Site s;
+        s.pid = pid;
+        s.id = 0x1234; // the same hash in both processes
+        Frame f;
+        f.symbol = fn;
+        s.stack = {f};
+        s.alloc_count = 1;
+        s.alloc_bytes = 16;
+        s.live_count = 1;
+        s.live_bytes = 16;
+        r.sites.push_back(s);
+        Descriptor d;
+        d.name = var;
+        d.type = "int";
+        d.valid = true;
+        r.tracked.descriptors.push_back(d);
+        Leak l;
+        l.pid = pid;
+        l.id = 0x1234;
+        l.live_count = 1;
+        l.live_bytes = 16;
+        l.variables.push_back({0, 1, 16});
+        r.leaks.push_back(l);
+        return r;
+    };
+    Report root = section(100, "root_fn()", "root_var");
+    std::vector<Report> children;
+    children.push_back(section(200, "child_fn()", "child_var"));
+    merge_processes(root, std::move(children), 0);
+    nlohmann::json j = report_to_json(root);
+    ASSERT_EQ(j["leaks"].size(), 2u);
+    std::map<int, std::pair<std::string, std::string>> by_pid;
+    for (const auto& l : j["leaks"])
+        by_pid[l["pid"].get<int>()] = {l["function"].get<std::string>(), l["variables"][0]["name"].get<std::string>()};
+    EXPECT_EQ(by_pid[100], std::make_pair(std::string("root_fn()"), std::string("root_var")));
+    EXPECT_EQ(by_pid[200], std::make_pair(std::string("child_fn()"), std::string("child_var")));
+    EXPECT_EQ(j["processes"].size(), 2u);
+}

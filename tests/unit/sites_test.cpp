@@ -119,6 +119,18 @@ TEST(Sites, RuntimeLifetimeAllocationsAreExpectedNotProgramLeaks)
                     .empty());
     EXPECT_TRUE(expected_reason({frame("strdup", "/usr/lib/x86_64-linux-gnu/libc.so.6")}).empty());
     EXPECT_TRUE(expected_reason({}).empty());
+    // A short walk: the runtime's start-up code (no symbols) is expected; a
+    // walk that stopped in a function programs call is the program's.
+    EXPECT_FALSE(expected_reason({frame("", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30")}, true).empty());
+    EXPECT_TRUE(expected_reason({frame("operator new(unsigned long)", "/usr/lib/libstdc++.so.6"),
+                                 frame("std::__cxx11::basic_string<char>::_M_create(unsigned long&, unsigned long)",
+                                       "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30")},
+                                true)
+                    .empty());
+    EXPECT_FALSE(expected_reason({frame("operator new(unsigned long)", "/usr/lib/libstdc++.so.6"),
+                                  frame("", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6.0.30")},
+                                 true)
+                     .empty());
 }
 
 TEST(Sites, JsonAndTextCarrySitesAndLeaks)
