@@ -97,7 +97,7 @@ std::string calibrate_hit_costs(Tracer& tracer, double (&cost_ns)[3])
         return std::string("cannot calibrate: ") + std::strerror(errno);
 
     double untraced = h.batch();
-    std::vector<bpf_link*> links;
+    std::vector<Probe> links;
     std::string err = tracer.attach_allocator_temporary(h.pid, info.dli_fname, scan.symbols, links);
     const Mode modes[3] = {Mode::normal, Mode::fast, Mode::async};
     double traced[3] = {-1, -1, -1};
@@ -109,7 +109,7 @@ std::string calibrate_hit_costs(Tracer& tracer, double (&cost_ns)[3])
     }
     tracer.set_calibration_mode(0, Mode::normal);
     write(h.cmd, "q", 1);
-    Tracer::destroy_links(links);
+    Tracer::destroy_probes(links);
     tracer.forget_process(h.pid);
     if (!err.empty())
         return err;

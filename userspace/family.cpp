@@ -89,6 +89,7 @@ void Family::new_process(int pid, int parent)
     m.exe = exe_of(pid);
     m.session = std::make_unique<Session>(tracer_, pid, max_variables_);
     m.session->follow(tracer_.mode());
+    m.session->share_symbols(root_);
     ++seen_;
     std::string err;
     if (!tracer_.add_target(pid, err))

@@ -49,6 +49,8 @@ public:
     void on_exec(bool probes_gone = false);
     // The process is about to exit: its mappings, read now, name its stacks.
     void before_exit() { symbolizer_.refresh(pid_); }
+    // Symbolize through `other`'s files: each library is read once per run.
+    void share_symbols(const Session& other) { symbolizer_.share_modules(other.symbolizer_); }
 
     // Read pending events; after a dlopen, attach to the new libraries'
     // entry points; act on the target's mode requests. Call it often: the

@@ -91,8 +91,10 @@ struct Symbolizer::Module {
             close(fd);
     }
 
-    // Open `host_path`; false when it is no ELF file libdwfl can read.
-    bool open(const std::string& host_path, std::string& key)
+    // Open `host_path` and name it (`key`: its build-id, else its path, device,
+    // inode and mtime); false when it is no ELF file libdwfl can read. Cheap:
+    // what costs (line tables, symbols) waits for load().
+    bool identify(const std::string& host_path, std::string& key)
     {
         fd = ::open(host_path.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -110,8 +112,25 @@ struct Symbolizer::Module {
                 close(own);
             return false;
         }
-        // Symbols and line tables now, while the file is reachable: a path
-        // through /proc/PID/root is gone with the process.
+        const unsigned char* bits = nullptr;
+        GElf_Addr at = 0;
+        int len = dwfl_module_build_id(mod, &bits, &at);
+        if (len > 0) {
+            key = "build-id:" + hex(bits, len);
+        } else {
+            struct stat st{};
+            fstat(fd, &st);
+            key = "file:" + host_path + ":" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
+                  std::to_string(st.st_mtime);
+        }
+        return true;
+    }
+
+    // Symbols and line tables now, while the file is reachable (a path
+    // through /proc/PID/root is gone with the process). The costly part:
+    // compressed debug sections (libc6-dbg's) are inflated here, ~30 ms for libc.
+    bool load()
+    {
         Dwarf_Addr dwarf_bias = 0;
         dwfl_module_getdwarf(mod, &dwarf_bias);
         dwfl_module_getsymtab(mod);
@@ -125,17 +144,6 @@ struct Symbolizer::Module {
             GElf_Phdr ph;
             if (gelf_getphdr(elf, static_cast<int>(i), &ph) && ph.p_type == PT_LOAD)
                 loads.push_back({ph.p_vaddr, ph.p_offset, ph.p_filesz});
-        }
-        const unsigned char* bits = nullptr;
-        GElf_Addr at = 0;
-        int len = dwfl_module_build_id(mod, &bits, &at);
-        if (len > 0) {
-            key = "build-id:" + hex(bits, len);
-        } else {
-            struct stat st{};
-            fstat(fd, &st);
-            key = "file:" + host_path + ":" + std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino) + ":" +
-                  std::to_string(st.st_mtime);
         }
         return true;
     }
@@ -179,9 +187,14 @@ struct Symbolizer::Module {
     }
 };
 
-Symbolizer::Symbolizer()
+Symbolizer::Symbolizer() : modules_(std::make_shared<Modules>())
 {
     elf_version(EV_CURRENT);
+}
+
+void Symbolizer::share_modules(const Symbolizer& other)
+{
+    modules_ = other.modules_;
 }
 
 Symbolizer::~Symbolizer() = default;
@@ -190,10 +203,13 @@ Symbolizer::Module* Symbolizer::open_module(const std::string& host_path)
 {
     auto m = std::make_unique<Module>();
     std::string key;
-    if (!m->open(host_path, key))
+    if (!m->identify(host_path, key))
         return nullptr;
-    auto [it, added] = modules_.try_emplace(key, std::move(m));
-    return it->second.get();
+    if (auto it = modules_->find(key); it != modules_->end())
+        return it->second.get(); // read already, for this process or another
+    if (!m->load())
+        return nullptr;
+    return modules_->emplace(key, std::move(m)).first->second.get();
 }
 
 void Symbolizer::know_file(const std::string& host_path, const std::string& shown)

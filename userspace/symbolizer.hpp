@@ -35,6 +35,10 @@ public:
     // that are gone by the time they are symbolized.
     void know_file(const std::string& host_path, const std::string& shown);
 
+    // Read files through `other`'s cache (and it through ours from now on):
+    // the processes of one command map the same libraries.
+    void share_modules(const Symbolizer& other);
+
     // Read the process's mappings now. Call it at attach, when its libraries
     // change, and before its exit if possible: afterwards the last mappings
     // read are used.
@@ -74,8 +78,10 @@ private:
 
     std::map<int, Process> processes_;
     std::map<std::pair<std::uint32_t, std::uint64_t>, Known> files_; // by (device, inode)
-    // By build-id (or path, device, inode and mtime when the file has none).
-    std::unordered_map<std::string, std::unique_ptr<Module>> modules_;
+    // By build-id (or path, device, inode and mtime when the file has none);
+    // shared by the symbolizers of one run's processes.
+    using Modules = std::unordered_map<std::string, std::unique_ptr<Module>>;
+    std::shared_ptr<Modules> modules_;
 };
 
 } // namespace memscope

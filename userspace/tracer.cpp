@@ -21,6 +21,7 @@
 #include "memscope.skel.h"
 #include "probe_sites.hpp"
 #include "proc.hpp"
+#include "uprobe_events.hpp"
 
 namespace memscope {
 
@@ -104,6 +105,8 @@ __u32 bpf_mode(Mode mode)
 
 } // namespace
 
+Tracer::Tracer() = default;
+
 std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& error)
 {
     libbpf_set_print(silent_libbpf);
@@ -145,6 +148,14 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
             self->handler_(*ev);
         return 0;
     };
+    // Sites shared by the run's processes where tracefs allows; else each
+    // process gets uprobe PMU links of its own (their release is slow).
+    auto shared = std::make_unique<UprobeEvents>();
+    std::string why;
+    if (shared->open(why))
+        t->shared_ = std::move(shared);
+    else if (getenv("MEMSCOPE_DEBUG_LIBBPF"))
+        std::fprintf(stderr, "memscope-trace: per-process uprobes: %s\n", why.c_str());
     t->events_ = ring_buffer__new(bpf_map__fd(maps->events), on_event, t.get(), nullptr);
     if (!t->events_) {
         error = std::string("cannot open the event ring buffer: ") + std::strerror(errno);
@@ -172,13 +183,13 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
     specs_.push_back(spec);
     if (off_)
         return true; // attached with the others when probes are back on
-    bpf_link* link = attach(spec);
-    if (!link) {
+    Probe probe = attach(spec);
+    if (!probe) {
         specs_.pop_back();
         error = "cannot attach to the tracker entry point in " + path + ": " + std::strerror(errno);
         return false;
     }
-    links_.push_back(link);
+    probes_.push_back(probe);
     sites_.push_back({path, "__memscope_probe_v1", note.site_offset, false, 0, "nop",
                       site_cost_name(SiteCost::nop5_rewritten), "tracker entry point"});
     return true;
@@ -186,11 +197,6 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
 
 Tracer::~Tracer()
 {
-    // Each uprobe's release waits out a grace period under a kernel-wide
-    // lock (~0.1 s here, serialised even from several threads): ~2 s for a
-    // libc's worth. The report is out by now; a detached helper holding the
-    // last references pays that, so the tracer's exit does not. Meanwhile
-    // the probes stay in place, idle: every program returns at once in "off".
     if (releaser_.joinable()) {
         {
             std::lock_guard<std::mutex> lock(release_mutex_);
@@ -199,14 +205,34 @@ Tracer::~Tracer()
         release_cv_.notify_one();
         releaser_.join();
         // What it had not released yet goes with the rest.
-        links_.insert(links_.end(), releasing_.begin(), releasing_.end());
+        for (auto* l : releasing_)
+            probes_.push_back({l, -1});
         releasing_.clear();
     }
-    if (!links_.empty() && options_.detach_in_background) {
+    if (skel_)
         set_mode(Mode::off);
-        std::vector<int> keep;
-        for (auto* l : links_)
-            keep.push_back(bpf_link__fd(l));
+    // The processes' own perf events close now, at no cost: the targets run
+    // free of probes from here on.
+    for (auto& p : probes_)
+        if (p.fd >= 0) {
+            close(p.fd);
+            p.fd = -1;
+        }
+    std::erase_if(probes_, [](const Probe& p) { return !p.link; });
+    // What is left waits out a grace period under a kernel-wide lock per
+    // probe (~0.1 s here): the programs' links on the shared sites, and
+    // uprobe PMU links where tracefs was missing. The report is out by now;
+    // a detached helper holding the last references pays that, and then
+    // removes the shared sites' events, so the tracer's exit does not wait.
+    std::vector<int> keep;
+    for (auto& p : probes_)
+        keep.push_back(bpf_link__fd(p.link));
+    UprobeEvents::Handover handover;
+    if (shared_ && options_.detach_in_background) {
+        handover = shared_->hand_over();
+        keep.insert(keep.end(), handover.fds.begin(), handover.fds.end());
+    }
+    if (!keep.empty() && options_.detach_in_background) {
         pid_t middle = fork();
         if (middle == 0) {
             // Twice forked: the helper belongs to init, which reaps it.
@@ -228,13 +254,15 @@ Tracer::~Tracer()
             }
             for (int fd : keep)
                 close(fd); // the last references: the kernel releases the probes here
+            UprobeEvents::remove_events(handover.uprobe_events, handover.events);
             _exit(0);
         }
         if (middle > 0)
             waitpid(middle, nullptr, 0);
     }
-    for (auto* l : links_)
-        bpf_link__destroy(l);
+    for (auto& p : probes_)
+        destroy(p);
+    shared_.reset(); // its links; its events too unless the helper has them
     if (events_)
         ring_buffer__free(events_);
     if (skel_)
@@ -279,15 +307,32 @@ std::uint64_t Tracer::map_bytes() const
     return total;
 }
 
-bpf_link* Tracer::attach(const AttachSpec& spec)
+Probe Tracer::attach(const AttachSpec& spec)
 {
+    bpf_program* prog = program(spec.prog, spec.retprobe);
+    if (shared_) {
+        std::string err;
+        int fd = shared_->open_for(prog, spec.path, spec.offset, spec.retprobe, spec.ref_ctr_offset, spec.cookie,
+                                   spec.pid, err);
+        if (fd >= 0 || errno != EINVAL)
+            return {nullptr, fd};
+        // A path tracefs cannot take: this probe gets a link of its own.
+    }
     bpf_uprobe_opts opts{};
     opts.sz = sizeof opts;
     opts.retprobe = spec.retprobe;
     opts.ref_ctr_offset = spec.ref_ctr_offset;
     opts.bpf_cookie = spec.cookie;
-    return bpf_program__attach_uprobe_opts(program(spec.prog, spec.retprobe), spec.pid, spec.path.c_str(),
-                                           spec.offset, &opts);
+    return {bpf_program__attach_uprobe_opts(prog, spec.pid, spec.path.c_str(), spec.offset, &opts), -1};
+}
+
+void Tracer::destroy(Probe& probe)
+{
+    if (probe.link)
+        bpf_link__destroy(probe.link);
+    if (probe.fd >= 0)
+        close(probe.fd);
+    probe = {};
 }
 
 // The cheapest correct site of a function, from its own bytes in the file.
@@ -323,26 +368,26 @@ int Tracer::attach_allocator(int pid, const std::string& path,
             // The site never moves past a change of rsp: [rsp] is still the return address.
             AttachSpec ret_spec{skel_->progs.alloc_return, pid, path, at, true, 0, 0};
             // While off, only kept: attached with the others when probes come back.
-            bpf_link* ret = off_ ? nullptr : attach(ret_spec);
+            Probe ret = off_ ? Probe{} : attach(ret_spec);
             if (!ret && !off_) {
                 error = "cannot attach a return probe to " + sym.name + " in " + path + ": " +
                         std::strerror(errno);
                 return -1;
             }
             if (ret)
-                links_.push_back(ret);
+                probes_.push_back(ret);
             specs_.push_back(ret_spec);
             sites_.push_back({path, sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
                               site.reason});
         }
         AttachSpec spec{entry_program(skel_, sym.kind), pid, path, at, false, 0, 0};
-        bpf_link* entry = off_ ? nullptr : attach(spec);
+        Probe entry = off_ ? Probe{} : attach(spec);
         if (!entry && !off_) {
             error = "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
             return -1;
         }
         if (entry)
-            links_.push_back(entry);
+            probes_.push_back(entry);
         specs_.push_back(spec);
         sites_.push_back({path, sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
                           site.reason});
@@ -353,14 +398,14 @@ int Tracer::attach_allocator(int pid, const std::string& path,
 
 std::string Tracer::attach_allocator_temporary(int pid, const std::string& path,
                                                const std::vector<AllocatorSymbol>& symbols,
-                                               std::vector<bpf_link*>& links)
+                                               std::vector<Probe>& links)
 {
     for (const auto& sym : unique_by_address(symbols)) {
         if (!is_allocator(sym.kind))
             continue;
         AttachSpec spec{entry_program(skel_, sym.kind), pid, path, sym.file_offset + site_of(path, sym).offset,
                         false, 0, 0};
-        bpf_link* l = attach(spec);
+        Probe l = attach(spec);
         if (!l)
             return "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
         links.push_back(l);
@@ -375,11 +420,11 @@ std::string Tracer::attach_allocator_temporary(int pid, const std::string& path,
     return {};
 }
 
-void Tracer::destroy_links(std::vector<bpf_link*>& links)
+void Tracer::destroy_probes(std::vector<Probe>& probes)
 {
-    for (auto* l : links)
-        bpf_link__destroy(l);
-    links.clear();
+    for (auto& p : probes)
+        destroy(p);
+    probes.clear();
 }
 
 void Tracer::forget_process(int pid)
@@ -416,18 +461,25 @@ void Tracer::release_process(int pid)
 {
     std::vector<bpf_link*> gone;
     std::vector<AttachSpec> kept_specs;
-    std::vector<bpf_link*> kept_links;
-    // links_ and specs_ line up while the probes are on; after off links_ is empty.
+    std::vector<Probe> kept_probes;
+    // probes_ and specs_ line up while the probes are on; after off probes_ is empty.
     for (std::size_t i = 0; i < specs_.size(); ++i) {
         bool theirs = specs_[i].pid == pid;
         if (!theirs)
             kept_specs.push_back(specs_[i]);
-        if (i < links_.size())
-            (theirs ? gone : kept_links).push_back(links_[i]);
+        if (i >= probes_.size())
+            continue;
+        if (!theirs) {
+            kept_probes.push_back(probes_[i]);
+        } else if (probes_[i].fd >= 0) {
+            close(probes_[i].fd); // a shared site's event: closed at no cost
+        } else if (probes_[i].link) {
+            gone.push_back(probes_[i].link);
+        }
     }
     specs_ = std::move(kept_specs);
     if (!off_)
-        links_ = std::move(kept_links);
+        probes_ = std::move(kept_probes);
     if (gone.empty())
         return;
     {
@@ -476,9 +528,7 @@ void Tracer::detach_probes()
     // mode) finish through their return probes before those go.
     set_mode(Mode::off);
     usleep(20 * 1000);
-    for (auto* l : links_)
-        bpf_link__destroy(l);
-    links_.clear();
+    destroy_probes(probes_);
 }
 
 std::string Tracer::reattach_probes()
@@ -490,25 +540,25 @@ std::string Tracer::reattach_probes()
     // call, return probes first, and calls left in flight when the probes
     // went off are recognised as stale by the new epoch.
     __atomic_add_fetch(&skel_->bss->epoch, 1u, __ATOMIC_SEQ_CST);
-    // links_ lines up with specs_ (release_process relies on it).
-    std::vector<bpf_link*> links(specs_.size(), nullptr);
+    // probes_ lines up with specs_ (release_process relies on it).
+    std::vector<Probe> probes(specs_.size());
     for (bool returns : {true, false}) {
         for (std::size_t i = 0; i < specs_.size(); ++i) {
             const AttachSpec& spec = specs_[i];
             if (spec.retprobe != returns)
                 continue;
-            links[i] = attach(spec);
-            if (!links[i]) {
+            probes[i] = attach(spec);
+            if (!probes[i]) {
                 std::string err = "cannot attach the probes again in " + spec.path + ": " + std::strerror(errno);
-                for (auto* l : links)
-                    if (l)
-                        links_.push_back(l);
+                for (auto& p : probes)
+                    if (p)
+                        probes_.push_back(p);
                 detach_probes();
                 return err;
             }
         }
     }
-    links_ = std::move(links);
+    probes_ = std::move(probes);
     return {};
 }
 

@@ -39,6 +39,17 @@ struct TracerOptions {
     std::uint32_t max_stacks = MS_DEFAULT_MAX_STACKS;
 };
 
+// One probe of one process: a perf event on a site shared by the run's
+// processes (uprobe_events.hpp), or, where tracefs is missing, a uprobe PMU
+// link of its own.
+struct Probe {
+    bpf_link* link = nullptr;
+    int fd = -1;
+    explicit operator bool() const { return link || fd >= 0; }
+};
+
+class UprobeEvents;
+
 struct AttachedSite {
     std::string path;
     std::string symbol;
@@ -138,13 +149,14 @@ public:
     // off/on. Returns an error sentence, empty on success.
     std::string attach_allocator_temporary(int pid, const std::string& path,
                                            const std::vector<AllocatorSymbol>& symbols,
-                                           std::vector<bpf_link*>& links);
-    static void destroy_links(std::vector<bpf_link*>& links);
+                                           std::vector<Probe>& probes);
+    static void destroy_probes(std::vector<Probe>& probes);
     // Drop what the maps hold about process `pid` (a calibration helper;
     // a program that exec'd another).
     void forget_process(int pid);
-    // Process `pid` is gone: its probes go, released in the background (the
-    // kernel takes ~0.1 s a probe), and are not attached again after off.
+    // Process `pid` is gone: its probes go (a uprobe PMU link is released in
+    // the background: the kernel takes ~0.1 s each), and are not attached
+    // again after off.
     void release_process(int pid);
 
     // The BPF side's mode (normal, fast, async; off keeps probes attached
@@ -173,13 +185,15 @@ private:
         std::uint64_t ref_ctr_offset;
         std::uint64_t cookie;
     };
-    bpf_link* attach(const AttachSpec& spec);
+    Probe attach(const AttachSpec& spec);
+    static void destroy(Probe& probe);
     bpf_program* program(bpf_program* real, bool retprobe) const;
 
-    Tracer() = default;
+    Tracer();
     TracerOptions options_;
     memscope_bpf* skel_ = nullptr;
-    std::vector<bpf_link*> links_;
+    std::unique_ptr<UprobeEvents> shared_; // null: uprobe PMU links per process
+    std::vector<Probe> probes_;
     std::vector<AttachedSite> sites_;
     std::vector<AttachSpec> specs_;
     bool off_ = false;

@@ -194,6 +194,19 @@ TEST_F(E2E, KillNineLeavesTargetUnharmed)
     EXPECT_EQ(first_byte(), original); // nothing of ours left in the target
     EXPECT_EQ(app.finish(), 0);
     EXPECT_EQ(app.out_text.substr(app.out_text.find('\n') + 1), "ok\n");
+
+    // The killed tracer's shared sites stay as names in tracefs (nothing
+    // fires: no process holds them) until the next tracer removes them.
+    auto uprobe_events = [] {
+        std::ifstream in("/sys/kernel/tracing/uprobe_events");
+        std::stringstream ss;
+        ss << in.rdbuf();
+        return ss.str();
+    };
+    const std::string group = "memscope_" + std::to_string(tracer.pid) + "/";
+    Result next = run({kBin, "run", "--", "/bin/true"});
+    EXPECT_EQ(next.status, 0) << next.err;
+    EXPECT_EQ(uprobe_events().find(group), std::string::npos) << uprobe_events();
 }
 
 TEST_F(E2E, BadPidIsOneLineAndNonZero)
