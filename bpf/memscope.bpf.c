@@ -176,6 +176,10 @@ struct {
 #define STACK_COPY_WORDS 64 /* 512 bytes */
 struct stack_copy {
 	__u64 w[STACK_COPY_WORDS];
+	/* The CPU's scratch is in use: uprobe programs run with migration,
+	 * not preemption, disabled, so on a preemptible kernel a program on
+	 * this CPU may start while another is mid-walk. */
+	__u64 busy;
 };
 
 struct {
@@ -473,8 +477,10 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct ms_stack 
 			break;
 		if (bpf_probe_read_user(&ret, sizeof(ret), (void *)(sp + d)))
 			break;
-		if (saved_fp >= 0)
-			break; /* it used rbp as a scratch register: the chain is lost */
+		/* It saved rbp to use it as a register of its own: the chain
+		 * goes on from the caller's value, where its `pop rbp` finds it. */
+		if (saved_fp >= 0 && bpf_probe_read_user(&fp, sizeof(fp), (void *)(sp + saved_fp)))
+			break;
 		k++;
 		s->ips[k & 3] = ret;
 		sp += d + 8;
@@ -568,12 +574,24 @@ __noinline __u64 account_site(struct pt_regs *ctx, __u32 tgid, __u64 size)
 	struct ms_site_totals *t;
 	struct ms_stack *s = 0;
 	struct ms_site_key k = { .tgid = tgid };
+	struct stack_copy *scratch;
+	__u32 zero = 0;
 
 	if (!stack_depth)
 		return 0;
-	k.stack = capture_stack(ctx, &s);
-	if (!k.stack || !s)
+	scratch = bpf_map_lookup_elem(&stack_copy_scratch, &zero);
+	if (!scratch)
 		return 0;
+	if (scratch->busy) {
+		count_drop(MS_DROP_STACK_SCRATCH_BUSY);
+		return 0;
+	}
+	scratch->busy = 1;
+	k.stack = capture_stack(ctx, &s);
+	if (!k.stack || !s) {
+		k.stack = 0;
+		goto out;
+	}
 	t = bpf_map_lookup_elem(&sites, &k);
 	if (!t) {
 		long err = bpf_map_update_elem(&stacks, &k.stack, s, BPF_NOEXIST);
@@ -584,12 +602,15 @@ __noinline __u64 account_site(struct pt_regs *ctx, __u32 tgid, __u64 size)
 		t = bpf_map_lookup_elem(&sites, &k);
 		if (!t) {
 			count_drop(MS_DROP_SITE_TABLE_FULL);
-			return 0;
+			k.stack = 0;
+			goto out;
 		}
 		report_new_stack(tgid, k.stack, s);
 	}
 	t->alloc_count += 1;
 	t->alloc_bytes += size;
+out:
+	scratch->busy = 0;
 	return k.stack;
 }
 

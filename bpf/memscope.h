@@ -144,6 +144,7 @@ enum ms_drop_reason {
 	MS_DROP_SCOPE_TOO_DEEP,      /* scopes or tasks nested deeper than we keep */
 	MS_DROP_SITE_TABLE_FULL,     /* an allocation counted, but not to a site */
 	MS_DROP_STACK_TABLE_FULL,    /* a new stack's frames did not fit: its site has none */
+	MS_DROP_STACK_SCRATCH_BUSY,  /* preempted mid-walk on a preemptible kernel: this allocation has no site */
 	MS_DROP__COUNT,
 };
 

@@ -64,6 +64,7 @@ const char* drop_reason_name(ms_drop_reason r)
     case MS_DROP_SCOPE_TOO_DEEP: return "scope_too_deep";
     case MS_DROP_SITE_TABLE_FULL: return "site_table_full";
     case MS_DROP_STACK_TABLE_FULL: return "stack_table_full";
+    case MS_DROP_STACK_SCRATCH_BUSY: return "stack_scratch_busy";
     default: return "unknown";
     }
 }

@@ -178,6 +178,27 @@ TEST_F(E2E, WithoutFramePointersStacksAreShortNeverGarbage)
     EXPECT_EQ(count, r["totals"]["alloc_count"]);
 }
 
+TEST_F(E2E, AFramelessFunctionUsingRbpDoesNotEndTheStack)
+{
+    // rbp_scratch_alloc keeps its own value in rbp; the caller's is where
+    // its epilogue's `pop rbp` finds it, and the chain goes on from there.
+    json r = trace_run({target("rbp_scratch")});
+    const json* site = nullptr;
+    for (const auto& s : r["sites"])
+        if (s["function"] == "rbp_scratch_alloc")
+            site = &s;
+    ASSERT_NE(site, nullptr) << r["sites"].dump(1);
+    EXPECT_EQ((*site)["alloc_count"], 7);
+    EXPECT_EQ((*site)["truncated"], false) << site->dump(1);
+    std::vector<std::string> names;
+    for (const auto& f : (*site)["stack"])
+        names.push_back(f["symbol"].is_string() ? f["symbol"].get<std::string>() : "?");
+    ASSERT_GE(names.size(), 3u) << site->dump(1);
+    EXPECT_EQ(names[0], "rbp_scratch_alloc");
+    EXPECT_EQ(names[1], "keep_one");
+    EXPECT_EQ(names[2], "main");
+}
+
 TEST_F(E2E, NoStacksMeansNoSites)
 {
     std::string path = temp_json("nostacks");
