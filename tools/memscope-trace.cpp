@@ -237,7 +237,21 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     const auto start = Clock::now();
     const int sample_ms = std::max(1, static_cast<int>(opt.interval * 1000));
     std::uint64_t sampled_peak = 0;
+    std::uint64_t command_peak = 0; // every followed process's live bytes together, sampled
     TimelineRecorder timeline(opt.interval);
+    // The timeline covers every followed process: their threads side by side.
+    auto sample_timeline = [&](const Snapshot& root) {
+        const double now = std::chrono::duration<double>(Clock::now() - start).count();
+        if (!family) {
+            timeline.sample(now, root.threads);
+            return;
+        }
+        std::vector<ThreadStats> threads = root.threads;
+        std::uint64_t live = root.live_bytes_sum;
+        family->add_live_threads(threads, live);
+        command_peak = std::max(command_peak, live);
+        timeline.sample(now, threads);
+    };
     std::optional<LiveTable> table;
     if (opt.live > 0)
         table.emplace();
@@ -267,6 +281,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         session.add_sites(r);
         r.timeline = timeline.timeline();
         add_tracked(r, session.tracked(snap, final));
+        if (family)
+            merge_processes(r, family->snapshot_sections(), std::max(sampled_peak, command_peak));
         return r;
     };
     auto control_reply = [&](const std::string& line) -> std::string {
@@ -354,7 +370,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         Snapshot snap = tracer.snapshot(traced.pid);
         sampled_peak = std::max(sampled_peak, snap.live_bytes_sum);
         if (timeline.due(elapsed()))
-            timeline.sample(elapsed(), snap.threads);
+            sample_timeline(snap);
         rates.sample(snap, traced.pid, elapsed());
         if (autopilot && rates.take_fresh()) {
             if (auto step = autopilot->decide(session.mode(), rates.hits_per_s(), rates.cpu_per_s())) {
@@ -403,7 +419,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     Report report = make_report(snap, traced.target, elapsed(), sampled_peak);
     session.describe_modes(report);
     if (timeline.due(elapsed()))
-        timeline.sample(elapsed(), snap.threads);
+        sample_timeline(snap);
     report.timeline = timeline.timeline();
     session.add_sites(report);
     rusage self{};
@@ -414,7 +430,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     report.tracer.bpf_map_bytes = tracer.map_bytes();
     add_tracked(report, session.tracked(snap, true));
     if (family)
-        merge_processes(report, family->sections(), sampled_peak);
+        merge_processes(report, family->sections(), std::max(sampled_peak, command_peak));
     return report;
 }
 

@@ -269,4 +269,29 @@ std::vector<Report> Family::sections()
     return out;
 }
 
+std::vector<Report> Family::snapshot_sections()
+{
+    std::vector<Report> out = ended_;
+    for (auto& [pid, m] : members_) {
+        if (!m.session)
+            continue;
+        Target t = target_of(pid, m);
+        Report r = make_section_(*m.session, t, false);
+        r.processes.push_back({t, m.parent, {}, true, 0});
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+void Family::add_live_threads(std::vector<ThreadStats>& threads, std::uint64_t& live_bytes) const
+{
+    for (const auto& [pid, m] : members_) {
+        if (!m.session)
+            continue;
+        Snapshot snap = tracer_.snapshot(pid);
+        threads.insert(threads.end(), snap.threads.begin(), snap.threads.end());
+        live_bytes += snap.live_bytes_sum;
+    }
+}
+
 } // namespace memscope

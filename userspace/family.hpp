@@ -45,6 +45,11 @@ public:
     // Sections of programs that ended (exec'd away or exited), then one for
     // each process still alive, the root excluded (the caller reports it).
     std::vector<Report> sections();
+    // The same without ending anything: a snapshot (SIGUSR1).
+    std::vector<Report> snapshot_sections();
+    // Append the threads of every live process but the root, and add their
+    // live bytes to `live_bytes` (the timeline's samples).
+    void add_live_threads(std::vector<ThreadStats>& threads, std::uint64_t& live_bytes) const;
     std::size_t processes_seen() const { return seen_; }
     // The program the root runs now (it may have exec'd another).
     std::string root_exe() const

@@ -4,6 +4,7 @@
 
 using namespace e2e;
 using nlohmann::json;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -115,4 +116,44 @@ TEST_F(E2E, RunFollowsAnExecFromAThreadThatIsNotTheLeader)
         if (s["function"] == "step")
             stack_allocs += s["alloc_count"].get<std::uint64_t>();
     EXPECT_EQ(stack_allocs, 30u);
+}
+
+TEST_F(E2E, SnapshotAndTimelineCoverTheFollowedProcesses)
+{
+    // phases runs as the shell's child (`; true` keeps the shell from
+    // exec'ing it): SIGUSR1's snapshot and the timeline include it.
+    const int pairs = 3000; // tests/targets/phases.c, per worker per phase
+    std::string path = temp_json("follow-snapshot");
+    Child tracer({kBin, "run", "--interval", "0.02", "--json", path, "--", "/bin/sh", "-c",
+                  target("phases") + " 2; true"});
+    ASSERT_TRUE(tracer.wait_for("ready\n", false)) << tracer.err_text;
+    tracer.write_stdin("phase 1\n");
+    ASSERT_TRUE(tracer.wait_for("done 1 ", false)) << tracer.err_text;
+    kill(tracer.pid, SIGUSR1);
+    json snap;
+    for (int i = 0; i < 200 && snap.is_null(); ++i) {
+        std::ifstream in(path);
+        if (in.good())
+            snap = json::parse(in, nullptr, false);
+        if (snap.is_discarded())
+            snap = nullptr;
+        std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_TRUE(snap.is_object()) << tracer.err_text;
+    auto in_snapshot = processes_running(snap, target("phases"));
+    ASSERT_EQ(in_snapshot.size(), 1u) << snap["processes"].dump(1);
+    const json* w0 = thread_named(snap, "phase-w0");
+    ASSERT_NE(w0, nullptr) << snap["threads"].dump(1);
+    EXPECT_EQ((*w0)["alloc_count"], pairs);
+    tracer.write_stdin("phase 2\nexit\n");
+    ASSERT_EQ(tracer.finish(), 0) << tracer.err_text;
+
+    json r = load(path);
+    w0 = thread_named(r, "phase-w0");
+    ASSERT_NE(w0, nullptr);
+    EXPECT_EQ((*w0)["alloc_count"], 2 * pairs);
+    bool sampled = false;
+    for (const auto& t : r["timeline"]["threads"])
+        sampled = sampled || t["name"] == "phase-w0";
+    EXPECT_TRUE(sampled) << r["timeline"]["threads"].dump();
 }
