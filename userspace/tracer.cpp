@@ -12,7 +12,9 @@
 
 #include <fcntl.h>
 #include <dirent.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/types.h>
 
@@ -153,7 +155,7 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     // process gets uprobe PMU links of its own (their release is slow).
     auto shared = std::make_unique<UprobeEvents>();
     std::string why;
-    if (shared->open(why))
+    if (options.shared_sites && shared->open(why))
         t->shared_ = std::move(shared);
     else if (getenv("MEMSCOPE_DEBUG_LIBBPF"))
         std::fprintf(stderr, "memscope-trace: per-process uprobes: %s\n", why.c_str());
@@ -233,33 +235,43 @@ Tracer::~Tracer()
         handover = shared_->hand_over();
         keep.insert(keep.end(), handover.fds.begin(), handover.fds.end());
     }
-    if (!keep.empty() && options_.detach_in_background) {
+    // The helper closes its copies once this process has closed its own (the
+    // end of this pipe, closed last): whoever closes last pays the release.
+    int done[2] = {-1, -1};
+    if (!keep.empty() && options_.detach_in_background && pipe2(done, O_CLOEXEC) == 0) {
+        keep.push_back(done[0]);
+        std::sort(keep.begin(), keep.end());
+        keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
         pid_t middle = fork();
         if (middle == 0) {
-            // Twice forked: the helper belongs to init, which reaps it.
-            if (fork() != 0)
-                _exit(0);
+            // Twice forked: the helper belongs to init, which reaps it. From
+            // a threaded process: nothing here allocates.
+            if (pid_t helper = fork(); helper != 0)
+                _exit(helper > 0 ? 0 : 1);
             setsid();
             prctl(PR_SET_NAME, "memscope-detach");
             // Nothing of the tracer's but the links: no pipe held open, no
             // pidfd, ring or map kept alive longer than the links need.
-            if (DIR* d = opendir("/proc/self/fd")) {
-                std::vector<int> fds;
-                while (dirent* e = readdir(d))
-                    if (e->d_name[0] != '.')
-                        fds.push_back(std::atoi(e->d_name));
-                closedir(d);
-                for (int fd : fds)
-                    if (std::find(keep.begin(), keep.end(), fd) == keep.end())
-                        close(fd);
+            unsigned from = 0;
+            for (int fd : keep) {
+                if (static_cast<unsigned>(fd) > from)
+                    syscall(SYS_close_range, from, static_cast<unsigned>(fd) - 1, 0u);
+                from = static_cast<unsigned>(fd) + 1;
             }
+            syscall(SYS_close_range, from, ~0u, 0u);
+            pollfd wait_for{done[0], POLLIN, 0};
+            poll(&wait_for, 1, 30 * 1000); // the tracer's end closes: EOF
             for (int fd : keep)
                 close(fd); // the last references: the kernel releases the probes here
             UprobeEvents::remove_events(handover.uprobe_events, handover.events);
             _exit(0);
         }
-        if (middle > 0)
-            waitpid(middle, nullptr, 0);
+        close(done[0]);
+        int status = 0;
+        if (middle > 0 && waitpid(middle, &status, 0) == middle && WIFEXITED(status) &&
+            WEXITSTATUS(status) == 0 && shared_)
+            shared_->handed_over(); // else the events are removed here
+
     }
     for (auto& p : probes_)
         destroy(p);
@@ -268,6 +280,8 @@ Tracer::~Tracer()
         ring_buffer__free(events_);
     if (skel_)
         memscope_bpf__destroy(skel_);
+    if (done[1] >= 0)
+        close(done[1]);
 }
 
 bool Tracer::add_target(int pid, std::string& error)
@@ -313,11 +327,16 @@ Probe Tracer::attach(const AttachSpec& spec)
     bpf_program* prog = program(spec.prog, spec.retprobe);
     if (shared_) {
         std::string err;
+        bool unshared = false;
         int fd = shared_->open_for(prog, spec.path, spec.offset, spec.retprobe, spec.ref_ctr_offset, spec.cookie,
-                                   spec.pid, err);
-        if (fd >= 0 || errno != EINVAL)
+                                   spec.pid, unshared, err);
+        if (fd >= 0 || !unshared)
             return {nullptr, fd};
-        // A path tracefs cannot take: this probe gets a link of its own.
+        // A site tracefs would not take (a path with blanks, say): this
+        // probe gets a link of its own.
+        if (getenv("MEMSCOPE_DEBUG_LIBBPF"))
+            std::fprintf(stderr, "memscope-trace: %s:0x%llx not shared: %s\n", spec.path.c_str(),
+                         static_cast<unsigned long long>(spec.offset), err.c_str());
     }
     bpf_uprobe_opts opts{};
     opts.sz = sizeof opts;

@@ -31,6 +31,9 @@ struct TracerOptions {
     // the tracker's probe on its `ret` instead of its 5-byte NOP.
     bool empty_programs = false;
     bool tracker_site_on_ret = false;
+    // Probe sites shared by the processes (uprobe_events.hpp); false: uprobe
+    // PMU links per process (what a machine without tracefs gets; benchmarks).
+    bool shared_sites = true;
     // Release the probes from a detached helper at exit (see ~Tracer).
     bool detach_in_background = true;
     // Frames kept per allocation stack in normal mode (0: no stacks), and

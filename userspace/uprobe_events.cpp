@@ -2,10 +2,14 @@
 
 #include <bpf/libbpf.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <ctime>
 
 #include <fcntl.h>
 #include <linux/perf_event.h>
@@ -22,23 +26,33 @@ namespace {
 
 constexpr const char* kGroupPrefix = "memscope_";
 
+#ifndef P_PIDFD
+constexpr idtype_t P_PIDFD = static_cast<idtype_t>(3);
+#endif
+
 bool exists(const std::string& path)
 {
     return access(path.c_str(), F_OK) == 0;
 }
 
 // Append one command to uprobe_events (O_APPEND: never O_TRUNC, which would
-// remove every uprobe event on the machine, other tools' too).
-bool write_command(const std::string& file, const std::string& command)
+// remove every uprobe event on the machine, other tools' too). One write: the
+// kernel parses each write as whole commands.
+bool write_raw(const char* file, const char* command, std::size_t size)
 {
-    int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+    int fd = ::open(file, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (fd < 0)
         return false;
-    ssize_t n = write(fd, command.data(), command.size());
+    ssize_t n = write(fd, command, size);
     int saved = errno;
     close(fd);
     errno = saved;
-    return n == static_cast<ssize_t>(command.size());
+    return n == static_cast<ssize_t>(size);
+}
+
+bool write_command(const std::string& file, const std::string& command)
+{
+    return write_raw(file.c_str(), command.data(), command.size());
 }
 
 int perf_event_for(int id, int pid)
@@ -60,6 +74,36 @@ bool plain_path(const std::string& path)
     return !path.empty() && path[0] == '/';
 }
 
+// A process's start time (clock ticks after boot, /proc/PID/stat field 22):
+// with its pid, a name no other process now or later has. Empty when gone.
+std::string start_time(const std::string& pid)
+{
+    std::ifstream in("/proc/" + pid + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto paren = stat.rfind(')');
+    if (paren == std::string::npos)
+        return {};
+    // Fields after the name start at 3 (state); the start time is field 22.
+    std::size_t pos = paren + 1;
+    std::string field;
+    for (int n = 3; n <= 22; ++n) {
+        pos = stat.find_first_not_of(' ', pos);
+        if (pos == std::string::npos)
+            return {};
+        auto end = stat.find(' ', pos);
+        field = stat.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        pos = end;
+    }
+    return field;
+}
+
+bool digits_only(const std::string& s)
+{
+    return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
+std::atomic<unsigned> groups_made{0};
+
 } // namespace
 
 UprobeEvents::~UprobeEvents()
@@ -72,10 +116,7 @@ UprobeEvents::~UprobeEvents()
     }
     if (!names.empty() && !handed_over_)
         remove_events(dir_ + "/uprobe_events", names);
-    if (anchor_ > 0) {
-        kill(anchor_, SIGKILL);
-        waitpid(anchor_, nullptr, 0);
-    }
+    stop_anchor();
 }
 
 bool UprobeEvents::open(std::string& why)
@@ -93,10 +134,32 @@ bool UprobeEvents::open(std::string& why)
         why = "no tracefs with uprobe_events (mount -t tracefs nodev /sys/kernel/tracing)";
         return false;
     }
-    group_ = kGroupPrefix + std::to_string(getpid());
+    if (access((dir_ + "/uprobe_events").c_str(), W_OK) != 0) {
+        why = dir_ + "/uprobe_events: " + std::strerror(errno);
+        return false;
+    }
+    const std::string self = std::to_string(getpid());
+    const std::string started = start_time(self);
+    if (started.empty()) {
+        why = "cannot read this process's start time";
+        return false;
+    }
+    group_ = kGroupPrefix + self + "_" + started + "_" + std::to_string(groups_made++);
     remove_stale();
+    if (exists(dir_ + "/events/" + group_)) {
+        why = "tracefs already has a group " + group_;
+        return false;
+    }
+    return start_anchor(why);
+}
+
+bool UprobeEvents::start_anchor(std::string& why)
+{
+    stop_anchor();
     // The anchor: a process that only waits, the holder of the programs'
-    // perf events. It dies with the tracer's thread that made it.
+    // perf events. It dies with the tracer's thread that made it, and with
+    // nothing else: no signal reaches it (not the terminal's ^C either: it
+    // has a session of its own), only SIGKILL.
     const pid_t parent = getpid();
     pid_t child = fork();
     if (child < 0) {
@@ -104,27 +167,55 @@ bool UprobeEvents::open(std::string& why)
         return false;
     }
     if (child == 0) {
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, nullptr);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(0);
+        setsid();
         prctl(PR_SET_NAME, "memscope-anchor");
         syscall(SYS_close_range, 3u, ~0u, 0u);
         for (;;)
             pause();
     }
     anchor_ = child;
+    anchor_fd_ = static_cast<int>(syscall(SYS_pidfd_open, child, 0));
+    if (anchor_fd_ < 0) {
+        why = std::string("pidfd_open: ") + std::strerror(errno);
+        kill(child, SIGKILL);
+        waitpid(child, nullptr, 0);
+        anchor_ = -1;
+        return false;
+    }
     return true;
+}
+
+void UprobeEvents::stop_anchor()
+{
+    if (anchor_fd_ >= 0) {
+        // Through its pidfd: if it died and was reaped already (the family's
+        // waitpid(-1) takes any child), its pid may be another process's now.
+        syscall(SYS_pidfd_send_signal, anchor_fd_, SIGKILL, nullptr, 0);
+        siginfo_t info{};
+        waitid(P_PIDFD, static_cast<id_t>(anchor_fd_), &info, WEXITED);
+        close(anchor_fd_);
+    }
+    anchor_fd_ = -1;
+    anchor_ = -1;
 }
 
 void UprobeEvents::remove_stale() const
 {
     // Events of a tracer killed outright (its own exit removes them): no
-    // process holds them, nothing fires; they are only names. A group whose
-    // pid is alive belongs to a tracer still running.
+    // process holds them, nothing fires; they are only names. A group is
+    // stale when its process is gone: no process of that pid, or one that
+    // started at another time (the pid was reused). Groups of this process
+    // (another tracer in it) and of live tracers stay.
     std::ifstream in(dir_ + "/uprobe_events");
     std::vector<std::string> stale;
     for (std::string line; std::getline(in, line);) {
-        // "p:memscope_123/p4 /path:0x..."
+        // "p:memscope_123_4567_0/p4 /path:0x..."
         auto colon = line.find(':');
         auto slash = line.find('/');
         auto space = line.find(' ');
@@ -134,10 +225,21 @@ void UprobeEvents::remove_stale() const
         std::string group = line.substr(colon + 1, slash - colon - 1);
         if (group.rfind(kGroupPrefix, 0) != 0)
             continue;
-        const std::string digits = group.substr(std::strlen(kGroupPrefix));
-        if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+        // pid, start time, number; or pid alone (groups of earlier versions).
+        std::vector<std::string> parts;
+        std::string rest = group.substr(std::strlen(kGroupPrefix));
+        for (std::size_t pos = 0;;) {
+            auto us = rest.find('_', pos);
+            parts.push_back(rest.substr(pos, us == std::string::npos ? std::string::npos : us - pos));
+            if (us == std::string::npos)
+                break;
+            pos = us + 1;
+        }
+        if (!std::all_of(parts.begin(), parts.end(), digits_only) || (parts.size() != 1 && parts.size() != 3))
             continue;
-        if (exists("/proc/" + digits))
+        const std::string started = start_time(parts[0]);
+        const bool alive = parts.size() == 1 ? !started.empty() : started == parts[1];
+        if (alive)
             continue;
         stale.push_back(line.substr(colon + 1, space - colon - 1));
     }
@@ -147,8 +249,22 @@ void UprobeEvents::remove_stale() const
 
 void UprobeEvents::remove_events(const std::string& uprobe_events_file, const std::vector<std::string>& events)
 {
-    for (const auto& e : events)
-        write_command(uprobe_events_file, "-:" + e + "\n");
+    for (const auto& e : events) {
+        char command[256];
+        if (e.size() + 4 > sizeof command)
+            continue; // never made: names are short
+        command[0] = '-';
+        command[1] = ':';
+        std::memcpy(command + 2, e.data(), e.size());
+        command[e.size() + 2] = '\n';
+        // A perf event being released may hold the event a moment longer.
+        for (int tries = 0; tries < 20; ++tries) {
+            if (write_raw(uprobe_events_file.c_str(), command, e.size() + 3) || errno != EBUSY)
+                break;
+            struct timespec pause_for{0, 50 * 1000 * 1000};
+            nanosleep(&pause_for, nullptr);
+        }
+    }
 }
 
 UprobeEvents::Event* UprobeEvents::event_for(bpf_program* prog, const std::string& path, std::uint64_t offset,
@@ -189,8 +305,16 @@ UprobeEvents::Event* UprobeEvents::event_for(bpf_program* prog, const std::strin
         error = "the new uprobe event has no id";
         return nullptr;
     }
-    // The program, once, on the anchor's perf event.
+    // The program, once, on the anchor's perf event (a new anchor if the
+    // old one was killed).
     int fd = perf_event_for(e.id, anchor_);
+    if (fd < 0 && errno == ESRCH) {
+        std::string why;
+        if (start_anchor(why))
+            fd = perf_event_for(e.id, anchor_);
+        else
+            errno = ESRCH;
+    }
     if (fd < 0) {
         int saved = errno;
         remove_events(dir_ + "/uprobe_events", {e.name});
@@ -214,9 +338,11 @@ UprobeEvents::Event* UprobeEvents::event_for(bpf_program* prog, const std::strin
 }
 
 int UprobeEvents::open_for(bpf_program* prog, const std::string& path, std::uint64_t offset, bool retprobe,
-                           std::uint64_t ref_ctr_offset, std::uint64_t cookie, int pid, std::string& error)
+                           std::uint64_t ref_ctr_offset, std::uint64_t cookie, int pid, bool& unshared,
+                           std::string& error)
 {
     Event* e = event_for(prog, path, offset, retprobe, ref_ctr_offset, cookie, error);
+    unshared = e == nullptr;
     if (!e)
         return -1;
     int fd = perf_event_for(e->id, pid);
@@ -225,10 +351,9 @@ int UprobeEvents::open_for(bpf_program* prog, const std::string& path, std::uint
     return fd;
 }
 
-UprobeEvents::Handover UprobeEvents::hand_over()
+UprobeEvents::Handover UprobeEvents::hand_over() const
 {
     Handover h;
-    handed_over_ = true;
     h.uprobe_events = dir_ + "/uprobe_events";
     for (auto& [key, e] : events_) {
         h.fds.push_back(bpf_link__fd(e.link));

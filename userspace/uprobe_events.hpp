@@ -3,7 +3,8 @@
 // it waits out a grace period under a kernel-wide lock (~0.1 s): a command
 // that starts hundreds of processes would leave minutes of releases behind,
 // stalling every other uprobe user meanwhile. Here each probe site is one
-// tracefs uprobe event (group memscope_<tracer pid>); its program is attached
+// tracefs uprobe event (group memscope_<tracer pid>_<its start time>_<n>, a
+// name no other tracer, now or later, can hold); its program is attached
 // once, through a perf event of an idle anchor process that never runs the
 // probed code; each traced process gets a plain perf event on it, which only
 // lets the event fire in that process (the kernel filters uprobe hits by the
@@ -35,23 +36,33 @@ public:
 
     // A perf event that lets the site's event fire in process `pid` (its fd,
     // owned by the caller), the event made and the program attached on first
-    // use. -1 with `error` set on failure (errno kept).
+    // use. -1 on failure, errno kept and `error` set; `unshared` is then true
+    // when the site could not be made a shared event at all (tracefs refused
+    // it, or the program would not attach): the caller gives that probe a
+    // link of its own. False means the process itself could not be given the
+    // event (it is gone, say).
     int open_for(bpf_program* prog, const std::string& path, std::uint64_t offset, bool retprobe,
-                 std::uint64_t ref_ctr_offset, std::uint64_t cookie, int pid, std::string& error);
+                 std::uint64_t ref_ctr_offset, std::uint64_t cookie, int pid, bool& unshared,
+                 std::string& error);
 
-    // Hand the programs' links to a helper at exit: their fds, and the
-    // events to remove once they are closed. Afterwards this object owns nothing.
+    // What a helper needs to release the programs' links at exit: their fds,
+    // and the events to remove once they are closed. The caller passes it on
+    // and, once the helper exists, calls handed_over(): from then on this
+    // object leaves the events alone (until then it removes them itself).
     struct Handover {
         std::vector<int> fds;
         std::string uprobe_events; // the tracefs file
         std::vector<std::string> events; // "group/name"
     };
-    Handover hand_over();
+    Handover hand_over() const;
+    void handed_over() { handed_over_ = true; }
 
-    // Remove events (each "group/name") through `uprobe_events_file`; those
-    // still in use stay. Safe in a forked child (no allocation after the
-    // strings are built: the caller builds them).
+    // Remove events (each "group/name") through `uprobe_events_file`,
+    // retrying a moment while one is still busy. Allocates nothing: safe in
+    // a child forked from a threaded process.
     static void remove_events(const std::string& uprobe_events_file, const std::vector<std::string>& events);
+
+    const std::string& group() const { return group_; }
 
 private:
     struct Event {
@@ -65,10 +76,13 @@ private:
     Event* event_for(bpf_program* prog, const std::string& path, std::uint64_t offset, bool retprobe,
                      std::uint64_t ref_ctr_offset, std::uint64_t cookie, std::string& error);
     void remove_stale() const;
+    bool start_anchor(std::string& why);
+    void stop_anchor();
 
     std::string dir_;   // tracefs
-    std::string group_; // memscope_<pid>
-    int anchor_ = -1;
+    std::string group_; // memscope_<pid>_<start time>_<n>
+    int anchor_ = -1;   // its pid
+    int anchor_fd_ = -1; // its pidfd: signalled and waited for without pid reuse races
     bool handed_over_ = false; // the events are the helper's to remove
     unsigned next_ = 0;
     std::map<Key, Event> events_;

@@ -189,6 +189,7 @@ TEST_F(E2E, KillNineLeavesTargetUnharmed)
     EXPECT_EQ(first_byte(), 0xcc); // the probe is really there
     app.write_stdin("spin\n");
     std::this_thread::sleep_for(500ms); // mid-run, probes firing
+    const std::string group = "memscope_" + std::to_string(tracer.pid) + "_"; // finish() forgets the pid
     kill(tracer.pid, SIGKILL);
     EXPECT_EQ(tracer.finish(), 128 + SIGKILL);
     EXPECT_EQ(first_byte(), original); // nothing of ours left in the target
@@ -203,10 +204,55 @@ TEST_F(E2E, KillNineLeavesTargetUnharmed)
         ss << in.rdbuf();
         return ss.str();
     };
-    const std::string group = "memscope_" + std::to_string(tracer.pid) + "/";
+    EXPECT_NE(uprobe_events().find(group), std::string::npos) << uprobe_events();
     Result next = run({kBin, "run", "--", "/bin/true"});
     EXPECT_EQ(next.status, 0) << next.err;
     EXPECT_EQ(uprobe_events().find(group), std::string::npos) << uprobe_events();
+}
+
+TEST_F(E2E, StaleProbeGroupsAreRemovedAndLiveOnesKept)
+{
+    // Groups are named memscope_<pid>_<start time>_<n>. One whose pid is
+    // alive but started at another time was left by a killed tracer whose pid
+    // was reused since: stale. One whose process is this very one is live.
+    auto stat_field_22 = [](int pid) {
+        std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+        std::string field;
+        for (int n = 3; n <= 22; ++n)
+            rest >> field;
+        return field;
+    };
+    const std::string self = std::to_string(getpid());
+    const std::string reused = "memscope_" + self + "_1_0";
+    const std::string live = "memscope_" + self + "_" + stat_field_22(getpid()) + "_0";
+    const std::string gone = "memscope_999999999_5_0";
+    const std::string file = "/sys/kernel/tracing/uprobe_events";
+    auto command = [&](const std::string& line) {
+        // One write with O_APPEND (an ofstream in append mode seeks, which tracefs refuses).
+        int fd = open(file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+        bool ok = fd >= 0 && write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+        if (fd >= 0)
+            close(fd);
+        return ok;
+    };
+    auto add = [&](const std::string& group) { return command("p:" + group + "/p0 /bin/true:0x0\n"); };
+    auto has = [&](const std::string& group) {
+        std::ifstream in(file);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        return ss.str().find(":" + group + "/") != std::string::npos;
+    };
+    ASSERT_TRUE(add(reused) && add(live) && add(gone));
+    ASSERT_TRUE(has(reused) && has(live) && has(gone));
+    Result r = run({kBin, "run", "--", "/bin/true"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_FALSE(has(reused));
+    EXPECT_FALSE(has(gone));
+    EXPECT_TRUE(has(live));
+    EXPECT_TRUE(command("-:" + live + "/p0\n"));
+    EXPECT_FALSE(has(live));
 }
 
 TEST_F(E2E, BadPidIsOneLineAndNonZero)

@@ -298,3 +298,18 @@ TEST_F(E2E, RustOwnersJoinTheirBlocks)
     expect_variable(vars, "counted", "alloc::rc::Rc<u32>", true, 24);
     expect_variable(vars, "shared", "alloc::sync::Arc<[u8; 100]>", true, 120);
 }
+
+TEST_F(E2E, TrackedVariablesInAProgramWhosePathHasABlank)
+{
+    // tracefs cannot take such a path: the tracker's probe in the program
+    // gets a link of its own; nothing is lost.
+    char dir[] = "/tmp/memscope e2e XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    const std::string copy = std::string(dir) + "/tracked threads";
+    std::filesystem::copy_file(target("tracked_threads"), copy);
+    std::filesystem::permissions(copy, std::filesystem::perms::owner_all);
+    const int threads = 4, iters = 100;
+    json r = trace_run({copy, std::to_string(threads), std::to_string(iters)});
+    std::filesystem::remove_all(dir);
+    check_threads_scenario(r, threads, iters, "std::vector<int>", "std::string", 41, false);
+}
