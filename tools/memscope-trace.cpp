@@ -61,7 +61,7 @@ struct Options {
     std::uint32_t max_threads = MS_DEFAULT_MAX_THREADS;
     std::size_t max_variables = kDefaultMaxVariables;
     int nice = -19;
-    bool bench_floor = false, bench_tracker_on_ret = false;
+    bool bench_floor = false, bench_tracker_on_ret = false, bench_pmu_uprobes = false;
     std::string mode; // empty: not given
     bool auto_mode = false;
     double overhead_budget = 5.0;
@@ -499,6 +499,7 @@ TracerOptions tracer_options(const Options& opt)
     t.max_threads = opt.max_threads;
     t.max_allocations = opt.max_allocations;
     t.empty_programs = opt.bench_floor;
+    t.shared_sites = !opt.bench_pmu_uprobes;
     t.tracker_site_on_ret = opt.bench_tracker_on_ret;
     t.stack_depth = opt.no_stacks ? 0 : opt.stack_depth;
     return t;
@@ -742,6 +743,7 @@ int main(int argc, char** argv)
         // and the tracker probed on a site the kernel cannot rewrite.
         a->add_flag("--bench-floor", opt.bench_floor)->group("");
         a->add_flag("--bench-tracker-on-ret", opt.bench_tracker_on_ret)->group("");
+        a->add_flag("--bench-pmu-uprobes", opt.bench_pmu_uprobes)->group("");
         a->add_option("--nice", opt.nice,
                       "the tracer's own nice value (default -19: it must drain events as fast as the "
                       "target's threads make them)")

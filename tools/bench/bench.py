@@ -14,6 +14,11 @@ Sections (all by default):
   entry      a tracker entry point: untraced, traced (5-byte NOP site),
              the floor on that site, and our program on a site the kernel
              cannot rewrite (its `ret`).
+  follow     `run` following a shell's N short children (/bin/true): wall
+             time untraced, traced with --no-follow, followed with shared
+             probe sites, and followed with uprobe PMU links per process
+             (the fallback without tracefs); and how long the probes'
+             release goes on after the tracer exits.
   tracer     the tracer's own cost on the 100,000-variable scenario: CPU per
              100,000 events/s, RSS, BPF map memory, drops.
 
@@ -306,6 +311,46 @@ def section_entry(results):
     results["entry"] = row
 
 
+def wait_for_release(timeout=600):
+    """Seconds until no memscope-detach helper is left releasing probes."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if subprocess.run(["pgrep", "--runstates", "D,R,S", "-x", "memscope-detach"],
+                          stdout=subprocess.DEVNULL).returncode != 0:
+            break
+        time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def section_follow(results):
+    rows = {}
+    for n in ARGS.children:
+        cmd = ["/bin/sh", "-c", "for i in $(seq %d); do /bin/true; done" % n]
+        row = {}
+        for name, args in (("untraced", None), ("no_follow", ["--no-follow"]), ("shared", []),
+                           ("pmu", ["--bench-pmu-uprobes"])):
+            walls, releases = [], []
+            for _ in range(ARGS.reps):
+                wait_for_release()
+                full = cmd if args is None else [build_path("memscope-trace"), "run"] + args + ["--"] + cmd
+                t0 = time.monotonic()
+                p = subprocess.run(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=1200)
+                walls.append(time.monotonic() - t0)
+                if p.returncode != 0:
+                    raise RuntimeError("%s: %s" % (name, p.stderr.strip()[-200:]))
+                releases.append(wait_for_release() if args is not None else 0.0)
+            row[name + "_s"] = statistics.median(walls)
+            row[name + "_release_s"] = statistics.median(releases)
+        row["shared_ms_per_child"] = 1000 * (row["shared_s"] - row["no_follow_s"]) / n
+        row["pmu_ms_per_child"] = 1000 * (row["pmu_s"] - row["no_follow_s"]) / n
+        rows[str(n)] = row
+        log("  %d children: untraced %.2f s, --no-follow %.2f s, shared sites %.2f s (+%.0f s release), "
+            "per-process links %.2f s (+%.0f s release)" % (
+                n, row["untraced_s"], row["no_follow_s"], row["shared_s"], row["shared_release_s"], row["pmu_s"],
+                row["pmu_release_s"]))
+    results["follow"] = {"reps": ARGS.reps, "rows": rows}
+
+
 def section_tracer(results):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "r.json")
@@ -424,6 +469,17 @@ def markdown(res):
                       e["untraced_ns"], e["nop5_site_ns"], e["fast_nop5_site_ns"], e["async_nop5_site_ns"],
                       e["floor_nop5_site_ns"], e["int3_site_ns"], e["traced_x_floor"], e["fast_x_floor"],
                       e["async_x_floor"]), ""]
+    if "follow" in res:
+        f = res["follow"]
+        lines += ["## Following a command's children (`run -- sh -c 'for ...; do /bin/true; done'`, median of %d)" % f["reps"], "",
+                  "| children | untraced s | --no-follow s | followed, shared sites s | ms per child | release after exit s | followed, uprobe links per process s | ms per child | release after exit s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for n, r in f["rows"].items():
+            lines.append("| %s | %.2f | %.2f | %.2f | **%.1f** | %.1f | %.2f | %.1f | %.1f |" % (
+                n, r["untraced_s"], r["no_follow_s"], r["shared_s"], r["shared_ms_per_child"], r["shared_release_s"],
+                r["pmu_s"], r["pmu_ms_per_child"], r["pmu_release_s"]))
+        lines += ["", "Release: how long the detached helper goes on releasing probes after the tracer exits; "
+                  "meanwhile each uprobe release holds a kernel-wide lock that every other uprobe user waits on.", ""]
     if "tracer" in res:
         t = res["tracer"]
         lines += ["## The tracer's own cost", "",
@@ -448,11 +504,13 @@ def main():
     ap.add_argument("--scaling-pairs", type=int, default=200000, help="pairs per scaling run, split across threads")
     ap.add_argument("--threads", default="1,2,8,50,200")
     ap.add_argument("--entry-calls", type=int, default=100000)
-    ap.add_argument("--sections", default="pairs,stacks,scaling,bystander,entry,tracer")
+    ap.add_argument("--children", default="20,200", help="children per run in the follow section")
+    ap.add_argument("--sections", default="pairs,stacks,scaling,bystander,entry,follow,tracer")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"))
     ap.add_argument("--markdown", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     ARGS = ap.parse_args()
     ARGS.threads = [int(t) for t in ARGS.threads.split(",")]
+    ARGS.children = [int(c) for c in ARGS.children.split(",")]
     if os.geteuid() != 0:
         sys.exit("bench: needs root (BPF)")
     for exe in ("memscope-trace", "alloc_pairs", "track_cost", "target_tracked_threads"):
@@ -464,13 +522,13 @@ def main():
     try:
         old = json.load(open(ARGS.json))
         if old.get("machine", {}).get("kernel") == res["machine"]["kernel"]:
-            for k in ("pairs", "stacks", "scaling", "bystander", "entry", "tracer"):
+            for k in ("pairs", "stacks", "scaling", "bystander", "entry", "follow", "tracer"):
                 if k not in sections and k in old:
                     res[k] = old[k]
     except (OSError, ValueError):
         pass
     for name, fn in (("pairs", section_pairs), ("stacks", section_stacks), ("scaling", section_scaling), ("bystander", section_bystander),
-                     ("entry", section_entry), ("tracer", section_tracer)):
+                     ("entry", section_entry), ("follow", section_follow), ("tracer", section_tracer)):
         if name in sections:
             log("bench: %s" % name)
             fn(res)
