@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
+#include <csignal>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <cstring>
 
 #include "elf_symbols.hpp"
+#include "proc.hpp"
 
 namespace memscope {
 
@@ -27,8 +30,16 @@ std::uint64_t now_ns()
 }
 
 // The helper: one batch of pairs per byte received, its time sent back.
-[[noreturn]] void helper(int in, int out)
+[[noreturn]] void helper(pid_t parent, int in, int out)
 {
+    // Nothing of the tracer's but its two pipes (its own copy of the write
+    // end would keep it reading forever, a killed tracer's probe links alive),
+    // and gone with the tracer.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(0);
+    const int keep[2] = {std::min(in, out), std::max(in, out)};
+    close_fds_except(keep, 2);
     char c;
     while (read(in, &c, 1) == 1 && c == 'g') {
         std::uint64_t t0 = now_ns();
@@ -86,9 +97,10 @@ std::string calibrate_hit_costs(Tracer& tracer, double (&cost_ns)[3])
     if (pipe2(to, O_CLOEXEC) != 0 || pipe2(from, O_CLOEXEC) != 0)
         return std::string("cannot calibrate: ") + std::strerror(errno);
     Helper h;
+    const pid_t self = getpid();
     h.pid = fork();
     if (h.pid == 0)
-        helper(to[0], from[1]);
+        helper(self, to[0], from[1]);
     close(to[0]);
     close(from[1]);
     h.cmd = to[1];

@@ -4,12 +4,45 @@
 #include <csignal>
 #include <fstream>
 #include <sstream>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 
 namespace memscope {
+
+namespace {
+
+void close_range_of(unsigned first, unsigned last)
+{
+    if (first > last)
+        return;
+    if (syscall(SYS_close_range, first, last, 0u) == 0)
+        return;
+    rlimit lim{};
+    unsigned end = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < (1u << 20)
+                       ? static_cast<unsigned>(lim.rlim_cur)
+                       : (1u << 20);
+    for (unsigned fd = first; fd <= last && fd < end; ++fd)
+        close(static_cast<int>(fd));
+}
+
+} // namespace
+
+void close_fds_except(const int* keep, std::size_t n)
+{
+    unsigned from = 3;
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto fd = static_cast<unsigned>(keep[i]);
+        if (fd > from)
+            close_range_of(from, fd - 1);
+        if (fd + 1 > from)
+            from = fd + 1;
+    }
+    close_range_of(from, ~0u);
+}
 
 std::string path_in_process(int pid, const std::string& path)
 {

@@ -1,6 +1,7 @@
 // What /proc and /sys say about a process and this machine.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <vector>
@@ -15,6 +16,11 @@ std::string shown_path(int pid, const std::string& host_path);
 
 // Distinct files mapped executable by `pid`, in the order first mapped.
 std::vector<std::string> executable_mappings(int pid);
+
+// In a child just forked: close every fd from 3 up but those in `keep`
+// (sorted, n of them). Allocates nothing; close_range where the kernel (or a
+// seccomp profile) allows, else one close at a time.
+void close_fds_except(const int* keep, std::size_t n);
 
 std::optional<std::string> read_first_line(const std::string& path);
 std::string thread_comm(int pid, int tid);

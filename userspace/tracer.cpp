@@ -252,13 +252,8 @@ Tracer::~Tracer()
             prctl(PR_SET_NAME, "memscope-detach");
             // Nothing of the tracer's but the links: no pipe held open, no
             // pidfd, ring or map kept alive longer than the links need.
-            unsigned from = 0;
-            for (int fd : keep) {
-                if (static_cast<unsigned>(fd) > from)
-                    syscall(SYS_close_range, from, static_cast<unsigned>(fd) - 1, 0u);
-                from = static_cast<unsigned>(fd) + 1;
-            }
-            syscall(SYS_close_range, from, ~0u, 0u);
+            close(done[1]); // first: EOF must come however the rest goes
+            close_fds_except(keep.data(), keep.size());
             pollfd wait_for{done[0], POLLIN, 0};
             poll(&wait_for, 1, 30 * 1000); // the tracer's end closes: EOF
             for (int fd : keep)
@@ -267,9 +262,16 @@ Tracer::~Tracer()
             _exit(0);
         }
         close(done[0]);
+        // Handed over unless the middle said it could not fork the helper
+        // (a failed wait, EINTR say, leaves the helper in charge: removing
+        // its events here would wait for the release it is about to do).
         int status = 0;
-        if (middle > 0 && waitpid(middle, &status, 0) == middle && WIFEXITED(status) &&
-            WEXITSTATUS(status) == 0 && shared_)
+        pid_t waited = -1;
+        if (middle > 0)
+            while ((waited = waitpid(middle, &status, 0)) < 0 && errno == EINTR) {
+            }
+        const bool no_helper = middle < 0 || (waited == middle && WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        if (!no_helper && shared_)
             shared_->handed_over(); // else the events are removed here
 
     }

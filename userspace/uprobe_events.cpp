@@ -1,5 +1,7 @@
 #include "uprobe_events.hpp"
 
+#include "proc.hpp"
+
 #include <bpf/libbpf.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <ctime>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/perf_event.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -175,7 +178,7 @@ bool UprobeEvents::start_anchor(std::string& why)
             _exit(0);
         setsid();
         prctl(PR_SET_NAME, "memscope-anchor");
-        syscall(SYS_close_range, 3u, ~0u, 0u);
+        close_fds_except(nullptr, 0);
         for (;;)
             pause();
     }
@@ -196,13 +199,23 @@ void UprobeEvents::stop_anchor()
     if (anchor_fd_ >= 0) {
         // Through its pidfd: if it died and was reaped already (the family's
         // waitpid(-1) takes any child), its pid may be another process's now.
-        syscall(SYS_pidfd_send_signal, anchor_fd_, SIGKILL, nullptr, 0);
+        bool sent = syscall(SYS_pidfd_send_signal, anchor_fd_, SIGKILL, nullptr, 0) == 0;
+        if (!sent && errno != ESRCH && !anchor_exited())
+            sent = kill(anchor_, SIGKILL) == 0; // pidfd_send_signal refused (seccomp)
         siginfo_t info{};
-        waitid(P_PIDFD, static_cast<id_t>(anchor_fd_), &info, WEXITED);
+        // Never blocks on an anchor no signal reached.
+        waitid(P_PIDFD, static_cast<id_t>(anchor_fd_), &info, WEXITED | (sent ? 0 : WNOHANG));
         close(anchor_fd_);
     }
     anchor_fd_ = -1;
     anchor_ = -1;
+}
+
+bool UprobeEvents::anchor_exited() const
+{
+    // A pidfd reads ready once its process has exited (reaped or not).
+    pollfd p{anchor_fd_, POLLIN, 0};
+    return anchor_fd_ < 0 || poll(&p, 1, 0) != 0;
 }
 
 void UprobeEvents::remove_stale() const
@@ -243,11 +256,15 @@ void UprobeEvents::remove_stale() const
             continue;
         stale.push_back(line.substr(colon + 1, space - colon - 1));
     }
+    // Once each: one still in use is someone's (a helper releasing it, a
+    // tracer in another pid namespace): not stale after all, and not worth
+    // waiting for.
     if (!stale.empty())
-        remove_events(dir_ + "/uprobe_events", stale);
+        remove_events(dir_ + "/uprobe_events", stale, false);
 }
 
-void UprobeEvents::remove_events(const std::string& uprobe_events_file, const std::vector<std::string>& events)
+void UprobeEvents::remove_events(const std::string& uprobe_events_file, const std::vector<std::string>& events,
+                                 bool wait_busy)
 {
     for (const auto& e : events) {
         char command[256];
@@ -258,7 +275,7 @@ void UprobeEvents::remove_events(const std::string& uprobe_events_file, const st
         std::memcpy(command + 2, e.data(), e.size());
         command[e.size() + 2] = '\n';
         // A perf event being released may hold the event a moment longer.
-        for (int tries = 0; tries < 20; ++tries) {
+        for (int tries = 0; tries < (wait_busy ? 20 : 1); ++tries) {
             if (write_raw(uprobe_events_file.c_str(), command, e.size() + 3) || errno != EBUSY)
                 break;
             struct timespec pause_for{0, 50 * 1000 * 1000};
@@ -305,16 +322,17 @@ UprobeEvents::Event* UprobeEvents::event_for(bpf_program* prog, const std::strin
         error = "the new uprobe event has no id";
         return nullptr;
     }
-    // The program, once, on the anchor's perf event (a new anchor if the
-    // old one was killed).
-    int fd = perf_event_for(e.id, anchor_);
-    if (fd < 0 && errno == ESRCH) {
-        std::string why;
-        if (start_anchor(why))
-            fd = perf_event_for(e.id, anchor_);
-        else
-            errno = ESRCH;
+    // The program, once, on the anchor's perf event; a new anchor if the
+    // old one was killed (asked of its pidfd, not its pid: once reaped, its
+    // pid may be another process's, which must not get the probe).
+    std::string why;
+    if (anchor_exited() && !start_anchor(why)) {
+        remove_events(dir_ + "/uprobe_events", {e.name});
+        errno = ESRCH;
+        error = why;
+        return nullptr;
     }
+    int fd = perf_event_for(e.id, anchor_);
     if (fd < 0) {
         int saved = errno;
         remove_events(dir_ + "/uprobe_events", {e.name});

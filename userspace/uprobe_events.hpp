@@ -57,10 +57,12 @@ public:
     Handover hand_over() const;
     void handed_over() { handed_over_ = true; }
 
-    // Remove events (each "group/name") through `uprobe_events_file`,
-    // retrying a moment while one is still busy. Allocates nothing: safe in
-    // a child forked from a threaded process.
-    static void remove_events(const std::string& uprobe_events_file, const std::vector<std::string>& events);
+    // Remove events (each "group/name") through `uprobe_events_file`; with
+    // `wait_busy`, retrying a moment while one is still in use (a release
+    // under way). Allocates nothing: safe in a child forked from a threaded
+    // process.
+    static void remove_events(const std::string& uprobe_events_file, const std::vector<std::string>& events,
+                              bool wait_busy = true);
 
     const std::string& group() const { return group_; }
 
@@ -78,6 +80,7 @@ private:
     void remove_stale() const;
     bool start_anchor(std::string& why);
     void stop_anchor();
+    bool anchor_exited() const;
 
     std::string dir_;   // tracefs
     std::string group_; // memscope_<pid>_<start time>_<n>

@@ -199,7 +199,7 @@ TEST_F(E2E, KillNineLeavesTargetUnharmed)
     // The killed tracer's shared sites stay as names in tracefs (nothing
     // fires: no process holds them) until the next tracer removes them.
     auto uprobe_events = [] {
-        std::ifstream in("/sys/kernel/tracing/uprobe_events");
+        std::ifstream in(uprobe_events_file());
         std::stringstream ss;
         ss << in.rdbuf();
         return ss.str();
@@ -228,7 +228,7 @@ TEST_F(E2E, StaleProbeGroupsAreRemovedAndLiveOnesKept)
     const std::string reused = "memscope_" + self + "_1_0";
     const std::string live = "memscope_" + self + "_" + stat_field_22(getpid()) + "_0";
     const std::string gone = "memscope_999999999_5_0";
-    const std::string file = "/sys/kernel/tracing/uprobe_events";
+    const std::string file = uprobe_events_file();
     auto command = [&](const std::string& line) {
         // One write with O_APPEND (an ofstream in append mode seeks, which tracefs refuses).
         int fd = open(file.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);

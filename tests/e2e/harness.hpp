@@ -32,6 +32,15 @@ inline const std::string kTargets = TARGET_DIR;
 
 inline std::string target(const std::string& name) { return kTargets + "/target_" + name; }
 
+// tracefs's uprobe_events, where the tracer finds it too.
+inline std::string uprobe_events_file()
+{
+    for (const char* f : {"/sys/kernel/tracing/uprobe_events", "/sys/kernel/debug/tracing/uprobe_events"})
+        if (access(f, F_OK) == 0)
+            return f;
+    return "/sys/kernel/tracing/uprobe_events";
+}
+
 // A child process with its stdio on pipes.
 struct Child {
     pid_t pid = -1;
