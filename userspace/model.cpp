@@ -67,6 +67,85 @@ void sort_threads(Report& report)
     });
 }
 
+namespace {
+
+constexpr const char* kUnreadableWarning = " tracker descriptors could not be read from the target's files";
+constexpr const char* kRingWarning =
+    "the event ring overflowed: some tracked variables are missing, and some freed ones may show as live";
+
+void tracked_warnings(Report& report)
+{
+    const Tracked& t = report.tracked;
+    auto add = [&](std::string w) {
+        if (std::find(report.warnings.begin(), report.warnings.end(), w) == report.warnings.end())
+            report.warnings.push_back(std::move(w));
+    };
+    if (report.dropped.reasons.count("event_ring_full") && !t.variables.empty())
+        add(kRingWarning);
+    if (t.unreadable_descriptors > 0)
+        add(std::to_string(t.unreadable_descriptors) + kUnreadableWarning + " (shown as \"?\")");
+}
+
+// Fold a process's tracker records into the root's; `moved` shifts a
+// descriptor index of the process's table to where it lands in the root's.
+template <typename Moved>
+void merge_tracked(Tracked& root, Tracked s, Moved moved)
+{
+    for (auto& m : s.modules)
+        if (std::find(root.modules.begin(), root.modules.end(), m) == root.modules.end())
+            root.modules.push_back(std::move(m));
+    for (auto& v : s.variables) {
+        moved(v.desc);
+        moved(v.scope);
+        moved(v.task_desc);
+        root.variables.push_back(v);
+    }
+    root.descriptors.insert(root.descriptors.end(), std::make_move_iterator(s.descriptors.begin()),
+                            std::make_move_iterator(s.descriptors.end()));
+    auto key = [&](std::uint32_t desc) {
+        const Descriptor* d = root.descriptor(desc);
+        return std::make_pair(d ? d->name : std::string("?"), d ? d->type : std::string());
+    };
+    // Summaries and scopes by name (and type): one line per name over the
+    // command, as within a process. Tasks stay apart: their ids are a process's.
+    for (auto& g : s.summary) {
+        moved(g.desc);
+        auto it = std::find_if(root.summary.begin(), root.summary.end(),
+                               [&](const VariableSummary& r) { return key(r.desc) == key(g.desc); });
+        if (it == root.summary.end()) {
+            root.summary.push_back(g);
+            continue;
+        }
+        it->count += g.count;
+        it->bytes += g.bytes;
+        it->live_count += g.live_count;
+        it->live_bytes += g.live_bytes;
+    }
+    std::stable_sort(root.summary.begin(), root.summary.end(),
+                     [](const VariableSummary& a, const VariableSummary& b) { return a.bytes > b.bytes; });
+    for (auto& g : s.scopes) {
+        moved(g.desc);
+        auto it = std::find_if(root.scopes.begin(), root.scopes.end(),
+                               [&](const GroupTotals& r) { return key(r.desc).first == key(g.desc).first; });
+        if (it == root.scopes.end()) {
+            root.scopes.push_back(g);
+            continue;
+        }
+        it->alloc_count += g.alloc_count;
+        it->alloc_bytes += g.alloc_bytes;
+    }
+    for (auto& g : s.tasks) {
+        moved(g.desc);
+        root.tasks.push_back(g);
+    }
+    root.mode_requests.insert(root.mode_requests.end(), s.mode_requests.begin(), s.mode_requests.end());
+    root.unreadable_descriptors += s.unreadable_descriptors;
+    root.dropped_variables += s.dropped_variables;
+    root.counted_by_name += s.counted_by_name;
+}
+
+} // namespace
+
 void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t sampled_peak)
 {
     root.followed_children = true;
@@ -93,16 +172,24 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
         weigh(s);
         root.threads.insert(root.threads.end(), s.threads.begin(), s.threads.end());
         root.sites.insert(root.sites.end(), s.sites.begin(), s.sites.end());
-        // Its leaks name variables by index into its own descriptors: those
-        // go after the root's, the indices with them.
+        // Its leaks and variables name descriptors by index into its own
+        // table: those go after the root's, the indices with them.
         const auto offset = static_cast<std::uint32_t>(root.tracked.descriptors.size());
-        root.tracked.descriptors.insert(root.tracked.descriptors.end(), s.tracked.descriptors.begin(),
-                                        s.tracked.descriptors.end());
+        auto moved = [offset](std::uint32_t& desc) {
+            if (desc != kNoDescriptor)
+                desc += offset;
+        };
         for (auto& l : s.leaks)
             for (auto& v : l.variables)
-                if (v.desc != kNoDescriptor)
-                    v.desc += offset;
+                moved(v.desc);
         root.leaks.insert(root.leaks.end(), s.leaks.begin(), s.leaks.end());
+        // The BPF side's drops are the run's, in the root's already; the
+        // variable table is each process's own.
+        if (const auto over = s.tracked.dropped_variables) {
+            root.dropped.events += over;
+            root.dropped.reasons["variable_table_full"] += over;
+        }
+        merge_tracked(root.tracked, std::move(s.tracked), moved);
         root.stacks.distinct += s.stacks.distinct;
         root.stacks.outstanding_without_stack += s.stacks.outstanding_without_stack;
         root.allocation_records += s.allocation_records;
@@ -117,8 +204,15 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
     std::sort(root.leaks.begin(), root.leaks.end(), [](const Leak& a, const Leak& b) {
         return a.live_bytes != b.live_bytes ? a.live_bytes > b.live_bytes : a.id < b.id;
     });
-    // The children are traced now, not just seen.
-    std::erase_if(root.warnings, [](const std::string& w) { return w.find("seen, not traced") != std::string::npos; });
+    // The children are traced now, not just seen; the tracker's warnings
+    // are said again over every process's records.
+    std::erase_if(root.warnings, [&root](const std::string& w) {
+        return w.find("seen, not traced") != std::string::npos || w.find(kUnreadableWarning) != std::string::npos ||
+               w == kIncompleteWarning || (w.rfind(kNoAllocatorCallWarning, 0) == 0 && root.totals.alloc_count > 0);
+    });
+    if (root.dropped.events > 0 || root.dropped.untracked_allocations > 0)
+        root.warnings.push_back(kIncompleteWarning);
+    tracked_warnings(root);
 }
 
 void add_tracked(Report& report, Tracked tracked)
@@ -126,16 +220,10 @@ void add_tracked(Report& report, Tracked tracked)
     if (tracked.dropped_variables > 0) {
         report.dropped.events += tracked.dropped_variables;
         report.dropped.reasons["variable_table_full"] += tracked.dropped_variables;
-        report.warnings.push_back("figures are incomplete: see dropped");
+        report.warnings.push_back(kIncompleteWarning);
     }
-    if (report.dropped.reasons.count("event_ring_full") && !tracked.variables.empty())
-        report.warnings.push_back("the event ring overflowed: some tracked variables are missing, and "
-                                  "some freed ones may show as live");
-    if (tracked.unreadable_descriptors > 0)
-        report.warnings.push_back(std::to_string(tracked.unreadable_descriptors) +
-                                  " tracker descriptors could not be read from the target's files "
-                                  "(shown as \"?\")");
     report.tracked = std::move(tracked);
+    tracked_warnings(report);
 }
 
 } // namespace memscope

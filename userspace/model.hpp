@@ -15,6 +15,8 @@ namespace memscope {
 
 inline constexpr const char* kSchema = "memscope-trace/1";
 inline constexpr const char* kToolVersion = "0.1.0";
+inline constexpr const char* kIncompleteWarning = "figures are incomplete: see dropped";
+inline constexpr const char* kNoAllocatorCallWarning = "no allocator call was seen";
 
 struct Counters {
     std::uint64_t alloc_count = 0;

@@ -81,6 +81,7 @@ json variable_json(const Tracked& t, const ThreadNames& names, const Variable& v
     return json{
         {"name", d ? d->name : "?"},
         {"type", d ? d->type : ""},
+        {"pid", v.tgid},
         {"tid", v.tid},
         {"thread", th != names.end() ? json(*th->second) : json(nullptr)},
         {"addr", v.addr ? json(v.addr) : json(nullptr)},

@@ -295,14 +295,14 @@ Report make_report(const Snapshot& snap, const Target& target, double duration_s
     sort_threads(r);
     compute_totals(r, sampled_process_peak);
     if (r.totals.alloc_count == 0 && r.totals.free_count == 0 && r.totals.unmatched_free_count == 0)
-        r.warnings.push_back("no allocator call was seen: the target may not use the probed allocator, "
-                             "or did no allocation while traced");
+        r.warnings.push_back(std::string(kNoAllocatorCallWarning) +
+                             ": the target may not use the probed allocator, or did no allocation while traced");
     if (r.children.forks > 0 || r.children.execs > 0)
         r.warnings.push_back("the target started other processes (" + std::to_string(r.children.forks) +
                              " forked, " + std::to_string(r.children.execs) +
                              " exec'd); they were seen, not traced");
     if (r.dropped.events > 0 || r.dropped.untracked_allocations > 0)
-        r.warnings.push_back("figures are incomplete: see dropped");
+        r.warnings.push_back(kIncompleteWarning);
     return r;
 }
 

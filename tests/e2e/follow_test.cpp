@@ -157,3 +157,67 @@ TEST_F(E2E, SnapshotAndTimelineCoverTheFollowedProcesses)
         sampled = sampled || t["name"] == "phase-w0";
     EXPECT_TRUE(sampled) << r["timeline"]["threads"].dump();
 }
+
+TEST_F(E2E, TheAnchorIgnoresSignalsAndIsStartedAgainIfKilled)
+{
+    // The anchor holds the shared sites' programs. Signals other than
+    // SIGKILL do not reach it; killed, a new one takes its place when a new
+    // site needs it (here the tracker's entry point in a program exec'd after).
+    const std::string path = temp_json("anchor");
+    Child tracer({kBin, "run", "--json", path, "--", "/bin/sh", "-c",
+                  "read go; " + target("tracked_threads") + " 2 10; read done"});
+    auto anchor_of = [](pid_t parent) {
+        for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+            const std::string name = e.path().filename();
+            if (name.find_first_not_of("0123456789") != std::string::npos)
+                continue;
+            std::ifstream in(e.path() / "stat");
+            std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            auto open = stat.find('('), close = stat.rfind(')');
+            if (open == std::string::npos || close == std::string::npos)
+                continue;
+            std::istringstream rest(stat.substr(close + 2));
+            std::string state;
+            int ppid = 0;
+            rest >> state >> ppid;
+            if (stat.substr(open + 1, close - open - 1) == "memscope-anchor" && ppid == parent && state != "Z")
+                return static_cast<pid_t>(std::stoi(name));
+        }
+        return pid_t(-1);
+    };
+    pid_t anchor = -1;
+    for (int i = 0; i < 200 && anchor < 0; ++i) {
+        std::this_thread::sleep_for(50ms);
+        anchor = anchor_of(tracer.pid);
+    }
+    ASSERT_GT(anchor, 0) << "no anchor";
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGQUIT})
+        ASSERT_EQ(kill(anchor, sig), 0);
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(anchor_of(tracer.pid), anchor) << "a signal reached the anchor";
+    ASSERT_EQ(kill(anchor, SIGKILL), 0);
+    for (int i = 0; i < 100 && anchor_of(tracer.pid) == anchor; ++i)
+        std::this_thread::sleep_for(20ms);
+    tracer.write_stdin("go\n");
+    pid_t next = -1;
+    for (int i = 0; i < 250 && (next < 0 || next == anchor); ++i) {
+        std::this_thread::sleep_for(20ms);
+        next = anchor_of(tracer.pid);
+    }
+    EXPECT_GT(next, 0) << "no new anchor";
+    EXPECT_NE(next, anchor);
+    tracer.write_stdin("done\n");
+    ASSERT_EQ(tracer.finish(), 0) << tracer.err_text;
+    json r = load(path);
+    EXPECT_EQ(r["totals"]["track_count"], 40) << tracer.err_text;
+    // The child's variables, by name, in the command's report.
+    auto runs = processes_running(r, target("tracked_threads"));
+    ASSERT_EQ(runs.size(), 1u) << r["processes"].dump(1);
+    ASSERT_EQ(r["variables"].size(), 40u);
+    for (const auto& v : r["variables"])
+        ASSERT_EQ(v["pid"], runs[0]["pid"]) << v.dump();
+    std::map<std::string, std::uint64_t> counts;
+    for (const auto& s : r["variable_summary"])
+        counts[s["name"].get<std::string>()] = s["count"].get<std::uint64_t>();
+    EXPECT_EQ(counts, (std::map<std::string, std::uint64_t>{{"data", 20}, {"text", 20}}));
+}

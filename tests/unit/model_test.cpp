@@ -143,3 +143,75 @@ TEST(Model, MergedSectionsKeepEachProcesssStacksAndVariables)
     EXPECT_EQ(by_pid[200], std::make_pair(std::string("child_fn()"), std::string("child_var")));
     EXPECT_EQ(j["processes"].size(), 2u);
 }
+
+// A child's tracked variables, their summary, scopes and tasks reach the
+// command's report, named through the child's own descriptors.
+TEST(Model, MergedSectionsKeepEachProcesssTrackedVariables)
+{
+    auto section = [](std::uint32_t pid, const std::string& var, std::uint64_t n, std::uint64_t bytes) {
+        Report r;
+        r.target.pid = static_cast<int>(pid);
+        r.totals.alloc_count = n;
+        r.totals.alloc_bytes = n * bytes;
+        ThreadStats t;
+        t.pid = pid;
+        t.tid = pid;
+        t.counters.alloc_count = n;
+        t.counters.alloc_bytes = n * bytes;
+        t.counters.track_count = n;
+        r.threads.push_back(t);
+        for (const std::string& name : {std::string("padding_") + std::to_string(pid), var, std::string("work")}) {
+            Descriptor d;
+            d.name = name;
+            d.type = "int";
+            d.valid = true;
+            r.tracked.descriptors.push_back(d);
+        }
+        for (std::uint64_t i = 0; i < n; ++i) {
+            Variable v;
+            v.tgid = pid;
+            v.tid = pid;
+            v.desc = 1;
+            v.scope = 2;
+            v.size = bytes;
+            v.heap = true;
+            v.addr = 0x1000 + i;
+            r.tracked.variables.push_back(v);
+        }
+        r.tracked.summary.push_back({1, n, n * bytes, n, n * bytes});
+        r.tracked.scopes.push_back({2, 0, n, n * bytes});
+        r.tracked.tasks.push_back({2, 1, n, n * bytes});
+        r.tracked.modules.push_back("/bin/prog");
+        r.tracked.unreadable_descriptors = pid == 200 ? 1 : 0;
+        return r;
+    };
+    Report root = section(100, "shared", 2, 8);
+    std::vector<Report> children;
+    children.push_back(section(200, "shared", 3, 8));
+    children.push_back(section(300, "child_only", 4, 16));
+    merge_processes(root, std::move(children), 0);
+    nlohmann::json j = report_to_json(root);
+    EXPECT_EQ(j["totals"]["track_count"], 9);
+    // Every variable, each named by its own process's descriptor.
+    std::map<std::string, int> names;
+    for (const auto& line : j["variables"])
+        names[line["name"].get<std::string>() + "@" + std::to_string(line["pid"].get<int>())]++;
+    EXPECT_EQ(names, (std::map<std::string, int>{{"shared@100", 2}, {"shared@200", 3}, {"child_only@300", 4}}));
+    // One summary line per name over the command.
+    ASSERT_EQ(j["variable_summary"].size(), 2u) << j["variable_summary"].dump();
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> summary;
+    for (const auto& s : j["variable_summary"])
+        summary[s["name"].get<std::string>()] = {s["count"].get<std::uint64_t>(), s["bytes"].get<std::uint64_t>()};
+    EXPECT_EQ(summary["shared"], std::make_pair(std::uint64_t{5}, std::uint64_t{40}));
+    EXPECT_EQ(summary["child_only"], std::make_pair(std::uint64_t{4}, std::uint64_t{64}));
+    EXPECT_EQ(j["variable_summary"][0]["name"], "child_only"); // largest first
+    // Scopes by name; tasks per process.
+    ASSERT_EQ(j["scopes"].size(), 1u);
+    EXPECT_EQ(j["scopes"][0]["name"], "work");
+    EXPECT_EQ(j["scopes"][0]["alloc_count"], 9);
+    EXPECT_EQ(j["tasks"].size(), 3u);
+    EXPECT_EQ(j["tracker"]["unreadable_descriptors"], 1);
+    EXPECT_EQ(std::count_if(root.warnings.begin(), root.warnings.end(),
+                            [](const std::string& w) { return w.find("could not be read") != std::string::npos; }),
+              1);
+}
