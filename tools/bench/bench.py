@@ -206,7 +206,7 @@ def section_stacks(results):
     without stacks, on one thread, at a shallow and a deep call stack."""
     ops = ARGS.ops
     rows = {}
-    for depth in (0, 20):
+    for depth in (0, 20, 29):
         target = [build_path("alloc_pairs"), "1", str(ops), "64", str(depth)]
         samples = {"untraced": [], "stacks": [], "no_stacks": []}
         frames = None
