@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -47,9 +48,59 @@ bool is_root_symbol(const std::string& s)
 
 namespace {
 
+// Separate debug files from this machine only: by build-id under
+// /usr/lib/debug (what -dbg/-dbgsym packages install), else by the file's
+// .gnu_debuglink beside it, in its .debug/, or under /usr/lib/debug.
+// dwfl_standard_find_debuginfo would also ask debuginfod servers when
+// DEBUGINFOD_URLS is set (Debian sets it for login shells): a tracer must not
+// go to the network unasked, nor wait on it.
+int find_local_debuginfo(Dwfl_Module* mod, void**, const char*, Dwarf_Addr, const char* file_name,
+                         const char* debuglink, GElf_Word, char** debuginfo_file_name)
+{
+    std::vector<std::string> candidates;
+    const unsigned char* bits = nullptr;
+    GElf_Addr vaddr = 0;
+    const int len = dwfl_module_build_id(mod, &bits, &vaddr);
+    if (len > 1) {
+        static const char* digits = "0123456789abcdef";
+        std::string path = "/usr/lib/debug/.build-id/";
+        for (int i = 0; i < len; ++i) {
+            path += digits[bits[i] >> 4];
+            path += digits[bits[i] & 15];
+            if (i == 0)
+                path += '/';
+        }
+        candidates.push_back(path + ".debug");
+    }
+    if (debuglink && *debuglink && std::strchr(debuglink, '/') == nullptr && file_name) {
+        std::string dir = file_name;
+        dir = dir.substr(0, dir.rfind('/') + 1);
+        for (const std::string& d : {dir, dir + ".debug/", "/usr/lib/debug" + dir})
+            if (d + debuglink != file_name)
+                candidates.push_back(d + debuglink);
+    }
+    for (const auto& c : candidates) {
+        int fd = open(c.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            *debuginfo_file_name = strdup(c.c_str());
+            return fd;
+        }
+    }
+    errno = ENOENT;
+    return -1;
+}
+
+// Modules are reported with their files' paths (offline): find_elf is only
+// asked when a path cannot be opened, and then looks nowhere else.
+int find_no_elf(Dwfl_Module*, void**, const char*, Dwarf_Addr, char**, Elf**)
+{
+    errno = ENOENT;
+    return -1;
+}
+
 const Dwfl_Callbacks kOffline = {
-    dwfl_build_id_find_elf,
-    dwfl_standard_find_debuginfo,
+    find_no_elf,
+    find_local_debuginfo,
     dwfl_offline_section_address,
     nullptr,
 };

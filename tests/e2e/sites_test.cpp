@@ -2,6 +2,11 @@
 // folded stacks and the HTML page made from the same report.
 #include "harness.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <set>
 
 using namespace e2e;
@@ -224,4 +229,36 @@ TEST_F(E2E, RustStacksAreDemangled)
             std_frame |= name.rfind("std::", 0) == 0;
         }
     EXPECT_TRUE(std_frame) << r["sites"].dump(1);
+}
+
+TEST_F(E2E, SymbolsComeFromThisMachineOnlyNeverADebuginfodServer)
+{
+    // DEBUGINFOD_URLS set (Debian sets it for login shells) and libstdc++
+    // without local debug symbols: the symbolizer must not ask the server.
+    int server = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    ASSERT_GE(server, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(bind(server, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(listen(server, 16), 0);
+    ASSERT_EQ(getsockname(server, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+    std::string path = temp_json("debuginfod");
+    Result res = run({"/usr/bin/env", "DEBUGINFOD_URLS=" + url, kBin, "run", "--json", path, "--", target("leaks")});
+    ASSERT_EQ(res.status, 0) << res.err;
+    json r = load(path);
+    EXPECT_TRUE(std::any_of(r["sites"].begin(), r["sites"].end(),
+                            [](const json& s) { return has_frame(s["stack"], "leak_deep()"); }));
+    int queries = 0;
+    while (true) {
+        int c = accept4(server, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0)
+            break;
+        ++queries;
+        close(c);
+    }
+    close(server);
+    EXPECT_EQ(queries, 0) << "the tracer asked " << url;
 }
