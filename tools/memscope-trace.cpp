@@ -235,6 +235,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
                   int& status_out, const Calibration& calibration, Family* family = nullptr)
 {
     const auto start = Clock::now();
+    rusage at_start{}; // what starting cost the tracer: BPF load and verification, ELF scans, symbols
+    getrusage(RUSAGE_SELF, &at_start);
     const int sample_ms = std::max(1, static_cast<int>(opt.interval * 1000));
     std::uint64_t sampled_peak = 0;
     std::uint64_t command_peak = 0; // every followed process's live bytes together, sampled
@@ -404,6 +406,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     else
         session.drain(elapsed());
     Snapshot snap = tracer.snapshot(traced.pid);
+    rusage at_end{}; // tracing done: what follows is the report's (symbols, merging)
+    getrusage(RUSAGE_SELF, &at_end);
     if (traced.child && snap.children.execs > 0)
         --snap.children.execs; // the first exec is the command itself
     if (!traced.child && snap.exited)
@@ -424,8 +428,13 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     session.add_sites(report);
     rusage self{};
     getrusage(RUSAGE_SELF, &self);
-    report.tracer.cpu_user_s = static_cast<double>(self.ru_utime.tv_sec) + self.ru_utime.tv_usec / 1e6;
-    report.tracer.cpu_sys_s = static_cast<double>(self.ru_stime.tv_sec) + self.ru_stime.tv_usec / 1e6;
+    auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+    report.tracer.cpu_user_s = seconds(self.ru_utime);
+    report.tracer.cpu_sys_s = seconds(self.ru_stime);
+    report.tracer.startup_cpu_user_s = seconds(at_start.ru_utime);
+    report.tracer.startup_cpu_sys_s = seconds(at_start.ru_stime);
+    report.tracer.tracing_cpu_user_s = seconds(at_end.ru_utime) - report.tracer.startup_cpu_user_s;
+    report.tracer.tracing_cpu_sys_s = seconds(at_end.ru_stime) - report.tracer.startup_cpu_sys_s;
     report.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
     report.tracer.bpf_map_bytes = tracer.map_bytes();
     add_tracked(report, session.tracked(snap, true));

@@ -185,7 +185,9 @@ struct Report {
     std::uint64_t allocation_records = 0; // outstanding records left in the table at the end
     // The tracer's own cost (RUSAGE_SELF) and kernel memory.
     struct TracerCost {
-        double cpu_user_s = 0, cpu_sys_s = 0;
+        double cpu_user_s = 0, cpu_sys_s = 0;                 // the whole run, start included
+        double startup_cpu_user_s = 0, startup_cpu_sys_s = 0; // until the target ran traced
+        double tracing_cpu_user_s = 0, tracing_cpu_sys_s = 0; // from then until tracing ended
         std::uint64_t max_rss_kb = 0, bpf_map_bytes = 0;
     } tracer;
     Counters totals;

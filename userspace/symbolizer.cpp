@@ -227,7 +227,12 @@ struct Symbolizer::Module {
         const char* name = dwfl_module_addrinfo(mod, vaddr - 1 + bias, &offset, &sym, nullptr, nullptr, nullptr);
         if (name)
             s.name = demangle(name);
-        if (Dwfl_Line* line = dwfl_module_getsrc(mod, vaddr - 1 + bias)) {
+        // The runtime's frames that start every stack (a thread's start,
+        // __libc_start_call_main) need no source line: looking one up reads
+        // and inflates all of libc's DWARF (libc6-dbg), ~30 ms and megabytes
+        // of the tracer's memory for nothing a user reads.
+        const bool runtime_root = s.name != "main" && is_root_symbol(s.name);
+        if (Dwfl_Line* line = runtime_root ? nullptr : dwfl_module_getsrc(mod, vaddr - 1 + bias)) {
             int lineno = 0;
             if (const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr)) {
                 s.file = file;
