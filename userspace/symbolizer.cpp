@@ -57,26 +57,35 @@ namespace {
 int find_local_debuginfo(Dwfl_Module* mod, void**, const char*, Dwarf_Addr, const char* file_name,
                          const char* debuglink, GElf_Word, char** debuginfo_file_name)
 {
+    // A file in a container is named /proc/PID/root/...: its debug files
+    // are under that root first, then the host's.
+    const std::string path = file_name ? file_name : "";
+    std::string root;
+    if (path.rfind("/proc/", 0) == 0)
+        if (auto r = path.find("/root/", 6); r != std::string::npos)
+            root = path.substr(0, r + 5);
     std::vector<std::string> candidates;
     const unsigned char* bits = nullptr;
     GElf_Addr vaddr = 0;
     const int len = dwfl_module_build_id(mod, &bits, &vaddr);
     if (len > 1) {
         static const char* digits = "0123456789abcdef";
-        std::string path = "/usr/lib/debug/.build-id/";
+        std::string id = "/usr/lib/debug/.build-id/";
         for (int i = 0; i < len; ++i) {
-            path += digits[bits[i] >> 4];
-            path += digits[bits[i] & 15];
+            id += digits[bits[i] >> 4];
+            id += digits[bits[i] & 15];
             if (i == 0)
-                path += '/';
+                id += '/';
         }
-        candidates.push_back(path + ".debug");
+        if (!root.empty())
+            candidates.push_back(root + id + ".debug");
+        candidates.push_back(id + ".debug");
     }
-    if (debuglink && *debuglink && std::strchr(debuglink, '/') == nullptr && file_name) {
-        std::string dir = file_name;
-        dir = dir.substr(0, dir.rfind('/') + 1);
-        for (const std::string& d : {dir, dir + ".debug/", "/usr/lib/debug" + dir})
-            if (d + debuglink != file_name)
+    if (debuglink && *debuglink && std::strchr(debuglink, '/') == nullptr && !path.empty()) {
+        const std::string dir = path.substr(0, path.rfind('/') + 1);
+        const std::string inside = dir.substr(root.size()); // the directory as the process names it
+        for (const std::string& d : {dir, dir + ".debug/", root + "/usr/lib/debug" + inside})
+            if (d + debuglink != path)
                 candidates.push_back(d + debuglink);
     }
     for (const auto& c : candidates) {
