@@ -407,11 +407,14 @@ static __always_inline int epilogue_read(__u64 ip, int *saved_fp)
 }
 
 /* What epilogue_read said of a return address, per CPU, direct-mapped by a
- * hash of the address space and the address: one word each, a 40-bit tag
- * over depth+1 and saved_fp+1 (12 bits each; 0: none). Nearly every
+ * hash of the program (process, start, exec count) and the address:
+ * one word each, a 40-bit tag over depth+1 and saved_fp+1 (12 bits each;
+ * 0: none). Nearly every
  * allocation returns to code seen before, whose answer (mostly "not
- * frameless") then costs no read of its code: ~100 ns an allocation here. A
- * new program in the address space (exec) has a new mm. */
+ * frameless") then costs no read of its code: ~100 ns an allocation here.
+ * Code replaced at one address in one program (dlclose then dlopen, JIT)
+ * could be read wrongly for a frame; userspace keeps only frames a call
+ * precedes. */
 #define EPILOGUE_CACHE_SLOTS 1024
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -420,16 +423,20 @@ struct {
 	__type(value, __u64);
 } epilogue_cache SEC(".maps");
 
-static __always_inline int epilogue_depth(__u64 mm, __u64 ip, int *saved_fp)
+static __always_inline int epilogue_depth(__u64 prog, __u64 ip, int *saved_fp)
 {
-	__u64 h = hash_step(hash_step(0, mm), ip);
+	__u64 h = hash_step(prog, ip);
 	__u32 slot = h & (EPILOGUE_CACHE_SLOTS - 1);
 	__u64 tag = h >> 24, *c = bpf_map_lookup_elem(&epilogue_cache, &slot);
 	int d;
 
-	if (c && *c >> 24 == tag) {
-		*saved_fp = (int)((*c >> 12) & 0xfff) - 1;
-		return (int)(*c & 0xfff) - 1;
+	if (c) {
+		__u64 v = *(volatile __u64 *)c; /* once: a preempting program may rewrite it */
+
+		if (v >> 24 == tag) {
+			*saved_fp = (int)((v >> 12) & 0xfff) - 1;
+			return (int)(v & 0xfff) - 1;
+		}
 	}
 	d = epilogue_read(ip, saved_fp);
 	if (d == -2)
@@ -507,12 +514,15 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct ms_stack 
 
 	if (!s || !copy)
 		return 0;
-	__u64 mm = (__u64)BPF_CORE_READ(bpf_get_current_task_btf(), mm);
+	/* The program, for the epilogue cache: the process, its start (pids are
+	 * reused) and its exec count (an exec brings other code). */
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 prog = hash_step(hash_step(task->tgid, task->group_leader->start_time), task->self_exec_id);
 	s->ips[0] = ip;
 	/* Frameless functions between the allocator and the first frame the
 	 * frame-pointer chain knows (libstdc++'s operator new has none). */
 	for (int j = 0; j < MS_MAX_FRAMELESS; j++) {
-		int saved_fp, d = epilogue_depth(mm, ip, &saved_fp);
+		int saved_fp, d = epilogue_depth(prog, ip, &saved_fp);
 		__u64 ret;
 
 		/* Not frameless, or its frame is the chain's own first one. */

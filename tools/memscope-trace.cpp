@@ -426,6 +426,11 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         sample_timeline(snap);
     report.timeline = timeline.timeline();
     session.add_sites(report);
+    add_tracked(report, session.tracked(snap, true));
+    if (family)
+        merge_processes(report, family->sections(), std::max(sampled_peak, command_peak));
+    // The whole run's cost: the report so far included (symbols, merging;
+    // not the writing of its files).
     rusage self{};
     getrusage(RUSAGE_SELF, &self);
     auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
@@ -437,9 +442,6 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     report.tracer.tracing_cpu_sys_s = seconds(at_end.ru_stime) - report.tracer.startup_cpu_sys_s;
     report.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
     report.tracer.bpf_map_bytes = tracer.map_bytes();
-    add_tracked(report, session.tracked(snap, true));
-    if (family)
-        merge_processes(report, family->sections(), std::max(sampled_peak, command_peak));
     return report;
 }
 

@@ -106,8 +106,14 @@ void merge_tracked(Tracked& root, Tracked s, Moved moved)
         const Descriptor* d = root.descriptor(desc);
         return std::make_pair(d ? d->name : std::string("?"), d ? d->type : std::string());
     };
-    // Summaries and scopes by name (and type): one line per name over the
-    // command, as within a process. Tasks stay apart: their ids are a process's.
+    auto place = [&](std::uint32_t desc) {
+        const Descriptor* d = root.descriptor(desc);
+        return std::make_tuple(d ? d->name : std::string("?"), d ? d->file : std::string(), d ? d->line : 0u);
+    };
+    auto by_bytes = [](const auto& a, const auto& b) { return a.alloc_bytes > b.alloc_bytes; };
+    // Summaries by name and type, as within a process; scopes by their
+    // descriptor (name, file, line), one row each over the command. Tasks
+    // stay apart: their ids are a process's.
     for (auto& g : s.summary) {
         moved(g.desc);
         auto it = std::find_if(root.summary.begin(), root.summary.end(),
@@ -126,7 +132,7 @@ void merge_tracked(Tracked& root, Tracked s, Moved moved)
     for (auto& g : s.scopes) {
         moved(g.desc);
         auto it = std::find_if(root.scopes.begin(), root.scopes.end(),
-                               [&](const GroupTotals& r) { return key(r.desc).first == key(g.desc).first; });
+                               [&](const GroupTotals& r) { return place(r.desc) == place(g.desc); });
         if (it == root.scopes.end()) {
             root.scopes.push_back(g);
             continue;
@@ -138,6 +144,8 @@ void merge_tracked(Tracked& root, Tracked s, Moved moved)
         moved(g.desc);
         root.tasks.push_back(g);
     }
+    std::stable_sort(root.scopes.begin(), root.scopes.end(), by_bytes);
+    std::stable_sort(root.tasks.begin(), root.tasks.end(), by_bytes);
     root.mode_requests.insert(root.mode_requests.end(), s.mode_requests.begin(), s.mode_requests.end());
     root.unreadable_descriptors += s.unreadable_descriptors;
     root.dropped_variables += s.dropped_variables;

@@ -71,6 +71,7 @@ struct GroupTotals {
     std::uint64_t id = 0; // task id; 0 for scopes
     std::uint64_t alloc_count = 0;
     std::uint64_t alloc_bytes = 0;
+    std::uint32_t pid = 0; // a task's process (task ids are a process's own)
 };
 
 // What the tracker entry points said (variables, scopes, tasks).

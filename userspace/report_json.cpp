@@ -123,13 +123,15 @@ void add_tracked_json(const Tracked& t, json& out)
     }
     json tasks = json::array();
     for (const auto& g : t.tasks)
-        tasks.push_back(json{{"id", g.id},
+        tasks.push_back(json{{"pid", g.pid},
+                             {"id", g.id},
                              {"name", name_of(t, g.desc)},
                              {"alloc_count", g.alloc_count},
                              {"alloc_bytes", g.alloc_bytes}});
     json requests = json::array();
     for (const auto& m : t.mode_requests)
-        requests.push_back(json{{"ts_ns", m.ts}, {"tid", m.tid}, {"mode", request_mode_name(m.mode)}});
+        requests.push_back(
+            json{{"ts_ns", m.ts}, {"pid", m.tgid}, {"tid", m.tid}, {"mode", request_mode_name(m.mode)}});
 
     out["variable_summary"] = std::move(summary);
     out["scopes"] = std::move(scopes);

@@ -248,7 +248,7 @@ Tracked Session::tracked(const Snapshot& snap, bool final)
         t.modules.push_back(modules_.at(i).path);
     for (const auto& g : snap.groups) {
         GroupTotals out{events_.descriptor(static_cast<std::uint32_t>(pid_), g.site, g.desc), g.id, g.alloc_count,
-                        g.alloc_bytes};
+                        g.alloc_bytes, static_cast<std::uint32_t>(pid_)};
         (g.kind == MS_GROUP_SCOPE ? t.scopes : t.tasks).push_back(out);
     }
     auto by_bytes = [](const GroupTotals& a, const GroupTotals& b) {

@@ -1,5 +1,6 @@
 #include "symbolizer.hpp"
 
+#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -48,17 +49,37 @@ bool is_root_symbol(const std::string& s)
 
 namespace {
 
-// Separate debug files from this machine only: by build-id under
-// /usr/lib/debug (what -dbg/-dbgsym packages install), else by the file's
-// .gnu_debuglink beside it, in its .debug/, or under /usr/lib/debug.
-// dwfl_standard_find_debuginfo would also ask debuginfod servers when
-// DEBUGINFOD_URLS is set (Debian sets it for login shells): a tracer must not
-// go to the network unasked, nor wait on it.
-int find_local_debuginfo(Dwfl_Module* mod, void**, const char*, Dwarf_Addr, const char* file_name,
-                         const char* debuglink, GElf_Word, char** debuginfo_file_name)
+// A debug file found by name is only the module's if its build-id says so
+// (a stale foo.debug beside a rebuilt foo would lend it wrong names).
+bool same_build_id(int fd, const unsigned char* bits, int len)
 {
-    // A file in a container is named /proc/PID/root/...: its debug files
-    // are under that root first, then the host's.
+    if (len <= 0)
+        return true; // nothing to compare with, as before build-ids
+    Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
+    const void* id = nullptr;
+    const ssize_t n = elf ? dwelf_elf_gnu_build_id(elf, &id) : -1;
+    const bool same = n == len && std::memcmp(id, bits, static_cast<std::size_t>(len)) == 0;
+    if (elf)
+        elf_end(elf);
+    return same;
+}
+
+// Separate debug files from this machine only. dwfl_standard_find_debuginfo
+// also asks debuginfod servers when DEBUGINFOD_URLS is set (Debian sets it
+// for login shells): a tracer must not go to the network unasked, nor wait
+// on it. libdwfl's own build-id lookup (debuginfo_path: /usr/lib/debug)
+// comes first: it also answers for a dwz file's shared "alt" part. Then, for
+// a file in a container (/proc/PID/root/...), the same under that root, and
+// the file's .gnu_debuglink beside it, in .debug/ and under the debug root.
+int find_local_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
+                         const char* file_name, const char* debuglink, GElf_Word crc, char** debuginfo_file_name)
+{
+    int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink, crc,
+                                          debuginfo_file_name);
+    // An alt (dwz) file is asked for by its path: only the build-id
+    // lookup above can answer that one.
+    if (fd >= 0 || (debuglink && std::strchr(debuglink, '/')))
+        return fd;
     const std::string path = file_name ? file_name : "";
     std::string root;
     if (path.rfind("/proc/", 0) == 0)
@@ -68,20 +89,18 @@ int find_local_debuginfo(Dwfl_Module* mod, void**, const char*, Dwarf_Addr, cons
     const unsigned char* bits = nullptr;
     GElf_Addr vaddr = 0;
     const int len = dwfl_module_build_id(mod, &bits, &vaddr);
-    if (len > 1) {
+    if (len > 1 && !root.empty()) {
         static const char* digits = "0123456789abcdef";
-        std::string id = "/usr/lib/debug/.build-id/";
+        std::string id = root + "/usr/lib/debug/.build-id/";
         for (int i = 0; i < len; ++i) {
             id += digits[bits[i] >> 4];
             id += digits[bits[i] & 15];
             if (i == 0)
                 id += '/';
         }
-        if (!root.empty())
-            candidates.push_back(root + id + ".debug");
         candidates.push_back(id + ".debug");
     }
-    if (debuglink && *debuglink && std::strchr(debuglink, '/') == nullptr && !path.empty()) {
+    if (debuglink && *debuglink && !path.empty()) {
         const std::string dir = path.substr(0, path.rfind('/') + 1);
         const std::string inside = dir.substr(root.size()); // the directory as the process names it
         for (const std::string& d : {dir, dir + ".debug/", root + "/usr/lib/debug" + inside})
@@ -89,18 +108,21 @@ int find_local_debuginfo(Dwfl_Module* mod, void**, const char*, Dwarf_Addr, cons
                 candidates.push_back(d + debuglink);
     }
     for (const auto& c : candidates) {
-        int fd = open(c.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
+        fd = open(c.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (same_build_id(fd, bits, len)) {
             *debuginfo_file_name = strdup(c.c_str());
             return fd;
         }
+        close(fd);
     }
     errno = ENOENT;
     return -1;
 }
 
-// Modules are reported with their files' paths (offline): find_elf is only
-// asked when a path cannot be opened, and then looks nowhere else.
+// Modules are reported with their open files: find_elf is never asked, and
+// would look nowhere else.
 int find_no_elf(Dwfl_Module*, void**, const char*, Dwarf_Addr, char**, Elf**)
 {
     errno = ENOENT;

@@ -246,7 +246,12 @@ TEST_F(E2E, SymbolsComeFromThisMachineOnlyNeverADebuginfodServer)
     ASSERT_EQ(getsockname(server, reinterpret_cast<sockaddr*>(&addr), &len), 0);
     const std::string url = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
     std::string path = temp_json("debuginfod");
-    Result res = run({"/usr/bin/env", "DEBUGINFOD_URLS=" + url, kBin, "run", "--json", path, "--", target("leaks")});
+    // A fresh client cache: one that already had the answer would ask nobody.
+    char cache[] = "/tmp/memscope-debuginfod-XXXXXX";
+    ASSERT_NE(mkdtemp(cache), nullptr);
+    Result res = run({"/usr/bin/env", "DEBUGINFOD_URLS=" + url, std::string("DEBUGINFOD_CACHE_PATH=") + cache, kBin,
+                      "run", "--json", path, "--", target("leaks")});
+    std::filesystem::remove_all(cache);
     ASSERT_EQ(res.status, 0) << res.err;
     json r = load(path);
     EXPECT_TRUE(std::any_of(r["sites"].begin(), r["sites"].end(),

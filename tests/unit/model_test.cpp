@@ -179,8 +179,8 @@ TEST(Model, MergedSectionsKeepEachProcesssTrackedVariables)
             r.tracked.variables.push_back(v);
         }
         r.tracked.summary.push_back({1, n, n * bytes, n, n * bytes});
-        r.tracked.scopes.push_back({2, 0, n, n * bytes});
-        r.tracked.tasks.push_back({2, 1, n, n * bytes});
+        r.tracked.scopes.push_back({2, 0, n, n * bytes, pid});
+        r.tracked.tasks.push_back({2, 1, n, n * bytes, pid});
         r.tracked.modules.push_back("/bin/prog");
         r.tracked.unreadable_descriptors = pid == 200 ? 1 : 0;
         return r;
@@ -189,27 +189,36 @@ TEST(Model, MergedSectionsKeepEachProcesssTrackedVariables)
     std::vector<Report> children;
     children.push_back(section(200, "shared", 3, 8));
     children.push_back(section(300, "child_only", 4, 16));
+    Report other = section(400, "other", 1, 8); // its scope "work" is declared elsewhere
+    other.tracked.descriptors[2].file = "elsewhere.c";
+    children.push_back(other);
     merge_processes(root, std::move(children), 0);
     nlohmann::json j = report_to_json(root);
-    EXPECT_EQ(j["totals"]["track_count"], 9);
+    EXPECT_EQ(j["totals"]["track_count"], 10);
     // Every variable, each named by its own process's descriptor.
     std::map<std::string, int> names;
     for (const auto& line : j["variables"])
         names[line["name"].get<std::string>() + "@" + std::to_string(line["pid"].get<int>())]++;
-    EXPECT_EQ(names, (std::map<std::string, int>{{"shared@100", 2}, {"shared@200", 3}, {"child_only@300", 4}}));
+    EXPECT_EQ(names, (std::map<std::string, int>{
+                         {"shared@100", 2}, {"shared@200", 3}, {"child_only@300", 4}, {"other@400", 1}}));
     // One summary line per name over the command.
-    ASSERT_EQ(j["variable_summary"].size(), 2u) << j["variable_summary"].dump();
+    ASSERT_EQ(j["variable_summary"].size(), 3u) << j["variable_summary"].dump();
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> summary;
     for (const auto& s : j["variable_summary"])
         summary[s["name"].get<std::string>()] = {s["count"].get<std::uint64_t>(), s["bytes"].get<std::uint64_t>()};
     EXPECT_EQ(summary["shared"], std::make_pair(std::uint64_t{5}, std::uint64_t{40}));
     EXPECT_EQ(summary["child_only"], std::make_pair(std::uint64_t{4}, std::uint64_t{64}));
     EXPECT_EQ(j["variable_summary"][0]["name"], "child_only"); // largest first
-    // Scopes by name; tasks per process.
-    ASSERT_EQ(j["scopes"].size(), 1u);
+    // Scopes by descriptor (three "work" at one place, one elsewhere); tasks
+    // per process, largest first.
+    ASSERT_EQ(j["scopes"].size(), 2u) << j["scopes"].dump();
     EXPECT_EQ(j["scopes"][0]["name"], "work");
     EXPECT_EQ(j["scopes"][0]["alloc_count"], 9);
-    EXPECT_EQ(j["tasks"].size(), 3u);
+    EXPECT_EQ(j["scopes"][1]["file"], "elsewhere.c");
+    EXPECT_EQ(j["scopes"][1]["alloc_count"], 1);
+    ASSERT_EQ(j["tasks"].size(), 4u);
+    EXPECT_EQ(j["tasks"][0]["pid"], 300);
+    EXPECT_EQ(j["tasks"][0]["alloc_bytes"], 64);
     EXPECT_EQ(j["tracker"]["unreadable_descriptors"], 1);
     EXPECT_EQ(std::count_if(root.warnings.begin(), root.warnings.end(),
                             [](const std::string& w) { return w.find("could not be read") != std::string::npos; }),
