@@ -86,6 +86,17 @@ void tracked_warnings(Report& report)
         add(std::to_string(t.unreadable_descriptors) + kUnreadableWarning + " (shown as \"?\")");
 }
 
+// Add `row` to the one of `rows` it is the same as, else append it.
+template <typename Row, typename Same, typename Add>
+void fold_into(std::vector<Row>& rows, const Row& row, Same same, Add add)
+{
+    auto it = std::find_if(rows.begin(), rows.end(), same);
+    if (it == rows.end())
+        rows.push_back(row);
+    else
+        add(*it, row);
+}
+
 // Fold a process's tracker records into the root's; `moved` shifts a
 // descriptor index of the process's table to where it lands in the root's.
 template <typename Moved>
@@ -116,29 +127,23 @@ void merge_tracked(Tracked& root, Tracked s, Moved moved)
     // stay apart: their ids are a process's.
     for (auto& g : s.summary) {
         moved(g.desc);
-        auto it = std::find_if(root.summary.begin(), root.summary.end(),
-                               [&](const VariableSummary& r) { return key(r.desc) == key(g.desc); });
-        if (it == root.summary.end()) {
-            root.summary.push_back(g);
-            continue;
-        }
-        it->count += g.count;
-        it->bytes += g.bytes;
-        it->live_count += g.live_count;
-        it->live_bytes += g.live_bytes;
+        fold_into(root.summary, g, [&](const auto& r) { return key(r.desc) == key(g.desc); },
+                  [](auto& r, const auto& add) {
+                      r.count += add.count;
+                      r.bytes += add.bytes;
+                      r.live_count += add.live_count;
+                      r.live_bytes += add.live_bytes;
+                  });
     }
     std::stable_sort(root.summary.begin(), root.summary.end(),
                      [](const VariableSummary& a, const VariableSummary& b) { return a.bytes > b.bytes; });
     for (auto& g : s.scopes) {
         moved(g.desc);
-        auto it = std::find_if(root.scopes.begin(), root.scopes.end(),
-                               [&](const GroupTotals& r) { return place(r.desc) == place(g.desc); });
-        if (it == root.scopes.end()) {
-            root.scopes.push_back(g);
-            continue;
-        }
-        it->alloc_count += g.alloc_count;
-        it->alloc_bytes += g.alloc_bytes;
+        fold_into(root.scopes, g, [&](const auto& r) { return place(r.desc) == place(g.desc); },
+                  [](auto& r, const auto& add) {
+                      r.alloc_count += add.alloc_count;
+                      r.alloc_bytes += add.alloc_bytes;
+                  });
     }
     for (auto& g : s.tasks) {
         moved(g.desc);

@@ -133,25 +133,32 @@ std::string check_kernel_features()
     return {};
 }
 
-double process_cpu_seconds(int pid)
+std::string stat_field(int pid, int n)
 {
     std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     // comm may hold spaces and parentheses: fields resume after the last ')'.
     auto close = text.rfind(')');
-    if (close == std::string::npos)
-        return -1;
-    std::istringstream fields(text.substr(close + 2));
+    if (close == std::string::npos || n < 3)
+        return {};
+    std::istringstream fields(text.substr(close + 1));
     std::string f;
-    unsigned long long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && fields >> f; ++i) {
-        if (i == 14)
-            utime = std::strtoull(f.c_str(), nullptr, 10);
-        if (i == 15)
-            stime = std::strtoull(f.c_str(), nullptr, 10);
-    }
+    for (int i = 3; i <= n; ++i)
+        if (!(fields >> f))
+            return {};
+    return f;
+}
+
+double process_cpu_seconds(int pid)
+{
+    const std::string utime = stat_field(pid, 14), stime = stat_field(pid, 15);
+    if (utime.empty() || stime.empty())
+        return -1;
     long hz = sysconf(_SC_CLK_TCK);
-    return hz > 0 ? static_cast<double>(utime + stime) / static_cast<double>(hz) : -1;
+    return hz > 0 ? static_cast<double>(std::strtoull(utime.c_str(), nullptr, 10) +
+                                        std::strtoull(stime.c_str(), nullptr, 10)) /
+                        static_cast<double>(hz)
+                  : -1;
 }
 
 std::string process_environ(int pid)

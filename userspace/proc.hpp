@@ -28,6 +28,9 @@ std::string process_exe(int pid);
 bool process_exists(int pid);
 // CPU seconds the process used so far (user + system, all threads), or -1.
 double process_cpu_seconds(int pid);
+// Field `n` of /proc/PID/stat as proc(5) numbers them (22: start time in
+// clock ticks after boot); empty when the process or the field is gone.
+std::string stat_field(int pid, int n);
 // Its environment as exec gave it (NUL-separated), empty if unreadable.
 std::string process_environ(int pid);
 

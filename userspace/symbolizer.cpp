@@ -49,6 +49,17 @@ bool is_root_symbol(const std::string& s)
 
 namespace {
 
+std::string hex(const unsigned char* p, int n)
+{
+    static const char* digits = "0123456789abcdef";
+    std::string s;
+    for (int i = 0; i < n; ++i) {
+        s += digits[p[i] >> 4];
+        s += digits[p[i] & 15];
+    }
+    return s;
+}
+
 // A debug file found by name is only the module's if its build-id says so
 // (a stale foo.debug beside a rebuilt foo would lend it wrong names).
 bool same_build_id(int fd, const unsigned char* bits, int len)
@@ -89,17 +100,9 @@ int find_local_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname,
     const unsigned char* bits = nullptr;
     GElf_Addr vaddr = 0;
     const int len = dwfl_module_build_id(mod, &bits, &vaddr);
-    if (len > 1 && !root.empty()) {
-        static const char* digits = "0123456789abcdef";
-        std::string id = root + "/usr/lib/debug/.build-id/";
-        for (int i = 0; i < len; ++i) {
-            id += digits[bits[i] >> 4];
-            id += digits[bits[i] & 15];
-            if (i == 0)
-                id += '/';
-        }
-        candidates.push_back(id + ".debug");
-    }
+    if (len > 1 && !root.empty())
+        candidates.push_back(root + "/usr/lib/debug/.build-id/" + hex(bits, 1) + "/" + hex(bits + 1, len - 1) +
+                             ".debug");
     if (debuglink && *debuglink && !path.empty()) {
         const std::string dir = path.substr(0, path.rfind('/') + 1);
         const std::string inside = dir.substr(root.size()); // the directory as the process names it
@@ -135,17 +138,6 @@ const Dwfl_Callbacks kOffline = {
     dwfl_offline_section_address,
     nullptr,
 };
-
-std::string hex(const unsigned char* p, int n)
-{
-    static const char* digits = "0123456789abcdef";
-    std::string s;
-    for (int i = 0; i < n; ++i) {
-        s += digits[p[i] >> 4];
-        s += digits[p[i] & 15];
-    }
-    return s;
-}
 
 } // namespace
 

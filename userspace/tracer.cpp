@@ -11,7 +11,6 @@
 #include <mutex>
 
 #include <fcntl.h>
-#include <dirent.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -273,7 +272,6 @@ Tracer::~Tracer()
         const bool no_helper = middle < 0 || (waited == middle && WIFEXITED(status) && WEXITSTATUS(status) != 0);
         if (!no_helper && shared_)
             shared_->handed_over(); // else the events are removed here
-
     }
     for (auto& p : probes_)
         destroy(p);

@@ -7,11 +7,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <csignal>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <ctime>
+#include <fstream>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -77,27 +78,12 @@ bool plain_path(const std::string& path)
     return !path.empty() && path[0] == '/';
 }
 
-// A process's start time (clock ticks after boot, /proc/PID/stat field 22):
-// with its pid, a name no other process now or later has. Empty when gone.
+// A process's start time: with its pid, a name no other process now or
+// later has. Empty when gone.
 std::string start_time(const std::string& pid)
 {
-    std::ifstream in("/proc/" + pid + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto paren = stat.rfind(')');
-    if (paren == std::string::npos)
-        return {};
-    // Fields after the name start at 3 (state); the start time is field 22.
-    std::size_t pos = paren + 1;
-    std::string field;
-    for (int n = 3; n <= 22; ++n) {
-        pos = stat.find_first_not_of(' ', pos);
-        if (pos == std::string::npos)
-            return {};
-        auto end = stat.find(' ', pos);
-        field = stat.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
-        pos = end;
-    }
-    return field;
+    const long long n = std::strtoll(pid.c_str(), nullptr, 10);
+    return n > 0 && n <= INT_MAX ? stat_field(static_cast<int>(n), 22) : std::string();
 }
 
 bool digits_only(const std::string& s)

@@ -64,8 +64,6 @@ public:
     static void remove_events(const std::string& uprobe_events_file, const std::vector<std::string>& events,
                               bool wait_busy = true);
 
-    const std::string& group() const { return group_; }
-
 private:
     struct Event {
         std::string name; // "group/name"
