@@ -23,6 +23,7 @@
 
 #include "calibrate.hpp"
 #include "control.hpp"
+#include "safe_files.hpp"
 #include "diff.hpp"
 #include "family.hpp"
 #include "launcher.hpp"
@@ -181,33 +182,52 @@ std::string json_line(const nlohmann::json& j)
 }
 
 // The folded stacks and the HTML page, from a report's JSON document.
-std::string write_renderings(const nlohmann::json& doc, const Options& opt)
+// `wait_ms`: how long a FIFO or device may keep us waiting (-1: as long as
+// it takes, once tracing is over and the ending signals work again).
+std::string write_renderings(const nlohmann::json& doc, const Options& opt, int wait_ms = -1)
 {
     if (!opt.collapsed_path.empty()) {
-        std::string err = write_file_atomic(opt.collapsed_path,
-                                            [&](std::FILE* f) { return write_collapsed(doc, opt.weight, f); });
+        std::string err = write_output(
+            opt.collapsed_path, [&](std::FILE* f) { return write_collapsed(doc, opt.weight, f); }, wait_ms);
         if (!err.empty())
             return err;
     }
     if (!opt.html_path.empty())
-        return write_file_atomic(opt.html_path, render_html(doc));
+        return write_output(opt.html_path, render_html(doc), wait_ms);
     return {};
 }
 
 // The text report to stderr, then every file asked for. Returns an error
 // sentence, empty on success.
-std::string write_outputs(const Report& report, const Options& opt)
+std::string write_outputs(const Report& report, const Options& opt, int wait_ms = -1)
 {
     std::fputs(format_report(report).c_str(), stderr);
     if (!opt.json_path.empty()) {
-        std::string err = write_file_atomic(opt.json_path,
-                                            [&](std::FILE* f) { return write_report_json(report, f); });
+        std::string err = write_output(
+            opt.json_path, [&](std::FILE* f) { return write_report_json(report, f); }, wait_ms);
         if (!err.empty())
             return err;
     }
     if (opt.collapsed_path.empty() && opt.html_path.empty())
         return {};
-    return write_renderings(report_summary_json(report), opt);
+    return write_renderings(report_summary_json(report), opt, wait_ms);
+}
+
+// Tracing is over: SIGINT, SIGTERM and SIGHUP end the tracer again at once,
+// whatever it is doing (symbols, the report, a FIFO that nobody reads).
+// Those already queued were for the trace, which has stopped.
+void end_on_signals_again(int sigfd)
+{
+    signalfd_siginfo si{};
+    while (read(sigfd, &si, sizeof si) == sizeof si) {
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) {
+        signal(s, SIG_DFL);
+        sigaddset(&set, s);
+    }
+    sigprocmask(SIG_UNBLOCK, &set, nullptr);
 }
 
 // Trace until the target exits, a signal, or --duration; returns the final report.
@@ -348,8 +368,9 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
                     if (family && family->reap(elapsed()))
                         stop = target_gone = true;
                 } else if (si.ssi_signo == SIGUSR1) {
-                    // A snapshot, and tracing goes on.
-                    if (auto err = write_outputs(snapshot_report(false), opt); !err.empty())
+                    // A snapshot, and tracing goes on: a FIFO nobody reads
+                    // holds it back a second at most.
+                    if (auto err = write_outputs(snapshot_report(false), opt, 1000); !err.empty())
                         std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(err).c_str());
                 } else if (traced.child) {
                     // `run`: the command decides when it ends. A terminal's
@@ -367,8 +388,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
             target_gone = true;
             break;
         }
-        if (control.fd() >= 0 && (fds[3].revents & POLLIN))
-            control.serve_one(control_reply);
+        control.serve(control_reply); // never waits: a client gets its turn when it is ready
         Snapshot snap = tracer.snapshot(traced.pid);
         sampled_peak = std::max(sampled_peak, snap.live_bytes_sum);
         if (timeline.due(elapsed()))
@@ -388,6 +408,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         }
     }
 
+    end_on_signals_again(sigfd);
     if (family && target_gone) {
         // The root is gone: its exit status comes with the other processes' stops.
         while (!family->reap(elapsed()))
@@ -760,7 +781,13 @@ int main(int argc, char** argv)
                       "target's threads make them)")
             ->check(CLI::Range(-20, 19));
     };
-    app.add_option("-p,--pid", opt.pid, "attach to a running process")->check(CLI::PositiveNumber);
+    const CLI::Validator pid_number(
+        [](std::string& s) -> std::string {
+            const bool digits = !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos;
+            return digits && std::stol(s) > 0 ? "" : "a process id is a number from 1 up";
+        },
+        "PID");
+    app.add_option("-p,--pid", opt.pid, "attach to a running process")->check(pid_number);
     app.add_option("--duration", opt.duration, "stop after SECONDS")->check(CLI::PositiveNumber);
     add_common(&app);
 
@@ -796,7 +823,7 @@ int main(int argc, char** argv)
     add_renderings(report);
 
     CLI::App* ctl = app.add_subcommand("ctl", "talk to a running memscope-trace: `mode NAME` or `status`");
-    ctl->add_option("--pid", opt.ctl_pid, "the tracer's pid (not the target's)")->required()->check(CLI::PositiveNumber);
+    ctl->add_option("--pid", opt.ctl_pid, "the tracer's pid (not the target's)")->required()->check(pid_number);
     ctl->add_option("request", opt.ctl_request, "mode normal|fast|async|off, or status")->required();
 
     try {
@@ -808,15 +835,10 @@ int main(int argc, char** argv)
         return 2;
     }
     // Fail before tracing, not after, when an output could not be written.
-    for (const std::string* path : {&opt.json_path, &opt.html_path, &opt.collapsed_path}) {
-        if (path->empty())
-            continue;
-        std::string dir = path->substr(0, path->find_last_of('/') + 1);
-        if (dir.empty())
-            dir = ".";
-        if (access(dir.c_str(), W_OK) != 0)
-            return fail("cannot write " + escape_for_terminal(*path) + ": " + std::strerror(errno), 2);
-    }
+    for (const std::string* path : {&opt.json_path, &opt.html_path, &opt.collapsed_path})
+        if (!path->empty())
+            if (std::string err = check_output(*path); !err.empty())
+                return fail(escape_for_terminal(err), 2);
     opt.auto_mode = opt.mode == "auto";
     if (ctl->parsed())
         return run_ctl(opt);

@@ -1,12 +1,18 @@
 #include "control.hpp"
 
+#include "proc.hpp"
+
 #include <poll.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <cstring>
 
@@ -61,6 +67,33 @@ void write_all(int fd, const std::string& s)
     }
 }
 
+// Sockets of tracers that were killed (kill -9 leaves them): their pid is
+// gone, or is now some other program's.
+void remove_stale_sockets()
+{
+    DIR* d = opendir(kDir);
+    if (!d)
+        return;
+    auto base = [](const std::string& path) { return path.substr(path.rfind('/') + 1); };
+    const std::string ours = base(process_exe(getpid()));
+    while (dirent* e = readdir(d)) {
+        const std::string name = e->d_name;
+        const auto dot = name.find(".sock");
+        if (dot == std::string::npos || dot + 5 != name.size() || dot == 0 ||
+            name.find_first_not_of("0123456789") != dot)
+            continue;
+        const int pid = std::atoi(name.c_str());
+        if (pid == getpid())
+            continue;
+        std::string exe = process_exe(pid);
+        if (exe.size() > 10 && exe.compare(exe.size() - 10, 10, " (deleted)") == 0)
+            exe.resize(exe.size() - 10);
+        if (!process_exists(pid) || (!exe.empty() && base(exe) != ours))
+            unlinkat(dirfd(d), name.c_str(), 0);
+    }
+    closedir(d);
+}
+
 } // namespace
 
 std::string control_socket_path(int tracer_pid)
@@ -70,6 +103,10 @@ std::string control_socket_path(int tracer_pid)
 
 ControlServer::~ControlServer()
 {
+    for (auto& [fd, c] : clients_)
+        close(fd);
+    if (epoll_fd_ >= 0)
+        close(epoll_fd_);
     if (fd_ >= 0) {
         close(fd_);
         unlink(path_.c_str());
@@ -87,32 +124,137 @@ std::string ControlServer::listen(const std::string& path)
     if (fd < 0)
         return std::string("cannot create the control socket: ") + std::strerror(errno);
     unlink(path.c_str()); // a stale socket of a dead tracer with our pid
+    remove_stale_sockets();
     mode_t old = umask(0177);
     int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     umask(old);
-    if (rc != 0 || chmod(path.c_str(), 0600) != 0 || ::listen(fd, 8) != 0) {
+    if (rc != 0 || chmod(path.c_str(), 0600) != 0 || ::listen(fd, 64) != 0) {
         std::string err = "cannot listen on " + path + ": " + std::strerror(errno);
         close(fd);
         return err;
     }
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        std::string err = std::string("cannot watch the control socket: ") + std::strerror(errno);
+        if (ep >= 0)
+            close(ep);
+        close(fd);
+        unlink(path.c_str());
+        return err;
+    }
     fd_ = fd;
+    epoll_fd_ = ep;
     path_ = path;
     return {};
 }
 
-void ControlServer::serve_one(const std::function<std::string(const std::string&)>& handler)
+void ControlServer::drop(int fd)
 {
-    int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0)
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    close(fd);
+    clients_.erase(fd);
+}
+
+bool ControlServer::flush(int fd, Client& c)
+{
+    while (!c.out.empty()) {
+        // A client gone before the reply must not kill us with SIGPIPE.
+        ssize_t n = send(fd, c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return false;
+        if (n <= 0)
+            return true; // gone: nothing more to say
+        c.out.erase(0, static_cast<std::size_t>(n));
+    }
+    return true;
+}
+
+void ControlServer::accept_all()
+{
+    for (;;) {
+        int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c < 0)
+            return;
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        const char* refusal = nullptr;
+        if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0)
+            refusal = "{\"error\":\"memscope-trace is controlled by root only\"}\n";
+        else if (clients_.size() >= kMaxClients)
+            refusal = "{\"error\":\"too many control clients at once; try again\"}\n";
+        if (refusal) {
+            send(c, refusal, std::strlen(refusal), MSG_NOSIGNAL | MSG_DONTWAIT);
+            close(c);
+            continue;
+        }
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLRDHUP;
+        ev.data.fd = c;
+        if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c, &ev) != 0) {
+            close(c);
+            continue;
+        }
+        clients_[c] = {{}, {}, std::chrono::steady_clock::now() + kClientDeadline};
+    }
+}
+
+void ControlServer::serve(const std::function<std::string(const std::string&)>& handler)
+{
+    if (epoll_fd_ < 0)
         return;
-    ucred cred{};
-    socklen_t len = sizeof cred;
-    std::string line;
-    if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0)
-        write_all(c, "{\"error\":\"memscope-trace is controlled by root only\"}\n");
-    else if (read_line(c, line, 1000))
-        write_all(c, handler(line) + "\n");
-    close(c);
+    epoll_event events[32];
+    int n = epoll_wait(epoll_fd_, events, 32, 0);
+    for (int i = 0; i < n; ++i) {
+        const int fd = events[i].data.fd;
+        if (fd == fd_) {
+            accept_all();
+            continue;
+        }
+        auto it = clients_.find(fd);
+        if (it == clients_.end())
+            continue;
+        Client& c = it->second;
+        if (!c.out.empty()) { // its reply, waiting for room
+            if (flush(fd, c))
+                drop(fd);
+            continue;
+        }
+        char buf[512];
+        ssize_t got;
+        while ((got = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0 && c.in.size() < 4096)
+            c.in.append(buf, static_cast<std::size_t>(got));
+        const auto nl = c.in.find('\n');
+        const bool ended = got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR);
+        if (nl == std::string::npos && !ended && c.in.size() < 4096)
+            continue; // the rest of the line later, before its deadline
+        if (c.in.empty()) {
+            drop(fd);
+            continue;
+        }
+        c.out = handler(c.in.substr(0, nl)) + "\n";
+        if (flush(fd, c)) {
+            drop(fd);
+            continue;
+        }
+        epoll_event ev{};
+        ev.events = EPOLLOUT;
+        ev.data.fd = fd;
+        epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+    }
+    // Idle or slow clients hold nothing for long.
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = clients_.begin(); it != clients_.end();) {
+        const int fd = it->first;
+        const bool late = it->second.deadline <= now;
+        ++it; // drop() erases fd's entry, not the next one
+        if (late)
+            drop(fd);
+    }
 }
 
 std::string control_request(const std::string& path, const std::string& request, std::string& reply)

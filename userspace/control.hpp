@@ -2,7 +2,9 @@
 // ("mode fast", "status"), one line of JSON out.
 #pragma once
 
+#include <chrono>
 #include <functional>
+#include <map>
 #include <string>
 
 namespace memscope {
@@ -19,14 +21,32 @@ public:
 
     // Listen at `path` (mode 0600, in a 0700 directory). Error sentence or empty.
     std::string listen(const std::string& path);
-    int fd() const { return fd_; }
-    // Serve one waiting client: read a line, answer handler(line) + "\n".
-    // Clients that are not root are refused.
-    void serve_one(const std::function<std::string(const std::string&)>& handler);
+    // Readable when a client connects, sends or can take its reply (-1: not
+    // listening). Poll it beside the trace's own descriptors.
+    int fd() const { return epoll_fd_; }
+    // Whatever is ready, without waiting: accept, read, answer each whole
+    // line with handler(line) + "\n", then close. Clients that are not root
+    // are refused; past kMaxClients at once a newcomer is told so and
+    // closed; one that has not sent its line (or taken its reply) within
+    // kClientDeadline is dropped. Call it on every turn of the trace loop.
+    void serve(const std::function<std::string(const std::string&)>& handler);
+
+    static constexpr std::size_t kMaxClients = 16;
+    static constexpr std::chrono::milliseconds kClientDeadline{2000};
 
 private:
-    int fd_ = -1;
+    struct Client {
+        std::string in, out;
+        std::chrono::steady_clock::time_point deadline;
+    };
+    void accept_all();
+    void drop(int fd);
+    // Send what is left of the reply; true once it is all gone.
+    bool flush(int fd, Client& c);
+
+    int fd_ = -1, epoll_fd_ = -1;
     std::string path_;
+    std::map<int, Client> clients_;
 };
 
 // Send one request and read the one-line reply. Error sentence or empty.

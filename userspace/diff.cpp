@@ -4,6 +4,7 @@
 // names), the changes worst first, and the thresholds. Four outputs from the
 // same outcome: text, markdown, json, junit.
 #include "diff.hpp"
+#include "json_bounded.hpp"
 
 #include <algorithm>
 #include <array>
@@ -1268,7 +1269,10 @@ bool parse_report(const std::string& text, const std::string& label, json& doc, 
         return true;
     };
     try {
-        doc = json::parse(text, skip);
+        if (!parse_json_bounded(text, doc, skip)) {
+            error = label + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels: no report does";
+            return false;
+        }
     } catch (const json::parse_error& e) {
         std::string what = e.what();
         if (auto p = what.find("] "); p != std::string::npos)

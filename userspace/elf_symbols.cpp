@@ -1,4 +1,5 @@
 #include "elf_symbols.hpp"
+#include "safe_files.hpp"
 
 #include "memscope/probe_abi.h"
 
@@ -92,9 +93,10 @@ ElfScan scan_elf(const std::string& path)
 {
     ElfScan out;
     elf_version(EV_CURRENT);
-    FdCloser fd{open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+    std::string why;
+    FdCloser fd{open_untrusted(path, {}, why)};
     if (fd.fd < 0) {
-        out.error = "cannot open " + path;
+        out.error = "cannot open " + path + ": " + why;
         return out;
     }
     ElfCloser e{elf_begin(fd.fd, ELF_C_READ_MMAP, nullptr)};

@@ -356,9 +356,12 @@ std::string read_report_json(const std::string& path, json& out)
     std::fclose(f);
     if (failed)
         return "cannot read " + path + ": " + std::strerror(EIO);
-    out = json::parse(text, nullptr, false);
-    if (out.is_discarded())
+    try {
+        if (!parse_json_bounded(text, out))
+            return path + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels: no report does";
+    } catch (const json::exception&) {
         return path + " is not valid JSON (truncated or corrupt?)";
+    }
     if (!out.is_object() || !out.contains("schema") || out["schema"] != kSchema)
         return path + " is not a memscope-trace report (schema " + std::string(kSchema) + ")";
     return {};
@@ -398,44 +401,6 @@ std::string report_to_json_text(const Report& report)
     std::string text(buf, size);
     std::free(buf);
     return text;
-}
-
-std::string write_file_atomic(const std::string& path, const std::string& contents)
-{
-    return write_file_atomic(path, [&](std::FILE* f) {
-        return std::fwrite(contents.data(), 1, contents.size(), f) == contents.size();
-    });
-}
-
-std::string write_file_atomic(const std::string& path, const std::function<bool(std::FILE*)>& writer)
-{
-    std::string tmp = path + ".tmp.XXXXXX";
-    int fd = mkstemp(tmp.data());
-    if (fd < 0)
-        return "cannot create " + path + ": " + std::strerror(errno);
-    std::FILE* f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        unlink(tmp.c_str());
-        return "cannot write " + path + ": " + std::strerror(errno);
-    }
-    bool ok = writer(f) && std::fflush(f) == 0;
-    int saved = errno;
-    fchmod(fd, 0644);
-    bool synced = ok && fsync(fd) == 0;
-    if (!synced)
-        saved = errno;
-    if (std::fclose(f) != 0 || !ok || !synced) {
-        std::string err = "cannot write " + path + ": " + std::strerror(saved ? saved : EIO);
-        unlink(tmp.c_str());
-        return err;
-    }
-    if (rename(tmp.c_str(), path.c_str()) != 0) {
-        std::string err = "cannot write " + path + ": " + std::strerror(errno);
-        unlink(tmp.c_str());
-        return err;
-    }
-    return {};
 }
 
 } // namespace memscope

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_bounded.hpp"
 #include "model.hpp"
 
 namespace memscope {
@@ -25,10 +26,5 @@ std::string read_report_json(const std::string& path, nlohmann::json& out);
 // line, so memory stays flat however many there are.
 bool write_report_json(const Report& report, std::FILE* out);
 std::string report_to_json_text(const Report& report);
-
-// Write atomically: a temp file beside `path`, then rename. Returns an error
-// sentence, empty on success; a failed write leaves no half-written file.
-std::string write_file_atomic(const std::string& path, const std::string& contents);
-std::string write_file_atomic(const std::string& path, const std::function<bool(std::FILE*)>& writer);
 
 } // namespace memscope

@@ -91,6 +91,11 @@ void Session::add_sites(Report& report)
         report.stacks.note = "most stacks end early: the program (or the libraries it allocates from) was "
                              "likely built without frame pointers; rebuild with -fno-omit-frame-pointer "
                              "for whole stacks";
+    // Files the target named that were not read (every process's: the
+    // list is shared like the symbol files).
+    for (const auto& s : symbolizer_.skipped())
+        if (std::find(report.warnings.begin(), report.warnings.end(), s) == report.warnings.end())
+            report.warnings.push_back(s);
 }
 
 bool Session::seen(const std::string& path)

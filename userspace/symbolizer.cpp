@@ -22,8 +22,14 @@
 #include "elf_symbols.hpp"
 #include "probe_sites.hpp"
 #include "proc.hpp"
+#include "safe_files.hpp"
 
 namespace memscope {
+
+namespace {
+// A JIT's symbol map: megabytes at most in practice.
+constexpr std::uint64_t kMaxPerfMapBytes = 64ULL << 20;
+} // namespace
 
 std::string demangle(const std::string& name)
 {
@@ -48,6 +54,18 @@ bool is_root_symbol(const std::string& s)
 }
 
 namespace {
+
+// Where libdwfl's callbacks, which know no symbolizer, note a skipped file.
+thread_local std::vector<std::string>* t_skipped = nullptr;
+
+void note_skipped(std::vector<std::string>* to, const std::string& path, const std::string& why)
+{
+    if (!to || errno == ENOENT || errno == ENOTDIR)
+        return;
+    std::string line = "skipped " + path + ": " + why;
+    if (std::find(to->begin(), to->end(), line) == to->end())
+        to->push_back(std::move(line));
+}
 
 std::string hex(const unsigned char* p, int n)
 {
@@ -111,9 +129,13 @@ int find_local_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname,
                 candidates.push_back(d + debuglink);
     }
     for (const auto& c : candidates) {
-        fd = open(c.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        // Named by the target's file: no FIFO, device or huge file is read.
+        std::string why;
+        fd = open_untrusted(c, {.max_bytes = kMaxElfBytes}, why);
+        if (fd < 0) {
+            note_skipped(t_skipped, c, why);
             continue;
+        }
         if (same_build_id(fd, bits, len)) {
             *debuginfo_file_name = strdup(c.c_str());
             return fd;
@@ -170,9 +192,12 @@ struct Symbolizer::Module {
     // what costs (line tables, symbols) waits for load().
     bool identify(const std::string& host_path, std::string& key)
     {
-        fd = ::open(host_path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        std::string why;
+        fd = open_untrusted(host_path, {.max_bytes = kMaxElfBytes}, why);
+        if (fd < 0) {
+            note_skipped(t_skipped, host_path, why);
             return false;
+        }
         dwfl = dwfl_begin(&kOffline);
         if (!dwfl)
             return false;
@@ -266,7 +291,8 @@ struct Symbolizer::Module {
     }
 };
 
-Symbolizer::Symbolizer() : modules_(std::make_shared<Modules>())
+Symbolizer::Symbolizer()
+    : modules_(std::make_shared<Modules>()), skipped_(std::make_shared<std::vector<std::string>>())
 {
     elf_version(EV_CURRENT);
 }
@@ -274,6 +300,7 @@ Symbolizer::Symbolizer() : modules_(std::make_shared<Modules>())
 void Symbolizer::share_modules(const Symbolizer& other)
 {
     modules_ = other.modules_;
+    skipped_ = other.skipped_;
 }
 
 Symbolizer::~Symbolizer() = default;
@@ -282,6 +309,10 @@ Symbolizer::Module* Symbolizer::open_module(const std::string& host_path)
 {
     auto m = std::make_unique<Module>();
     std::string key;
+    t_skipped = skipped_.get();
+    struct Reset {
+        ~Reset() { t_skipped = nullptr; }
+    } reset;
     if (!m->identify(host_path, key))
         return nullptr;
     if (auto it = modules_->find(key); it != modules_->end())
@@ -363,14 +394,30 @@ const Symbolizer::JitSymbol* Symbolizer::jit_at(int pid, Process& p, std::uint64
         p.jit_read = true;
         // The map is named by the pid the process knows itself by (its namespace's).
         std::string nspid = std::to_string(pid);
+        long uid = -1;
         std::ifstream status("/proc/" + std::to_string(pid) + "/status");
         for (std::string line; std::getline(status, line);)
             if (line.rfind("NSpid:", 0) == 0) {
                 std::istringstream ls(line.substr(6));
                 for (std::string v; ls >> v;)
                     nspid = v;
+            } else if (line.rfind("Uid:", 0) == 0) {
+                std::istringstream ls(line.substr(4));
+                long real = -1;
+                ls >> real >> uid; // the effective uid writes the map
             }
-        std::ifstream in(path_in_process(pid, "/tmp/perf-" + nspid + ".map"));
+        if (uid < 0)
+            return nullptr; // gone: whose map it would be is unknown
+        // /tmp is anyone's: the map must be a regular file of the process's
+        // user (or root), not a link, and of a sane size; resolved in the
+        // process's own root.
+        const std::string shown = "/tmp/perf-" + nspid + ".map";
+        std::string why;
+        auto text = read_untrusted(path_in_process(pid, shown),
+                                   {.no_follow = true, .owner = uid, .max_bytes = kMaxPerfMapBytes}, why);
+        if (!text)
+            note_skipped(skipped_.get(), shown + " of process " + std::to_string(pid), why);
+        std::istringstream in(text.value_or(""));
         for (std::string line; std::getline(in, line);) {
             std::istringstream ls(line);
             std::string start, size, name;

@@ -50,6 +50,11 @@ public:
     // `truncated` is set, as when no root was reached.
     std::vector<Frame> resolve(int pid, const std::vector<RawFrame>& frames, bool& truncated);
 
+    // Files a process named that were not read, and why (a FIFO where a perf
+    // map or a debug file should be, a file too large...): one line each,
+    // shared like the modules.
+    const std::vector<std::string>& skipped() const { return *skipped_; }
+
 private:
     struct Module;
     struct Mapping {
@@ -82,6 +87,7 @@ private:
     // shared by the symbolizers of one run's processes.
     using Modules = std::unordered_map<std::string, std::unique_ptr<Module>>;
     std::shared_ptr<Modules> modules_;
+    std::shared_ptr<std::vector<std::string>> skipped_;
 };
 
 } // namespace memscope

@@ -21,6 +21,7 @@
 
 #include "memscope.skel.h"
 #include "probe_sites.hpp"
+#include "safe_files.hpp"
 #include "proc.hpp"
 #include "uprobe_events.hpp"
 
@@ -359,7 +360,8 @@ void Tracer::destroy(Probe& probe)
 static ProbeSite site_of(const std::string& path, const AllocatorSymbol& sym)
 {
     std::vector<std::uint8_t> code(std::min<std::uint64_t>(sym.size ? sym.size : 16, 1 << 16));
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    std::string why;
+    int fd = open_untrusted(path, {}, why);
     ssize_t n = fd >= 0 ? pread(fd, code.data(), code.size(), static_cast<off_t>(sym.file_offset)) : -1;
     if (fd >= 0)
         close(fd);

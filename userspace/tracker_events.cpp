@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "memscope/probe_abi.h"
+#include "safe_files.hpp"
 
 namespace memscope {
 
@@ -30,10 +31,11 @@ std::optional<std::uint32_t> TrackerModules::add(const std::string& path, const 
         error += ": no tracker entry points"; // (appended: GCC 12 warns wrongly on path + "...")
         return std::nullopt;
     }
-    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    std::string why;
+    int fd = open_untrusted(path, {}, why);
     struct stat st{};
     if (fd < 0 || fstat(fd, &st) != 0) {
-        error = "cannot open " + path + ": " + std::strerror(errno);
+        error = "cannot open " + path + ": " + (fd < 0 ? why : std::strerror(errno));
         if (fd >= 0)
             close(fd);
         return std::nullopt;

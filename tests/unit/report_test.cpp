@@ -100,21 +100,6 @@ TEST(Report, LiveTableRate)
     EXPECT_NE(t.find(" 3 "), std::string::npos) << t; // (10 - 4) / 2 s
 }
 
-TEST(Report, AtomicWriteLeavesNoTempFiles)
-{
-    char dir[] = "/tmp/memscope-unit-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    std::string path = std::string(dir) + "/r.json";
-    EXPECT_EQ(write_file_atomic(path, "{}\n"), "");
-    std::ifstream in(path);
-    std::string s((std::istreambuf_iterator<char>(in)), {});
-    EXPECT_EQ(s, "{}\n");
-    std::string bad = write_file_atomic(std::string(dir) + "/missing/r.json", "{}");
-    EXPECT_NE(bad.find("cannot create"), std::string::npos);
-    unlink(path.c_str());
-    EXPECT_EQ(rmdir(dir), 0); // nothing else was left behind
-}
-
 static Report with_variables()
 {
     Report r = sample();

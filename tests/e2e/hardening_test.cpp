@@ -1,0 +1,341 @@
+// End-to-end tests of a tracer that runs as root on other people's
+// machines: its outputs go where they point and clobber nothing; files a
+// target names (perf maps, debug links) never hang it; idle control
+// clients never stall tracing.
+#include "harness.hpp"
+
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+
+#include <fstream>
+
+using namespace e2e;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr uid_t kNobody = 65534;
+
+struct TempDir {
+    std::string path;
+    TempDir()
+    {
+        char d[] = "/tmp/memscope-e2e-XXXXXX";
+        path = mkdtemp(d);
+    }
+    ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+    std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
+
+bool has_warning(const json& r, const std::string& part)
+{
+    for (const auto& w : r["warnings"])
+        if (w.get<std::string>().find(part) != std::string::npos)
+            return true;
+    return false;
+}
+
+// `jit_alloc` started under the tracer: its pid once it says it.
+int jit_pid(Child& tracer)
+{
+    if (!tracer.wait_for("pid ", false) || !tracer.wait_for("\n", false))
+        return 0;
+    return std::atoi(tracer.out_text.substr(tracer.out_text.find("pid ") + 4).c_str());
+}
+
+} // namespace
+
+TEST_F(E2E, OutputsIntoDevicesFifosLinksAndStdoutClobberNothing)
+{
+    struct stat null_before{};
+    ASSERT_EQ(stat("/dev/null", &null_before), 0);
+    Result r = run({kBin, "run", "--json", "/dev/null", "--html", "/dev/null", "--collapsed", "/dev/null", "--",
+                    target("short_lived")});
+    EXPECT_EQ(r.status, 0) << r.err;
+    struct stat null_after{};
+    ASSERT_EQ(stat("/dev/null", &null_after), 0);
+    EXPECT_TRUE(S_ISCHR(null_after.st_mode)) << "/dev/null was replaced";
+    EXPECT_EQ(null_after.st_rdev, null_before.st_rdev);
+    EXPECT_EQ(null_after.st_ino, null_before.st_ino);
+
+    // `-` and /dev/stdout: the JSON on the tracer's stdout (the target prints nothing).
+    for (const std::string out : {"-", "/dev/stdout"}) {
+        r = run({kBin, "run", "--json", out, "--", target("short_lived")});
+        EXPECT_EQ(r.status, 0) << r.err;
+        json j = json::parse(r.out, nullptr, false);
+        ASSERT_TRUE(j.is_object()) << out << ": " << r.out.substr(0, 200);
+        EXPECT_EQ(j["schema"], "memscope-trace/1");
+        EXPECT_EQ(access("-", F_OK), -1) << "a file named '-' was written";
+    }
+    struct stat st{};
+    ASSERT_EQ(lstat("/dev/stdout", &st), 0);
+    EXPECT_TRUE(S_ISLNK(st.st_mode)) << "/dev/stdout is no longer a link";
+
+    // A FIFO: written into, read by whoever listens.
+    TempDir dir;
+    const std::string fifo = dir / "report.fifo";
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    std::string got;
+    std::thread reader([&] {
+        std::ifstream in(fifo);
+        got.assign(std::istreambuf_iterator<char>(in), {});
+    });
+    r = run({kBin, "run", "--json", fifo, "--", target("short_lived")});
+    reader.join();
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(json::parse(got, nullptr, false).is_object()) << got.substr(0, 200);
+    ASSERT_EQ(lstat(fifo.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISFIFO(st.st_mode));
+
+    // A link to a regular file: the file is replaced, the link stays.
+    ASSERT_EQ(symlink("real.json", (dir / "link.json").c_str()), 0);
+    { std::ofstream(dir / "real.json") << "old"; }
+    r = run({kBin, "run", "--json", dir / "link.json", "--", target("short_lived")});
+    EXPECT_EQ(r.status, 0) << r.err;
+    ASSERT_EQ(lstat((dir / "link.json").c_str(), &st), 0);
+    EXPECT_TRUE(S_ISLNK(st.st_mode));
+    EXPECT_TRUE(load(dir / "real.json").is_object());
+
+    // A directory: one line, non-zero, nothing written.
+    r = run({kBin, "run", "--json", dir.path, "--", target("short_lived")});
+    EXPECT_NE(r.status, 0);
+    EXPECT_NE(r.err.find("is a directory"), std::string::npos) << r.err;
+    ASSERT_EQ(lstat(dir.path.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+}
+
+TEST_F(E2E, JitFramesAreNamedByTheProcesssOwnPerfMap)
+{
+    std::string path = temp_json("jit_map");
+    Child tracer({kBin, "run", "--json", path, "--", target("jit_alloc"), "25", "write-map"});
+    const int pid = jit_pid(tracer);
+    ASSERT_GT(pid, 0) << tracer.err_text;
+    tracer.write_stdin("go\n");
+    ASSERT_EQ(tracer.finish(), 0) << tracer.err_text;
+    unlink(("/tmp/perf-" + std::to_string(pid) + ".map").c_str());
+    json r = load(path);
+    bool named = false;
+    for (const auto& s : r["sites"])
+        for (const auto& f : s["stack"])
+            if (f["symbol"] == "jit_alloc_fn" && s["alloc_count"] == 25)
+                named = true;
+    EXPECT_TRUE(named) << r["sites"].dump().substr(0, 2000);
+    EXPECT_FALSE(has_warning(r, "perf-")) << r["warnings"].dump();
+}
+
+TEST_F(E2E, PerfMapPlantedAsFifoOrDevZeroLinkIsSkippedInBoundedTime)
+{
+    for (const bool fifo : {true, false}) {
+        std::string path = temp_json(fifo ? "perf_fifo" : "perf_zero");
+        const auto t0 = std::chrono::steady_clock::now();
+        Child tracer({kBin, "run", "--json", path, "--", target("jit_alloc"), "25"});
+        const int pid = jit_pid(tracer);
+        ASSERT_GT(pid, 0) << tracer.err_text;
+        // Planted by an unprivileged user, where the tracer (root) looks.
+        const std::string map = "/tmp/perf-" + std::to_string(pid) + ".map";
+        unlink(map.c_str());
+        if (fifo)
+            ASSERT_EQ(mkfifo(map.c_str(), 0666), 0);
+        else
+            ASSERT_EQ(symlink("/dev/zero", map.c_str()), 0);
+        ASSERT_EQ(lchown(map.c_str(), kNobody, kNobody), 0);
+        tracer.write_stdin("go\n");
+        const int status = tracer.finish(60s);
+        unlink(map.c_str());
+        ASSERT_EQ(status, 0) << tracer.err_text;
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s);
+        json r = load(path);
+        // Counted all the same, and what was skipped is said.
+        EXPECT_EQ(r["totals"]["alloc_count"].get<std::uint64_t>() >= 25, true);
+        const std::string why = fifo ? "not a regular file (a FIFO)" : "a symbolic link";
+        EXPECT_TRUE(has_warning(r, "skipped " + map + " of process " + std::to_string(pid) + ": " + why))
+            << r["warnings"].dump();
+        EXPECT_NE(tracer.err_text.find("skipped " + map), std::string::npos);
+    }
+}
+
+TEST_F(E2E, DebuglinkNamingAFifoIsSkippedInBoundedTime)
+{
+    TempDir dir;
+    const std::string prog = dir / "leaks";
+    const std::string cmd = "cp '" + target("leaks") + "' '" + prog + "' && cd '" + dir.path +
+                            "' && objcopy --only-keep-debug leaks leaks.debug && objcopy --strip-debug "
+                            "--add-gnu-debuglink=leaks.debug leaks && rm leaks.debug && mkfifo leaks.debug";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    std::string path = temp_json("debuglink_fifo");
+    const auto t0 = std::chrono::steady_clock::now();
+    Child tracer({kBin, "run", "--json", path, "--", prog});
+    const int status = tracer.finish(60s);
+    ASSERT_EQ(status, 0) << tracer.err_text;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 30s);
+    json r = load(path);
+    EXPECT_TRUE(has_warning(r, "leaks.debug: not a regular file (a FIFO)")) << r["warnings"].dump();
+    // Symbols from the file's own symbol table still name the leaks.
+    bool named = false;
+    for (const auto& l : r["leaks"])
+        for (const auto& f : l["stack"])
+            named |= f["symbol"].is_string() && f["symbol"].get<std::string>().find("leak_") != std::string::npos;
+    EXPECT_TRUE(named) << r["leaks"].dump().substr(0, 1500);
+}
+
+TEST_F(E2E, TenIdleControlClientsStallNothing)
+{
+    const int workers = 2;
+    std::string path = temp_json("idle_clients");
+    Child tracer({kBin, "run", "--json", path, "--", target("phases"), std::to_string(workers)});
+    ASSERT_TRUE(tracer.wait_for("ready\n", false));
+    const std::string sock = "/run/memscope-trace/" + std::to_string(tracer.pid) + ".sock";
+    std::vector<int> idle;
+    for (int i = 0; i < 10; ++i) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+        ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+        idle.push_back(fd);
+    }
+    // Busy phases while ten clients say nothing; a status request is answered at once.
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int k = 1; k <= 5; ++k) {
+        tracer.write_stdin("phase " + std::to_string(k) + "\n");
+        Result st = run({kBin, "ctl", "--pid", std::to_string(tracer.pid), "status"});
+        EXPECT_EQ(st.status, 0) << st.out << st.err;
+        EXPECT_TRUE(json::parse(st.out, nullptr, false).contains("mode")) << st.out;
+        ASSERT_TRUE(tracer.wait_for("done " + std::to_string(k) + " ", false)) << tracer.err_text;
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s) << "status requests waited on idle clients";
+    // The idle ones are let go after their deadline (EOF), not kept forever.
+    for (int fd : idle) {
+        pollfd p{fd, POLLIN, 0};
+        EXPECT_EQ(poll(&p, 1, 5000), 1);
+        char c;
+        EXPECT_EQ(read(fd, &c, 1), 0);
+        close(fd);
+    }
+    tracer.write_stdin("exit\n");
+    ASSERT_EQ(tracer.finish(), 0) << tracer.err_text;
+    json r = load(path);
+    EXPECT_EQ(r["dropped"]["events"], 0) << r["dropped"].dump();
+    for (int w = 0; w < workers; ++w) {
+        const json* t = thread_named(r, "phase-w" + std::to_string(w));
+        ASSERT_NE(t, nullptr);
+        EXPECT_EQ((*t)["alloc_count"], 5 * 3000);
+        EXPECT_EQ((*t)["free_count"], 5 * 3000);
+    }
+}
+
+TEST_F(E2E, ControlClientsPastTheBoundAreToldSo)
+{
+    Child tracer({kBin, "run", "--", target("phases"), "1"});
+    ASSERT_TRUE(tracer.wait_for("ready\n", false));
+    const std::string sock = "/run/memscope-trace/" + std::to_string(tracer.pid) + ".sock";
+    // 20 at once: 16 are served (here: idle until their deadline), 4 told to come back.
+    std::vector<int> held;
+    for (int i = 0; i < 20; ++i) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+        ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        held.push_back(fd);
+    }
+    int refused = 0, dropped = 0;
+    for (int fd : held) {
+        pollfd p{fd, POLLIN, 0};
+        ASSERT_EQ(poll(&p, 1, 5000), 1);
+        char buf[256];
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n > 0 && std::string(buf, static_cast<std::size_t>(n)).find("too many control clients") != std::string::npos)
+            ++refused;
+        else if (n == 0)
+            ++dropped;
+        close(fd);
+    }
+    EXPECT_EQ(refused, 4);
+    EXPECT_EQ(dropped, 16);
+    tracer.write_stdin("exit\n");
+    EXPECT_EQ(tracer.finish(), 0) << tracer.err_text;
+}
+
+TEST_F(E2E, HundredThousandDeepJsonToEveryReaderIsOneLineExit2)
+{
+    TempDir dir;
+    const std::string deep = dir / "deep.json";
+    {
+        std::ofstream out(deep);
+        out << "{\"schema\":\"memscope-trace/1\",\"threads\":";
+        for (int i = 0; i < 100000; ++i)
+            out << "[{\"a\":";
+        out << "1";
+        for (int i = 0; i < 100000; ++i)
+            out << "}]";
+        out << "}";
+    }
+    std::string good = temp_json("deep_good");
+    ASSERT_EQ(run({kBin, "run", "--json", good, "--", target("short_lived")}).status, 0);
+    const std::vector<std::vector<std::string>> readers = {
+        {kBin, "report", deep, "--html", dir / "out.html"},
+        {kBin, "report", deep, "--collapsed", dir / "out.folded"},
+        {kBin, "diff", deep, good},
+        {kBin, "diff", good, deep},
+        {kBin, "run", "--baseline", deep, "--", target("short_lived")},
+    };
+    for (const auto& argv : readers) {
+        Result r = run(argv);
+        EXPECT_EQ(r.status, 2) << argv[1] << ": " << r.err;
+        EXPECT_NE(r.err.find("nests deeper than"), std::string::npos) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
+    EXPECT_EQ(access((dir / "out.html").c_str(), F_OK), -1);
+    std::remove(good.c_str());
+}
+
+TEST_F(E2E, KilledTracersSocketsAreClearedAndBadPidsSaySoInOneLine)
+{
+    // A socket left by a tracer killed with -9: its pid is gone.
+    pid_t gone = fork();
+    if (gone == 0)
+        _exit(0);
+    waitpid(gone, nullptr, 0);
+    mkdir("/run/memscope-trace", 0700);
+    const std::string stale = "/run/memscope-trace/" + std::to_string(gone) + ".sock";
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", stale.c_str());
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    close(fd);
+    ASSERT_EQ(access(stale.c_str(), F_OK), 0);
+    ASSERT_EQ(run({kBin, "run", "--", target("short_lived")}).status, 0);
+    EXPECT_EQ(access(stale.c_str(), F_OK), -1) << "a dead tracer's socket stayed";
+
+    for (const std::string pid : {"0", "-1", "99999999999999999999", "x"}) {
+        Result r = run({kBin, "-p", pid});
+        EXPECT_EQ(r.status, 2) << pid;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_LT(r.err.size(), 160u) << r.err;
+    }
+}
+
+TEST_F(E2E, SigtermEndsTheTracerWaitingOnAFifoNobodyReads)
+{
+    TempDir dir;
+    const std::string fifo = dir / "report.fifo";
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    Child tracer({kBin, "run", "--json", fifo, "--", target("short_lived")});
+    // The text report comes first: then it waits on the FIFO, as a shell would.
+    ASSERT_TRUE(tracer.wait_for("memscope-trace: pid", true)) << tracer.err_text;
+    std::this_thread::sleep_for(300ms);
+    ASSERT_EQ(waitpid(tracer.pid, nullptr, WNOHANG), 0) << "it should still wait for a reader";
+    const auto t0 = std::chrono::steady_clock::now();
+    kill(tracer.pid, SIGTERM);
+    EXPECT_EQ(tracer.finish(10s), 128 + SIGTERM);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+    struct stat st{};
+    ASSERT_EQ(lstat(fifo.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISFIFO(st.st_mode));
+}
