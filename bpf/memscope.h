@@ -27,6 +27,28 @@
 /* Frameless functions (operator new) unwound by their epilogue, per allocation. */
 #define MS_MAX_FRAMELESS 3
 
+/* Unwinding without frame pointers (x86-64): one rule per PC range of a
+ * file, built by userspace from its .eh_frame (or .debug_frame), sorted by
+ * pc. pc is a file offset, as BPF computes it from a mapping:
+ * ip - (vm_start - vm_pgoff * 4096); a rule holds up to the next row's pc.
+ * The caller's frame: CFA = base register + cfa_off; its return address at
+ * CFA - 8; its rbp at CFA + 8 * rbp_off (0: rbp unchanged by this frame). */
+enum ms_unwind_kind {
+	MS_UNWIND_INVALID = 0, /* no rule here (a gap between functions): the stack ends */
+	MS_UNWIND_CFA_RSP = 1,
+	MS_UNWIND_CFA_RBP = 2,
+	MS_UNWIND_PLT = 3,     /* CFA = rsp + 8, + 8 more once (rip & 15) >= cfa_off */
+	MS_UNWIND_SIGNAL = 4,  /* a signal frame: the interrupted state in its sigcontext */
+	MS_UNWIND_STOP = 5,    /* the return address is undefined: the real root (_start, clone) */
+};
+#define MS_UNWIND_RBP_UNKNOWN (-128) /* rbp saved where no rule says: unknown in the caller */
+struct ms_unwind_row {
+	__u32 pc;
+	__u16 cfa_off;
+	__u8 kind;
+	__s8 rbp_off;
+};
+
 /* A thread: tids are reused, so the kernel's start time is part of the key.
  * tgid is the host pid, as BPF sees it. */
 struct ms_thread_key {
