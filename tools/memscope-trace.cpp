@@ -213,18 +213,42 @@ std::string write_outputs(const Report& report, const Options& opt, int wait_ms 
     return write_renderings(report_summary_json(report), opt, wait_ms);
 }
 
-// Tracing is over: SIGINT, SIGTERM and SIGHUP end the tracer again at once,
-// whatever it is doing (symbols, the report, a FIFO that nobody reads).
-// Those already queued were for the trace, which has stopped.
+// Set by the first SIGINT, SIGTERM or SIGHUP once tracing is over.
+volatile sig_atomic_t g_ending_signal = 0;
+
+extern "C" void on_ending_signal(int sig)
+{
+    if (g_ending_signal) { // the second: now, as the default action would
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    g_ending_signal = sig;
+}
+
+// Tracing is over: SIGINT, SIGTERM and SIGHUP end the tracer again,
+// whatever it is doing. The first one stops every wait on an output (a
+// FIFO nobody reads) and the tracer ends with what it has written, 128 +
+// the signal; a second ends it at once. Those already queued were for the
+// trace, which has stopped; one ignored when we were started stays ignored.
 void end_on_signals_again(int sigfd)
 {
     signalfd_siginfo si{};
     while (read(sigfd, &si, sizeof si) == sizeof si) {
     }
+    set_output_cancel(&g_ending_signal);
     sigset_t set;
     sigemptyset(&set);
     for (int s : {SIGINT, SIGTERM, SIGHUP}) {
-        signal(s, SIG_DFL);
+        struct sigaction old{};
+        sigaction(s, nullptr, &old);
+        if (old.sa_handler != SIG_IGN) {
+            struct sigaction act{};
+            act.sa_handler = on_ending_signal;
+            sigemptyset(&act.sa_mask);
+            act.sa_flags = SA_RESTART;
+            sigaction(s, &act, nullptr);
+        }
         sigaddset(&set, s);
     }
     sigprocmask(SIG_UNBLOCK, &set, nullptr);
@@ -503,7 +527,10 @@ void print_sites(const Tracer& tracer, const Session& session)
 
 int finish(const Report& report, const Options& opt)
 {
-    if (std::string err = write_outputs(report, opt); !err.empty())
+    std::string err = write_outputs(report, opt);
+    if (g_ending_signal)
+        return 128 + g_ending_signal; // asked to end: what was written stays
+    if (!err.empty())
         return fail(err);
     return 0;
 }

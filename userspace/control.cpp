@@ -156,6 +156,13 @@ void ControlServer::drop(int fd)
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
     close(fd);
     clients_.erase(fd);
+    if (paused_) { // a descriptor is free again: listen again
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = fd_;
+        epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd_, &ev);
+        paused_ = false;
+    }
 }
 
 bool ControlServer::flush(int fd, Client& c)
@@ -178,8 +185,17 @@ void ControlServer::accept_all()
 {
     for (;;) {
         int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (c < 0)
+        if (c < 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                // Out of descriptors: stop listening until a client goes,
+                // rather than wake the trace loop at every turn.
+                epoll_event ev{};
+                ev.data.fd = fd_;
+                epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd_, &ev);
+                paused_ = true;
+            }
             return;
+        }
         ucred cred{};
         socklen_t len = sizeof cred;
         const char* refusal = nullptr;
@@ -225,8 +241,9 @@ void ControlServer::serve(const std::function<std::string(const std::string&)>& 
             continue;
         }
         char buf[512];
-        ssize_t got;
-        while ((got = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0 && c.in.size() < 4096)
+        ssize_t got = -1;
+        errno = EAGAIN;
+        while (c.in.size() < 4096 && (got = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
             c.in.append(buf, static_cast<std::size_t>(got));
         const auto nl = c.in.find('\n');
         const bool ended = got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR);

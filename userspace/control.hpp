@@ -45,6 +45,7 @@ private:
     bool flush(int fd, Client& c);
 
     int fd_ = -1, epoll_fd_ = -1;
+    bool paused_ = false; // out of descriptors: not accepting until a client goes
     std::string path_;
     std::map<int, Client> clients_;
 };

@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "elf_symbols.hpp"
+#include "safe_files.hpp"
 
 namespace memscope {
 
@@ -90,13 +91,31 @@ static std::string run_loader_list(const std::string& interp, const std::string&
     return out;
 }
 
+namespace {
+// Owned by root and writable by no one else (the file, or a directory).
+bool root_owned(const std::string& path)
+{
+    struct stat st{};
+    return stat(path.empty() ? "/" : path.c_str(), &st) == 0 && st.st_uid == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH));
+}
+} // namespace
+
 std::vector<std::string> command_objects(const std::string& exe, std::string& error)
 {
     std::string program = exe;
     {
-        std::ifstream in(exe, std::ios::binary);
-        std::string first;
-        std::getline(in, first);
+        // The program is the target's: read as untrusted (no FIFO), its
+        // first line only.
+        std::string why, first;
+        int fd = open_untrusted(exe, {}, why);
+        if (fd >= 0) {
+            char buf[256];
+            ssize_t n = read(fd, buf, sizeof buf);
+            close(fd);
+            if (n > 0)
+                first.assign(buf, static_cast<std::size_t>(n));
+            first = first.substr(0, first.find('\n'));
+        }
         if (first.rfind("#!", 0) == 0) {
             std::istringstream ss(first.substr(2));
             ss >> program;
@@ -114,6 +133,13 @@ std::vector<std::string> command_objects(const std::string& exe, std::string& er
     std::vector<std::string> objects{program};
     if (scan.interpreter.empty())
         return objects; // static: the program is the allocator
+    // The loader is run (as root) to list the libraries: only one that
+    // root owns and nobody else may change, never one a program names in
+    // a user's directory.
+    if (!root_owned(scan.interpreter) || !root_owned(scan.interpreter.substr(0, scan.interpreter.rfind('/') + 1))) {
+        error = program + ": its loader " + scan.interpreter + " is not root's; not run as root";
+        return {};
+    }
     for (auto& lib : parse_loader_list(run_loader_list(scan.interpreter, program)))
         if (std::find(objects.begin(), objects.end(), lib) == objects.end())
             objects.push_back(lib);

@@ -25,6 +25,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+const volatile sig_atomic_t* g_cancel = nullptr;
+bool cancelled() { return g_cancel && *g_cancel != 0; }
+
 struct Fd {
     int fd = -1;
     explicit Fd(int f = -1) : fd(f) {}
@@ -102,29 +105,32 @@ private:
     bool was_pending_ = false;
 };
 
-// Every byte into `fd` (a FIFO, socket, terminal or device), waiting for it
-// to take them until `deadline`.
+// Every byte into `fd` (a FIFO, socket, terminal, device, or a descriptor
+// of ours that may block), waiting for it to take them until `deadline` or
+// a cancel. A blocking descriptor is only written once poll says it has
+// room, a pipe's atomic size at a time, so no write outlasts the wait.
 std::string push_bytes(int fd, const std::string& bytes, const std::optional<Clock::time_point>& deadline,
                        const std::string& shown)
 {
     NoSigpipe quiet;
     std::size_t done = 0;
     while (done < bytes.size()) {
-        ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
+        int wait = left_ms(deadline);
+        if (wait == 0)
+            return "cannot write " + shown + ": nothing read it in time";
+        if (cancelled())
+            return "cannot write " + shown + ": interrupted";
+        pollfd p{fd, POLLOUT, 0};
+        int ready = poll(&p, 1, wait < 0 || wait > 100 ? 100 : wait);
+        if (ready == 0 || (ready < 0 && errno == EINTR))
+            continue;
+        ssize_t n = write(fd, bytes.data() + done, std::min<std::size_t>(bytes.size() - done, PIPE_BUF));
         if (n > 0) {
             done += static_cast<std::size_t>(n);
             continue;
         }
-        if (n < 0 && errno == EINTR)
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
-        if (n < 0 && errno == EAGAIN) {
-            int wait = left_ms(deadline);
-            if (wait == 0)
-                return "cannot write " + shown + ": nothing read it in time";
-            pollfd p{fd, POLLOUT, 0};
-            poll(&p, 1, wait);
-            continue;
-        }
         return "cannot write " + shown + ": " + errno_text(n < 0 ? errno : EIO);
     }
     return {};
@@ -175,41 +181,68 @@ std::string write_into(const std::string& path, const struct stat* expect,
         return "cannot write " + path + ": the socket takes no connection";
     }
     // A FIFO without a reader refuses a non-blocking writer (ENXIO): wait
-    // for one, as a shell would, but never past the deadline.
+    // for one, as a shell would, but never past the deadline or a cancel.
     Fd fd;
     for (;;) {
-        // Through a descriptor's link: after what is there (stdout sent
-        // to a file keeps what was written to it), as `-` would.
-        fd.fd = open(path.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (expect ? 0 : O_APPEND));
+        fd.fd = open(path.c_str(), O_WRONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW | O_CLOEXEC);
         if (fd.fd >= 0)
             break;
         if (errno == EINTR)
             continue;
-        if (errno != ENXIO || left_ms(deadline) == 0)
-            return "cannot write " + path + ": " + (errno == ENXIO ? std::string("no reader") : errno_text(errno));
+        if (errno != ENXIO || !S_ISFIFO(expect->st_mode) || left_ms(deadline) == 0 || cancelled())
+            return "cannot write " + path + ": " +
+                   (errno == ENXIO && S_ISFIFO(expect->st_mode) ? std::string(cancelled() ? "interrupted" : "no reader")
+                                                                : errno_text(errno));
         usleep(20'000);
     }
     struct stat st{};
     if (fstat(fd.fd, &st) != 0)
         return "cannot write " + path + ": " + errno_text(errno);
-    if (expect && (st.st_dev != expect->st_dev || st.st_ino != expect->st_ino))
+    if (st.st_dev != expect->st_dev || st.st_ino != expect->st_ino)
         return "cannot write " + path + ": it was replaced while opening";
     if (S_ISDIR(st.st_mode))
         return "cannot write " + path + ": it is a directory";
     return push_bytes(fd.fd, bytes, deadline, path);
 }
 
-// /proc/PID/fd/N (also task/TID/fd, self, thread-self): a descriptor's
-// magic link, written into as it is (as `> /dev/stdout` does).
-bool is_fd_directory(const std::string& dir)
+// /proc/PID/fd (also task/TID/fd, self, thread-self): 1 when it is this
+// process's own, -1 another process's (never reopened: its descriptors are
+// not ours to write through), 0 no descriptor directory at all.
+int fd_directory(const std::string& dir)
 {
     char real[PATH_MAX];
     if (!realpath(dir.c_str(), real))
-        return false;
-    std::string d = real;
+        return 0;
+    const std::string d = real;
     if (d.rfind("/proc/", 0) != 0 || d.size() < 4 || d.compare(d.size() - 3, 3, "/fd") != 0)
+        return 0;
+    const std::string self = "/proc/" + std::to_string(getpid());
+    if (d == self + "/fd" || d == self + "/task/" + std::to_string(gettid()) + "/fd")
+        return 1;
+    return -1;
+}
+
+// The user who asked: root's own uid, or the one sudo ran us for.
+bool invoker(uid_t uid)
+{
+    if (uid == geteuid())
+        return true;
+    const char* sudo = std::getenv("SUDO_UID");
+    return sudo && *sudo && std::strtoul(sudo, nullptr, 10) == uid;
+}
+
+// A file in a shared sticky directory (/tmp) that another user put there:
+// the kernel's protected_symlinks, protected_fifos and protected_regular
+// refuse root such files; so do we, for links, FIFOs, sockets, devices and
+// regular files alike.
+bool someone_elses_in_shared_dir(const std::string& path, const struct stat& st)
+{
+    struct stat dir{};
+    if (stat(dir_of(path).c_str(), &dir) != 0)
+        return true;
+    if (!(dir.st_mode & S_ISVTX) || !(dir.st_mode & S_IWOTH))
         return false;
-    return true;
+    return !invoker(st.st_uid) && st.st_uid != dir.st_uid;
 }
 
 // A new name for an unnamed file, linked in from its descriptor.
@@ -270,7 +303,8 @@ std::string replace_regular(const std::string& path, const struct stat* old,
         return fail({}, saved ? saved : errno);
     if (fsync(fd.fd) != 0)
         return fail({}, errno);
-    // What a shell's redirection keeps: the replaced file's mode and owner.
+    // What a shell's redirection keeps: the replaced file's mode and owner
+    // (a file of another user is only replaced outside shared directories).
     if (old) {
         fchmod(fd.fd, old->st_mode & 07777);
         if (fchown(fd.fd, old->st_uid, old->st_gid) != 0)
@@ -318,59 +352,72 @@ std::string replace_regular(const std::string& path, const struct stat* old,
 
 // Where an output path leads, links followed one by one as the kernel would.
 struct Destination {
-    enum Kind { to_stdout, create, replace, into, into_descriptor, error } kind = error;
+    enum Kind { to_descriptor, create, replace, into, error } kind = error;
     std::string path; // the last link's target, or `error`'s sentence
     struct stat st{};
+    int fd = STDOUT_FILENO; // to_descriptor: one of ours
 };
 
 Destination resolve_output(const std::string& path)
 {
     Destination d;
-    if (path.empty()) {
-        d.path = "an empty output path";
+    auto refuse = [&](const std::string& why) {
+        d.kind = Destination::error;
+        d.path = "cannot write " + path + ": " + why;
         return d;
-    }
+    };
+    if (path.empty())
+        return refuse("an empty output path");
     if (path == "-") {
-        d.kind = Destination::to_stdout;
+        d.kind = Destination::to_descriptor;
         return d;
     }
     std::string cur = path;
     for (int hops = 0;; ++hops) {
         if (lstat(cur.c_str(), &d.st) != 0) {
-            if (errno != ENOENT) {
-                d.path = "cannot write " + path + ": " + errno_text(errno);
-                return d;
-            }
+            if (errno != ENOENT)
+                return refuse(errno_text(errno));
             d.kind = Destination::create;
-        } else if (S_ISREG(d.st.st_mode)) {
-            d.kind = Destination::replace;
-        } else if (S_ISDIR(d.st.st_mode)) {
-            d.path = "cannot write " + path + ": it is a directory";
+            d.path = cur;
             return d;
-        } else if (!S_ISLNK(d.st.st_mode)) {
-            d.kind = Destination::into;
-        } else if (hops >= 40) {
-            d.path = "cannot write " + path + ": too many levels of symbolic links";
-            return d;
-        } else if (is_fd_directory(dir_of(cur))) { // a descriptor: written into, never replaced
-            d.kind = Destination::into_descriptor;
-        } else {
-            char buf[PATH_MAX];
-            ssize_t n = readlink(cur.c_str(), buf, sizeof buf - 1);
-            if (n < 0) {
-                d.path = "cannot write " + path + ": " + errno_text(errno);
-                return d;
-            }
-            std::string target(buf, static_cast<std::size_t>(n));
-            cur = target[0] == '/' ? target : dir_of(cur) + "/" + target;
-            continue;
         }
-        d.path = cur;
-        return d;
+        if (S_ISDIR(d.st.st_mode))
+            return refuse("it is a directory");
+        if (someone_elses_in_shared_dir(cur, d.st))
+            return refuse(cur + " is another user's, in a shared directory; not " +
+                          (S_ISLNK(d.st.st_mode) ? "followed" : "written"));
+        if (!S_ISLNK(d.st.st_mode)) {
+            d.kind = S_ISREG(d.st.st_mode) ? Destination::replace : Destination::into;
+            d.path = cur;
+            return d;
+        }
+        if (hops >= 40)
+            return refuse("too many levels of symbolic links");
+        if (int own = fd_directory(dir_of(cur)); own != 0) {
+            // A descriptor's link (/dev/stdout): ours are written through
+            // as they are, at their offset; another process's never.
+            const std::string n = cur.substr(cur.rfind('/') + 1);
+            if (own < 0 || n.empty() || n.find_first_not_of("0123456789") != std::string::npos || n.size() > 9)
+                return refuse("another process's descriptor");
+            d.kind = Destination::to_descriptor;
+            d.fd = std::atoi(n.c_str());
+            return d;
+        }
+        char buf[PATH_MAX];
+        ssize_t n = readlink(cur.c_str(), buf, sizeof buf - 1);
+        if (n < 0)
+            return refuse(errno_text(errno));
+        std::string target(buf, static_cast<std::size_t>(n));
+        cur = target[0] == '/' ? target : dir_of(cur) + "/" + target;
     }
 }
 
 } // namespace
+
+void set_output_cancel(const volatile sig_atomic_t* flag)
+{
+    g_cancel = flag;
+}
 
 std::string check_output(const std::string& path)
 {
@@ -379,6 +426,8 @@ std::string check_output(const std::string& path)
         return d.path;
     if ((d.kind == Destination::create || d.kind == Destination::replace) && access(dir_of(d.path).c_str(), W_OK) != 0)
         return "cannot write " + path + ": " + errno_text(errno);
+    if (d.kind == Destination::to_descriptor && fcntl(d.fd, F_GETFD) < 0)
+        return "cannot write " + path + ": descriptor " + std::to_string(d.fd) + " is not open";
     return {};
 }
 
@@ -394,19 +443,18 @@ std::string write_output(const std::string& path, const std::function<bool(std::
         return replace_regular(d.path, &d.st, writer);
     case Destination::into:
         return write_into(d.path, &d.st, writer, wait_ms);
-    case Destination::into_descriptor:
-        return write_into(d.path, nullptr, writer, wait_ms);
-    case Destination::to_stdout:
+    case Destination::to_descriptor:
         break;
     }
-    std::fflush(stdout);
+    if (d.fd == STDOUT_FILENO)
+        std::fflush(stdout);
     std::string bytes;
     if (!render(writer, bytes))
-        return "cannot write to stdout: the report could not be rendered";
+        return "cannot write " + path + ": the report could not be rendered";
     std::optional<Clock::time_point> deadline;
     if (wait_ms >= 0)
         deadline = Clock::now() + std::chrono::milliseconds(wait_ms);
-    return push_bytes(STDOUT_FILENO, bytes, deadline, "stdout");
+    return push_bytes(d.fd, bytes, deadline, path == "-" ? std::string("stdout") : path);
 }
 
 std::string write_output(const std::string& path, const std::string& contents, int wait_ms)
@@ -418,8 +466,10 @@ std::string write_output(const std::string& path, const std::string& contents, i
 
 int open_untrusted(const std::string& path, const UntrustedOpen& how, std::string& why)
 {
-    const int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (how.no_follow ? O_NOFOLLOW : 0);
-    Fd fd;
+    // O_PATH first: no driver's open() runs (a device node is only looked
+    // at), and nothing is read before fstat has said what it is.
+    const int path_flags = O_PATH | O_CLOEXEC | (how.no_follow ? O_NOFOLLOW : 0);
+    Fd at;
     // /proc/PID/root/REST: REST resolved inside that root, links included.
     static const std::string proc = "/proc/";
     std::size_t root_end = std::string::npos;
@@ -436,26 +486,33 @@ int open_untrusted(const std::string& path, const UntrustedOpen& how, std::strin
             return -1;
         }
         open_how h{};
-        h.flags = static_cast<std::uint64_t>(flags);
+        h.flags = static_cast<std::uint64_t>(path_flags);
         h.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
         const std::string rest = path.substr(root_end + 1);
-        fd.fd = static_cast<int>(syscall(SYS_openat2, root.fd, rest.c_str(), &h, sizeof h));
-        if (fd.fd < 0 && errno == ENOSYS)
-            fd.fd = open(path.c_str(), flags);
+        for (int tries = 0; tries < 8; ++tries) { // EAGAIN: a rename raced the walk
+            at.fd = static_cast<int>(syscall(SYS_openat2, root.fd, rest.c_str(), &h, sizeof h));
+            if (at.fd >= 0 || errno != EAGAIN)
+                break;
+        }
+        if (at.fd < 0 && errno == ENOSYS) {
+            why = "this kernel has no openat2 to resolve it inside its process's root";
+            return -1;
+        }
     } else {
-        fd.fd = open(path.c_str(), flags);
+        at.fd = open(path.c_str(), path_flags);
     }
-    if (fd.fd < 0) {
-        why = errno == ELOOP && how.no_follow ? "a symbolic link" : errno_text(errno);
+    if (at.fd < 0) {
+        why = errno_text(errno);
         return -1; // errno as open left it: ENOENT for a file that is not there
     }
     struct stat st{};
-    if (fstat(fd.fd, &st) != 0) {
+    if (fstat(at.fd, &st) != 0) {
         why = errno_text(errno);
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        why = std::string("not a regular file (") + kind_of(st.st_mode) + ")";
+        why = S_ISLNK(st.st_mode) ? std::string("a symbolic link")
+                                  : std::string("not a regular file (") + kind_of(st.st_mode) + ")";
         errno = EINVAL;
         return -1;
     }
@@ -467,6 +524,15 @@ int open_untrusted(const std::string& path, const UntrustedOpen& how, std::strin
     if (how.max_bytes && static_cast<std::uint64_t>(st.st_size) > how.max_bytes) {
         why = "larger than " + std::to_string(how.max_bytes >> 20) + " MiB";
         errno = EFBIG;
+        return -1;
+    }
+    // The regular file just checked, opened for reading through its O_PATH
+    // descriptor (no second walk of the path).
+    const std::string self = "/proc/self/fd/" + std::to_string(at.fd);
+    Fd fd(open(self.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+    struct stat again{};
+    if (fd.fd < 0 || fstat(fd.fd, &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
+        why = fd.fd < 0 ? errno_text(errno) : "it changed while opening";
         return -1;
     }
     return fd.release();

@@ -1,9 +1,13 @@
 // Files the tracer touches as root on other people's machines.
 //
 // Outputs go where the user points, as a shell redirection would: `-` is
-// stdout; a device, FIFO or socket (or a link to one) is written into; a
-// regular file (or a link to one: the link stays) is replaced atomically;
-// nothing else is replaced or created in its place. A regular file is written
+// stdout; a descriptor link of our own (/dev/stdout, /proc/self/fd/N) is
+// written through that descriptor; a device, FIFO or socket (or a link to
+// one) is written into; a regular file (or a link to one: the link stays)
+// is replaced atomically; nothing else is replaced or created in its place.
+// Like the kernel's protected_* rules for root, nothing in a shared sticky
+// directory (/tmp) that another user owns is followed or written, and
+// another process's descriptors are never reopened. A regular file is written
 // to an unnamed O_TMPFILE first, so no temporary name is left behind on any
 // exit path, kill -9 included (the mkstemp fallback, on file systems without
 // O_TMPFILE, removes its name on every path it controls).
@@ -15,6 +19,7 @@
 // container, never one of the host).
 #pragma once
 
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -30,6 +35,9 @@ namespace memscope {
 std::string write_output(const std::string& path, const std::function<bool(std::FILE*)>& writer,
                          int wait_ms = -1);
 std::string write_output(const std::string& path, const std::string& contents, int wait_ms = -1);
+// Waits on outputs (a FIFO without a reader, a reader that does not read)
+// end with "interrupted" once *flag is non-zero (set by a signal handler).
+void set_output_cancel(const volatile sig_atomic_t* flag);
 // Before tracing: whether write_output could write there (a directory, a
 // missing or read-only directory fail now, not after the trace).
 std::string check_output(const std::string& path);

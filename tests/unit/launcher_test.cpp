@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include "launcher.hpp"
 
@@ -65,4 +67,33 @@ TEST(Launcher, HeldChildRunsOnlyWhenReleased)
     ASSERT_GT(bad.pid(), 0);
     EXPECT_NE(bad.release().find("cannot execute"), std::string::npos);
     waitpid(bad.pid(), nullptr, 0);
+}
+
+// A program may name any file as its loader (PT_INTERP); the tracer runs the
+// loader as root to list libraries, so only a loader root owns is run.
+TEST(Launcher, LoaderThatIsNotRootsIsNeverRun)
+{
+    if (geteuid() != 0) {
+        const char* ci = std::getenv("CI");
+        if (ci && std::string(ci) == "true")
+            FAIL() << "this test needs root to make another user's loader, and CI=true forbids skipping it";
+        GTEST_SKIP() << "not root";
+    }
+    const std::string dir = USER_LOADER_DIR;
+    std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "' && cp /lib64/ld-linux-x86-64.so.2 '" + dir +
+                 "/ld.so'")
+                    .c_str());
+    ASSERT_EQ(chown((dir + "/ld.so").c_str(), 4242, 4242), 0);
+    std::string error;
+    auto objects = command_objects(TARGET_DIR "/target_user_loader", error);
+    EXPECT_TRUE(objects.empty());
+    EXPECT_NE(error.find("is not root's; not run as root"), std::string::npos) << error;
+    // The same loader, root's: run, and the libraries listed.
+    ASSERT_EQ(chown((dir + "/ld.so").c_str(), 0, 0), 0);
+    error.clear();
+    objects = command_objects(TARGET_DIR "/target_user_loader", error);
+    EXPECT_TRUE(error.empty()) << error;
+    EXPECT_TRUE(std::any_of(objects.begin(), objects.end(),
+                            [](const std::string& o) { return o.find("libc.so") != std::string::npos; }));
+    std::system(("rm -rf '" + dir + "'").c_str());
 }

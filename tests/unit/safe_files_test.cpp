@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <csignal>
+#include <cstdlib>
 #include <unistd.h>
 
 #include <chrono>
@@ -278,4 +280,75 @@ TEST(UntrustedInput, ProcessRootPathsResolveInsideThatRoot)
     EXPECT_FALSE(read_untrusted("/proc/" + std::to_string(getpid()) + "/root/proc/self/fd/" + std::to_string(fd), {},
                                 why));
     close(fd);
+}
+
+namespace {
+// Files of another user need root to make; CI runs as root and must not skip.
+bool need_root()
+{
+    if (geteuid() == 0)
+        return true;
+    const char* ci = std::getenv("CI");
+    if (ci && std::string(ci) == "true")
+        ADD_FAILURE() << "this test needs root to make another user's files, and CI=true forbids skipping it";
+    return false;
+}
+} // namespace
+
+TEST(Outputs, AnotherUsersLinkOrFifoInASharedDirectoryIsNeitherFollowedNorWritten)
+{
+    if (!need_root())
+        GTEST_SKIP() << "not root";
+    TempDir shared; // as /tmp is: sticky and writable by all
+    ASSERT_EQ(chmod(shared.path.c_str(), 01777), 0);
+    TempDir safe;
+    ASSERT_EQ(write_output(safe / "passwd", "precious\n"), "");
+    // Planted by uid 4242: a link to a file of root's, a dangling link, a FIFO.
+    ASSERT_EQ(symlink((safe / "passwd").c_str(), (shared / "r.json").c_str()), 0);
+    ASSERT_EQ(lchown((shared / "r.json").c_str(), 4242, 4242), 0);
+    ASSERT_EQ(symlink((safe / "cron").c_str(), (shared / "d.json").c_str()), 0);
+    ASSERT_EQ(lchown((shared / "d.json").c_str(), 4242, 4242), 0);
+    ASSERT_EQ(mkfifo((shared / "f.json").c_str(), 0666), 0);
+    ASSERT_EQ(chown((shared / "f.json").c_str(), 4242, 4242), 0);
+    ASSERT_EQ(write_output(shared / "x.json", "theirs"), "");
+    ASSERT_EQ(chown((shared / "x.json").c_str(), 4242, 4242), 0);
+    for (const char* name : {"r.json", "d.json", "f.json", "x.json"}) {
+        std::string err = write_output(shared / name, "report\n", 200);
+        EXPECT_NE(err.find("another user's, in a shared directory"), std::string::npos) << name << ": " << err;
+        EXPECT_NE(check_output(shared / name), "") << name;
+    }
+    EXPECT_EQ(slurp(safe / "passwd"), "precious\n");
+    EXPECT_EQ(access((safe / "cron").c_str(), F_OK), -1);
+    EXPECT_EQ(slurp(shared / "x.json"), "theirs");
+    // Our own file there is ours to replace.
+    EXPECT_EQ(write_output(shared / "mine.json", "one"), "");
+    EXPECT_EQ(write_output(shared / "mine.json", "two"), "");
+    EXPECT_EQ(slurp(shared / "mine.json"), "two");
+}
+
+TEST(Outputs, AnotherProcesssDescriptorIsNeverReopened)
+{
+    TempDir dir;
+    ASSERT_EQ(write_output(dir / "victim", "precious\n"), "");
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    pid_t holder = fork();
+    if (holder == 0) {
+        int fd = open((dir / "victim").c_str(), O_RDONLY);
+        dup2(fd, 7);
+        if (write(ready[1], "k", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    char k;
+    ASSERT_EQ(read(ready[0], &k, 1), 1);
+    ASSERT_EQ(symlink(("/proc/" + std::to_string(holder) + "/fd/7").c_str(), (dir / "r.json").c_str()), 0);
+    std::string err = write_output(dir / "r.json", "report\n");
+    kill(holder, SIGKILL);
+    waitpid(holder, nullptr, 0);
+    close(ready[0]);
+    close(ready[1]);
+    EXPECT_NE(err.find("another process's descriptor"), std::string::npos) << err;
+    EXPECT_EQ(slurp(dir / "victim"), "precious\n");
 }
