@@ -406,157 +406,269 @@ static __always_inline int epilogue_read(__u64 ip, int *saved_fp)
 	return e.depth;
 }
 
-/* What epilogue_read said of a return address, per CPU, direct-mapped by a
- * hash of the program (process, start, exec count) and the address:
- * one word each, a 40-bit tag over depth+1 and saved_fp+1 (12 bits each;
- * 0: none). Nearly every
- * allocation returns to code seen before, whose answer (mostly "not
- * frameless") then costs no read of its code: ~100 ns an allocation here.
- * Code replaced at one address in one program (dlclose then dlopen, JIT)
- * could be read wrongly for a frame; userspace keeps only frames a call
+/* Unwind tables (userspace builds them from each file's .eh_frame): the
+ * file of a mapping -> its rows in unwind_rows, sorted by pc. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_UNWIND_FILES);
+	__type(key, struct ms_unwind_file_key);
+	__type(value, struct ms_unwind_file);
+} unwind_files SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MS_DEFAULT_MAX_UNWIND_ROWS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct ms_unwind_row);
+} unwind_rows SEC(".maps");
+
+/* The rule for a return address, per CPU, direct-mapped by a hash of the
+ * program (process, start, exec count) and the address: one word each, a
+ * 32-bit tag (never 0) over kind, rbp_off and cfa_off. Nearly every
+ * allocation returns through code seen before: its frames then cost one
+ * lookup each, no vma walk, no table search, no read of code. Code
+ * replaced at one address in one program (dlclose then dlopen, JIT) could
+ * be unwound wrongly for a frame; userspace keeps only frames a call
  * precedes. */
-#define EPILOGUE_CACHE_SLOTS 1024
+#define RULE_CACHE_SLOTS 4096
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, EPILOGUE_CACHE_SLOTS);
+	__uint(max_entries, RULE_CACHE_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
-} epilogue_cache SEC(".maps");
+} rule_cache SEC(".maps");
 
-static __always_inline int epilogue_depth(__u64 prog, __u64 ip, int *saved_fp)
+struct rule {
+	__u32 kind;
+	int cfa_off;
+	int rbp_off; /* in words from the CFA; 0: unchanged */
+};
+
+struct vma_file {
+	struct ms_unwind_file_key key;
+	__u64 base;
+	int found;
+};
+
+static long vma_file_cb(struct task_struct *task, struct vm_area_struct *vma, struct vma_file *f)
+{
+	struct file *file = vma->vm_file;
+
+	f->base = vma->vm_start - (vma->vm_pgoff << 12);
+	if (file) {
+		f->key.ino = file->f_inode->i_ino;
+		f->key.dev = file->f_inode->i_sb->s_dev;
+		f->found = 1;
+	}
+	return 0;
+}
+
+struct row_search {
+	__u32 lo, hi; /* the answer is in [lo, hi): the last row with pc <= want */
+	__u32 want;
+};
+
+static long row_search_step(__u32 n, struct row_search *b)
+{
+	if (b->hi - b->lo <= 1)
+		return 1;
+	__u32 mid = b->lo + (b->hi - b->lo) / 2;
+	struct ms_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &mid);
+
+	if (!r)
+		return 1;
+	if (r->pc <= b->want)
+		b->lo = mid;
+	else
+		b->hi = mid;
+	return 0;
+}
+
+/* The rule at `ip` (the byte before a return address: inside the call),
+ * from its file's table; else, for code without one (a file not in the
+ * tables, anonymous code), from its epilogue (frameless functions) or the
+ * frame pointer. Returns 0 when none could be had now (not cached). */
+static __always_inline int rule_from_tables(struct task_struct *task, __u64 ip, struct rule *r)
+{
+	struct vma_file f = {};
+
+	if (bpf_find_vma(task, ip, vma_file_cb, &f, 0))
+		return 0; /* the mm was busy (or nothing mapped there): not cached */
+	if (f.found) {
+		struct ms_unwind_file *uf = bpf_map_lookup_elem(&unwind_files, &f.key);
+
+		if (uf && uf->count) {
+			struct row_search b = { .lo = uf->first, .hi = uf->first + uf->count,
+						.want = (__u32)(ip - f.base) };
+			__u32 at;
+			struct ms_unwind_row *row;
+
+			bpf_loop(32, row_search_step, &b, 0);
+			at = b.lo;
+			row = bpf_map_lookup_elem(&unwind_rows, &at);
+			/* Code no rule covers (assembly without CFI) is read as
+			 * code without a table is. */
+			if (row && row->pc <= b.want && row->kind != MS_UNWIND_INVALID) {
+				r->kind = row->kind;
+				r->cfa_off = row->cfa_off;
+				r->rbp_off = row->rbp_off;
+				return 1;
+			}
+		}
+	}
+	int saved_fp, d = epilogue_read(ip + 1, &saved_fp);
+
+	if (d == -2)
+		return 0;
+	if (d >= 0) { /* frameless: the return address d bytes above sp */
+		r->kind = MS_UNWIND_CFA_RSP;
+		r->cfa_off = d + 8;
+		r->rbp_off = saved_fp >= 0 ? (saved_fp - d - 8) >> 3 : 0; /* no signed division in BPF */
+	} else { /* a frame-pointer frame: {saved rbp, return address} at rbp */
+		r->kind = MS_UNWIND_CFA_RBP;
+		r->cfa_off = 16;
+		r->rbp_off = -2;
+	}
+	return 1;
+}
+
+static __always_inline void rule_at(struct task_struct *task, __u64 prog, __u64 ip, struct rule *r)
 {
 	__u64 h = hash_step(prog, ip);
-	__u32 slot = h & (EPILOGUE_CACHE_SLOTS - 1);
-	__u64 tag = h >> 24, *c = bpf_map_lookup_elem(&epilogue_cache, &slot);
-	int d;
+	__u32 slot = h & (RULE_CACHE_SLOTS - 1);
+	__u64 tag = (h >> 32) | 1, *c = bpf_map_lookup_elem(&rule_cache, &slot);
 
 	if (c) {
 		__u64 v = *(volatile __u64 *)c; /* once: a preempting program may rewrite it */
 
-		if (v >> 24 == tag) {
-			*saved_fp = (int)((v >> 12) & 0xfff) - 1;
-			return (int)(v & 0xfff) - 1;
+		if (v >> 32 == tag) {
+			r->kind = (v >> 24) & 0xff;
+			r->rbp_off = (int)(__s8)((v >> 16) & 0xff);
+			r->cfa_off = v & 0xffff;
+			return;
 		}
 	}
-	d = epilogue_read(ip, saved_fp);
-	if (d == -2)
-		return -1; /* not cached: its page may be there next time */
+	if (!rule_from_tables(task, ip, r)) {
+		r->kind = MS_UNWIND_INVALID;
+		return;
+	}
 	if (c)
-		*c = tag << 24 | (__u64)(*saved_fp + 1) << 12 | (__u64)(d + 1);
-	return d;
+		*c = tag << 32 | (__u64)(r->kind & 0xff) << 24 | (__u64)(__u8)r->rbp_off << 16 |
+		     (__u64)(r->cfa_off & 0xffff);
 }
 
-/* A frame-pointer walk: each frame is {saved rbp, return address} at rbp. */
-struct fp_walk {
+/* The walk: per frame, the rule at its return address gives the caller's
+ * CFA, return address (at CFA - 8) and rbp. Stack words are read from a
+ * copy of the stack's top (4 KiB, re-copied from where a frame lies
+ * beyond it). */
+struct unwind_walk {
 	struct ms_stack *s;
 	struct stack_copy *copy;
+	struct task_struct *task;
+	__u64 prog;
 	__u64 base;  /* user address of copy->w[0] */
 	__u64 valid; /* bytes of the copy that were read; 0: none */
-	__u64 fp;
+	__u64 ip, sp, fp;
 	__u64 hash;  /* of the frames so far */
 	__u32 nr;    /* frames in s so far */
 	__u32 limit;
+	__u32 end;   /* why the walk ended (MS_STACK_END_*) */
 };
 
-static long fp_step(__u32 i, struct fp_walk *w)
+/* The word at user address `at` (8-aligned), from the copy; 0 when unreadable. */
+static __always_inline int stack_word(struct unwind_walk *w, __u64 at, __u64 *out)
 {
-	__u64 fp = w->fp, off = fp - w->base, next, ret;
-	__u32 nr = w->nr;
+	__u64 off = at - w->base;
 
-	if (nr >= w->limit || nr >= MS_STACK_SLOTS || !fp || (fp & 7))
-		return 1;
-	if (off + 16 > w->valid) {
-		/* Past the copy: copy the stack from this frame on, or (the
-		 * stack's mapping ends sooner: the main thread's last frames)
-		 * just this frame's record. Fixed sizes: a length the verifier
-		 * must follow as a range cost ~0.2 s more at every start. */
+	if (at & 7)
+		return 0;
+	if (at < w->base || off + 8 > w->valid) {
+		/* Fixed sizes: a length the verifier must follow as a range
+		 * cost ~0.2 s more at every start. */
 		__u64 n = sizeof(w->copy->w);
 
-		if (bpf_probe_read_user(w->copy->w, n, (void *)fp)) {
+		if (bpf_probe_read_user(w->copy->w, n, (void *)at)) {
 			n = 16;
-			if (bpf_probe_read_user(w->copy->w, n, (void *)fp))
-				return 1;
+			if (bpf_probe_read_user(w->copy->w, n, (void *)at))
+				return 0;
 		}
 		w->valid = n;
-		w->base = fp;
+		w->base = at;
 		off = 0;
 	}
-	__u32 idx = off >> 3;
+	*out = w->copy->w[(off >> 3) & (STACK_COPY_WORDS - 1)];
+	return 1;
+}
 
-	next = w->copy->w[idx & (STACK_COPY_WORDS - 1)];
-	ret = w->copy->w[(idx + 1) & (STACK_COPY_WORDS - 1)];
-	if (!ret)
+static long unwind_step(__u32 i, struct unwind_walk *w)
+{
+	__u32 nr = w->nr;
+	struct rule r = {};
+	__u64 cfa, ret, fp = w->fp;
+
+	if (nr >= w->limit || nr >= MS_STACK_SLOTS) {
+		w->end = MS_STACK_END_DEPTH;
 		return 1;
-	w->s->ips[nr] = ret;
-	w->hash = hash_step(w->hash, ret);
+	}
+	w->s->ips[nr] = w->ip;
+	w->hash = hash_step(w->hash, w->ip);
 	w->nr = nr + 1;
-	/* Callers' frames lie higher up the stack: anything else ends the chain. */
-	if (next <= fp)
+	rule_at(w->task, w->prog, w->ip - 1, &r);
+	if (r.kind == MS_UNWIND_CFA_RSP) {
+		cfa = w->sp + r.cfa_off;
+	} else if (r.kind == MS_UNWIND_CFA_RBP) {
+		cfa = w->fp + r.cfa_off;
+	} else {
+		w->end = r.kind == MS_UNWIND_STOP ? MS_STACK_END_ROOT : MS_STACK_END_NO_RULE;
 		return 1;
-	w->fp = next;
+	}
+	if (cfa <= w->sp || !stack_word(w, cfa - 8, &ret) || !ret) {
+		w->end = MS_STACK_END_BAD_FRAME;
+		return 1;
+	}
+	if (r.rbp_off == MS_UNWIND_RBP_UNKNOWN)
+		fp = 0;
+	else if (r.rbp_off && !stack_word(w, cfa + (__s64)r.rbp_off * 8, &fp))
+		fp = 0;
+	w->ip = ret;
+	w->sp = cfa;
+	w->fp = fp;
 	return 0;
 }
 
 /* The calling thread's user stack at an allocator's return, into the
  * per-CPU scratch; returns its hash (never 0), or 0 when none was taken.
- * At the return the instruction pointer is the caller's return address and
- * rbp its frame: a frame-pointer walk from there names the direct caller,
+ * At the return the instruction pointer is the caller's return address, sp
+ * and rbp the caller's own: an unwind from there names the direct caller,
  * which one started at the allocator's entry would skip. The walk is ours,
  * in a copy of the stack's top: bpf_get_stack costs ~0.7 us here for three
- * frames. */
+ * frames, and needs frame pointers. */
 static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct ms_stack **out)
 {
 	__u32 zero = 0;
 	struct ms_stack *s = bpf_map_lookup_elem(&stack_scratch, &zero);
 	struct stack_copy *copy = bpf_map_lookup_elem(&stack_copy_scratch, &zero);
-	__u64 ip = PT_REGS_IP(ctx), sp = PT_REGS_SP(ctx), fp = ctx->bp;
-	__u32 k = 0, nr;
+	__u32 nr;
 
 	if (!s || !copy)
 		return 0;
-	/* The program, for the epilogue cache: the process, its start (pids are
+	/* The program, for the rule cache: the process, its start (pids are
 	 * reused) and its exec count (an exec brings other code). */
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 prog = hash_step(hash_step(task->tgid, task->group_leader->start_time), task->self_exec_id);
-	s->ips[0] = ip;
-	/* Frameless functions between the allocator and the first frame the
-	 * frame-pointer chain knows (libstdc++'s operator new has none). */
-	for (int j = 0; j < MS_MAX_FRAMELESS; j++) {
-		int saved_fp, d = epilogue_depth(prog, ip, &saved_fp);
-		__u64 ret;
+	struct unwind_walk w = {
+		.s = s, .copy = copy, .task = task,
+		.prog = hash_step(hash_step(task->tgid, task->group_leader->start_time), task->self_exec_id),
+		.ip = PT_REGS_IP(ctx), .sp = PT_REGS_SP(ctx), .fp = ctx->bp, .limit = stack_depth,
+	};
 
-		/* Not frameless, or its frame is the chain's own first one. */
-		if (d < 0 || sp + d == fp + 8)
-			break;
-		if (bpf_probe_read_user(&ret, sizeof(ret), (void *)(sp + d)))
-			break;
-		/* It saved rbp to use it as a register of its own: the chain
-		 * goes on from the caller's value, where its `pop rbp` finds it. */
-		if (saved_fp >= 0 && bpf_probe_read_user(&fp, sizeof(fp), (void *)(sp + saved_fp)))
-			break;
-		k++;
-		s->ips[k & 3] = ret;
-		sp += d + 8;
-		ip = ret;
-	}
-	k &= 3;
-
-	struct fp_walk w = { .s = s, .copy = copy, .fp = fp, .limit = stack_depth };
-	__u64 h = 0;
-
-	for (__u32 i = 0; i <= MS_MAX_FRAMELESS; i++)
-		if (i <= k)
-			h = hash_step(h, s->ips[i]);
-	w.nr = k + 1;
-	w.hash = h;
-	/* The first copy starts at the frame the chain starts with. */
-	bpf_loop(MS_MAX_STACK_DEPTH, fp_step, &w, 0);
+	bpf_loop(MS_MAX_STACK_DEPTH, unwind_step, &w, 0);
 	nr = w.nr;
 	if (nr > stack_depth)
-		nr = stack_depth; /* the frameless ones may overshoot a tiny depth */
+		nr = stack_depth;
 	s->nr = nr;
 	*out = s;
-	h = hash_step(w.hash, nr);
+	__u64 h = hash_step(w.hash, nr);
 	return h ? h : 1;
 }
 

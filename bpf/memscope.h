@@ -48,6 +48,26 @@ struct ms_unwind_row {
 	__u8 kind;
 	__s8 rbp_off;
 };
+/* A file's rows: unwind_rows[first, first + count), keyed as the kernel
+ * names a mapping's file (inode, and its device as major << 20 | minor). */
+struct ms_unwind_file_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 pad;
+};
+struct ms_unwind_file {
+	__u32 first;
+	__u32 count;
+};
+#define MS_DEFAULT_MAX_UNWIND_FILES 4096
+#define MS_DEFAULT_MAX_UNWIND_ROWS (1u << 21) /* 8 bytes each: 16 MiB */
+/* Why a walk ended. */
+enum ms_stack_end {
+	MS_STACK_END_ROOT = 0,      /* the return address is undefined: a real root */
+	MS_STACK_END_DEPTH = 1,     /* the depth limit */
+	MS_STACK_END_NO_RULE = 2,   /* no unwind rule for the code (no table, a gap) */
+	MS_STACK_END_BAD_FRAME = 3, /* the rule led to an unreadable or impossible frame */
+};
 
 /* A thread: tids are reused, so the kernel's start time is part of the key.
  * tgid is the host pid, as BPF sees it. */

@@ -487,6 +487,8 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     report.tracer.tracing_cpu_sys_s = seconds(at_end.ru_stime) - report.tracer.startup_cpu_sys_s;
     report.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
     report.tracer.bpf_map_bytes = tracer.map_bytes();
+    const UnwindStats& u = tracer.unwind_stats();
+    report.stacks.unwind = {u.files, u.rows, u.rows * sizeof(ms_unwind_row), u.eh_frame_bytes, u.build_ms, u.skipped};
     return report;
 }
 

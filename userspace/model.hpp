@@ -149,6 +149,11 @@ struct StackSummary {
     std::uint64_t without_stack = 0;   // allocations counted with no site (fast mode, tables full)
     std::uint64_t outstanding_without_stack = 0;
     std::string note;
+    // The unwind tables the walk used (files' .eh_frame rules in the kernel).
+    struct Unwind {
+        std::uint64_t files = 0, rows = 0, kernel_bytes = 0, eh_frame_bytes = 0, build_ms = 0;
+        std::vector<std::string> skipped; // "FILE: why": walked by epilogue and frame pointer
+    } unwind;
 };
 
 // Live bytes sampled over time (--interval).

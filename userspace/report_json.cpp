@@ -208,6 +208,13 @@ void add_sites_json(const Report& r, json& out)
                 {"outstanding_without_stack", r.stacks.outstanding_without_stack}};
     if (!r.stacks.note.empty())
         stacks["note"] = r.stacks.note;
+    if (r.stacks.enabled)
+        stacks["unwind"] = {{"files", r.stacks.unwind.files},
+                            {"rows", r.stacks.unwind.rows},
+                            {"kernel_bytes", r.stacks.unwind.kernel_bytes},
+                            {"eh_frame_bytes", r.stacks.unwind.eh_frame_bytes},
+                            {"build_ms", r.stacks.unwind.build_ms},
+                            {"skipped", r.stacks.unwind.skipped}};
     out["stacks"] = std::move(stacks);
     std::map<std::pair<std::uint32_t, std::uint64_t>, const Site*> by_id; // a stack's hash is per process
     json sites = json::array();

@@ -146,6 +146,7 @@ std::string Session::attach(int pid, const std::vector<std::string>& objects, in
         if (scan.tracker)
             trackers.emplace_back(path, std::move(scan));
         symbolizer_.know_file(path, shown_path(pid, path));
+        tracer_.add_unwind_file(path);
     }
     if (probed == 0 && running)
         return "no allocator functions (malloc, free, ...) found in the files process " +
@@ -223,6 +224,7 @@ void Session::drain(double t_s)
         if (seen(path))
             continue;
         symbolizer_.know_file(path, mapped);
+        tracer_.add_unwind_file(path);
         ElfScan scan = scan_elf(path);
         if (!scan.error.empty() || !scan.tracker)
             continue;

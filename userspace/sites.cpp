@@ -54,6 +54,10 @@ std::string expected_reason(const std::vector<Frame>& stack, bool truncated)
     for (const auto& f : stack)
         if (!runtime_module(f.module))
             return {};
+    // The loader running the runtime's own initializers (before main).
+    for (const auto& f : stack)
+        if (f.symbol == "_dl_init" || f.symbol == "call_init")
+            return "made inside the C++ runtime, no program frame on its stack";
     // A walk that stopped early may have stopped inside the runtime on its
     // way back to the program (std::string's _M_create called from code
     // without frame pointers): taken only when no frame past the allocator

@@ -45,7 +45,7 @@ std::string demangle(const std::string& name)
 bool is_root_symbol(const std::string& s)
 {
     static const char* const roots[] = {"main", "__libc_start_call_main", "__libc_start_main",
-                                        "__libc_start_main_impl", "start_thread", "_start",
+                                        "__libc_start_main_impl", "start_thread", "_start", "_dl_start_user",
                                         "clone3", "__clone3", "clone", "__clone"};
     for (const char* r : roots)
         if (s == r)

@@ -1,5 +1,9 @@
 #include "tracer.hpp"
 
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -23,6 +27,7 @@
 #include "probe_sites.hpp"
 #include "safe_files.hpp"
 #include "proc.hpp"
+#include "unwind_table.hpp"
 #include "uprobe_events.hpp"
 
 namespace memscope {
@@ -133,6 +138,7 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     bpf_map__set_value_size(maps->stacks, static_cast<__u32>(sizeof(__u64) * (1 + std::max<std::uint32_t>(depth, 1))));
     bpf_map__set_max_entries(maps->stacks, depth ? options.max_stacks : 1);
     bpf_map__set_max_entries(maps->sites, depth ? options.max_stacks : 1);
+    bpf_map__set_max_entries(maps->unwind_rows, depth ? std::max<std::uint32_t>(options.max_unwind_rows, 1) : 1);
     if (int err = memscope_bpf__load(t->skel_)) {
         error = std::string("cannot load the BPF programs (") + std::strerror(-err) +
                 "); this kernel may lack task storage or BTF-enabled tracepoints";
@@ -159,6 +165,14 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
         t->shared_ = std::move(shared);
     else if (getenv("MEMSCOPE_DEBUG_LIBBPF"))
         std::fprintf(stderr, "memscope-trace: per-process uprobes: %s\n", why.c_str());
+    if (depth) {
+        const std::size_t len = static_cast<std::size_t>(bpf_map__max_entries(maps->unwind_rows)) * sizeof(ms_unwind_row);
+        void* mem = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(maps->unwind_rows), 0);
+        if (mem != MAP_FAILED) {
+            t->unwind_rows_ = static_cast<ms_unwind_row*>(mem);
+            t->unwind_rows_len_ = len;
+        }
+    }
     t->events_ = ring_buffer__new(bpf_map__fd(maps->events), on_event, t.get(), nullptr);
     if (!t->events_) {
         error = std::string("cannot open the event ring buffer: ") + std::strerror(errno);
@@ -200,6 +214,8 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
 
 Tracer::~Tracer()
 {
+    if (unwind_rows_)
+        munmap(unwind_rows_, unwind_rows_len_);
     if (releaser_.joinable()) {
         {
             std::lock_guard<std::mutex> lock(release_mutex_);
@@ -307,6 +323,48 @@ bpf_program* Tracer::program(bpf_program* real, bool retprobe) const
     if (!options_.empty_programs)
         return real;
     return retprobe ? skel_->progs.empty_return : skel_->progs.empty_entry;
+}
+
+void Tracer::add_unwind_file(const std::string& host_path)
+{
+    if (!unwind_rows_)
+        return;
+    struct stat st{};
+    if (stat(host_path.c_str(), &st) != 0)
+        return;
+    // The file as the kernel names a mapping's: its inode, and its device as major << 20 | minor.
+    const std::uint32_t dev = (major(st.st_dev) << 20) | minor(st.st_dev);
+    if (!unwind_known_.insert({dev, st.st_ino}).second)
+        return;
+    const auto start = std::chrono::steady_clock::now();
+    UnwindTable table;
+    std::string why;
+    bool built = build_unwind_table(host_path, table, why);
+    unwind_stats_.build_ms += static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
+    const std::size_t capacity = unwind_rows_len_ / sizeof(ms_unwind_row);
+    if (built && unwind_next_ + table.rows.size() > capacity) {
+        built = false;
+        why = "the unwind rows are full (" + std::to_string(capacity) + ")";
+    }
+    if (!built) {
+        unwind_stats_.skipped.push_back(host_path + ": " + why);
+        return;
+    }
+    std::memcpy(unwind_rows_ + unwind_next_, table.rows.data(), table.rows.size() * sizeof(ms_unwind_row));
+    ms_unwind_file_key key{};
+    key.ino = st.st_ino;
+    key.dev = dev;
+    ms_unwind_file value{unwind_next_, static_cast<std::uint32_t>(table.rows.size())};
+    // The rows are in place before the kernel can find them.
+    if (bpf_map__update_elem(skel_->maps.unwind_files, &key, sizeof key, &value, sizeof value, BPF_ANY) != 0) {
+        unwind_stats_.skipped.push_back(host_path + ": " + std::strerror(errno));
+        return;
+    }
+    unwind_next_ += static_cast<std::uint32_t>(table.rows.size());
+    unwind_stats_.files += 1;
+    unwind_stats_.rows += table.rows.size();
+    unwind_stats_.eh_frame_bytes += table.section_bytes;
 }
 
 std::uint64_t Tracer::map_bytes() const

@@ -8,6 +8,7 @@
 #include <optional>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +41,18 @@ struct TracerOptions {
     // how many distinct stacks (and sites) the tables hold.
     std::uint32_t stack_depth = MS_DEFAULT_STACK_DEPTH;
     std::uint32_t max_stacks = MS_DEFAULT_MAX_STACKS;
+    // Unwind rules the kernel holds for the walk without frame pointers
+    // (8 bytes each), over every file of the run.
+    std::uint32_t max_unwind_rows = MS_DEFAULT_MAX_UNWIND_ROWS;
+};
+
+// What the unwind tables hold, for the report.
+struct UnwindStats {
+    std::uint64_t files = 0;          // files with a table
+    std::uint64_t rows = 0;           // rows in the kernel
+    std::uint64_t eh_frame_bytes = 0; // of those files' CFI sections
+    std::uint64_t build_ms = 0;       // userspace time building them
+    std::vector<std::string> skipped; // "PATH: why", files walked by frame pointers instead
 };
 
 // One probe of one process: a perf event on a site shared by the run's
@@ -130,6 +143,13 @@ public:
     // Kernel memory of the BPF maps (memlock, as the kernel counts it).
     std::uint64_t map_bytes() const;
 
+    // Give the stack walker `host_path`'s unwind rules (built from its
+    // .eh_frame once per file, shared by every process that maps it).
+    // Without them (no CFI, the rows full) its frames are walked by their
+    // epilogue and frame pointer, as before.
+    void add_unwind_file(const std::string& host_path);
+    const UnwindStats& unwind_stats() const { return unwind_stats_; }
+
     // Events from the BPF side go to `handler`, on the calling thread, in
     // drain_events(). events_fd() polls readable when events wait.
     void set_event_handler(std::function<void(const DecodedEvent&)> handler) { handler_ = std::move(handler); }
@@ -209,6 +229,12 @@ private:
     std::vector<bpf_link*> releasing_;
     bool stop_releasing_ = false;
     std::function<void(const DecodedEvent&)> handler_;
+    // The unwind_rows array, mapped; the next free row; files done.
+    ms_unwind_row* unwind_rows_ = nullptr;
+    std::size_t unwind_rows_len_ = 0;
+    std::uint32_t unwind_next_ = 0;
+    std::set<std::pair<std::uint32_t, std::uint64_t>> unwind_known_;
+    UnwindStats unwind_stats_;
 };
 
 } // namespace memscope

@@ -271,6 +271,7 @@ bool build_unwind_table(Elf* elf, UnwindTable& out, std::string& why)
         return false;
     }
     out.source = eh ? ".eh_frame" : ".debug_frame";
+    out.section_bytes = sh.sh_size;
     std::vector<Range> ranges = fde_ranges(elf, scn, eh != nullptr, sh.sh_addr);
     Dwarf* dwarf = nullptr;
     Dwarf_CFI* cfi = nullptr;

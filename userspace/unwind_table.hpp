@@ -17,6 +17,7 @@ namespace memscope {
 struct UnwindTable {
     std::vector<ms_unwind_row> rows; // by pc (file offsets), each holds until the next
     std::string source;              // ".eh_frame" or ".debug_frame"
+    std::uint64_t section_bytes = 0; // its size
     std::size_t functions = 0;       // FDEs read
     std::size_t unsupported = 0;     // rows whose rule fits no kind (they end a stack)
     std::size_t frame_pointer_rows = 0; // rows with CFA = rbp + off (code that keeps rbp)
