@@ -36,6 +36,10 @@ volatile __u32 next_slot = 0;
 const volatile __u32 max_slots = MS_DEFAULT_MAX_THREADS;
 /* Frames kept per allocation stack in normal mode; 0: no stacks. */
 const volatile __u32 stack_depth = MS_DEFAULT_STACK_DEPTH;
+/* Raised by userspace each time a file's unwind table arrives: rules cached
+ * before (the epilogue or frame-pointer guess for a library dlopen'd a
+ * moment ago) are not used again. */
+volatile __u32 unwind_generation = 0;
 
 struct ms_inflight {
 	__u64 entry_sp;     /* sp at the outermost entry; 0 when none in flight */
@@ -644,7 +648,7 @@ static long unwind_step(__u32 i, struct unwind_walk *w)
  * which one started at the allocator's entry would skip. The walk is ours,
  * in a copy of the stack's top: bpf_get_stack costs ~0.7 us here for three
  * frames, and needs frame pointers. */
-static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct ms_stack **out)
+static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct ms_stack **out, __u32 *end)
 {
 	__u32 zero = 0;
 	struct ms_stack *s = bpf_map_lookup_elem(&stack_scratch, &zero);
@@ -658,7 +662,8 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct ms_stack 
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct unwind_walk w = {
 		.s = s, .copy = copy, .task = task,
-		.prog = hash_step(hash_step(task->tgid, task->group_leader->start_time), task->self_exec_id),
+		.prog = hash_step(hash_step(hash_step(task->tgid, task->group_leader->start_time), task->self_exec_id),
+				  unwind_generation),
 		.ip = PT_REGS_IP(ctx), .sp = PT_REGS_SP(ctx), .fp = ctx->bp, .limit = stack_depth,
 	};
 
@@ -668,6 +673,7 @@ static __always_inline __u64 capture_stack(struct pt_regs *ctx, struct ms_stack 
 		nr = stack_depth;
 	s->nr = nr;
 	*out = s;
+	*end = w.end;
 	__u64 h = hash_step(w.hash, nr);
 	return h ? h : 1;
 }
@@ -703,7 +709,7 @@ static long frame_step(__u32 i, struct frame_walk *w)
 	return 0;
 }
 
-static __always_inline void report_new_stack(__u32 tgid, __u64 hash, struct ms_stack *s)
+static __always_inline void report_new_stack(__u32 tgid, __u64 hash, struct ms_stack *s, __u32 end)
 {
 	__u32 zero = 0;
 	struct ms_stack_event *ev = bpf_map_lookup_elem(&stack_event_scratch, &zero);
@@ -718,7 +724,7 @@ static __always_inline void report_new_stack(__u32 tgid, __u64 hash, struct ms_s
 	ev->h.type = MS_EV_NEW_STACK;
 	ev->h.tgid = tgid;
 	ev->h.tid = (__u32)bpf_get_current_pid_tgid();
-	ev->h.flags = 0;
+	ev->h.flags = end + 1; /* why the walk ended; 0: not said */
 	ev->stack = hash;
 	ev->nr = nr;
 	bpf_loop(nr, frame_step, &w, 0);
@@ -752,7 +758,9 @@ __noinline __u64 account_site(struct pt_regs *ctx, __u32 tgid, __u64 size)
 		return 0;
 	}
 	scratch->busy = 1;
-	k.stack = capture_stack(ctx, &s);
+	__u32 end = 0;
+
+	k.stack = capture_stack(ctx, &s, &end);
 	if (!k.stack || !s) {
 		k.stack = 0;
 		goto out;
@@ -770,7 +778,7 @@ __noinline __u64 account_site(struct pt_regs *ctx, __u32 tgid, __u64 size)
 			k.stack = 0;
 			goto out;
 		}
-		report_new_stack(tgid, k.stack, s);
+		report_new_stack(tgid, k.stack, s, end);
 	}
 	t->alloc_count += 1;
 	t->alloc_bytes += size;

@@ -21,7 +21,7 @@
 #define MS_DEFAULT_EVENT_RING (8u << 20) /* bytes */
 #define MS_MAX_SCOPE_DEPTH 8
 #define MS_MAX_TASK_DEPTH 4
-#define MS_DEFAULT_STACK_DEPTH 32
+#define MS_DEFAULT_STACK_DEPTH 64 /* an interpreter's eval loop is deep: 32 cut most of python3's */
 #define MS_MAX_STACK_DEPTH 127 /* the kernel's perf_event_max_stack default */
 #define MS_DEFAULT_MAX_STACKS 65536 /* distinct stacks, and allocation sites */
 /* Frameless functions (operator new) unwound by their epilogue, per allocation. */

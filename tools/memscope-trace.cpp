@@ -63,6 +63,7 @@ struct Options {
     std::size_t max_variables = kDefaultMaxVariables;
     int nice = -19;
     bool bench_floor = false, bench_tracker_on_ret = false, bench_pmu_uprobes = false;
+    bool bench_no_unwind_tables = false; // the walk by epilogue and frame pointer alone
     std::string mode; // empty: not given
     bool auto_mode = false;
     double overhead_budget = 5.0;
@@ -487,6 +488,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     report.tracer.tracing_cpu_sys_s = seconds(at_end.ru_stime) - report.tracer.startup_cpu_sys_s;
     report.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
     report.tracer.bpf_map_bytes = tracer.map_bytes();
+    report.tracer.programs = tracer.program_stats();
     const UnwindStats& u = tracer.unwind_stats();
     report.stacks.unwind = {u.files, u.rows, u.rows * sizeof(ms_unwind_row), u.eh_frame_bytes, u.build_ms, u.skipped};
     return report;
@@ -563,6 +565,7 @@ TracerOptions tracer_options(const Options& opt)
     t.shared_sites = !opt.bench_pmu_uprobes;
     t.tracker_site_on_ret = opt.bench_tracker_on_ret;
     t.stack_depth = opt.no_stacks ? 0 : opt.stack_depth;
+    t.unwind_tables = !opt.bench_no_unwind_tables;
     return t;
 }
 
@@ -781,7 +784,7 @@ int main(int argc, char** argv)
         a->add_option("--json", opt.json_path, "write the final report as JSON to FILE");
         add_renderings(a);
         a->add_option("--stack-depth", opt.stack_depth,
-                      "frames kept per allocation stack in normal mode (default 32)")
+                      "frames kept per allocation stack in normal mode (default 64)")
             ->check(CLI::Range(1u, static_cast<unsigned>(MS_MAX_STACK_DEPTH)));
         a->add_flag("--no-stacks", opt.no_stacks, "record no stacks (no sites, no leak report by stack)");
         a->add_flag("-v,--verbose", opt.verbose, "show each probe site attached");
@@ -805,6 +808,7 @@ int main(int argc, char** argv)
         a->add_flag("--bench-floor", opt.bench_floor)->group("");
         a->add_flag("--bench-tracker-on-ret", opt.bench_tracker_on_ret)->group("");
         a->add_flag("--bench-pmu-uprobes", opt.bench_pmu_uprobes)->group("");
+        a->add_flag("--bench-no-unwind-tables", opt.bench_no_unwind_tables)->group("");
         a->add_option("--nice", opt.nice,
                       "the tracer's own nice value (default -19: it must drain events as fast as the "
                       "target's threads make them)")

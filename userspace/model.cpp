@@ -183,6 +183,8 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
             continue; // a fork that exec'd before allocating anything
         root.processes.push_back(p);
         weigh(s);
+        for (const auto& [why, n] : s.stacks.truncated_by)
+            root.stacks.truncated_by[why] += n;
         root.threads.insert(root.threads.end(), s.threads.begin(), s.threads.end());
         root.sites.insert(root.sites.end(), s.sites.begin(), s.sites.end());
         // Its leaks and variables name descriptors by index into its own

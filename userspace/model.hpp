@@ -110,6 +110,7 @@ struct Site {
     std::uint64_t id = 0; // the stack's hash
     std::vector<Frame> stack;
     bool truncated = false; // the walk ended before main or a thread's start
+    std::string end;        // why, when it did
     std::uint64_t alloc_count = 0, alloc_bytes = 0, live_count = 0, live_bytes = 0;
 };
 
@@ -146,6 +147,7 @@ struct StackSummary {
     std::uint32_t depth = 0;
     std::uint64_t distinct = 0;        // sites (distinct stacks) seen
     double truncated_share = 0;        // of allocations with a stack, those whose stack is truncated
+    std::map<std::string, std::uint64_t> truncated_by; // those allocations, by why their stack ended early
     std::uint64_t without_stack = 0;   // allocations counted with no site (fast mode, tables full)
     std::uint64_t outstanding_without_stack = 0;
     std::string note;
@@ -195,6 +197,8 @@ struct Report {
         double startup_cpu_user_s = 0, startup_cpu_sys_s = 0; // until the target ran traced
         double tracing_cpu_user_s = 0, tracing_cpu_sys_s = 0; // from then until tracing ended
         std::uint64_t max_rss_kb = 0, bpf_map_bytes = 0;
+        // Per BPF program: runs and kernel time (kernel.bpf_stats_enabled=1; else empty).
+        std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> programs;
     } tracer;
     Counters totals;
     bool peak_live_bytes_exact = true;

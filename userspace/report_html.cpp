@@ -294,7 +294,7 @@ function stackSearchText(s) {
   return parts.join('\n');
 }
 
-function stackNode(frames, truncated) {
+function stackNode(frames, truncated, end) {
   const wrap = el('div', 'stack-wrap');
   const ol = el('ol', 'stack');
   for (const raw of arr(frames)) {
@@ -308,7 +308,9 @@ function stackNode(frames, truncated) {
     ol.appendChild(li);
   }
   wrap.appendChild(ol.firstChild ? ol : el('p', 'note', 'No stack recorded.'));
-  if (truncated) wrap.appendChild(el('p', 'note', 'Truncated at the collection depth: outer frames are missing.'));
+  if (truncated)
+    wrap.appendChild(el('p', 'note', typeof end === 'string' && end
+      ? `Ended early (${end}): outer frames are missing.` : 'Ended early: outer frames are missing.'));
   return wrap;
 }
 
@@ -905,7 +907,7 @@ function renderSites(R) {
     host, id: 'sites-table', noun: 'sites', rows: R.sites.map(obj), sortKey: 'alloc_bytes',
     filter: stackSearchText, filterHint: 'Filter by function, symbol or module',
     rowAttrs: (tr, s) => { if (s.id !== undefined && s.id !== null) tr.dataset.id = str(s.id); },
-    detail: (s) => stackNode(s.stack, s.truncated === true),
+    detail: (s) => stackNode(s.stack, s.truncated === true, s.end),
     columns: [
       functionColumn,
       { key: 'alloc_count', label: 'Allocations', type: 'int' },
@@ -931,7 +933,7 @@ function leakDetail(l) {
   if (typeof l.expected === 'string' && l.expected)
     d.appendChild(el('p', 'note', `Expected: ${l.expected}`));
   d.appendChild(el('h4', null, 'Stack'));
-  d.appendChild(stackNode(l.stack, l.truncated === true));
+  d.appendChild(stackNode(l.stack, l.truncated === true, l.end));
   const threads = arr(l.threads).map(obj);
   if (threads.length) {
     d.appendChild(el('h4', null, 'Threads'));

@@ -204,6 +204,7 @@ void add_sites_json(const Report& r, json& out)
                 {"depth", r.stacks.depth},
                 {"distinct", r.stacks.distinct},
                 {"truncated_share", r.stacks.truncated_share},
+                {"truncated_by", r.stacks.truncated_by},
                 {"without_stack", r.stacks.without_stack},
                 {"outstanding_without_stack", r.stacks.outstanding_without_stack}};
     if (!r.stacks.note.empty())
@@ -225,6 +226,7 @@ void add_sites_json(const Report& r, json& out)
                              {"function", function_json(s.stack)},
                              {"stack", stack_json(s.stack)},
                              {"truncated", s.truncated},
+                             {"end", s.end.empty() ? json(nullptr) : json(s.end)},
                              {"alloc_count", s.alloc_count},
                              {"alloc_bytes", s.alloc_bytes},
                              {"live_count", s.live_count},
@@ -253,6 +255,8 @@ void add_sites_json(const Report& r, json& out)
                              {"id", hex_id(l.id)},
                              {"function", function_json(stack)},
                              {"stack", stack_json(stack)},
+                             {"truncated", site && site->truncated},
+                             {"end", site && !site->end.empty() ? json(site->end) : json(nullptr)},
                              {"live_count", l.live_count},
                              {"live_bytes", l.live_bytes},
                              {"oldest_age_s", l.oldest_age_s},
@@ -325,7 +329,13 @@ json report_without_variables(const Report& r)
           {"tracing_cpu_user_s", r.tracer.tracing_cpu_user_s},
           {"tracing_cpu_sys_s", r.tracer.tracing_cpu_sys_s},
           {"max_rss_kb", r.tracer.max_rss_kb},
-          {"bpf_map_bytes", r.tracer.bpf_map_bytes}}},
+          {"bpf_map_bytes", r.tracer.bpf_map_bytes},
+          {"bpf_programs", [&] {
+               json p = json::object();
+               for (const auto& [name, v] : r.tracer.programs)
+                   p[name] = {{"run_count", v.first}, {"run_time_ns", v.second}};
+               return p;
+           }()}}},
         {"totals", std::move(totals)},
         {"threads", std::move(threads)},
         {"dropped",

@@ -205,6 +205,8 @@ std::string format_sites(const Report& r, std::size_t top)
         return out;
     out += row("  allocation sites: %llu distinct stacks, %.1f%% of allocations with a truncated stack\n",
                (unsigned long long)r.stacks.distinct, r.stacks.truncated_share * 100);
+    for (const auto& [why, n] : r.stacks.truncated_by)
+        out += row("    ended early: %llu allocations, %s\n", (unsigned long long)n, escape_for_terminal(why).c_str());
     if (!r.stacks.note.empty())
         out += "    (" + escape_for_terminal(r.stacks.note) + ")\n";
     std::vector<const Site*> sites;

@@ -36,7 +36,7 @@ void Session::on_event(const DecodedEvent& ev)
 {
     if (ev.type == MS_EV_NEW_STACK) {
         if (ev.tgid == static_cast<std::uint32_t>(pid_))
-            symbolize(ev.addr, &ev.frames);
+            symbolize(ev.addr, &ev.frames, ev.flags);
         return;
     }
     if (ev.type == MS_EV_LOADER_CHANGED && ev.tgid == static_cast<std::uint32_t>(pid_))
@@ -44,7 +44,14 @@ void Session::on_event(const DecodedEvent& ev)
     events_.handle(ev);
 }
 
-const SymbolizedStack& Session::symbolize(std::uint64_t hash, const std::vector<RawFrame>* frames)
+namespace {
+std::string base_name(const std::string& path)
+{
+    return path.substr(path.rfind('/') + 1);
+}
+} // namespace
+
+const SymbolizedStack& Session::symbolize(std::uint64_t hash, const std::vector<RawFrame>* frames, std::uint32_t end)
 {
     auto it = stacks_.find(hash);
     if (it != stacks_.end())
@@ -57,10 +64,32 @@ const SymbolizedStack& Session::symbolize(std::uint64_t hash, const std::vector<
         for (std::uint64_t ip : tracer_.stack(hash))
             raw.push_back({ip, 0, 0, 0});
     }
+    std::string cut;
     if (!raw.empty())
-        s.frames = symbolizer_.resolve(pid_, raw, s.truncated);
+        s.frames = symbolizer_.resolve(pid_, raw, s.truncated, &cut);
     else
         s.truncated = true; // its frames did not fit the table
+    // A walk that reached an undefined return address reached the real
+    // root, whatever its name (a runtime's own thread start).
+    if (s.truncated && cut.empty() && end == MS_STACK_END_ROOT + 1 && !s.frames.empty())
+        s.truncated = false;
+    if (s.truncated) {
+        const std::string last = s.frames.empty() || s.frames.back().module.empty()
+                                     ? std::string("anonymous code")
+                                     : base_name(s.frames.back().module);
+        if (raw.empty())
+            s.end = "stack table full";
+        else if (!cut.empty())
+            s.end = "no return address after " + last;
+        else if (end == MS_STACK_END_DEPTH + 1 || s.frames.size() >= tracer_.stack_depth())
+            s.end = "depth limit (--stack-depth " + std::to_string(tracer_.stack_depth()) + ")";
+        else if (end == MS_STACK_END_NO_RULE + 1)
+            s.end = "no unwind rule in " + last;
+        else if (end == MS_STACK_END_BAD_FRAME + 1)
+            s.end = "unreadable stack after " + last;
+        else
+            s.end = "ended in " + last;
+    }
     return stacks_.emplace(hash, std::move(s)).first->second;
 }
 
@@ -70,7 +99,7 @@ void Session::add_sites(Report& report)
     std::vector<SiteInput> inputs;
     for (const RawSite& raw : tracer_.sites(pid_)) {
         const SymbolizedStack& s = symbolize(raw.stack);
-        inputs.push_back({raw.stack, s.frames, s.truncated, raw.alloc_count, raw.alloc_bytes});
+        inputs.push_back({raw.stack, s.frames, s.truncated, raw.alloc_count, raw.alloc_bytes, s.end});
     }
     std::vector<OutstandingBlock> blocks;
     const VariableTable& table = events_.table();

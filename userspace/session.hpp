@@ -22,6 +22,7 @@ inline constexpr std::size_t kDefaultMaxVariables = 4'000'000;
 struct SymbolizedStack {
     std::vector<Frame> frames;
     bool truncated = false;
+    std::string end; // why a truncated stack ended early
 };
 
 class Session {
@@ -92,7 +93,9 @@ private:
     std::string attach_tracker(int pid, const std::string& path, const ElfScan& scan);
     // A stack's frames, symbolized once: from the event's mappings when it
     // came with them, else from the table and the process's maps.
-    const SymbolizedStack& symbolize(std::uint64_t hash, const std::vector<RawFrame>* frames = nullptr);
+    // `end`: why the BPF walk ended (ms_stack_end + 1; 0: not said).
+    const SymbolizedStack& symbolize(std::uint64_t hash, const std::vector<RawFrame>* frames = nullptr,
+                                     std::uint32_t end = 0);
 
     Tracer& tracer_;
     int pid_;

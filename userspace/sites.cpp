@@ -77,6 +77,7 @@ void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<Outst
     r.stacks.depth = depth;
     std::unordered_map<std::uint64_t, std::size_t> index;
     r.sites.clear();
+    r.stacks.truncated_by.clear();
     r.sites.reserve(inputs.size());
     std::uint64_t with_stack = 0, truncated = 0;
     for (auto& in : inputs) {
@@ -85,6 +86,9 @@ void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<Outst
         s.id = in.id;
         s.stack = std::move(in.stack);
         s.truncated = in.truncated;
+        s.end = in.truncated ? in.end : std::string();
+        if (s.truncated)
+            r.stacks.truncated_by[s.end.empty() ? "ended early" : s.end] += in.alloc_count;
         s.alloc_count = in.alloc_count;
         s.alloc_bytes = in.alloc_bytes;
         with_stack += s.alloc_count;

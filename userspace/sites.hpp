@@ -19,6 +19,7 @@ struct SiteInput {
     std::vector<Frame> stack;
     bool truncated = false;
     std::uint64_t alloc_count = 0, alloc_bytes = 0;
+    std::string end; // why a truncated stack ended early
 };
 
 // An outstanding allocation, with the variables naming it.

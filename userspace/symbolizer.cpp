@@ -437,7 +437,7 @@ const Symbolizer::JitSymbol* Symbolizer::jit_at(int pid, Process& p, std::uint64
     return addr < it->start + it->size ? &*it : nullptr;
 }
 
-std::vector<Frame> Symbolizer::resolve(int pid, const std::vector<RawFrame>& raw, bool& truncated)
+std::vector<Frame> Symbolizer::resolve(int pid, const std::vector<RawFrame>& raw, bool& truncated, std::string* cut)
 {
     std::vector<Frame> out;
     Process& p = processes_[pid];
@@ -490,8 +490,12 @@ std::vector<Frame> Symbolizer::resolve(int pid, const std::vector<RawFrame>& raw
             }
         }
         // The first frame is the allocator's own return address: always real.
-        if (!valid && i > 0)
+        if (!valid && i > 0) {
+            if (cut)
+                *cut = "a frame that is no call's return address, after " +
+                       (out.back().module.empty() ? std::string("anonymous code") : out.back().module);
             break;
+        }
         out.push_back(std::move(f));
         if (is_root_symbol(out.back().symbol)) {
             rooted = true;

@@ -48,7 +48,11 @@ public:
     // ends at its root frame, or at the first frame that is no return address
     // (a frame-pointer walk through code built without frame pointers); then
     // `truncated` is set, as when no root was reached.
-    std::vector<Frame> resolve(int pid, const std::vector<RawFrame>& frames, bool& truncated);
+    // `cut`, when the stack was cut at a frame that is no return address:
+    // what the last frame kept was ("not a call's return address after
+    // MODULE").
+    std::vector<Frame> resolve(int pid, const std::vector<RawFrame>& frames, bool& truncated,
+                               std::string* cut = nullptr);
 
     // Files a process named that were not read, and why (a FIFO where a perf
     // map or a debug file should be, a file too large...): one line each,

@@ -327,7 +327,7 @@ bpf_program* Tracer::program(bpf_program* real, bool retprobe) const
 
 void Tracer::add_unwind_file(const std::string& host_path)
 {
-    if (!unwind_rows_)
+    if (!unwind_rows_ || !options_.unwind_tables)
         return;
     struct stat st{};
     if (stat(host_path.c_str(), &st) != 0)
@@ -362,9 +362,28 @@ void Tracer::add_unwind_file(const std::string& host_path)
         return;
     }
     unwind_next_ += static_cast<std::uint32_t>(table.rows.size());
+    __atomic_add_fetch(&skel_->bss->unwind_generation, 1, __ATOMIC_SEQ_CST); // cached guesses are stale
     unwind_stats_.files += 1;
     unwind_stats_.rows += table.rows.size();
     unwind_stats_.eh_frame_bytes += table.section_bytes;
+}
+
+std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> Tracer::program_stats() const
+{
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> out;
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, skel_->obj)
+    {
+        bpf_prog_info info{};
+        __u32 len = sizeof info;
+        const int fd = bpf_program__fd(prog);
+        if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || !info.run_cnt)
+            continue;
+        auto& v = out[bpf_program__name(prog)];
+        v.first += info.run_cnt;
+        v.second += info.run_time_ns;
+    }
+    return out;
 }
 
 std::uint64_t Tracer::map_bytes() const

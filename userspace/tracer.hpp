@@ -8,6 +8,7 @@
 #include <optional>
 #include <condition_variable>
 #include <mutex>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -44,6 +45,9 @@ struct TracerOptions {
     // Unwind rules the kernel holds for the walk without frame pointers
     // (8 bytes each), over every file of the run.
     std::uint32_t max_unwind_rows = MS_DEFAULT_MAX_UNWIND_ROWS;
+    // Benchmarks only: false walks every frame by its epilogue and frame
+    // pointer (the walker before unwind tables).
+    bool unwind_tables = true;
 };
 
 // What the unwind tables hold, for the report.
@@ -149,6 +153,9 @@ public:
     // epilogue and frame pointer, as before.
     void add_unwind_file(const std::string& host_path);
     const UnwindStats& unwind_stats() const { return unwind_stats_; }
+    // Each program's runs and kernel time so far (counted only while
+    // kernel.bpf_stats_enabled is 1): name -> (runs, ns).
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> program_stats() const;
 
     // Events from the BPF side go to `handler`, on the calling thread, in
     // drain_events(). events_fd() polls readable when events wait.

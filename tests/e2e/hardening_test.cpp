@@ -39,6 +39,20 @@ bool has_warning(const json& r, const std::string& part)
     return false;
 }
 
+// A client of a unix socket at `path` (-1 when it could not connect).
+int connect_unix(const std::string& path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    if (fd >= 0 && connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 // `jit_alloc` started under the tracer: its pid once it says it.
 int jit_pid(Child& tracer)
 {
@@ -191,11 +205,8 @@ TEST_F(E2E, TenIdleControlClientsStallNothing)
     const std::string sock = "/run/memscope-trace/" + std::to_string(tracer.pid) + ".sock";
     std::vector<int> idle;
     for (int i = 0; i < 10; ++i) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
-        ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
+        int fd = connect_unix(sock);
+        ASSERT_GE(fd, 0) << std::strerror(errno);
         idle.push_back(fd);
     }
     // Busy phases while ten clients say nothing; a status request is answered at once.
@@ -236,11 +247,8 @@ TEST_F(E2E, ControlClientsPastTheBoundAreToldSo)
     // 20 at once: 16 are served (here: idle until their deadline), 4 told to come back.
     std::vector<int> held;
     for (int i = 0; i < 20; ++i) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
-        ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        int fd = connect_unix(sock);
+        ASSERT_GE(fd, 0);
         held.push_back(fd);
     }
     int refused = 0, dropped = 0;

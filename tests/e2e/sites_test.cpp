@@ -42,7 +42,7 @@ TEST_F(E2E, LeakReportNamesTheThreeLeakSites)
     ASSERT_EQ(run_result.status, 0) << run_result.err;
     json r = load(path);
     ASSERT_TRUE(r["stacks"]["enabled"]);
-    EXPECT_EQ(r["stacks"]["depth"], 32);
+    EXPECT_EQ(r["stacks"]["depth"], 64);
 
     // The program's leaks, by function: exactly the three, with their counts and bytes.
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> by_function;

@@ -201,32 +201,74 @@ def section_pairs(results):
                         "unavailable": unavailable}
 
 
+def alloc_return_ns(report):
+    """alloc_return's mean kernel time per run (bpf_stats), from the report."""
+    p = report["tracer"].get("bpf_programs", {}).get("alloc_return")
+    return p["run_time_ns"] / p["run_count"] if p and p["run_count"] else None
+
+
+def heaptrack_pairs(target):
+    """ns per pair of `target` under heaptrack (LD_PRELOAD, in-process), or None."""
+    if not shutil.which("heaptrack"):
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        rc, out, err = run(["heaptrack", "-o", os.path.join(d, "ht")] + target)
+        if rc != 0:
+            return None
+        return parse_pairs(out)[0]
+
+
 def section_stacks(results):
-    """Stack collection's extra cost per allocation: normal mode with and
-    without stacks, on one thread, at a shallow and a deep call stack."""
+    """Stack collection's extra cost per allocation at 8, 16, 32 and 64
+    frames: the unwind-table walk, the frame-pointer walk alone (the walker
+    before the tables, --bench-no-unwind-tables) and no stacks, each as
+    alloc_return's own kernel time (bpf_stats: exact, where the wall clock
+    of a 12 us trap is noise), and heaptrack's whole cost per allocation
+    beside them (wall clock: it runs in the process)."""
     ops = ARGS.ops
     rows = {}
-    for depth in (0, 20, 29):
-        target = [build_path("alloc_pairs"), "1", str(ops), "64", str(depth)]
-        samples = {"untraced": [], "stacks": [], "no_stacks": []}
-        frames = None
-        for rep in range(ARGS.reps):
-            order = list(samples) if rep % 2 == 0 else list(reversed(list(samples)))
-            for c in order:
-                if c == "untraced":
-                    rc, out, err = run(target)
-                    wall = parse_pairs(out)[0]
-                else:
-                    (wall, _), rep_json = memscope(["--mode", "normal"] + (["--no-stacks"] if c == "no_stacks" else []),
-                                                   target)
-                    if c == "stacks":
-                        site = max(rep_json["sites"], key=lambda s: s["alloc_count"])
-                        frames = len(site["stack"])
-                samples[c].append(wall)
-                log("  stacks depth %d rep %d %-9s %9.1f ns/pair" % (depth, rep + 1, c, wall))
-        med = {c: statistics.median(v) for c, v in samples.items()}
-        rows[str(depth)] = {"frames": frames, "untraced_ns": med["untraced"], "no_stacks_ns": med["no_stacks"],
-                            "stacks_ns": med["stacks"], "stack_cost_ns": med["stacks"] - med["no_stacks"]}
+    run(["sysctl", "-qw", "kernel.bpf_stats_enabled=1"])
+    try:
+        for frames in (8, 16, 32, 64):
+            depth = frames - 4  # pairs, then main and the three runtime frames below it
+            target = [build_path("alloc_pairs"), "1", str(ops), "64", str(depth)]
+            configs = {"untraced": None, "no_stacks": ["--no-stacks"], "tables": [],
+                       "fp_walk": ["--bench-no-unwind-tables"], "heaptrack": None}
+            walls = {c: [] for c in configs}
+            kernel = {c: [] for c in ("no_stacks", "tables", "fp_walk")}
+            recorded = {}
+            for rep in range(ARGS.reps):
+                order = list(configs) if rep % 2 == 0 else list(reversed(list(configs)))
+                for c in order:
+                    if c == "untraced":
+                        rc, out, err = run(target)
+                        wall = parse_pairs(out)[0]
+                    elif c == "heaptrack":
+                        wall = heaptrack_pairs(target)
+                        if wall is None:
+                            continue
+                    else:
+                        (wall, _), rep_json = memscope(["--mode", "normal", "--stack-depth", "64"] + configs[c], target)
+                        kernel[c].append(alloc_return_ns(rep_json))
+                        if c != "no_stacks":
+                            site = max(rep_json["sites"], key=lambda s: s["alloc_count"])
+                            recorded[c] = len(site["stack"])
+                    walls[c].append(wall)
+                    log("  stacks %d frames rep %d %-10s %9.1f ns/pair" % (frames, rep + 1, c, wall))
+            med = {c: statistics.median(v) for c, v in walls.items() if v}
+            kmed = {c: statistics.median(v) for c, v in kernel.items() if v and None not in v}
+            row = {"frames": frames, "recorded": recorded, "untraced_ns": med["untraced"],
+                   "wall_no_stacks_ns": med["no_stacks"], "wall_tables_ns": med["tables"],
+                   "wall_fp_walk_ns": med["fp_walk"]}
+            if "heaptrack" in med:
+                row["heaptrack_cost_ns"] = med["heaptrack"] - med["untraced"]
+            if len(kmed) == 3:
+                row["alloc_return_ns"] = kmed
+                row["tables_cost_ns"] = kmed["tables"] - kmed["no_stacks"]
+                row["fp_walk_cost_ns"] = kmed["fp_walk"] - kmed["no_stacks"]
+            rows[str(frames)] = row
+    finally:
+        run(["sysctl", "-qw", "kernel.bpf_stats_enabled=0"])
     results["stacks"] = {"ops": ops, "reps": ARGS.reps, "rows": rows}
 
 
@@ -431,11 +473,22 @@ def markdown(res):
         st = res["stacks"]
         lines += ["## Stack collection, per allocation (normal mode, 1 thread, malloc(64)+free, %d pairs, median of %d)" % (
             st["ops"], st["reps"]), "",
-                  "| call depth | frames recorded | untraced ns/pair | normal, --no-stacks | normal, stacks | stacks' extra ns per allocation |",
+                  "Extra kernel time per allocation of the walk (alloc_return's run time from bpf_stats, with stacks "
+                  "minus without): the unwind-table walk (frames found by each file's .eh_frame rules, no frame "
+                  "pointers needed) and the same walker with frame-pointer rules alone (`--bench-no-unwind-tables`: "
+                  "each frame by its epilogue, else its frame pointer), at the same depth; heaptrack's whole cost per allocation (wall clock, in-process, "
+                  "`heaptrack` 1.4 on the same program). The wall clock of a traced pair here is dominated by the "
+                  "uprobe traps themselves.", "",
+                  "| frames | recorded (tables / fp) | walk with unwind tables, ns | frame-pointer rules alone, ns | heaptrack, ns per allocation | traced pair, wall ns (no stacks / tables) |",
                   "|---|---|---|---|---|---|"]
         for d, r in st["rows"].items():
-            lines.append("| %s | %s | %.1f | %.0f | %.0f | **%.0f** |" % (
-                d, r["frames"], r["untraced_ns"], r["no_stacks_ns"], r["stacks_ns"], r["stack_cost_ns"]))
+            rec = r.get("recorded", {})
+            lines.append("| %s | %s / %s | **%s** | %s | %s | %.0f / %.0f |" % (
+                d, rec.get("tables", "?"), rec.get("fp_walk", "?"),
+                "%.0f" % r["tables_cost_ns"] if "tables_cost_ns" in r else "n/a",
+                "%.0f" % r["fp_walk_cost_ns"] if "fp_walk_cost_ns" in r else "n/a",
+                "%.0f" % r["heaptrack_cost_ns"] if "heaptrack_cost_ns" in r else "not installed",
+                r["wall_no_stacks_ns"], r["wall_tables_ns"]))
         lines.append("")
     if "scaling" in res:
         s = res["scaling"]

@@ -1,0 +1,71 @@
+// End-to-end tests of stacks without frame pointers: Debian's own binaries,
+// built without them, unwound by each file's .eh_frame rules.
+#include "harness.hpp"
+
+using namespace e2e;
+using nlohmann::json;
+
+namespace {
+
+// Allocations (by count) whose stack reached main or a thread's start.
+double whole_share(const json& r)
+{
+    std::uint64_t all = 0, whole = 0;
+    for (const auto& s : r["sites"]) {
+        all += s["alloc_count"].get<std::uint64_t>();
+        if (!s["truncated"].get<bool>())
+            whole += s["alloc_count"].get<std::uint64_t>();
+    }
+    return all ? static_cast<double>(whole) / static_cast<double>(all) : 0;
+}
+
+} // namespace
+
+TEST_F(E2E, DebianPython3StacksReachMain)
+{
+    // Debian's python3 is built with -O2 and no frame pointers; its eval
+    // loop makes deep stacks.
+    const std::string script = "d = {}\n"
+                               "for i in range(20000):\n"
+                               "    d[str(i) * 3] = [i, str(i)]\n"
+                               "s = ''.join(str(k) for k in list(d)[:5000])\n"
+                               "print(len(d), len(s))\n";
+    json r = trace_run({"/usr/bin/python3", "-c", script});
+    EXPECT_EQ(last_.out, "20000 56670\n");
+    ASSERT_GT(r["totals"]["alloc_count"].get<std::uint64_t>(), 500u);
+    EXPECT_GE(whole_share(r), 0.95) << r["stacks"].dump(1);
+    // Per-site counts still sum to the totals.
+    std::uint64_t count = 0;
+    for (const auto& s : r["sites"])
+        count += s["alloc_count"].get<std::uint64_t>();
+    EXPECT_EQ(count, r["totals"]["alloc_count"]);
+    EXPECT_EQ(r["dropped"]["events"], 0) << r["dropped"].dump();
+    // The tables were built for the interpreter and its libraries.
+    EXPECT_GE(r["stacks"]["unwind"]["files"].get<std::uint64_t>(), 3u) << r["stacks"]["unwind"].dump();
+    EXPECT_GT(r["stacks"]["unwind"]["rows"].get<std::uint64_t>(), 10000u);
+    // A stack that ends early says why.
+    for (const auto& s : r["sites"])
+        if (s["truncated"].get<bool>())
+            EXPECT_TRUE(s["end"].is_string()) << s.dump();
+    for (const auto& [why, n] : r["stacks"]["truncated_by"].items())
+        EXPECT_GT(n.get<std::uint64_t>(), 0u) << why;
+}
+
+TEST_F(E2E, AStackCutByTheDepthLimitSaysSo)
+{
+    // 20 levels of calls, 8 frames kept.
+    std::string path = temp_json("depth_limit");
+    Result res = run({kBin, "run", "--stack-depth", "8", "--json", path, "--", kTargets + "/alloc_pairs", "1", "100",
+                      "64", "20"});
+    ASSERT_EQ(res.status, 0) << res.err;
+    json r = load(path);
+    const json* top = nullptr;
+    for (const auto& s : r["sites"])
+        if (!top || s["alloc_count"] > (*top)["alloc_count"])
+            top = &s;
+    ASSERT_NE(top, nullptr);
+    EXPECT_EQ((*top)["stack"].size(), 8u);
+    EXPECT_TRUE((*top)["truncated"].get<bool>());
+    EXPECT_EQ((*top)["end"], "depth limit (--stack-depth 8)");
+    EXPECT_EQ(r["stacks"]["truncated_by"]["depth limit (--stack-depth 8)"], (*top)["alloc_count"]);
+}
