@@ -64,6 +64,7 @@ struct Options {
     int nice = -19;
     bool bench_floor = false, bench_tracker_on_ret = false, bench_pmu_uprobes = false;
     bool bench_no_unwind_tables = false; // the walk by epilogue and frame pointer alone
+    std::vector<std::string> alloc_fns;
     std::string mode; // empty: not given
     bool auto_mode = false;
     double overhead_budget = 5.0;
@@ -330,6 +331,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
         add_tracked(r, session.tracked(snap, final));
         if (family)
             merge_processes(r, family->snapshot_sections(), std::max(sampled_peak, command_peak));
+        r.alloc_functions = opt.alloc_fns;
         return r;
     };
     auto control_reply = [&](const std::string& line) -> std::string {
@@ -489,6 +491,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     report.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
     report.tracer.bpf_map_bytes = tracer.map_bytes();
     report.tracer.programs = tracer.program_stats();
+    report.alloc_functions = opt.alloc_fns;
     const UnwindStats& u = tracer.unwind_stats();
     report.stacks.unwind = {u.files, u.rows, u.rows * sizeof(ms_unwind_row), u.eh_frame_bytes, u.build_ms, u.skipped};
     return report;
@@ -787,6 +790,9 @@ int main(int argc, char** argv)
                       "frames kept per allocation stack in normal mode (default 64)")
             ->check(CLI::Range(1u, static_cast<unsigned>(MS_MAX_STACK_DEPTH)));
         a->add_flag("--no-stacks", opt.no_stacks, "record no stacks (no sites, no leak report by stack)");
+        a->add_option("--alloc-fn", opt.alloc_fns,
+                      "a function of yours that allocates for its callers: sites are named after its caller "
+                      "(repeatable; operator new and the C++ standard library are skipped already)");
         a->add_flag("-v,--verbose", opt.verbose, "show each probe site attached");
         a->add_option("--max-allocations", opt.max_allocations,
                       "capacity of the outstanding-allocation table (kernel memory, preallocated)")

@@ -102,6 +102,7 @@ struct Frame {
     std::uint64_t offset = 0; // link-time address in `module` (what addr2line takes)
     std::string file;         // source position, when the module has line tables
     std::uint32_t line = 0;
+    bool inlined = false;     // a function inlined into the next frame (same addr)
 };
 
 // An allocation site: one distinct stack (normal mode).
@@ -114,9 +115,11 @@ struct Site {
     std::uint64_t alloc_count = 0, alloc_bytes = 0, live_count = 0, live_bytes = 0;
 };
 
-// The first frame that is not the allocator's own wrapper (operator new and
-// the like): the function the site is named after.
-const Frame* site_function(const std::vector<Frame>& stack);
+// The first frame outside the allocator and its wrappers: operator new and
+// delete, the C++ standard library (its headers' inlined code, its own
+// file), and the functions named in `wrappers` (--alloc-fn): the function
+// a site is named after. The whole stack stays in the site.
+const Frame* site_function(const std::vector<Frame>& stack, const std::vector<std::string>& wrappers = {});
 
 struct LeakThread {
     std::uint32_t tid = 0;
@@ -206,6 +209,7 @@ struct Report {
     Dropped dropped;
     Children children;
     std::vector<std::string> warnings;
+    std::vector<std::string> alloc_functions; // --alloc-fn: wrappers a site is not named after
     Tracked tracked;
     StackSummary stacks;
     std::vector<Site> sites; // largest alloc_bytes first

@@ -174,6 +174,8 @@ json frame_json(const Frame& f)
         j["file"] = f.file;
         j["line"] = f.line;
     }
+    if (f.inlined)
+        j["inlined"] = true;
     return j;
 }
 
@@ -185,9 +187,9 @@ json stack_json(const std::vector<Frame>& stack)
     return frames;
 }
 
-json function_json(const std::vector<Frame>& stack)
+json function_json(const std::vector<Frame>& stack, const std::vector<std::string>& wrappers)
 {
-    const Frame* f = site_function(stack);
+    const Frame* f = site_function(stack, wrappers);
     return f && !f->symbol.empty() ? json(f->symbol) : json(nullptr);
 }
 
@@ -209,6 +211,8 @@ void add_sites_json(const Report& r, json& out)
                 {"outstanding_without_stack", r.stacks.outstanding_without_stack}};
     if (!r.stacks.note.empty())
         stacks["note"] = r.stacks.note;
+    if (!r.alloc_functions.empty())
+        stacks["alloc_functions"] = r.alloc_functions;
     if (r.stacks.enabled)
         stacks["unwind"] = {{"files", r.stacks.unwind.files},
                             {"rows", r.stacks.unwind.rows},
@@ -223,7 +227,7 @@ void add_sites_json(const Report& r, json& out)
         by_id[{s.pid, s.id}] = &s;
         sites.push_back(json{{"pid", s.pid},
                              {"id", hex_id(s.id)},
-                             {"function", function_json(s.stack)},
+                             {"function", function_json(s.stack, r.alloc_functions)},
                              {"stack", stack_json(s.stack)},
                              {"truncated", s.truncated},
                              {"end", s.end.empty() ? json(nullptr) : json(s.end)},
@@ -253,7 +257,7 @@ void add_sites_json(const Report& r, json& out)
         }
         leaks.push_back(json{{"pid", l.pid},
                              {"id", hex_id(l.id)},
-                             {"function", function_json(stack)},
+                             {"function", function_json(stack, r.alloc_functions)},
                              {"stack", stack_json(stack)},
                              {"truncated", site && site->truncated},
                              {"end", site && !site->end.empty() ? json(site->end) : json(nullptr)},

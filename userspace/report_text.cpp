@@ -170,9 +170,10 @@ std::string format_report(const Report& r)
 namespace {
 
 // "function (file:line) <- caller <- caller": the site's function and a few callers.
-std::string describe_stack(const std::vector<Frame>& stack, std::size_t callers)
+std::string describe_stack(const std::vector<Frame>& stack, std::size_t callers,
+                           const std::vector<std::string>& wrappers)
 {
-    const Frame* f = site_function(stack);
+    const Frame* f = site_function(stack, wrappers);
     if (!f)
         return "[no stack]";
     auto name = [](const Frame& fr) {
@@ -218,7 +219,7 @@ std::string format_sites(const Report& r, std::size_t top)
         for (std::size_t i = 0; i < sites.size() && i < top; ++i)
             out += row("    %10s %9llu allocs  ", human_bytes(sites[i]->alloc_bytes).c_str(),
                        (unsigned long long)sites[i]->alloc_count) +
-                   describe_stack(sites[i]->stack, 3) + "\n";
+                   describe_stack(sites[i]->stack, 3, r.alloc_functions) + "\n";
     };
     list("bytes", [](const Site* a, const Site* b) { return a->alloc_bytes != b->alloc_bytes ? a->alloc_bytes > b->alloc_bytes : a->id < b->id; });
     list("count", [](const Site* a, const Site* b) { return a->alloc_count != b->alloc_count ? a->alloc_count > b->alloc_count : a->id < b->id; });
@@ -243,7 +244,7 @@ std::string format_sites(const Report& r, std::size_t top)
         const Site* site = found == by_id.end() ? nullptr : found->second;
         leaks += row("    %10s %9llu blocks  oldest %.2f s  ", human_bytes(l.live_bytes).c_str(),
                      (unsigned long long)l.live_count, l.oldest_age_s) +
-                 describe_stack(site ? site->stack : none, 5) + "\n";
+                 describe_stack(site ? site->stack : none, 5, r.alloc_functions) + "\n";
         std::string who;
         for (std::size_t i = 0; i < l.threads.size() && i < 4; ++i)
             who += (i ? ", " : "") + clip(l.threads[i].name, 16) + " (" + std::to_string(l.threads[i].tid) + ")";

@@ -28,12 +28,28 @@ bool runtime_module(const std::string& path)
 
 } // namespace
 
-const Frame* site_function(const std::vector<Frame>& stack)
+const Frame* site_function(const std::vector<Frame>& stack, const std::vector<std::string>& wrappers)
 {
+    auto wrapper = [&](const Frame& f) {
+        if (starts_with(f.symbol, "operator new") || starts_with(f.symbol, "operator delete"))
+            return true;
+        // libstdc++'s and libc++'s headers (/usr/include/c++/12/bits/...,
+        // .../c++/v1/...) and the libraries themselves.
+        if (f.file.find("/c++/") != std::string::npos)
+            return true;
+        const std::string m = basename_of(f.module);
+        if (starts_with(m, "libstdc++.so") || starts_with(m, "libc++.so"))
+            return true;
+        for (const auto& w : wrappers)
+            if (f.symbol == w || (f.symbol.size() > w.size() && starts_with(f.symbol, w.c_str()) &&
+                                  (f.symbol[w.size()] == '(' || f.symbol[w.size()] == '<')))
+                return true;
+        return false;
+    };
     for (const auto& f : stack)
-        if (!starts_with(f.symbol, "operator new"))
+        if (!wrapper(f))
             return &f;
-    return stack.empty() ? nullptr : &stack.back();
+    return stack.empty() ? nullptr : &stack.front();
 }
 
 std::string expected_reason(const std::vector<Frame>& stack, bool truncated)

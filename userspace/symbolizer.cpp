@@ -1,5 +1,7 @@
 #include "symbolizer.hpp"
 
+#include <dwarf.h>
+#include <elfutils/libdw.h>
 #include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
@@ -170,6 +172,13 @@ struct Symbolizer::Module {
         std::string file;
         std::uint32_t line = 0;
         bool return_address = false; // a call ends just before it
+        // Functions inlined at this address, innermost first, each with its
+        // own position; `name`'s position is then the outermost call's.
+        struct Inline {
+            std::string name, file;
+            std::uint32_t line = 0;
+        };
+        std::vector<Inline> inlined;
     };
 
     int fd = -1;
@@ -287,7 +296,77 @@ struct Symbolizer::Module {
                 s.line = static_cast<std::uint32_t>(lineno);
             }
         }
+        if (!runtime_root)
+            expand_inlined(vaddr - 1 + bias, s);
         return cache.emplace(vaddr, std::move(s)).first->second;
+    }
+
+    // The functions inlined at `addr` (libdw's scopes: each
+    // DW_TAG_inlined_subroutine, innermost first): the innermost takes the
+    // line table's position, each outer one the call site its inner one
+    // records (DW_AT_call_file/line), the real function the outermost's.
+    void expand_inlined(Dwarf_Addr addr, Sym& s)
+    {
+        Dwarf_Addr cu_bias = 0;
+        Dwarf_Die* cu = dwfl_module_addrdie(mod, addr, &cu_bias);
+        if (!cu)
+            return;
+        // The innermost scope at addr, then every DIE around it in the
+        // concrete tree (dwarf_getscopes itself goes on into an inlined
+        // function's abstract definition, not to its call sites).
+        Dwarf_Die* scopes = nullptr;
+        int n = dwarf_getscopes(cu, addr - cu_bias, &scopes);
+        if (n <= 0)
+            return;
+        Dwarf_Die innermost = scopes[0];
+        std::free(scopes);
+        scopes = nullptr;
+        n = dwarf_getscopes_die(&innermost, &scopes);
+        if (n <= 0)
+            return;
+        Dwarf_Files* files = nullptr;
+        std::size_t nfiles = 0;
+        dwarf_getsrcfiles(cu, &files, &nfiles);
+        std::string file = s.file;
+        std::uint32_t line = s.line;
+        for (int i = 0; i < n && i < 64; ++i) {
+            const int tag = dwarf_tag(&scopes[i]);
+            if (tag == DW_TAG_subprogram)
+                break;
+            if (tag != DW_TAG_inlined_subroutine)
+                continue;
+            s.inlined.push_back({die_name(&scopes[i]), file, line});
+            // Where it was inlined: the position in the function around it.
+            Dwarf_Attribute attr;
+            Dwarf_Word call_file = 0, call_line = 0;
+            file.clear();
+            line = 0;
+            if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &call_file) == 0 && files &&
+                call_file < nfiles)
+                if (const char* f = dwarf_filesrc(files, call_file, nullptr, nullptr))
+                    file = f;
+            if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &call_line) == 0)
+                line = static_cast<std::uint32_t>(call_line);
+        }
+        std::free(scopes);
+        if (!s.inlined.empty()) {
+            s.file = file;
+            s.line = line;
+        }
+    }
+
+    // A DIE's function name: its linkage name demangled, else its name
+    // (both through its abstract origin).
+    static std::string die_name(Dwarf_Die* die)
+    {
+        Dwarf_Attribute attr;
+        if (const char* linkage = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &attr)))
+            return demangle(linkage);
+        if (const char* linkage = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr)))
+            return demangle(linkage);
+        if (const char* name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &attr)))
+            return name;
+        return {};
     }
 };
 
@@ -482,6 +561,15 @@ std::vector<Frame> Symbolizer::resolve(int pid, const std::vector<RawFrame>& raw
                 f.file = s.file;
                 f.line = s.line;
                 valid = s.return_address;
+                if (valid || i == 0)
+                    for (const auto& in : s.inlined) { // innermost first, before the real function
+                        Frame g = f;
+                        g.symbol = in.name;
+                        g.file = in.file;
+                        g.line = in.line;
+                        g.inlined = true;
+                        out.push_back(std::move(g));
+                    }
             }
         } else if (m || !r.ino) {
             if (const JitSymbol* j = jit_at(pid, p, f.addr)) {

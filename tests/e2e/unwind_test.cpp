@@ -2,6 +2,9 @@
 // built without them, unwound by each file's .eh_frame rules.
 #include "harness.hpp"
 
+#include <algorithm>
+#include <set>
+
 using namespace e2e;
 using nlohmann::json;
 
@@ -68,4 +71,55 @@ TEST_F(E2E, AStackCutByTheDepthLimitSaysSo)
     EXPECT_TRUE((*top)["truncated"].get<bool>());
     EXPECT_EQ((*top)["end"], "depth limit (--stack-depth 8)");
     EXPECT_EQ(r["stacks"]["truncated_by"]["depth limit (--stack-depth 8)"], (*top)["alloc_count"]);
+}
+
+TEST_F(E2E, DemoRowsNameItsOwnLinesThroughInlinedStandardLibraryCode)
+{
+    // The demo as it is built (no frame-pointer flag): the standard
+    // library's inlined code (vector, make_unique, std::string) shows as
+    // frames of their own, and rows are named by the demo's lines.
+    std::string path = temp_json("demo_rows");
+    Result res = run({kBin, "run", "--json", path, "--", kTargets + "/demo_workload", "2", "2000"});
+    ASSERT_EQ(res.status, 0) << res.err;
+    json r = load(path);
+    std::vector<const json*> sites;
+    for (const auto& s : r["sites"])
+        sites.push_back(&s);
+    std::sort(sites.begin(), sites.end(),
+              [](const json* a, const json* b) { return (*a)["alloc_bytes"] > (*b)["alloc_bytes"]; });
+    ASSERT_GE(sites.size(), 3u);
+    std::set<std::uint32_t> lines;
+    for (std::size_t i = 0; i < 3; ++i) {
+        const json& s = *sites[i];
+        EXPECT_EQ(s["function"], "(anonymous namespace)::worker(int, int)") << s.dump(1);
+        bool inlined_std = false, named = false;
+        for (const auto& f : s["stack"]) {
+            const std::string file = f.value("file", "");
+            inlined_std |= f.value("inlined", false) && file.find("/c++/") != std::string::npos;
+            if (f["symbol"] == "(anonymous namespace)::worker(int, int)" && file.ends_with("demo_workload.cpp")) {
+                named = true;
+                lines.insert(f["line"].get<std::uint32_t>());
+            }
+        }
+        EXPECT_TRUE(inlined_std) << s.dump(1);
+        EXPECT_TRUE(named) << s.dump(1);
+        EXPECT_FALSE(s["truncated"].get<bool>()) << s.dump(1);
+    }
+    EXPECT_EQ(lines, (std::set<std::uint32_t>{26, 27, 28})); // vector, string, make_unique
+}
+
+TEST_F(E2E, AllocFnNamesSitesAfterTheWrappersCaller)
+{
+    std::string path = temp_json("alloc_fn");
+    Result res = run({kBin, "run", "--alloc-fn", "leak_deep", "--json", path, "--", target("leaks")});
+    ASSERT_EQ(res.status, 0) << res.err;
+    json r = load(path);
+    bool found = false;
+    for (const auto& s : r["sites"])
+        if (s["stack"].size() > 1 && s["stack"][0]["symbol"] == "leak_deep()") {
+            found = true;
+            EXPECT_EQ(s["function"], "d()") << s.dump(1);
+        }
+    EXPECT_TRUE(found) << r["sites"].dump(1);
+    EXPECT_EQ(r["stacks"]["alloc_functions"], json::array({"leak_deep"}));
 }

@@ -222,3 +222,33 @@ TEST(Timeline, BoundedSamplesHalveTheirResolution)
     ASSERT_EQ(tl.threads.size(), 2u);
     EXPECT_EQ(tl.threads[1].live_bytes, (std::vector<std::int64_t>{0, 0, 0, 0, 100}));
 }
+
+TEST(Sites, NamedByTheFirstFrameOutsideTheAllocatorTheStandardLibraryAndWrappers)
+{
+    auto frame = [](std::string symbol, std::string file, std::string module, bool inlined = false) {
+        Frame f;
+        f.symbol = std::move(symbol);
+        f.file = std::move(file);
+        f.module = std::move(module);
+        f.inlined = inlined;
+        return f;
+    };
+    std::vector<Frame> stack{
+        frame("operator new(unsigned long)", "", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"),
+        frame("std::__new_allocator<int>::allocate(unsigned long, void const*)",
+              "/usr/include/c++/12/bits/new_allocator.h", "/app/prog", true),
+        frame("std::vector<int, std::allocator<int> >::vector(unsigned long)", "/usr/include/c++/12/bits/stl_vector.h",
+              "/app/prog", true),
+        frame("my_pool_alloc(unsigned long)", "/app/pool.cpp", "/app/prog"),
+        frame("worker(int)", "/app/main.cpp", "/app/prog"),
+        frame("std::string::_M_create(unsigned long&, unsigned long)", "", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"),
+        frame("main", "/app/main.cpp", "/app/prog"),
+    };
+    ASSERT_NE(site_function(stack), nullptr);
+    EXPECT_EQ(site_function(stack)->symbol, "my_pool_alloc(unsigned long)");
+    EXPECT_EQ(site_function(stack, {"my_pool_alloc"})->symbol, "worker(int)");
+    EXPECT_EQ(site_function(stack, {"my_pool"})->symbol, "my_pool_alloc(unsigned long)") << "whole names only";
+    // All of it the allocator's: the allocator's caller, as before.
+    std::vector<Frame> only_std(stack.begin(), stack.begin() + 3);
+    EXPECT_EQ(site_function(only_std)->symbol, "operator new(unsigned long)");
+}
