@@ -422,7 +422,6 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MS_DEFAULT_MAX_UNWIND_ROWS);
-	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct ms_unwind_row);
 } unwind_rows SEC(".maps");

@@ -65,6 +65,7 @@ struct Options {
     bool bench_floor = false, bench_tracker_on_ret = false, bench_pmu_uprobes = false;
     bool bench_no_unwind_tables = false; // the walk by epilogue and frame pointer alone
     std::vector<std::string> alloc_fns;
+    std::uint32_t max_stacks = MS_DEFAULT_MAX_STACKS;
     std::string mode; // empty: not given
     bool auto_mode = false;
     double overhead_budget = 5.0;
@@ -569,6 +570,7 @@ TracerOptions tracer_options(const Options& opt)
     t.tracker_site_on_ret = opt.bench_tracker_on_ret;
     t.stack_depth = opt.no_stacks ? 0 : opt.stack_depth;
     t.unwind_tables = !opt.bench_no_unwind_tables;
+    t.max_stacks = opt.max_stacks;
     return t;
 }
 
@@ -790,6 +792,10 @@ int main(int argc, char** argv)
                       "frames kept per allocation stack in normal mode (default 64)")
             ->check(CLI::Range(1u, static_cast<unsigned>(MS_MAX_STACK_DEPTH)));
         a->add_flag("--no-stacks", opt.no_stacks, "record no stacks (no sites, no leak report by stack)");
+        a->add_option("--max-stacks", opt.max_stacks,
+                      "distinct stacks (and allocation sites) the tables hold (default 65536); allocations past "
+                      "them count on a '(stack table full)' site")
+            ->check(CLI::Range(16u, 1u << 24));
         a->add_option("--alloc-fn", opt.alloc_fns,
                       "a function of yours that allocates for its callers: sites are named after its caller "
                       "(repeatable; operator new and the C++ standard library are skipped already)");

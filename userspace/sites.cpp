@@ -114,6 +114,27 @@ void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<Outst
     r.stacks.distinct = r.sites.size();
     r.stacks.truncated_share = with_stack ? static_cast<double>(truncated) / static_cast<double>(with_stack) : 0;
     r.stacks.without_stack = r.totals.alloc_count > with_stack ? r.totals.alloc_count - with_stack : 0;
+    // Allocations counted with no site (the site table full, a stack
+    // skipped): a labelled row of their own, so the sites add up to the
+    // totals.
+    if (r.stacks.enabled && r.stacks.without_stack > 0) {
+        std::uint64_t bytes = 0;
+        for (const auto& s : r.sites)
+            bytes += s.alloc_bytes;
+        const bool full = r.dropped.reasons.count("site_table_full") > 0;
+        Site s;
+        s.id = 0;
+        Frame label;
+        label.symbol = full ? "(stack table full)" : "(no stack recorded)";
+        s.stack.push_back(label);
+        s.truncated = true;
+        s.end = full ? "the site table was full (--max-stacks)" : "no stack was taken for these allocations";
+        s.alloc_count = r.stacks.without_stack;
+        s.alloc_bytes = r.totals.alloc_bytes > bytes ? r.totals.alloc_bytes - bytes : 0;
+        r.stacks.truncated_by[s.end] += s.alloc_count;
+        index[0] = r.sites.size();
+        r.sites.push_back(std::move(s));
+    }
 
     // Outstanding blocks, by stack: the sites' live figures and the leaks.
     std::map<std::pair<std::uint32_t, std::uint64_t>, std::string> names;
@@ -127,8 +148,10 @@ void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<Outst
     };
     std::unordered_map<std::uint64_t, Group> groups;
     for (const auto& b : blocks) {
-        if (b.stack == 0 || !index.count(b.stack)) {
-            ++r.stacks.outstanding_without_stack;
+        if (b.stack == 0)
+            ++r.stacks.outstanding_without_stack; // on the "(no stack recorded)" row, if there is one
+        if (!index.count(b.stack)) {
+            r.stacks.outstanding_without_stack += b.stack != 0;
             continue;
         }
         Site& site = r.sites[index[b.stack]];

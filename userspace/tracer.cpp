@@ -1,6 +1,5 @@
 #include "tracer.hpp"
 
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -165,14 +164,9 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
         t->shared_ = std::move(shared);
     else if (getenv("MEMSCOPE_DEBUG_LIBBPF"))
         std::fprintf(stderr, "memscope-trace: per-process uprobes: %s\n", why.c_str());
-    if (depth) {
-        const std::size_t len = static_cast<std::size_t>(bpf_map__max_entries(maps->unwind_rows)) * sizeof(ms_unwind_row);
-        void* mem = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(maps->unwind_rows), 0);
-        if (mem != MAP_FAILED) {
-            t->unwind_rows_ = static_cast<ms_unwind_row*>(mem);
-            t->unwind_rows_len_ = len;
-        }
-    }
+    // Rows go in with batched updates: mapping the array instead would put
+    // all of it (16 MiB) in the tracer's RSS at once.
+    t->unwind_capacity_ = depth ? bpf_map__max_entries(maps->unwind_rows) : 0;
     t->events_ = ring_buffer__new(bpf_map__fd(maps->events), on_event, t.get(), nullptr);
     if (!t->events_) {
         error = std::string("cannot open the event ring buffer: ") + std::strerror(errno);
@@ -214,8 +208,6 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
 
 Tracer::~Tracer()
 {
-    if (unwind_rows_)
-        munmap(unwind_rows_, unwind_rows_len_);
     if (releaser_.joinable()) {
         {
             std::lock_guard<std::mutex> lock(release_mutex_);
@@ -327,7 +319,7 @@ bpf_program* Tracer::program(bpf_program* real, bool retprobe) const
 
 void Tracer::add_unwind_file(const std::string& host_path)
 {
-    if (!unwind_rows_ || !options_.unwind_tables)
+    if (!unwind_capacity_ || !options_.unwind_tables)
         return;
     struct stat st{};
     if (stat(host_path.c_str(), &st) != 0)
@@ -342,16 +334,24 @@ void Tracer::add_unwind_file(const std::string& host_path)
     bool built = build_unwind_table(host_path, table, why);
     unwind_stats_.build_ms += static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
-    const std::size_t capacity = unwind_rows_len_ / sizeof(ms_unwind_row);
-    if (built && unwind_next_ + table.rows.size() > capacity) {
+    if (built && unwind_next_ + table.rows.size() > unwind_capacity_) {
         built = false;
-        why = "the unwind rows are full (" + std::to_string(capacity) + ")";
+        why = "the unwind rows are full (" + std::to_string(unwind_capacity_) + ")";
     }
     if (!built) {
         unwind_stats_.skipped.push_back(host_path + ": " + why);
         return;
     }
-    std::memcpy(unwind_rows_ + unwind_next_, table.rows.data(), table.rows.size() * sizeof(ms_unwind_row));
+    std::vector<__u32> keys(table.rows.size());
+    for (std::size_t i = 0; i < keys.size(); ++i)
+        keys[i] = unwind_next_ + static_cast<__u32>(i);
+    __u32 count = static_cast<__u32>(keys.size());
+    if (bpf_map_update_batch(bpf_map__fd(skel_->maps.unwind_rows), keys.data(), table.rows.data(), &count, nullptr) !=
+            0 ||
+        count != keys.size()) {
+        unwind_stats_.skipped.push_back(host_path + ": cannot load its rows: " + std::strerror(errno));
+        return;
+    }
     ms_unwind_file_key key{};
     key.ino = st.st_ino;
     key.dev = dev;

@@ -236,9 +236,8 @@ private:
     std::vector<bpf_link*> releasing_;
     bool stop_releasing_ = false;
     std::function<void(const DecodedEvent&)> handler_;
-    // The unwind_rows array, mapped; the next free row; files done.
-    ms_unwind_row* unwind_rows_ = nullptr;
-    std::size_t unwind_rows_len_ = 0;
+    // The unwind_rows array's size, its next free row; files done.
+    std::uint32_t unwind_capacity_ = 0;
     std::uint32_t unwind_next_ = 0;
     std::set<std::pair<std::uint32_t, std::uint64_t>> unwind_known_;
     UnwindStats unwind_stats_;

@@ -123,3 +123,28 @@ TEST_F(E2E, AllocFnNamesSitesAfterTheWrappersCaller)
     EXPECT_TRUE(found) << r["sites"].dump(1);
     EXPECT_EQ(r["stacks"]["alloc_functions"], json::array({"leak_deep"}));
 }
+
+TEST_F(E2E, AFullStackTableStillAddsUpOnALabelledSite)
+{
+    // 10,000 distinct stacks into tables of 16: the rest still count, on
+    // a "(stack table full)" row, and the sites add up to the totals.
+    std::string path = temp_json("max_stacks");
+    Result res = run({kBin, "run", "--max-stacks", "16", "--json", path, "--", target("stacks10k"), "10000"});
+    ASSERT_EQ(res.status, 0) << res.err;
+    json r = load(path);
+    EXPECT_EQ(r["totals"]["alloc_count"], 10000);
+    std::uint64_t count = 0, bytes = 0, full = 0;
+    for (const auto& s : r["sites"]) {
+        count += s["alloc_count"].get<std::uint64_t>();
+        bytes += s["alloc_bytes"].get<std::uint64_t>();
+        if (s["function"] == "(stack table full)")
+            full = s["alloc_count"].get<std::uint64_t>();
+    }
+    EXPECT_EQ(count, r["totals"]["alloc_count"]);
+    EXPECT_EQ(bytes, r["totals"]["alloc_bytes"]);
+    EXPECT_GT(full, 9000u) << r["sites"].dump().substr(0, 2000);
+    EXPECT_LE(r["sites"].size(), 17u);
+    EXPECT_GT(r["dropped"]["reasons"]["site_table_full"].get<std::uint64_t>(), 0u);
+    Result bad = run({kBin, "run", "--max-stacks", "0", "--", "/bin/true"});
+    EXPECT_EQ(bad.status, 2);
+}

@@ -139,7 +139,12 @@ TEST(Sites, JsonAndTextCarrySitesAndLeaks)
     add_sites(r, {{7, {frame("leak_deep()"), frame("a()"), frame("main")}, false, 2, 2048}},
               {{7, 1024, 1, 10, 1, {}}, {7, 1024, 1, 10, 1, {}}}, 1'000'000'001, 32);
     nlohmann::json j = report_to_json(r);
-    ASSERT_EQ(j["sites"].size(), 1u);
+    // 7 allocations counted, 2 with a stack: the other 5 on a labelled row,
+    // so the sites add up to the totals.
+    ASSERT_EQ(j["sites"].size(), 2u);
+    EXPECT_EQ(j["sites"][1]["function"], "(no stack recorded)");
+    EXPECT_EQ(j["sites"][1]["alloc_count"], 5);
+    EXPECT_EQ(j["sites"][1]["end"], "no stack was taken for these allocations");
     EXPECT_EQ(j["sites"][0]["id"], "0000000000000007");
     EXPECT_EQ(j["sites"][0]["function"], "leak_deep()");
     EXPECT_EQ(j["sites"][0]["stack"][0]["symbol"], "leak_deep()");
@@ -251,4 +256,27 @@ TEST(Sites, NamedByTheFirstFrameOutsideTheAllocatorTheStandardLibraryAndWrappers
     // All of it the allocator's: the allocator's caller, as before.
     std::vector<Frame> only_std(stack.begin(), stack.begin() + 3);
     EXPECT_EQ(site_function(only_std)->symbol, "operator new(unsigned long)");
+}
+
+TEST(Sites, AFullSiteTableLandsOnALabelledRowAndTheSumsHold)
+{
+    Report r = report_with_threads();
+    r.totals.alloc_count = 10;
+    r.totals.alloc_bytes = 1000;
+    r.dropped.reasons["site_table_full"] = 4;
+    add_sites(r, {{7, {frame("f()"), frame("main")}, false, 6, 600}}, {{0, 100, 1, 10, 1, {}}}, 1, 32);
+    ASSERT_EQ(r.sites.size(), 2u);
+    const Site& full = r.sites[1];
+    EXPECT_EQ(site_function(full.stack)->symbol, "(stack table full)");
+    EXPECT_EQ(full.alloc_count, 4u);
+    EXPECT_EQ(full.alloc_bytes, 400u);
+    EXPECT_EQ(full.live_count, 1u) << "a block recorded without a stack lives there";
+    EXPECT_EQ(r.stacks.truncated_by["the site table was full (--max-stacks)"], 4u);
+    std::uint64_t count = 0, bytes = 0;
+    for (const auto& s : r.sites) {
+        count += s.alloc_count;
+        bytes += s.alloc_bytes;
+    }
+    EXPECT_EQ(count, r.totals.alloc_count);
+    EXPECT_EQ(bytes, r.totals.alloc_bytes);
 }

@@ -479,7 +479,7 @@ def markdown(res):
                   "each frame by its epilogue, else its frame pointer), at the same depth; heaptrack's whole cost per allocation (wall clock, in-process, "
                   "`heaptrack` 1.4 on the same program). The wall clock of a traced pair here is dominated by the "
                   "uprobe traps themselves.", "",
-                  "| frames | recorded (tables / fp) | walk with unwind tables, ns | frame-pointer rules alone, ns | heaptrack, ns per allocation | traced pair, wall ns (no stacks / tables) |",
+                  "| frames walked | frames reported, inlined included (tables / fp) | walk with unwind tables, ns | frame-pointer rules alone, ns | heaptrack, ns per allocation | traced pair, wall ns (no stacks / tables) |",
                   "|---|---|---|---|---|---|"]
         for d, r in st["rows"].items():
             rec = r.get("recorded", {})
