@@ -3,6 +3,7 @@
 // target names (perf maps, debug links) never hang it; idle control
 // clients never stall tracing.
 #include "harness.hpp"
+#include "../temp_dir.hpp"
 
 #include <pwd.h>
 #include <sys/socket.h>
@@ -20,16 +21,7 @@ namespace {
 
 constexpr uid_t kNobody = 65534;
 
-struct TempDir {
-    std::string path;
-    TempDir()
-    {
-        char d[] = "/tmp/memscope-e2e-XXXXXX";
-        path = mkdtemp(d);
-    }
-    ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-    std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
+using memscope_test::TempDir;
 
 bool has_warning(const json& r, const std::string& part)
 {

@@ -20,34 +20,14 @@
 #include <thread>
 #include <vector>
 
+#include "../temp_dir.hpp"
 #include "safe_files.hpp"
 
 using namespace memscope;
 
 namespace {
 
-struct TempDir {
-    std::string path;
-    TempDir()
-    {
-        char d[] = "/tmp/memscope-unit-XXXXXX";
-        path = mkdtemp(d);
-    }
-    ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-    std::string operator/(const std::string& name) const { return path + "/" + name; }
-    std::vector<std::string> entries() const
-    {
-        std::vector<std::string> out;
-        DIR* d = opendir(path.c_str());
-        while (dirent* e = d ? readdir(d) : nullptr)
-            if (std::string(e->d_name) != "." && std::string(e->d_name) != "..")
-                out.push_back(e->d_name);
-        if (d)
-            closedir(d);
-        std::sort(out.begin(), out.end());
-        return out;
-    }
-};
+using memscope_test::TempDir;
 
 std::string slurp(const std::string& path)
 {
