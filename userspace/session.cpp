@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 
 #include "proc.hpp"
@@ -27,6 +28,7 @@ void Session::on_exec(bool probes_gone)
 {
     if (probes_gone)
         seen_.clear(); // every file is probed again, libc too
+    pending_.clear(); // the old program's, reported with it
     stacks_.clear();
     events_.mutable_table().take_variables();
     rescan_ = false;
@@ -35,8 +37,15 @@ void Session::on_exec(bool probes_gone)
 void Session::on_event(const DecodedEvent& ev)
 {
     if (ev.type == MS_EV_NEW_STACK) {
-        if (ev.tgid == static_cast<std::uint32_t>(pid_))
+        if (ev.tgid != static_cast<std::uint32_t>(pid_) || stacks_.count(ev.addr))
+            return;
+        // Code with no file behind it (JIT) is named by the process's maps
+        // and perf map, which go with it: now. The rest can wait.
+        const bool anonymous = std::any_of(ev.frames.begin(), ev.frames.end(), [](const RawFrame& f) { return !f.ino; });
+        if (anonymous)
             symbolize(ev.addr, &ev.frames, ev.flags);
+        else
+            pending_.try_emplace(ev.addr, PendingStack{ev.frames, ev.flags});
         return;
     }
     if (ev.type == MS_EV_LOADER_CHANGED && ev.tgid == static_cast<std::uint32_t>(pid_))
@@ -51,11 +60,31 @@ std::string base_name(const std::string& path)
 }
 } // namespace
 
+void Session::symbolize_pending(double budget_ms)
+{
+    const auto start = std::chrono::steady_clock::now();
+    while (!pending_.empty()) {
+        if (budget_ms >= 0 &&
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count() > budget_ms)
+            return;
+        symbolize(pending_.begin()->first); // takes it from pending_
+    }
+}
+
 const SymbolizedStack& Session::symbolize(std::uint64_t hash, const std::vector<RawFrame>* frames, std::uint32_t end)
 {
     auto it = stacks_.find(hash);
     if (it != stacks_.end())
         return it->second;
+    PendingStack waiting;
+    if (!frames) {
+        if (auto p = pending_.find(hash); p != pending_.end()) {
+            waiting = std::move(p->second);
+            pending_.erase(p);
+            frames = &waiting.frames;
+            end = waiting.end;
+        }
+    }
     SymbolizedStack s;
     std::vector<RawFrame> raw;
     if (frames) {
@@ -231,6 +260,7 @@ void Session::drain(double t_s)
 {
     const int pid = pid_;
     tracer_.drain_events();
+    symbolize_pending(5);
     // The target's own requests (memscope_request_mode): honoured unless an
     // explicit --mode said otherwise.
     const auto& requests = events_.mode_requests();

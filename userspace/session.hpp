@@ -48,8 +48,13 @@ public:
     // unless `probes_gone` (a thread other than the leader exec'd, and the
     // probes died with the old leader): then every file is attached anew.
     void on_exec(bool probes_gone = false);
-    // The process is about to exit: its mappings, read now, name its stacks.
-    void before_exit() { symbolizer_.refresh(pid_); }
+    // The process is about to exit: its mappings, read now, name its stacks,
+    // every one still waiting included.
+    void before_exit()
+    {
+        symbolizer_.refresh(pid_);
+        symbolize_pending(-1);
+    }
     // Symbolize through `other`'s files: each library is read once per run.
     void share_symbols(const Session& other) { symbolizer_.share_modules(other.symbolizer_); }
 
@@ -113,6 +118,16 @@ private:
     // Stacks are symbolized when first seen, while their libraries are mapped.
     Symbolizer symbolizer_;
     std::unordered_map<std::uint64_t, SymbolizedStack> stacks_;
+    // New stacks as the BPF side sent them, symbolized a few milliseconds'
+    // worth per drain (a burst of new stacks must not hold the drain while
+    // the event ring fills), the rest when they are asked for.
+    struct PendingStack {
+        std::vector<RawFrame> frames;
+        std::uint32_t end = 0;
+    };
+    std::unordered_map<std::uint64_t, PendingStack> pending_;
+    // Symbolize waiting stacks for up to `budget_ms` (-1: all of them).
+    void symbolize_pending(double budget_ms);
 };
 
 // Exit status as a shell reports it: the code, or 128 + signal.

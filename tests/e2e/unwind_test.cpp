@@ -1,6 +1,7 @@
 // End-to-end tests of stacks without frame pointers: Debian's own binaries,
 // built without them, unwound by each file's .eh_frame rules.
 #include "harness.hpp"
+#include "../temp_dir.hpp"
 
 #include <algorithm>
 #include <set>
@@ -147,4 +148,49 @@ TEST_F(E2E, AFullStackTableStillAddsUpOnALabelledSite)
     EXPECT_GT(r["dropped"]["reasons"]["site_table_full"].get<std::uint64_t>(), 0u);
     Result bad = run({kBin, "run", "--max-stacks", "0", "--", "/bin/true"});
     EXPECT_EQ(bad.status, 2);
+}
+
+TEST_F(E2E, DebianGxxCompileFollowedIntoCc1plusIsWholeAndDropsNothing)
+{
+    // A 2,300-line translation unit (std containers and strings, then plain
+    // functions) compiled by Debian's g++: cc1plus, built without frame
+    // pointers, followed from the driver.
+    memscope_test::TempDir dir;
+    {
+        std::ofstream src(dir / "unit.cpp");
+        src << "#include <vector>\n#include <string>\n#include <map>\n\n";
+        for (int i = 0; i < 40; ++i)
+            src << "struct Item" << i << " { std::string name; std::vector<int> values; std::map<int, std::string> tags; };\n"
+                << "int use" << i << "(int n) {\n    Item" << i << " it{\"item" << i << "\", {}, {}};\n"
+                << "    for (int k = 0; k < n; ++k) { it.values.push_back(k * " << i
+                << "); it.tags[k] = std::to_string(k); }\n"
+                << "    return (int)it.values.size() + (int)it.tags.size() + (int)it.name.size();\n}\n";
+        for (int i = 0; i < 330; ++i)
+            src << "static int plain" << i << "(int a, int b) {\n    int s = a * " << i
+                << " + b;\n    if (s & 1) s += 3;\n    return s ^ " << i << ";\n}\n\n";
+        src << "int main() { int s = 0;\n";
+        for (int i = 0; i < 40; ++i)
+            src << "  s += use" << i << "(3);\n";
+        for (int i = 0; i < 330; i += 7)
+            src << "  s += plain" << i << "(s, " << i << ");\n";
+        src << "  return s & 1; }\n";
+    }
+    std::string path = temp_json("gxx");
+    Result res = run({kBin, "run", "--json", path, "--", "/usr/bin/g++", "-O1", "-c", dir / "unit.cpp", "-o", dir / "unit.o"});
+    ASSERT_EQ(res.status, 0) << res.err.substr(0, 3000);
+    json r = load(path);
+    const json* cc1plus = nullptr;
+    for (const auto& p : r["processes"])
+        if (p["comm"] == "cc1plus")
+            cc1plus = &p;
+    ASSERT_NE(cc1plus, nullptr) << r["processes"].dump(1);
+    EXPECT_EQ((*cc1plus)["exit_code"], 0);
+    EXPECT_GT((*cc1plus)["totals"]["alloc_count"].get<std::uint64_t>(), 100000u);
+    EXPECT_EQ(r["dropped"]["events"], 0) << r["dropped"].dump();
+    EXPECT_GE(whole_share(r), 0.95) << r["stacks"]["truncated_by"].dump();
+    std::uint64_t count = 0;
+    for (const auto& s : r["sites"])
+        count += s["alloc_count"].get<std::uint64_t>();
+    EXPECT_EQ(count, r["totals"]["alloc_count"]);
+    EXPECT_EQ(access((dir / "unit.o").c_str(), F_OK), 0) << "the compile made its object";
 }
