@@ -34,8 +34,8 @@ const Frame* site_function(const std::vector<Frame>& stack, const std::vector<st
         if (starts_with(f.symbol, "operator new") || starts_with(f.symbol, "operator delete"))
             return true;
         // libstdc++'s and libc++'s headers (/usr/include/c++/12/bits/...,
-        // .../c++/v1/...) and the libraries themselves.
-        if (f.file.find("/c++/") != std::string::npos)
+        // .../include/c++/v1/...) and the libraries themselves.
+        if (f.file.find("/include/c++/") != std::string::npos)
             return true;
         const std::string m = basename_of(f.module);
         if (starts_with(m, "libstdc++.so") || starts_with(m, "libc++.so"))

@@ -244,7 +244,7 @@ TEST(Sites, NamedByTheFirstFrameOutsideTheAllocatorTheStandardLibraryAndWrappers
               "/usr/include/c++/12/bits/new_allocator.h", "/app/prog", true),
         frame("std::vector<int, std::allocator<int> >::vector(unsigned long)", "/usr/include/c++/12/bits/stl_vector.h",
               "/app/prog", true),
-        frame("my_pool_alloc(unsigned long)", "/app/pool.cpp", "/app/prog"),
+        frame("my_pool_alloc(unsigned long)", "/home/me/c++/pool.cpp", "/app/prog"),
         frame("worker(int)", "/app/main.cpp", "/app/prog"),
         frame("std::string::_M_create(unsigned long&, unsigned long)", "", "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"),
         frame("main", "/app/main.cpp", "/app/prog"),
