@@ -577,6 +577,7 @@ struct unwind_walk {
 	__u32 nr;    /* frames in s so far */
 	__u32 limit;
 	__u32 end;   /* why the walk ended (MS_STACK_END_*) */
+	__u32 exact; /* ip is an interrupted instruction's, not a return address */
 };
 
 /* The word at user address `at` (8-aligned), from the copy; 0 when unreadable. */
@@ -614,10 +615,33 @@ static long unwind_step(__u32 i, struct unwind_walk *w)
 		w->end = MS_STACK_END_DEPTH;
 		return 1;
 	}
+	/* A return address: the call is the byte before it. */
+	rule_at(w->task, w->prog, w->ip - !w->exact, &r);
+	w->exact = 0;
+	if (r.kind == MS_UNWIND_SIGNAL) {
+		/* A handler returned here: at the frame's CFA is the ucontext
+		 * of the interrupted code, its registers all saved. */
+		__u64 ip, sp;
+
+		w->s->ips[nr] = w->ip | MS_IP_SIGNAL_FRAME;
+		w->hash = hash_step(w->hash, w->ip | MS_IP_SIGNAL_FRAME);
+		w->nr = nr + 1;
+		if (!stack_word(w, w->sp + MS_SIGFRAME_RIP, &ip) || !stack_word(w, w->sp + MS_SIGFRAME_RSP, &sp) ||
+		    !ip || !sp) {
+			w->end = MS_STACK_END_BAD_FRAME;
+			return 1;
+		}
+		if (!stack_word(w, w->sp + MS_SIGFRAME_RBP, &fp))
+			fp = 0;
+		w->ip = ip;
+		w->sp = sp;
+		w->fp = fp;
+		w->exact = 1;
+		return 0;
+	}
 	w->s->ips[nr] = w->ip;
 	w->hash = hash_step(w->hash, w->ip);
 	w->nr = nr + 1;
-	rule_at(w->task, w->prog, w->ip - 1, &r);
 	if (r.kind == MS_UNWIND_CFA_RSP) {
 		cfa = w->sp + r.cfa_off;
 	} else if (r.kind == MS_UNWIND_CFA_RBP) {
@@ -703,7 +727,7 @@ static long frame_step(__u32 i, struct frame_walk *w)
 		return 1;
 	struct ms_stack_frame f = { .ip = w->stack->ips[i] };
 
-	bpf_find_vma(w->task, f.ip, frame_vma, &f, 0);
+	bpf_find_vma(w->task, f.ip & ~MS_IP_SIGNAL_FRAME, frame_vma, &f, 0);
 	w->ev->frames[i] = f;
 	return 0;
 }

@@ -41,6 +41,16 @@ enum ms_unwind_kind {
 	MS_UNWIND_SIGNAL = 4,  /* a signal frame: the interrupted state in its sigcontext */
 	MS_UNWIND_STOP = 5,    /* the return address is undefined: the real root (_start, clone) */
 };
+/* In a stack's ips: this frame is a signal frame (the ip is the return
+ * trampoline's, __restore_rt), and the next is the interrupted code's exact
+ * ip, no return address. User addresses never have this bit. */
+#define MS_IP_SIGNAL_FRAME (1ull << 63)
+/* Where the kernel's rt_sigframe keeps the interrupted registers, from the
+ * signal frame's CFA (its struct ucontext; uc_mcontext at 40, then r8..r15,
+ * rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip: x86-64's sigcontext). */
+#define MS_SIGFRAME_RBP (40 + 10 * 8)
+#define MS_SIGFRAME_RSP (40 + 15 * 8)
+#define MS_SIGFRAME_RIP (40 + 16 * 8)
 #define MS_UNWIND_RBP_UNKNOWN (-128) /* rbp saved where no rule says: unknown in the caller */
 struct ms_unwind_row {
 	__u32 pc;

@@ -26,7 +26,9 @@ namespace {
 
 __extension__ typedef unsigned __int128 u128;
 
-constexpr const char* kReportSchema = "memscope-trace/1";
+// 2: stacks index the report's "frames" table; 1: stacks hold the frames.
+constexpr const char* kReportSchema = "memscope-trace/2";
+constexpr const char* kReportSchemaV1 = "memscope-trace/1";
 constexpr const char* kDiffSchema = "memscope-trace-diff/1";
 constexpr const char* kPrefix = "memscope-trace diff: ";
 constexpr std::uint64_t kMaxPercent = 1000000000; // 10^9 %: beyond that a limit means nothing
@@ -412,8 +414,18 @@ private:
         if (!it->is_array())
             return fail(at(where, "stack") + " is " + kind_of(*it) + ", expected an array");
         std::size_t i = 0;
-        for (const auto& frame : *it) {
+        for (const auto& entry_frame : *it) {
             std::string fw = at(where, "stack") + "[" + std::to_string(i++) + "]";
+            // Schema 2: an index into "frames".
+            const json* at_index = nullptr;
+            if (indexed_ && entry_frame.is_number_unsigned()) {
+                const auto index = entry_frame.get<std::uint64_t>();
+                if (!frames_ || index >= frames_->size())
+                    return fail(fw + " is " + std::to_string(index) + ", which names no entry of \"frames\"");
+                at_index = &(*frames_)[index];
+                fw = "frames[" + std::to_string(index) + "]";
+            }
+            const json& frame = at_index ? *at_index : entry_frame;
             if (!frame.is_object())
                 return fail(fw + " is " + kind_of(frame) + ", expected an object");
             std::optional<std::string> symbol, module;
@@ -450,6 +462,8 @@ private:
 
     std::string label_;
     std::string error_;
+    bool indexed_ = false;         // schema 2: stacks index a frame table
+    const json* frames_ = nullptr; // the document's frame table
 };
 
 bool Reader::read(const json& doc, Model& m)
@@ -461,13 +475,22 @@ bool Reader::read(const json& doc, Model& m)
         return fail("is not a memscope-trace report (no \"schema\")");
     if (!schema->is_string())
         return fail("is not a memscope-trace report (\"schema\" is " + kind_of(*schema) + ")");
-    if (*schema != kReportSchema)
+    if (*schema != kReportSchema && *schema != kReportSchemaV1)
         return fail("has schema '" + clip(escape_text(schema->get_ref<const std::string&>()), 60) + "', expected '" +
                     kReportSchema + "'");
 
     const json* totals = object_field(doc, "", "totals", true);
     if (!totals)
         return false;
+    frames_ = nullptr;
+    indexed_ = *schema == kReportSchema;
+    if (indexed_) {
+        auto frames = doc.find("frames");
+        if (frames != doc.end() && !frames->is_array())
+            return fail(at("", "frames") + " is " + kind_of(*frames) + ", expected an array");
+        if (frames != doc.end())
+            frames_ = &*frames;
+    }
     Entity& t = m.entities[Key{kTotal, {}}];
     t.members = 1;
     if (!counters(*totals, "totals", kMetrics, kRequiredMetrics, t) ||

@@ -16,6 +16,10 @@ namespace memscope {
 struct RawFrame {
     std::uint64_t ip = 0, base = 0, ino = 0;
     std::uint32_t dev = 0; // kernel encoding: major << 20 | minor
+    // What ip is: a return address (the call is before it), a signal
+    // handler's return trampoline, or the interrupted code's own ip (the
+    // frame after a trampoline).
+    enum class At : std::uint8_t { return_address, signal_trampoline, interrupted } at = At::return_address;
 };
 
 struct DecodedEvent {

@@ -13,7 +13,10 @@
 
 namespace memscope {
 
-inline constexpr const char* kSchema = "memscope-trace/1";
+// 2: a stack is a list of indices into the report's "frames" table; 1 (still
+// read): a list of frame objects.
+inline constexpr const char* kSchema = "memscope-trace/2";
+inline constexpr const char* kSchemaV1 = "memscope-trace/1";
 inline constexpr const char* kToolVersion = "0.1.0";
 inline constexpr const char* kIncompleteWarning = "figures are incomplete: see dropped";
 inline constexpr const char* kNoAllocatorCallWarning = "no allocator call was seen";

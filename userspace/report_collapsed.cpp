@@ -53,6 +53,8 @@ bool write_collapsed(const nlohmann::json& report, const std::string& weight, st
     const char* field = weight_field(weight);
     if (!field || !report.contains("sites") || !report["sites"].is_array())
         return false;
+    const nlohmann::json* table =
+        report.contains("frames") && report["frames"].is_array() ? &report["frames"] : nullptr;
     for (const auto& site : report["sites"]) {
         std::uint64_t value = site.value(field, std::uint64_t{0});
         if (value == 0)
@@ -60,8 +62,15 @@ bool write_collapsed(const nlohmann::json& report, const std::string& weight, st
         std::string line = site.value("truncated", false) ? "[truncated]" : "";
         std::vector<std::string> frames;
         if (site.contains("stack") && site["stack"].is_array())
-            for (const auto& f : site["stack"])
-                frames.push_back(frame_name(f));
+            for (const auto& f : site["stack"]) {
+                // Schema 2: an index into the report's frame table.
+                if (f.is_number_unsigned()) {
+                    const auto i = f.get<std::uint64_t>();
+                    frames.push_back(table && i < table->size() ? frame_name((*table)[i]) : "?");
+                } else {
+                    frames.push_back(frame_name(f));
+                }
+            }
         if (frames.empty())
             frames.push_back("[no stack]");
         for (auto it = frames.rbegin(); it != frames.rend(); ++it) {

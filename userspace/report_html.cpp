@@ -278,8 +278,13 @@ function frameWhere(f) {
   if (typeof f.module === 'string' && f.module) return `${f.module}+${hex(f.offset)}`;
   return hex(f.addr);
 }
+// A stack's frame: an index into the report's frame table (each distinct
+// frame written once), or, in reports of schema 1, the frame itself.
+function frameObj(f) {
+  return obj(Number.isInteger(f) ? arr(R.frames)[f] : f);
+}
 function frameLabel(f) {
-  f = obj(f);
+  f = frameObj(f);
   return typeof f.symbol === 'string' && f.symbol ? f.symbol : frameWhere(f);
 }
 // A site or leak is named by its function, else by its innermost frame.
@@ -290,7 +295,7 @@ function siteLabel(s) {
 }
 function stackSearchText(s) {
   const parts = [str(s.function)];
-  for (const f of arr(s.stack)) { const o = obj(f); parts.push(str(o.symbol), str(o.module)); }
+  for (const f of arr(s.stack)) { const o = frameObj(f); parts.push(str(o.symbol), str(o.module)); }
   return parts.join('\n');
 }
 
@@ -298,7 +303,7 @@ function stackNode(frames, truncated, end) {
   const wrap = el('div', 'stack-wrap');
   const ol = el('ol', 'stack');
   for (const raw of arr(frames)) {
-    const f = obj(raw);
+    const f = frameObj(raw);
     const known = typeof f.symbol === 'string' && f.symbol !== '';
     const li = el('li', 'frame');
     li.appendChild(el('span', known ? 'sym' : 'sym unknown', frameLabel(f)));

@@ -179,13 +179,29 @@ json frame_json(const Frame& f)
     return j;
 }
 
-json stack_json(const std::vector<Frame>& stack)
-{
-    json frames = json::array();
-    for (const auto& f : stack)
-        frames.push_back(frame_json(f));
-    return frames;
-}
+// Each distinct frame once, in the report's "frames"; stacks name them by
+// index (a compile's 850,000 frames are 7,600 distinct ones).
+class FrameTable {
+public:
+    json stack(const std::vector<Frame>& stack)
+    {
+        json ids = json::array();
+        for (const auto& f : stack) {
+            auto [it, added] = index_.try_emplace(Key{f.addr, f.offset, f.line, f.inlined, f.symbol, f.module, f.file},
+                                                  frames_.size());
+            if (added)
+                frames_.push_back(frame_json(f));
+            ids.push_back(it->second);
+        }
+        return ids;
+    }
+    json take() { return std::move(frames_); }
+
+private:
+    using Key = std::tuple<std::uint64_t, std::uint64_t, std::uint32_t, bool, std::string, std::string, std::string>;
+    std::map<Key, std::size_t> index_;
+    json frames_ = json::array();
+};
 
 json function_json(const std::vector<Frame>& stack, const std::vector<std::string>& wrappers)
 {
@@ -222,13 +238,14 @@ void add_sites_json(const Report& r, json& out)
                             {"skipped", r.stacks.unwind.skipped}};
     out["stacks"] = std::move(stacks);
     std::map<std::pair<std::uint32_t, std::uint64_t>, const Site*> by_id; // a stack's hash is per process
+    FrameTable table;
     json sites = json::array();
     for (const auto& s : r.sites) {
         by_id[{s.pid, s.id}] = &s;
         sites.push_back(json{{"pid", s.pid},
                              {"id", hex_id(s.id)},
                              {"function", function_json(s.stack, r.alloc_functions)},
-                             {"stack", stack_json(s.stack)},
+                             {"stack", table.stack(s.stack)},
                              {"truncated", s.truncated},
                              {"end", s.end.empty() ? json(nullptr) : json(s.end)},
                              {"alloc_count", s.alloc_count},
@@ -258,7 +275,7 @@ void add_sites_json(const Report& r, json& out)
         leaks.push_back(json{{"pid", l.pid},
                              {"id", hex_id(l.id)},
                              {"function", function_json(stack, r.alloc_functions)},
-                             {"stack", stack_json(stack)},
+                             {"stack", table.stack(stack)},
                              {"truncated", site && site->truncated},
                              {"end", site && !site->end.empty() ? json(site->end) : json(nullptr)},
                              {"live_count", l.live_count},
@@ -269,6 +286,7 @@ void add_sites_json(const Report& r, json& out)
                              {"expected", l.expected.empty() ? json(nullptr) : json(l.expected)}});
     }
     out["leaks"] = std::move(leaks);
+    out["frames"] = table.take();
     json tl{{"interval_s", r.timeline.interval_s}, {"t_s", r.timeline.t_s},
             {"process_live_bytes", r.timeline.process_live_bytes}};
     json tthreads = json::array();
@@ -383,7 +401,7 @@ std::string read_report_json(const std::string& path, json& out)
     } catch (const json::exception&) {
         return path + " is not valid JSON (truncated or corrupt?)";
     }
-    if (!out.is_object() || !out.contains("schema") || out["schema"] != kSchema)
+    if (!out.is_object() || !out.contains("schema") || (out["schema"] != kSchema && out["schema"] != kSchemaV1))
         return path + " is not a memscope-trace report (schema " + std::string(kSchema) + ")";
     return {};
 }

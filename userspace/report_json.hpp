@@ -1,4 +1,6 @@
-// The JSON report, schema memscope-trace/1.
+// The JSON report, schema memscope-trace/2: sites and leaks name their
+// stacks' frames by index into one "frames" table. Schema 1 (frames written
+// out in every stack) is still read.
 #pragma once
 
 #include <cstdio>

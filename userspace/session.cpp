@@ -93,6 +93,15 @@ const SymbolizedStack& Session::symbolize(std::uint64_t hash, const std::vector<
         for (std::uint64_t ip : tracer_.stack(hash))
             raw.push_back({ip, 0, 0, 0});
     }
+    // The walker marks a signal frame in its ip; the next one is the
+    // interrupted code's.
+    for (std::size_t i = 0; i < raw.size(); ++i)
+        if (raw[i].ip & MS_IP_SIGNAL_FRAME) {
+            raw[i].ip &= ~MS_IP_SIGNAL_FRAME;
+            raw[i].at = RawFrame::At::signal_trampoline;
+            if (i + 1 < raw.size())
+                raw[i + 1].at = RawFrame::At::interrupted;
+        }
     std::string cut;
     if (!raw.empty())
         s.frames = symbolizer_.resolve(pid_, raw, s.truncated, &cut);

@@ -552,15 +552,18 @@ std::vector<Frame> Symbolizer::resolve(int pid, const std::vector<RawFrame>& raw
                 file_offset = r.ip - m->start + m->pgoff;
             }
         }
+        // A return address is looked up at the call before it; the others
+        // (a signal's trampoline, the code a signal interrupted) at their own.
+        const bool exact = r.at != RawFrame::At::return_address;
         bool valid = false;
         if (module) {
             if (auto vaddr = module->vaddr_of(file_offset)) {
-                const Module::Sym& s = module->lookup(*vaddr);
+                const Module::Sym& s = module->lookup(*vaddr + (exact ? 1 : 0));
                 f.offset = *vaddr;
-                f.symbol = s.name;
+                f.symbol = r.at == RawFrame::At::signal_trampoline ? "<signal handler called>" : s.name;
                 f.file = s.file;
                 f.line = s.line;
-                valid = s.return_address;
+                valid = s.return_address || exact;
                 if (valid || i == 0)
                     for (const auto& in : s.inlined) { // innermost first, before the real function
                         Frame g = f;

@@ -10,7 +10,7 @@ TEST_F(E2E, NamedThreadsExactPerThreadFigures)
 {
     const int nthreads = 6, base = 3000;
     json r = trace_run({target("threads_c"), std::to_string(nthreads), std::to_string(base)});
-    ASSERT_EQ(r["schema"], "memscope-trace/1");
+    ASSERT_EQ(r["schema"], "memscope-trace/2");
     EXPECT_EQ(r["mode"], "normal");
     EXPECT_EQ(r["target"]["exit_code"], 0);
     for (int i = 0; i < nthreads; ++i) {

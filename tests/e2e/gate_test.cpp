@@ -13,14 +13,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string read_all(const std::string& path)
-{
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 void write_all(const std::string& path, const std::string& text)
 {
     std::ofstream(path, std::ios::trunc) << text;
@@ -206,7 +198,7 @@ TEST_F(E2E, RunWithBaselineGatesTheCommand)
                     "--", target("gate_workload"), "--more"});
     EXPECT_EQ(r.status, 1) << r.out << r.err;
     EXPECT_EQ(lines_starting(r.out, "REGRESSION alloc_bytes:").size(), 1u) << r.out;
-    EXPECT_EQ(load(pair.more)["schema"], "memscope-trace/1") << "the new report is written all the same";
+    EXPECT_EQ(load(pair.more)["schema"], "memscope-trace/2") << "the new report is written all the same";
 
     r = run({kBin, "run", "--baseline", pair.base, "--max-increase", "alloc_bytes=0", "--json", pair.more,
              "--", target("gate_workload")});

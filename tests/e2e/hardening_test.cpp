@@ -74,7 +74,7 @@ TEST_F(E2E, OutputsIntoDevicesFifosLinksAndStdoutClobberNothing)
         EXPECT_EQ(r.status, 0) << r.err;
         json j = json::parse(r.out, nullptr, false);
         ASSERT_TRUE(j.is_object()) << out << ": " << r.out.substr(0, 200);
-        EXPECT_EQ(j["schema"], "memscope-trace/1");
+        EXPECT_EQ(j["schema"], "memscope-trace/2");
         EXPECT_EQ(access("-", F_OK), -1) << "a file named '-' was written";
     }
     struct stat st{};

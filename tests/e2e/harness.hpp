@@ -176,6 +176,36 @@ inline std::string temp_json(const std::string& name)
     return "/tmp/memscope-e2e-" + std::to_string(getpid()) + "-" + name + ".json";
 }
 
+inline std::string read_all(const std::string& path)
+{
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// A report's stacks name frames by index into its "frames" table; the tests
+// read them as the frames themselves (each index checked).
+inline void expand_stacks(json& report)
+{
+    if (!report.is_object() || !report.contains("frames"))
+        return;
+    const json& frames = report["frames"];
+    for (const char* list : {"sites", "leaks"}) {
+        if (!report.contains(list))
+            continue;
+        for (auto& entry : report[list]) {
+            json stack = json::array();
+            for (const auto& i : entry["stack"]) {
+                EXPECT_TRUE(i.is_number_unsigned() && i.get<std::size_t>() < frames.size()) << i;
+                stack.push_back(i.is_number_unsigned() && i.get<std::size_t>() < frames.size() ? frames[i.get<std::size_t>()]
+                                                                                                : json());
+            }
+            entry["stack"] = std::move(stack);
+        }
+    }
+}
+
 inline json load(const std::string& path)
 {
     std::ifstream in(path);
@@ -183,6 +213,7 @@ inline json load(const std::string& path)
     json j = json::parse(in, nullptr, false);
     EXPECT_FALSE(j.is_discarded()) << path << " is not valid JSON";
     std::remove(path.c_str());
+    expand_stacks(j);
     return j;
 }
 

@@ -14,14 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string read_all(const std::string& path)
-{
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
 bool has_frame(const json& stack, const std::string& symbol)
 {
     for (const auto& f : stack)
@@ -167,13 +159,15 @@ TEST_F(E2E, TenThousandDistinctStacksSumToTheTotals)
 
 TEST_F(E2E, WithoutFramePointersStacksReachMainThroughTheUnwindTables)
 {
-    // -O2 -fomit-frame-pointer: every frame found by the .eh_frame rules,
-    // operator new (libstdc++, no frame pointers) included.
+    // -O2 and no frame pointers, as distributions build: every frame found
+    // by the .eh_frame rules, operator new (libstdc++) included. The leaks
+    // at depths 1, 3 and 5 show every frame down to main, in order.
     json r = trace_run({target("leaks_nofp")});
     EXPECT_EQ(r["stacks"]["truncated_share"].get<double>(), 0.0) << r["stacks"].dump();
     EXPECT_FALSE(r["stacks"].contains("note"));
     std::uint64_t count = 0;
-    bool widget = false;
+    bool widget = false, deep = false, shallow = false;
+    std::uint64_t shallow_count = 0, deep_count = 0;
     for (const auto& s : r["sites"]) {
         count += s["alloc_count"].get<std::uint64_t>();
         ASSERT_GE(s["stack"].size(), 1u);
@@ -188,13 +182,26 @@ TEST_F(E2E, WithoutFramePointersStacksReachMainThroughTheUnwindTables)
             names.push_back(f["symbol"].is_string() ? f["symbol"].get<std::string>() : "?");
         if (s["function"] == "make_widget()") {
             widget = true;
-            EXPECT_EQ(names, (std::vector<std::string>{"operator new(unsigned long)", "make_widget()",
+            EXPECT_EQ(names, (std::vector<std::string>{"operator new(unsigned long)", "make_widget()", "add_widget()",
                                                        "build_scene(std::vector<Widget*, std::allocator<Widget*> >&)",
                                                        "main"}));
             EXPECT_EQ(s["alloc_count"], 5);
         }
+        if (s["function"] == "leak_deep()") {
+            deep = true;
+            EXPECT_EQ(names, (std::vector<std::string>{"leak_deep()", "d()", "c()", "b()", "a()", "main"}));
+            deep_count += s["alloc_count"].get<std::uint64_t>();
+        }
+        if (s["function"] == "leak_shallow(unsigned long)") {
+            // main's loops are unrolled at -O2: a call, a site.
+            shallow = true;
+            EXPECT_EQ(names, (std::vector<std::string>{"leak_shallow(unsigned long)", "main"}));
+            shallow_count += s["alloc_count"].get<std::uint64_t>();
+        }
     }
-    EXPECT_TRUE(widget) << r["sites"].dump(1);
+    EXPECT_EQ(shallow_count, 3u);
+    EXPECT_EQ(deep_count, 2u);
+    EXPECT_TRUE(widget && deep && shallow) << r["sites"].dump(1);
     EXPECT_EQ(count, r["totals"]["alloc_count"]);
 }
 

@@ -55,6 +55,34 @@ TEST_F(E2E, DebianPython3StacksReachMain)
         EXPECT_GT(n.get<std::uint64_t>(), 0u) << why;
 }
 
+TEST_F(E2E, StacksGoOnThroughASignalFrameToMain)
+{
+    // malloc in a signal handler, raised three calls below main, on the
+    // thread's stack and on an alternate signal stack: the walk crosses the
+    // kernel's signal frame (__restore_rt, the registers it saved) and the
+    // stack reaches main, whole.
+    json r = trace_run({target("signal_alloc")});
+    std::uint64_t count = 0;
+    for (const auto& s : r["sites"]) {
+        if (s["function"] != "keep_in_handler")
+            continue;
+        count += s["alloc_count"].get<std::uint64_t>();
+        EXPECT_FALSE(s["truncated"].get<bool>()) << s.dump(1);
+        std::vector<std::string> names;
+        for (const auto& f : s["stack"])
+            names.push_back(f["symbol"].is_string() ? f["symbol"].get<std::string>() : "?");
+        ASSERT_GE(names.size(), 6u) << s.dump(1);
+        EXPECT_EQ(names[0], "keep_in_handler");
+        EXPECT_EQ(names[1], "on_signal");
+        EXPECT_EQ(names[2], "<signal handler called>");
+        // raise's own frames in libc, then the caller and main.
+        EXPECT_EQ(names[names.size() - 2], "raise_deep");
+        EXPECT_EQ(names.back(), "main");
+    }
+    EXPECT_EQ(count, 5u) << r["sites"].dump(1);
+    EXPECT_EQ(r["stacks"]["truncated_share"].get<double>(), 0.0) << r["stacks"].dump(1);
+}
+
 TEST_F(E2E, AStackCutByTheDepthLimitSaysSo)
 {
     // 20 levels of calls, 8 frames kept.
@@ -178,6 +206,14 @@ TEST_F(E2E, DebianGxxCompileFollowedIntoCc1plusIsWholeAndDropsNothing)
     std::string path = temp_json("gxx");
     Result res = run({kBin, "run", "--json", path, "--", "/usr/bin/g++", "-O1", "-c", dir / "unit.cpp", "-o", dir / "unit.o"});
     ASSERT_EQ(res.status, 0) << res.err.substr(0, 3000);
+    {
+        // Each distinct frame is written once: stacks name them by index.
+        json raw = json::parse(read_all(path));
+        std::size_t refs = 0;
+        for (const auto& s : raw["sites"])
+            refs += s["stack"].size();
+        EXPECT_GT(refs, 20 * raw["frames"].size()) << raw["frames"].size() << " frames";
+    }
     json r = load(path);
     const json* cc1plus = nullptr;
     for (const auto& p : r["processes"])

@@ -1,9 +1,15 @@
-// Three known leak sites at different depths (built with frame pointers),
-// plus allocations that are freed. No stdio: its buffer would be one more
+// Three known leak sites at different depths, plus allocations that are
+// freed. Built with frame pointers (target_leaks) and as a distribution
+// would, -O2 without them (target_leaks_nofp). Each caller does something
+// after its call (KEEP), so that no call is a sibling call even at -O2: a
+// tail call leaves no frame, and the test wants every frame. No stdio: its buffer would be one more
 // outstanding block (the runtime's, reported as expected).
 #include <cstdlib>
 #include <cstring>
 #include <vector>
+
+// After the call, before the return: the call cannot be a tail call.
+#define KEEP(p) asm volatile("" : : "r"(p) : "memory")
 
 struct Widget {
     char payload[64];
@@ -26,7 +32,9 @@ __attribute__((noinline)) Widget* make_widget()
 }
 __attribute__((noinline)) Widget* add_widget()
 {
-    return make_widget();
+    Widget* w = make_widget();
+    KEEP(w);
+    return w;
 }
 __attribute__((noinline)) void build_scene(std::vector<Widget*>& keep)
 {
@@ -37,12 +45,14 @@ __attribute__((noinline)) void build_scene(std::vector<Widget*>& keep)
 // Depth 5: main -> a -> b -> c -> d -> leak_deep -> calloc
 __attribute__((noinline)) void* leak_deep()
 {
-    return std::calloc(4, 256);
+    void* p = std::calloc(4, 256);
+    KEEP(p);
+    return p;
 }
-__attribute__((noinline)) void* d() { return leak_deep(); }
-__attribute__((noinline)) void* c() { return d(); }
-__attribute__((noinline)) void* b() { return c(); }
-__attribute__((noinline)) void* a() { return b(); }
+__attribute__((noinline)) void* d() { void* p = leak_deep(); KEEP(p); return p; }
+__attribute__((noinline)) void* c() { void* p = d(); KEEP(p); return p; }
+__attribute__((noinline)) void* b() { void* p = c(); KEEP(p); return p; }
+__attribute__((noinline)) void* a() { void* p = b(); KEEP(p); return p; }
 
 // Freed: not a leak.
 __attribute__((noinline)) void churn()

@@ -812,7 +812,7 @@ TEST(DiffBadInput, NumbersThatAreNotCounts)
         {"\"peak_live_bytes_exact\":true", "\"peak_live_bytes_exact\":1", "peak_live_bytes_exact is a number"},
         {"\"name\":\"app\"", "\"name\":7", "threads[0].name is a number"},
         {"\"exe\":\"/usr/bin/app\"", "\"exe\":[]", "target.exe is an array"},
-        {"\"schema\":\"memscope-trace/1\"", "\"schema\":\"memscope-trace/2\"", "has schema 'memscope-trace/2'"},
+        {"\"schema\":\"memscope-trace/1\"", "\"schema\":\"memscope-trace/3\"", "has schema 'memscope-trace/3'"},
         {"\"schema\":\"memscope-trace/1\"", "\"schema\":1", "\"schema\" is a number"},
     };
     for (const auto& c : cases) {
@@ -882,6 +882,12 @@ TEST(DiffBadInput, StructureAndStrings)
     j = report(10, 100);
     j["sites"] = json::array({{{"stack", json::array({1})}, {"alloc_count", 1}}});
     expect_bad(j, "sites[0].stack[0] is a number");
+    // Schema 2: stacks index the frame table, within it.
+    j["schema"] = "memscope-trace/2";
+    j["frames"] = json::array({{{"symbol", "main"}, {"module", "/bin/x"}, {"offset", 16}}});
+    expect_bad(j, "sites[0].stack[0] is 1, which names no entry of \"frames\"");
+    j["frames"] = json::array({{{"symbol", "main"}}, 7});
+    expect_bad(j, "frames[1] is a number");
     j = report(10, 100);
     j["sites"] = json::array({{{"stack", json::array()}, {"alloc_count", 1}}});
     expect_bad(j, "sites[0].alloc_bytes is missing");

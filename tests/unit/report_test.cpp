@@ -50,7 +50,7 @@ TEST(Report, TerminalEscaping)
 TEST(Report, JsonSchemaAndKeys)
 {
     json j = json::parse(report_to_json_text(sample()));
-    EXPECT_EQ(j["schema"], "memscope-trace/1");
+    EXPECT_EQ(j["schema"], "memscope-trace/2");
     EXPECT_EQ(j["tool"]["version"], kToolVersion);
     EXPECT_EQ(j["target"]["pid"], 1234);
     EXPECT_EQ(j["target"]["exit_code"], 3);

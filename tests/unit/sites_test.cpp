@@ -147,9 +147,14 @@ TEST(Sites, JsonAndTextCarrySitesAndLeaks)
     EXPECT_EQ(j["sites"][1]["end"], "no stack was taken for these allocations");
     EXPECT_EQ(j["sites"][0]["id"], "0000000000000007");
     EXPECT_EQ(j["sites"][0]["function"], "leak_deep()");
-    EXPECT_EQ(j["sites"][0]["stack"][0]["symbol"], "leak_deep()");
-    EXPECT_EQ(j["sites"][0]["stack"][0]["module"], "/usr/bin/app");
-    EXPECT_EQ(j["sites"][0]["stack"][0]["offset"], 0x1000);
+    // Stacks name frames by index into one table, each distinct frame once.
+    ASSERT_EQ(j["frames"].size(), 4u) << j["frames"].dump(); // and the labelled row's
+    EXPECT_EQ(j["sites"][0]["stack"], nlohmann::json::array({0, 1, 2}));
+    EXPECT_EQ(j["leaks"][0]["stack"], j["sites"][0]["stack"]);
+    EXPECT_EQ(j["frames"][0]["symbol"], "leak_deep()");
+    EXPECT_EQ(j["frames"][0]["module"], "/usr/bin/app");
+    EXPECT_EQ(j["frames"][0]["offset"], 0x1000);
+    EXPECT_EQ(j["frames"][2]["symbol"], "main");
     EXPECT_EQ(j["sites"][0]["live_bytes"], 2048);
     ASSERT_EQ(j["leaks"].size(), 1u);
     EXPECT_EQ(j["leaks"][0]["function"], "leak_deep()");

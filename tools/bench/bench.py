@@ -9,6 +9,8 @@ Sections (all by default):
              mode, the floor (empty BPF programs on the very same sites),
              bpftrace (count; memleak pattern) and BCC memleak when they run.
              Alternating, --reps repetitions; min and median ns per pair.
+  tables     the unwind tables' kernel memory per MiB of .eh_frame and the
+             tracer's start with and without them (/bin/true, g++ -c).
   scaling    the same across thread counts, CPU-normalised (process CPU per pair).
   bystander  an untraced process alone, then while another is traced.
   entry      a tracker entry point: untraced, traced (5-byte NOP site),
@@ -272,6 +274,44 @@ def section_stacks(results):
     results["stacks"] = {"ops": ops, "reps": ARGS.reps, "rows": rows}
 
 
+def section_tables(results):
+    """The unwind tables' kernel memory and their cost at the start: rows
+    (8 bytes each) per MiB of the .eh_frame they came from, for a small C
+    program and for Debian's g++ -c (the driver, then cc1plus), and the
+    wall time of `run -- /bin/true` and of that compile with tables and
+    without (--bench-no-unwind-tables), alternating, median of --reps."""
+    rows = {}
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "unit.cpp")
+        with open(src, "w") as f:
+            f.write("#include <map>\n#include <string>\n#include <vector>\n"
+                    "int main() { std::map<int, std::vector<std::string>> m; m[1].push_back(\"x\"); return m.size() == 1 ? 0 : 1; }\n")
+        cases = {"true": ["/bin/true"],
+                 "g++ -c": ["/usr/bin/g++", "-O1", "-c", src, "-o", os.path.join(d, "unit.o")]}
+        for name, target in cases.items():
+            walls = {"tables": [], "no_tables": []}
+            unwind = None
+            for rep in range(ARGS.reps):
+                order = ["tables", "no_tables"] if rep % 2 == 0 else ["no_tables", "tables"]
+                for c in order:
+                    t0 = time.monotonic()
+                    _, rep_json = memscope(["--bench-no-unwind-tables"] if c == "no_tables" else [], target)
+                    walls[c].append(time.monotonic() - t0)
+                    if c == "tables":
+                        unwind = rep_json["stacks"]["unwind"]
+                        bpf_map_bytes = rep_json["tracer"]["bpf_map_bytes"]
+                    log("  tables %-7s rep %d %-9s %.3f s" % (name, rep + 1, c, walls[c][-1]))
+            row = {"wall_tables_s": statistics.median(walls["tables"]),
+                   "wall_no_tables_s": statistics.median(walls["no_tables"]),
+                   "files": unwind["files"], "rows": unwind["rows"], "row_bytes": unwind["rows"] * 8,
+                   "eh_frame_bytes": unwind["eh_frame_bytes"], "build_ms": unwind["build_ms"],
+                   "bpf_map_bytes": bpf_map_bytes}
+            row["kib_per_mib"] = (row["row_bytes"] / 1024) / (row["eh_frame_bytes"] / 2**20) if row["eh_frame_bytes"] else None
+            row["start_growth_s"] = row["wall_tables_s"] - row["wall_no_tables_s"]
+            rows[name] = row
+    results["tables"] = {"reps": ARGS.reps, "rows": rows}
+
+
 def section_scaling(results):
     out = {}
     for t in ARGS.threads:
@@ -490,6 +530,21 @@ def markdown(res):
                 "%.0f" % r["heaptrack_cost_ns"] if "heaptrack_cost_ns" in r else "not installed",
                 r["wall_no_stacks_ns"], r["wall_tables_ns"]))
         lines.append("")
+    if "tables" in res:
+        t = res["tables"]
+        lines += ["## Unwind tables: kernel memory and start (median of %d, alternating)" % t["reps"], "",
+                  "Rows in the kernel (8 bytes each: pc, CFA rule, rbp rule) per MiB of the CFI they were built from, "
+                  "for every file the run mapped; the wall time of the whole run with tables and without "
+                  "(`--bench-no-unwind-tables`), which includes building them (userspace, before the target goes on).", "",
+                  "| run | files | .eh_frame KiB | rows | rows KiB | **KiB per MiB of .eh_frame** | build ms | wall s, tables / none | start growth s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for n, r in t["rows"].items():
+            lines.append("| `run -- %s` | %d | %.0f | %d | %.0f | **%.0f** | %d | %.3f / %.3f | **%+.3f** |" % (
+                n, r["files"], r["eh_frame_bytes"] / 1024, r["rows"], r["row_bytes"] / 1024, r["kib_per_mib"] or 0,
+                r["build_ms"], r["wall_tables_s"], r["wall_no_tables_s"], r["start_growth_s"]))
+        lines += ["", "The rows live in one BPF array sized at the start (%d rows, %.0f MiB, `MS_DEFAULT_MAX_UNWIND_ROWS`), "
+                  "shared by every traced process; the figures above are what the files use of it." % (
+                      2**21, 2**21 * 8 / 2**20), ""]
     if "scaling" in res:
         s = res["scaling"]
         lines += ["## Thread scaling (process CPU per pair, so figures past the core count compare)", "",
@@ -569,7 +624,7 @@ def main():
     ap.add_argument("--threads", default="1,2,8,50,200")
     ap.add_argument("--entry-calls", type=int, default=100000)
     ap.add_argument("--children", default="20,200", help="children per run in the follow section")
-    ap.add_argument("--sections", default="pairs,stacks,scaling,bystander,entry,follow,tracer")
+    ap.add_argument("--sections", default="pairs,stacks,tables,scaling,bystander,entry,follow,tracer")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"))
     ap.add_argument("--markdown", default=os.path.join(ROOT, "bench", "RESULTS.md"))
     ARGS = ap.parse_args()
@@ -586,12 +641,12 @@ def main():
     try:
         old = json.load(open(ARGS.json))
         if old.get("machine", {}).get("kernel") == res["machine"]["kernel"]:
-            for k in ("pairs", "stacks", "scaling", "bystander", "entry", "follow", "tracer"):
+            for k in ("pairs", "stacks", "tables", "scaling", "bystander", "entry", "follow", "tracer"):
                 if k not in sections and k in old:
                     res[k] = old[k]
     except (OSError, ValueError):
         pass
-    for name, fn in (("pairs", section_pairs), ("stacks", section_stacks), ("scaling", section_scaling), ("bystander", section_bystander),
+    for name, fn in (("pairs", section_pairs), ("stacks", section_stacks), ("tables", section_tables), ("scaling", section_scaling), ("bystander", section_bystander),
                      ("entry", section_entry), ("follow", section_follow), ("tracer", section_tracer)):
         if name in sections:
             log("bench: %s" % name)
