@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "interned.hpp"
 #include "modes.hpp"
 #include "variables.hpp"
 
@@ -98,12 +99,13 @@ struct Tracked {
 };
 
 // One frame of an allocation's stack: a return address, innermost first.
+// Its names are interned: a stack's frames are mostly the same few thousand.
 struct Frame {
     std::uint64_t addr = 0;   // in the process
-    std::string symbol;       // demangled; empty when unknown
-    std::string module;       // the file, as the process maps it; empty when unknown
+    Interned symbol;          // demangled; empty when unknown
+    Interned module;          // the file, as the process maps it; empty when unknown
     std::uint64_t offset = 0; // link-time address in `module` (what addr2line takes)
-    std::string file;         // source position, when the module has line tables
+    Interned file;            // source position, when the module has line tables
     std::uint32_t line = 0;
     bool inlined = false;     // a function inlined into the next frame (same addr)
 };

@@ -178,7 +178,7 @@ std::string describe_stack(const std::vector<Frame>& stack, std::size_t callers,
         return "[no stack]";
     auto name = [](const Frame& fr) {
         if (!fr.symbol.empty())
-            return fr.symbol.size() > 96 ? fr.symbol.substr(0, 95) + "~" : fr.symbol;
+            return fr.symbol.size() > 96 ? fr.symbol.substr(0, 95) + "~" : fr.symbol.str();
         char buf[40];
         std::snprintf(buf, sizeof buf, "+0x%llx", (unsigned long long)fr.offset);
         auto slash = fr.module.rfind('/');

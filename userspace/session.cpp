@@ -103,8 +103,10 @@ const SymbolizedStack& Session::symbolize(std::uint64_t hash, const std::vector<
                 raw[i + 1].at = RawFrame::At::interrupted;
         }
     std::string cut;
-    if (!raw.empty())
+    if (!raw.empty()) {
         s.frames = symbolizer_.resolve(pid_, raw, s.truncated, &cut);
+        s.frames.shrink_to_fit(); // kept for the run: no slack from inline frames
+    }
     else
         s.truncated = true; // its frames did not fit the table
     // A walk that reached an undefined return address reached the real

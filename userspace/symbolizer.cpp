@@ -519,6 +519,7 @@ const Symbolizer::JitSymbol* Symbolizer::jit_at(int pid, Process& p, std::uint64
 std::vector<Frame> Symbolizer::resolve(int pid, const std::vector<RawFrame>& raw, bool& truncated, std::string* cut)
 {
     std::vector<Frame> out;
+    out.reserve(raw.size());
     Process& p = processes_[pid];
     bool refreshed = false, rooted = false;
     for (std::size_t i = 0; i < raw.size(); ++i) {
@@ -584,7 +585,7 @@ std::vector<Frame> Symbolizer::resolve(int pid, const std::vector<RawFrame>& raw
         if (!valid && i > 0) {
             if (cut)
                 *cut = "a frame that is no call's return address, after " +
-                       (out.back().module.empty() ? std::string("anonymous code") : out.back().module);
+                       (out.back().module.empty() ? std::string("anonymous code") : out.back().module.str());
             break;
         }
         out.push_back(std::move(f));
