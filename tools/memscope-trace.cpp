@@ -494,7 +494,7 @@ Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Option
     report.tracer.programs = tracer.program_stats();
     report.alloc_functions = opt.alloc_fns;
     const UnwindStats& u = tracer.unwind_stats();
-    report.stacks.unwind = {u.files, u.rows, u.rows * sizeof(ms_unwind_row), u.eh_frame_bytes, u.build_ms, u.skipped};
+    report.stacks.unwind = {u.files, u.rows, u.rows * sizeof(ms_unwind_row), u.eh_frame_bytes, u.build_ms, u.skipped, u.shared_files};
     return report;
 }
 

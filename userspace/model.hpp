@@ -163,6 +163,7 @@ struct StackSummary {
     struct Unwind {
         std::uint64_t files = 0, rows = 0, kernel_bytes = 0, eh_frame_bytes = 0, build_ms = 0;
         std::vector<std::string> skipped; // "FILE: why": walked by epilogue and frame pointer
+        std::uint64_t shared_files = 0;   // copies of a file read already (same build-id): its rows serve
     } unwind;
 };
 

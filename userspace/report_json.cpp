@@ -231,6 +231,7 @@ void add_sites_json(const Report& r, json& out)
         stacks["alloc_functions"] = r.alloc_functions;
     if (r.stacks.enabled)
         stacks["unwind"] = {{"files", r.stacks.unwind.files},
+                            {"shared_files", r.stacks.unwind.shared_files},
                             {"rows", r.stacks.unwind.rows},
                             {"kernel_bytes", r.stacks.unwind.kernel_bytes},
                             {"eh_frame_bytes", r.stacks.unwind.eh_frame_bytes},

@@ -328,6 +328,19 @@ void Tracer::add_unwind_file(const std::string& host_path)
     const std::uint32_t dev = (major(st.st_dev) << 20) | minor(st.st_dev);
     if (!unwind_known_.insert({dev, st.st_ino}).second)
         return;
+    ms_unwind_file_key key{};
+    key.ino = st.st_ino;
+    key.dev = dev;
+    // Another copy of a file already read (same build-id): its rows serve.
+    const std::string build_id = unwind_file_build_id(host_path);
+    if (auto same = unwind_by_build_id_.find(build_id); !build_id.empty() && same != unwind_by_build_id_.end()) {
+        if (bpf_map__update_elem(skel_->maps.unwind_files, &key, sizeof key, &same->second, sizeof same->second,
+                                 BPF_ANY) != 0)
+            unwind_stats_.skipped.push_back(host_path + ": " + std::strerror(errno));
+        else
+            unwind_stats_.shared_files += 1;
+        return;
+    }
     const auto start = std::chrono::steady_clock::now();
     UnwindTable table;
     std::string why;
@@ -352,9 +365,6 @@ void Tracer::add_unwind_file(const std::string& host_path)
         unwind_stats_.skipped.push_back(host_path + ": cannot load its rows: " + std::strerror(errno));
         return;
     }
-    ms_unwind_file_key key{};
-    key.ino = st.st_ino;
-    key.dev = dev;
     ms_unwind_file value{unwind_next_, static_cast<std::uint32_t>(table.rows.size())};
     // The rows are in place before the kernel can find them.
     if (bpf_map__update_elem(skel_->maps.unwind_files, &key, sizeof key, &value, sizeof value, BPF_ANY) != 0) {
@@ -362,6 +372,8 @@ void Tracer::add_unwind_file(const std::string& host_path)
         return;
     }
     unwind_next_ += static_cast<std::uint32_t>(table.rows.size());
+    if (!build_id.empty())
+        unwind_by_build_id_.emplace(build_id, value);
     __atomic_add_fetch(&skel_->bss->unwind_generation, 1, __ATOMIC_SEQ_CST); // cached guesses are stale
     unwind_stats_.files += 1;
     unwind_stats_.rows += table.rows.size();

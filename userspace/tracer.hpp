@@ -53,6 +53,7 @@ struct TracerOptions {
 // What the unwind tables hold, for the report.
 struct UnwindStats {
     std::uint64_t files = 0;          // files with a table
+    std::uint64_t shared_files = 0;   // other copies of those files (same build-id), sharing their rows
     std::uint64_t rows = 0;           // rows in the kernel
     std::uint64_t eh_frame_bytes = 0; // of those files' CFI sections
     std::uint64_t build_ms = 0;       // userspace time building them
@@ -239,7 +240,8 @@ private:
     // The unwind_rows array's size, its next free row; files done.
     std::uint32_t unwind_capacity_ = 0;
     std::uint32_t unwind_next_ = 0;
-    std::set<std::pair<std::uint32_t, std::uint64_t>> unwind_known_;
+    std::set<std::pair<std::uint32_t, std::uint64_t>> unwind_known_;  // (dev, inode) of files with rows
+    std::map<std::string, ms_unwind_file> unwind_by_build_id_;        // their rows, by build-id
     UnwindStats unwind_stats_;
 };
 

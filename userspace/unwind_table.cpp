@@ -2,6 +2,7 @@
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
+#include <elfutils/libdwelf.h>
 #include <gelf.h>
 #include <unistd.h>
 
@@ -355,6 +356,25 @@ bool build_unwind_table(Elf* elf, UnwindTable& out, std::string& why)
         return false;
     }
     return true;
+}
+
+std::string unwind_file_build_id(const std::string& path)
+{
+    std::string why;
+    int fd = open_untrusted(path, {.max_bytes = kMaxElfBytes}, why);
+    if (fd < 0)
+        return {};
+    elf_version(EV_CURRENT);
+    std::string id;
+    if (Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr)) {
+        const void* bits = nullptr;
+        const ssize_t n = dwelf_elf_gnu_build_id(elf, &bits);
+        if (n > 0 && bits)
+            id.assign(static_cast<const char*>(bits), static_cast<std::size_t>(n));
+        elf_end(elf);
+    }
+    close(fd);
+    return id;
 }
 
 bool build_unwind_table(const std::string& path, UnwindTable& out, std::string& why)

@@ -30,6 +30,10 @@ bool build_unwind_table(Elf* elf, UnwindTable& out, std::string& why);
 // The same for a file named on a target's behalf (opened as untrusted).
 bool build_unwind_table(const std::string& path, UnwindTable& out, std::string& why);
 
+// A file's GNU build-id (its bytes), empty when it has none or cannot be
+// read: copies of one library (a container's, a bind mount) share a table.
+std::string unwind_file_build_id(const std::string& path);
+
 // The rule covering file offset `pc`, as the BPF side finds it; nullptr
 // before the first row.
 const ms_unwind_row* find_unwind_row(const std::vector<ms_unwind_row>& rows, std::uint64_t pc);

@@ -83,6 +83,29 @@ TEST_F(E2E, StacksGoOnThroughASignalFrameToMain)
     EXPECT_EQ(r["stacks"]["truncated_share"].get<double>(), 0.0) << r["stacks"].dump(1);
 }
 
+TEST_F(E2E, ACopyOfAFileSharesItsUnwindRowsByBuildId)
+{
+    // The same program twice, the second a copy (another inode, the same
+    // build-id): one table serves both, and both stacks come out whole.
+    memscope_test::TempDir dir;
+    const std::string copy = dir / "leaks_copy";
+    ASSERT_EQ(std::system(("cp '" + target("leaks_nofp") + "' '" + copy + "'").c_str()), 0);
+    json r = trace_run({"/bin/sh", "-c", target("leaks_nofp") + " && " + copy});
+    EXPECT_GE(r["stacks"]["unwind"]["shared_files"].get<std::uint64_t>(), 1u) << r["stacks"]["unwind"].dump();
+    std::set<std::uint64_t> pids;
+    for (const auto& s : r["sites"]) {
+        if (s["function"] != "leak_deep()")
+            continue;
+        pids.insert(s["pid"].get<std::uint64_t>());
+        EXPECT_FALSE(s["truncated"].get<bool>()) << s.dump(1);
+        std::vector<std::string> names;
+        for (const auto& f : s["stack"])
+            names.push_back(f["symbol"].is_string() ? f["symbol"].get<std::string>() : "?");
+        EXPECT_EQ(names, (std::vector<std::string>{"leak_deep()", "d()", "c()", "b()", "a()", "main"}));
+    }
+    EXPECT_EQ(pids.size(), 2u) << r["sites"].dump(1);
+}
+
 TEST_F(E2E, AStackCutByTheDepthLimitSaysSo)
 {
     // 20 levels of calls, 8 frames kept.

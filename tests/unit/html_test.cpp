@@ -206,7 +206,7 @@ fs::path screenshot_dir()
 {
     if (const char* env = std::getenv("MEMSCOPE_SCREENSHOT_DIR"); env && *env)
         return env;
-    return fs::current_path();
+    return TARGET_DIR; // the build directory, never the source tree
 }
 
 // --- a small HTML reader for the serialized DOM ------------------------------------
