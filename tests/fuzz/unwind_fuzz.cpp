@@ -1,4 +1,4 @@
-// libFuzzer over the unwind table builder (userspace/unwind_table.cpp): any
+// libFuzzer over the unwind table builder (userspace/collect/unwind_table.cpp): any
 // bytes as an ELF file in memory. Whatever the input: no crash, no hang,
 // and a table that is one the BPF side can search (sorted strictly by pc,
 // every kind known, every CFA offset one the walker can apply).

@@ -628,8 +628,8 @@ def main():
     ap.add_argument("--entry-calls", type=int, default=100000)
     ap.add_argument("--children", default="20,200", help="children per run in the follow section")
     ap.add_argument("--sections", default="pairs,stacks,tables,scaling,bystander,entry,follow,tracer")
-    ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results.json"))
-    ap.add_argument("--markdown", default=os.path.join(ROOT, "bench", "RESULTS.md"))
+    ap.add_argument("--json", default=os.path.join(ROOT, "tools", "bench", "results.json"))
+    ap.add_argument("--markdown", default=os.path.join(ROOT, "tools", "bench", "RESULTS.md"))
     ARGS = ap.parse_args()
     ARGS.threads = [int(t) for t in ARGS.threads.split(",")]
     ARGS.children = [int(c) for c in ARGS.children.split(",")]
