@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,14 +13,12 @@
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "calibrate.hpp"
 #include "control.hpp"
 #include "safe_files.hpp"
 #include "diff.hpp"
@@ -33,8 +30,9 @@
 #include "report_html.hpp"
 #include "report_json.hpp"
 #include "report_text.hpp"
-#include "sites.hpp"
 #include "session.hpp"
+#include "signals.hpp"
+#include "trace_run.hpp"
 #include "tracer.hpp"
 
 using namespace memscope;
@@ -97,93 +95,6 @@ int pidfd_open(int pid)
 }
 
 // Blocks the signals the tracer handles and returns a signalfd for them.
-int signal_fd()
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGUSR1);
-    sigaddset(&set, SIGCHLD); // `run`: the command's processes stopping and ending (ptrace)
-    sigprocmask(SIG_BLOCK, &set, nullptr);
-    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-}
-
-class LiveTable {
-public:
-    LiveTable() : tty_(isatty(STDERR_FILENO)) {}
-
-    void draw(const Report& snap, double elapsed)
-    {
-        std::string frame = format_live_table(snap, previous_, elapsed - last_);
-        if (tty_ && lines_ > 0)
-            std::fprintf(stderr, "\x1b[%dA\x1b[J", lines_);
-        std::fputs(frame.c_str(), stderr);
-        std::fflush(stderr);
-        lines_ = 0;
-        for (char c : frame)
-            lines_ += c == '\n';
-        previous_.clear();
-        for (const auto& t : snap.threads)
-            previous_[t.tid] = t.counters.alloc_count;
-        last_ = elapsed;
-    }
-
-private:
-    bool tty_;
-    int lines_ = 0;
-    double last_ = 0;
-    std::map<std::uint32_t, std::uint64_t> previous_;
-};
-
-struct Traced {
-    int pid = 0;
-    int pidfd = -1;
-    std::optional<HeldChild> child; // set for `run`
-    Target target;
-};
-
-// Probe hits per second and the target's CPU seconds per second, over the
-// last half second: what auto mode and `ctl status` go by.
-class RateMeter {
-public:
-    void sample(const Snapshot& snap, int pid, double t)
-    {
-        std::uint64_t hits = 0;
-        for (const auto& th : snap.threads) {
-            const Counters& c = th.counters;
-            hits += c.alloc_count + c.failed_alloc_count + c.free_count + c.unmatched_free_count +
-                    c.exit_unmatched_free_count + c.untracked_free_count + c.track_count;
-        }
-        double cpu = process_cpu_seconds(pid);
-        if (last_t_ >= 0 && t - last_t_ >= 0.5) {
-            hits_per_s_ = hits >= last_hits_ ? static_cast<double>(hits - last_hits_) / (t - last_t_) : 0;
-            cpu_per_s_ = cpu >= last_cpu_ ? (cpu - last_cpu_) / (t - last_t_) : 0;
-            fresh_ = true;
-        }
-        if (last_t_ < 0 || t - last_t_ >= 0.5) {
-            last_t_ = t;
-            last_hits_ = hits;
-            last_cpu_ = cpu;
-        }
-    }
-    // True once per new measurement.
-    bool take_fresh() { return std::exchange(fresh_, false); }
-    double hits_per_s() const { return hits_per_s_; }
-    double cpu_per_s() const { return cpu_per_s_; }
-
-private:
-    double last_t_ = -1, last_cpu_ = 0, hits_per_s_ = 0, cpu_per_s_ = 0;
-    std::uint64_t last_hits_ = 0;
-    bool fresh_ = false;
-};
-
-std::string json_line(const nlohmann::json& j)
-{
-    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 // The folded stacks and the HTML page, from a report's JSON document.
 // `wait_ms`: how long a FIFO or device may keep us waiting (-1: as long as
 // it takes, once tracing is over and the ending signals work again).
@@ -214,288 +125,6 @@ std::string write_outputs(const Report& report, const Options& opt, int wait_ms 
     if (opt.collapsed_path.empty() && opt.html_path.empty())
         return {};
     return write_renderings(report_summary_json(report), opt, wait_ms);
-}
-
-// Set by the first SIGINT, SIGTERM or SIGHUP once tracing is over.
-volatile sig_atomic_t g_ending_signal = 0;
-
-extern "C" void on_ending_signal(int sig)
-{
-    if (g_ending_signal) { // the second: now, as the default action would
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    g_ending_signal = sig;
-}
-
-// Tracing is over: SIGINT, SIGTERM and SIGHUP end the tracer again,
-// whatever it is doing. The first one stops every wait on an output (a
-// FIFO nobody reads) and the tracer ends with what it has written, 128 +
-// the signal; a second ends it at once. Those already queued were for the
-// trace, which has stopped; one ignored when we were started stays ignored.
-void end_on_signals_again(int sigfd)
-{
-    signalfd_siginfo si{};
-    while (read(sigfd, &si, sizeof si) == sizeof si) {
-    }
-    set_output_cancel(&g_ending_signal);
-    sigset_t set;
-    sigemptyset(&set);
-    for (int s : {SIGINT, SIGTERM, SIGHUP}) {
-        struct sigaction old{};
-        sigaction(s, nullptr, &old);
-        if (old.sa_handler != SIG_IGN) {
-            struct sigaction act{};
-            act.sa_handler = on_ending_signal;
-            sigemptyset(&act.sa_mask);
-            act.sa_flags = SA_RESTART;
-            sigaction(s, &act, nullptr);
-        }
-        sigaddset(&set, s);
-    }
-    sigprocmask(SIG_UNBLOCK, &set, nullptr);
-}
-
-// Trace until the target exits, a signal, or --duration; returns the final report.
-// Measured before the target runs (auto mode), so that stepping starts at once.
-struct Calibration {
-    bool done = false;
-    double costs[3] = {0, 0, 0};
-};
-
-Calibration calibrate_for_auto(Tracer& tracer, const Session& session, const Options& opt)
-{
-    Calibration c;
-    if (!opt.auto_mode)
-        return c;
-    (void)session;
-    std::string err = calibrate_hit_costs(tracer, c.costs);
-    if (!err.empty())
-        std::fprintf(stderr, "memscope-trace: %s; auto mode disabled: no measured cost per hit\n",
-                     escape_for_terminal(err).c_str());
-    c.done = err.empty();
-    return c;
-}
-
-Report trace_loop(Tracer& tracer, Session& session, Traced& traced, const Options& opt, int sigfd,
-                  int& status_out, const Calibration& calibration, Family* family = nullptr)
-{
-    const auto start = Clock::now();
-    rusage at_start{}; // what starting cost the tracer: BPF load and verification, ELF scans, symbols
-    getrusage(RUSAGE_SELF, &at_start);
-    const int sample_ms = std::max(1, static_cast<int>(opt.interval * 1000));
-    std::uint64_t sampled_peak = 0;
-    std::uint64_t command_peak = 0; // every followed process's live bytes together, sampled
-    TimelineRecorder timeline(opt.interval);
-    // The timeline covers every followed process: their threads side by side.
-    auto sample_timeline = [&](const Snapshot& root) {
-        const double now = std::chrono::duration<double>(Clock::now() - start).count();
-        if (!family) {
-            timeline.sample(now, root.threads);
-            return;
-        }
-        std::vector<ThreadStats> threads = root.threads;
-        std::uint64_t live = root.live_bytes_sum;
-        family->add_live_threads(threads, live);
-        command_peak = std::max(command_peak, live);
-        timeline.sample(now, threads);
-    };
-    std::optional<LiveTable> table;
-    if (opt.live > 0)
-        table.emplace();
-    double next_table = opt.live;
-    bool target_gone = false;
-    RateMeter rates;
-    std::optional<AutoPolicy> autopilot;
-    double costs[3] = {calibration.costs[0], calibration.costs[1], calibration.costs[2]};
-    bool calibrated = calibration.done;
-    auto elapsed = [&] { return std::chrono::duration<double>(Clock::now() - start).count(); };
-    auto calibrate = [&] {
-        if (!calibrated)
-            calibrated = calibrate_hit_costs(tracer, costs).empty();
-        return calibrated;
-    };
-    if (opt.auto_mode && calibrated)
-        autopilot.emplace(opt.overhead_budget, costs);
-
-    ControlServer control;
-    if (auto err = control.listen(control_socket_path(getpid())); !err.empty())
-        std::fprintf(stderr, "memscope-trace: %s (live control disabled)\n", escape_for_terminal(err).c_str());
-
-    auto snapshot_report = [&](bool final) {
-        Snapshot snap = tracer.snapshot(traced.pid);
-        Report r = make_report(snap, traced.target, elapsed(), std::max(sampled_peak, snap.live_bytes_sum));
-        session.describe_modes(r);
-        session.add_sites(r);
-        r.timeline = timeline.timeline();
-        add_tracked(r, session.tracked(snap, final));
-        if (family)
-            merge_processes(r, family->snapshot_sections(), std::max(sampled_peak, command_peak));
-        r.alloc_functions = opt.alloc_fns;
-        return r;
-    };
-    auto control_reply = [&](const std::string& line) -> std::string {
-        nlohmann::json reply;
-        if (line.rfind("mode ", 0) == 0) {
-            auto m = parse_mode(line.substr(5));
-            if (!m)
-                return json_line({{"error", "unknown mode: use normal, fast, async or off"}});
-            std::string err = session.switch_mode(*m, "ctl", elapsed());
-            if (!err.empty())
-                return json_line({{"error", err}});
-            return json_line({{"ok", true}, {"mode", mode_name(session.mode())}});
-        }
-        if (line == "status") {
-            calibrate(); // once, in a helper of its own: the target's mode is untouched
-            reply["mode"] = mode_name(session.mode());
-            reply["mode_source"] = session.mode_source();
-            reply["probes_attached"] = tracer.probes_attached();
-            reply["event_rate"] = rates.hits_per_s();
-            reply["target_cpu"] = rates.cpu_per_s();
-            if (calibrated) {
-                AutoPolicy estimate(opt.overhead_budget, costs);
-                reply["estimated_overhead_pct"] =
-                    session.mode() == Mode::off ? 0.0
-                                                : estimate.estimate_pct(session.mode(), rates.hits_per_s(), rates.cpu_per_s());
-                reply["cost_per_hit_ns"] = {{"normal", costs[0]}, {"fast", costs[1]}, {"async", costs[2]}};
-            } else {
-                reply["estimated_overhead_pct"] = nullptr;
-            }
-            reply["auto"] = autopilot.has_value();
-            reply["mode_changes"] = session.mode_changes().size();
-            return json_line(reply);
-        }
-        return json_line({{"error", "unknown request: use `mode NAME` or `status`"}});
-    };
-
-    for (;;) {
-        pollfd fds[4] = {{sigfd, POLLIN, 0},
-                         {traced.pidfd, POLLIN, 0},
-                         {tracer.events_fd(), POLLIN, 0},
-                         {control.fd(), POLLIN, 0}};
-        int timeout = sample_ms;
-        if (opt.duration > 0) {
-            double left = opt.duration - elapsed();
-            if (left <= 0)
-                break;
-            timeout = std::min(timeout, static_cast<int>(left * 1000) + 1);
-        }
-        int n = poll(fds, control.fd() >= 0 ? 4 : 3, timeout);
-        if (n < 0 && errno != EINTR)
-            break;
-        if (family)
-            family->drain(elapsed());
-        else
-            session.drain(elapsed());
-        if (fds[0].revents & POLLIN) {
-            signalfd_siginfo si{};
-            bool stop = false;
-            while (read(sigfd, &si, sizeof si) == sizeof si) {
-                if (si.ssi_signo == SIGCHLD) {
-                    if (family && family->reap(elapsed()))
-                        stop = target_gone = true;
-                } else if (si.ssi_signo == SIGUSR1) {
-                    // A snapshot, and tracing goes on: a FIFO nobody reads
-                    // holds it back a second at most.
-                    if (auto err = write_outputs(snapshot_report(false), opt, 1000); !err.empty())
-                        std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(err).c_str());
-                } else if (traced.child) {
-                    // `run`: the command decides when it ends. A terminal's
-                    // Ctrl-C already reached it; a kill(1) aimed at us is passed on.
-                    if (si.ssi_code == SI_USER || si.ssi_code == SI_QUEUE)
-                        kill(traced.pid, static_cast<int>(si.ssi_signo));
-                } else {
-                    stop = true;
-                }
-            }
-            if (stop)
-                break;
-        }
-        if (fds[1].revents & POLLIN) {
-            target_gone = true;
-            break;
-        }
-        control.serve(control_reply); // never waits: a client gets its turn when it is ready
-        Snapshot snap = tracer.snapshot(traced.pid);
-        sampled_peak = std::max(sampled_peak, snap.live_bytes_sum);
-        if (timeline.due(elapsed()))
-            sample_timeline(snap);
-        rates.sample(snap, traced.pid, elapsed());
-        if (autopilot && rates.take_fresh()) {
-            if (auto step = autopilot->decide(session.mode(), rates.hits_per_s(), rates.cpu_per_s())) {
-                std::string err = session.switch_mode(step->first, step->second, elapsed());
-                std::fprintf(stderr, "memscope-trace: mode %s (%s)\n", mode_name(session.mode()),
-                             err.empty() ? step->second.c_str() : err.c_str());
-            }
-        }
-        if (table && elapsed() >= next_table) {
-            Report r = make_report(snap, traced.target, elapsed(), sampled_peak);
-            table->draw(r, elapsed());
-            next_table += opt.live;
-        }
-    }
-
-    end_on_signals_again(sigfd);
-    if (family && target_gone) {
-        // The root is gone: its exit status comes with the other processes' stops.
-        while (!family->reap(elapsed()))
-            usleep(1000);
-        status_out = shell_status(family->root_status());
-        traced.target.exit_code = status_out;
-    } else if (traced.child && target_gone) {
-        int ws = 0;
-        while (waitpid(traced.pid, &ws, 0) < 0 && errno == EINTR) {
-        }
-        status_out = shell_status(ws);
-        traced.target.exit_code = status_out;
-    }
-    if (family)
-        family->drain(elapsed());
-    else
-        session.drain(elapsed());
-    Snapshot snap = tracer.snapshot(traced.pid);
-    rusage at_end{}; // tracing done: what follows is the report's (symbols, merging)
-    getrusage(RUSAGE_SELF, &at_end);
-    if (traced.child && snap.children.execs > 0)
-        --snap.children.execs; // the first exec is the command itself
-    if (!traced.child && snap.exited)
-        traced.target.exit_code = shell_status(snap.wait_status);
-    sampled_peak = std::max(sampled_peak, snap.live_bytes_sum);
-    for (const auto& t : snap.threads)
-        if (static_cast<int>(t.tid) == traced.pid && !t.name.empty())
-            traced.target.comm = t.name;
-    if (family && !family->root_exe().empty())
-        traced.target.exe = family->root_exe(); // what it ran last
-    if (traced.target.comm.empty())
-        traced.target.comm = read_first_line("/proc/" + std::to_string(traced.pid) + "/comm").value_or("");
-    Report report = make_report(snap, traced.target, elapsed(), sampled_peak);
-    session.describe_modes(report);
-    if (timeline.due(elapsed()))
-        sample_timeline(snap);
-    report.timeline = timeline.timeline();
-    session.add_sites(report);
-    add_tracked(report, session.tracked(snap, true));
-    if (family)
-        merge_processes(report, family->sections(), std::max(sampled_peak, command_peak));
-    // The whole run's cost: the report so far included (symbols, merging;
-    // not the writing of its files).
-    rusage self{};
-    getrusage(RUSAGE_SELF, &self);
-    auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
-    report.tracer.cpu_user_s = seconds(self.ru_utime);
-    report.tracer.cpu_sys_s = seconds(self.ru_stime);
-    report.tracer.startup_cpu_user_s = seconds(at_start.ru_utime);
-    report.tracer.startup_cpu_sys_s = seconds(at_start.ru_stime);
-    report.tracer.tracing_cpu_user_s = seconds(at_end.ru_utime) - report.tracer.startup_cpu_user_s;
-    report.tracer.tracing_cpu_sys_s = seconds(at_end.ru_stime) - report.tracer.startup_cpu_sys_s;
-    report.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
-    report.tracer.bpf_map_bytes = tracer.map_bytes();
-    report.tracer.programs = tracer.program_stats();
-    report.alloc_functions = opt.alloc_fns;
-    const UnwindStats& u = tracer.unwind_stats();
-    report.stacks.unwind = {u.files, u.rows, u.rows * sizeof(ms_unwind_row), u.eh_frame_bytes, u.build_ms, u.skipped, u.shared_files};
-    return report;
 }
 
 // The mode tracing starts in: an explicit --mode, else what the target's
@@ -536,8 +165,8 @@ void print_sites(const Tracer& tracer, const Session& session)
 int finish(const Report& report, const Options& opt)
 {
     std::string err = write_outputs(report, opt);
-    if (g_ending_signal)
-        return 128 + g_ending_signal; // asked to end: what was written stays
+    if (int sig = ending_signal())
+        return 128 + sig; // asked to end: what was written stays
     if (!err.empty())
         return fail(err);
     return 0;
@@ -574,6 +203,32 @@ TracerOptions tracer_options(const Options& opt)
     return t;
 }
 
+RunSettings run_settings(const Options& opt)
+{
+    RunSettings r;
+    r.duration = opt.duration;
+    r.interval = opt.interval;
+    r.live = opt.live;
+    r.auto_mode = opt.auto_mode;
+    r.overhead_budget = opt.overhead_budget;
+    r.alloc_fns = opt.alloc_fns;
+    return r;
+}
+
+// Trace until the target ends, a signal, or --duration: the final report.
+// SIGUSR1 writes a snapshot of it (a FIFO nobody reads holds tracing back a
+// second at most).
+Report trace(Tracer& tracer, Session& session, Traced& traced, const Options& opt, int sigfd,
+             const Calibration& calibration, int& status, Family* family = nullptr)
+{
+    TraceRun run(tracer, session, traced, run_settings(opt), sigfd, calibration, family);
+    run.on_snapshot = [&opt](const Report& snapshot) {
+        if (auto err = write_outputs(snapshot, opt, 1000); !err.empty())
+            std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(err).c_str());
+    };
+    return run.run(status);
+}
+
 int run_attach(const Options& opt)
 {
     if (opt.pid <= 0)
@@ -590,7 +245,7 @@ int run_attach(const Options& opt)
     if (opt.pid == getpid())
         return fail("memscope-trace cannot trace itself");
 
-    int sigfd = signal_fd(); // before anything slow: a signal meanwhile is queued, not fatal
+    int sigfd = trace_signal_fd(); // before anything slow: a signal meanwhile is queued, not fatal
     std::string err;
     auto tracer = Tracer::open(tracer_options(opt), err);
     if (!tracer)
@@ -609,7 +264,7 @@ int run_attach(const Options& opt)
     tracer->set_event_handler([&](const DecodedEvent& ev) { session.on_event(ev); });
     // Costs are measured before the target's probes exist: calibration
     // switches the BPF side's mode, which must not touch the target.
-    Calibration calibration = calibrate_for_auto(*tracer, session, opt);
+    Calibration calibration = calibrate_for_auto(*tracer, opt.auto_mode);
     if (auto e = session.attach(opt.pid, objects, probed); !e.empty())
         return fail(e);
     if (auto e = choose_start_mode(session, opt, process_environ(opt.pid)); !e.empty())
@@ -629,7 +284,7 @@ int run_attach(const Options& opt)
 
     raise_priority(opt.nice);
     int unused = 0;
-    Report report = trace_loop(*tracer, session, traced, opt, sigfd, unused, calibration);
+    Report report = trace(*tracer, session, traced, opt, sigfd, calibration, unused);
     return finish(report, opt);
 }
 
@@ -666,7 +321,7 @@ int run_command(const Options& opt)
     if (!tracer)
         return fail(err);
 
-    int sigfd = signal_fd(); // blocked before fork; the child unblocks
+    int sigfd = trace_signal_fd(); // blocked before fork; the child unblocks
     Traced traced;
     traced.child.emplace(exe, opt.command);
     if (traced.child->pid() < 0)
@@ -714,7 +369,7 @@ int run_command(const Options& opt)
     }
     if (opt.verbose)
         print_sites(*tracer, session);
-    Calibration calibration = calibrate_for_auto(*tracer, session, opt);
+    Calibration calibration = calibrate_for_auto(*tracer, opt.auto_mode);
     raise_priority(opt.nice); // the child, already forked, keeps its own
     if (auto e = traced.child->release(); !e.empty()) {
         waitpid(traced.pid, nullptr, 0);
@@ -724,8 +379,7 @@ int run_command(const Options& opt)
     traced.target.exe = exe;
 
     int status = 0;
-    Report report = trace_loop(*tracer, session, traced, opt, sigfd, status, calibration,
-                               family ? &*family : nullptr);
+    Report report = trace(*tracer, session, traced, opt, sigfd, calibration, status, family ? &*family : nullptr);
     if (family && opt.verbose)
         for (const auto& n : family->notes())
             std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(n).c_str());

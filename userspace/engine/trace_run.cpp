@@ -1,0 +1,336 @@
+#include "trace_run.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "calibrate.hpp"
+#include "proc.hpp"
+#include "report_text.hpp"
+#include "signals.hpp"
+
+namespace memscope {
+
+namespace {
+
+std::string json_line(const nlohmann::json& j)
+{
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+double seconds(const timeval& t)
+{
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+}
+
+} // namespace
+
+void RateMeter::sample(const Snapshot& snap, int pid, double t)
+{
+    std::uint64_t hits = 0;
+    for (const auto& th : snap.threads) {
+        const Counters& c = th.counters;
+        hits += c.alloc_count + c.failed_alloc_count + c.free_count + c.unmatched_free_count +
+                c.exit_unmatched_free_count + c.untracked_free_count + c.track_count;
+    }
+    double cpu = process_cpu_seconds(pid);
+    if (last_t_ >= 0 && t - last_t_ >= 0.5) {
+        hits_per_s_ = hits >= last_hits_ ? static_cast<double>(hits - last_hits_) / (t - last_t_) : 0;
+        cpu_per_s_ = cpu >= last_cpu_ ? (cpu - last_cpu_) / (t - last_t_) : 0;
+        fresh_ = true;
+    }
+    if (last_t_ < 0 || t - last_t_ >= 0.5) {
+        last_t_ = t;
+        last_hits_ = hits;
+        last_cpu_ = cpu;
+    }
+}
+
+void LiveTable::draw(const Report& snap, double elapsed)
+{
+    if (!checked_) {
+        tty_ = isatty(STDERR_FILENO);
+        checked_ = true;
+    }
+    std::string frame = format_live_table(snap, previous_, elapsed - last_);
+    if (tty_ && lines_ > 0)
+        std::fprintf(stderr, "\x1b[%dA\x1b[J", lines_);
+    std::fputs(frame.c_str(), stderr);
+    std::fflush(stderr);
+    lines_ = 0;
+    for (char c : frame)
+        lines_ += c == '\n';
+    previous_.clear();
+    for (const auto& t : snap.threads)
+        previous_[t.tid] = t.counters.alloc_count;
+    last_ = elapsed;
+}
+
+Calibration calibrate_for_auto(Tracer& tracer, bool auto_mode)
+{
+    Calibration c;
+    if (!auto_mode)
+        return c;
+    std::string err = calibrate_hit_costs(tracer, c.costs);
+    if (!err.empty())
+        std::fprintf(stderr, "memscope-trace: %s; auto mode disabled: no measured cost per hit\n",
+                     escape_for_terminal(err).c_str());
+    c.done = err.empty();
+    return c;
+}
+
+TraceRun::TraceRun(Tracer& tracer, Session& session, Traced& traced, const RunSettings& settings, int sigfd,
+                   const Calibration& calibration, Family* family)
+    : tracer_(tracer), session_(session), traced_(traced), settings_(settings), sigfd_(sigfd), family_(family),
+      timeline_(settings.interval), costs_{calibration.costs[0], calibration.costs[1], calibration.costs[2]},
+      calibrated_(calibration.done)
+{
+    rusage at_start{};
+    getrusage(RUSAGE_SELF, &at_start);
+    at_start_user_ = seconds(at_start.ru_utime);
+    at_start_sys_ = seconds(at_start.ru_stime);
+    if (settings_.live > 0) {
+        table_.emplace();
+        next_table_ = settings_.live;
+    }
+    if (settings_.auto_mode && calibrated_)
+        autopilot_.emplace(settings_.overhead_budget, costs_);
+    if (auto err = control_.listen(control_socket_path(getpid())); !err.empty())
+        std::fprintf(stderr, "memscope-trace: %s (live control disabled)\n", escape_for_terminal(err).c_str());
+}
+
+void TraceRun::drain()
+{
+    if (family_)
+        family_->drain(elapsed());
+    else
+        session_.drain(elapsed());
+}
+
+bool TraceRun::calibrate()
+{
+    if (!calibrated_)
+        calibrated_ = calibrate_hit_costs(tracer_, costs_).empty();
+    return calibrated_;
+}
+
+// The timeline covers every followed process: their threads side by side.
+void TraceRun::sample_timeline(const Snapshot& root)
+{
+    if (!family_) {
+        timeline_.sample(elapsed(), root.threads);
+        return;
+    }
+    std::vector<ThreadStats> threads = root.threads;
+    std::uint64_t live = root.live_bytes_sum;
+    family_->add_live_threads(threads, live);
+    command_peak_ = std::max(command_peak_, live);
+    timeline_.sample(elapsed(), threads);
+}
+
+Report TraceRun::snapshot_report(bool final)
+{
+    Snapshot snap = tracer_.snapshot(traced_.pid);
+    Report r = make_report(snap, traced_.target, elapsed(), std::max(sampled_peak_, snap.live_bytes_sum));
+    session_.describe_modes(r);
+    session_.add_sites(r);
+    r.timeline = timeline_.timeline();
+    add_tracked(r, session_.tracked(snap, final));
+    if (family_)
+        merge_processes(r, family_->snapshot_sections(), std::max(sampled_peak_, command_peak_));
+    r.alloc_functions = settings_.alloc_fns;
+    return r;
+}
+
+std::string TraceRun::control_status()
+{
+    calibrate(); // once, in a helper of its own: the target's mode is untouched
+    nlohmann::json reply;
+    reply["mode"] = mode_name(session_.mode());
+    reply["mode_source"] = session_.mode_source();
+    reply["probes_attached"] = tracer_.probes_attached();
+    reply["event_rate"] = rates_.hits_per_s();
+    reply["target_cpu"] = rates_.cpu_per_s();
+    if (calibrated_) {
+        AutoPolicy estimate(settings_.overhead_budget, costs_);
+        reply["estimated_overhead_pct"] =
+            session_.mode() == Mode::off ? 0.0
+                                         : estimate.estimate_pct(session_.mode(), rates_.hits_per_s(), rates_.cpu_per_s());
+        reply["cost_per_hit_ns"] = {{"normal", costs_[0]}, {"fast", costs_[1]}, {"async", costs_[2]}};
+    } else {
+        reply["estimated_overhead_pct"] = nullptr;
+    }
+    reply["auto"] = autopilot_.has_value();
+    reply["mode_changes"] = session_.mode_changes().size();
+    return json_line(reply);
+}
+
+std::string TraceRun::on_control(const std::string& line)
+{
+    if (line.rfind("mode ", 0) == 0) {
+        auto m = parse_mode(line.substr(5));
+        if (!m)
+            return json_line({{"error", "unknown mode: use normal, fast, async or off"}});
+        std::string err = session_.switch_mode(*m, "ctl", elapsed());
+        if (!err.empty())
+            return json_line({{"error", err}});
+        return json_line({{"ok", true}, {"mode", mode_name(session_.mode())}});
+    }
+    if (line == "status")
+        return control_status();
+    return json_line({{"error", "unknown request: use `mode NAME` or `status`"}});
+}
+
+bool TraceRun::on_signals()
+{
+    signalfd_siginfo si{};
+    bool stop = false;
+    while (read(sigfd_, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGCHLD) {
+            if (family_ && family_->reap(elapsed()))
+                stop = target_gone_ = true;
+        } else if (si.ssi_signo == SIGUSR1) {
+            if (on_snapshot)
+                on_snapshot(snapshot_report(false)); // and tracing goes on
+        } else if (traced_.child) {
+            // `run`: the command decides when it ends. A terminal's Ctrl-C
+            // already reached it; a kill(1) aimed at us is passed on.
+            if (si.ssi_code == SI_USER || si.ssi_code == SI_QUEUE)
+                kill(traced_.pid, static_cast<int>(si.ssi_signo));
+        } else {
+            stop = true;
+        }
+    }
+    return stop;
+}
+
+void TraceRun::on_tick()
+{
+    Snapshot snap = tracer_.snapshot(traced_.pid);
+    sampled_peak_ = std::max(sampled_peak_, snap.live_bytes_sum);
+    if (timeline_.due(elapsed()))
+        sample_timeline(snap);
+    rates_.sample(snap, traced_.pid, elapsed());
+    if (autopilot_ && rates_.take_fresh()) {
+        if (auto step = autopilot_->decide(session_.mode(), rates_.hits_per_s(), rates_.cpu_per_s())) {
+            std::string err = session_.switch_mode(step->first, step->second, elapsed());
+            std::fprintf(stderr, "memscope-trace: mode %s (%s)\n", mode_name(session_.mode()),
+                         err.empty() ? step->second.c_str() : err.c_str());
+        }
+    }
+    if (table_ && elapsed() >= next_table_) {
+        table_->draw(make_report(snap, traced_.target, elapsed(), sampled_peak_), elapsed());
+        next_table_ += settings_.live;
+    }
+}
+
+Report TraceRun::run(int& status)
+{
+    const int sample_ms = std::max(1, static_cast<int>(settings_.interval * 1000));
+    for (;;) {
+        pollfd fds[4] = {{sigfd_, POLLIN, 0},
+                         {traced_.pidfd, POLLIN, 0},
+                         {tracer_.events_fd(), POLLIN, 0},
+                         {control_.fd(), POLLIN, 0}};
+        int timeout = sample_ms;
+        if (settings_.duration > 0) {
+            double left = settings_.duration - elapsed();
+            if (left <= 0)
+                break;
+            timeout = std::min(timeout, static_cast<int>(left * 1000) + 1);
+        }
+        int n = poll(fds, control_.fd() >= 0 ? 4 : 3, timeout);
+        if (n < 0 && errno != EINTR)
+            break;
+        drain();
+        if ((fds[0].revents & POLLIN) && on_signals())
+            break;
+        if (fds[1].revents & POLLIN) {
+            target_gone_ = true;
+            break;
+        }
+        // Never waits: a client gets its turn when it is ready.
+        control_.serve([this](const std::string& line) { return on_control(line); });
+        on_tick();
+    }
+    end_on_signals_again(sigfd_);
+    reap(status);
+    drain();
+    return final_report();
+}
+
+void TraceRun::reap(int& status)
+{
+    if (!target_gone_)
+        return;
+    if (family_) {
+        // The root is gone: its exit status comes with the other processes' stops.
+        while (!family_->reap(elapsed()))
+            usleep(1000);
+        status = shell_status(family_->root_status());
+        traced_.target.exit_code = status;
+    } else if (traced_.child) {
+        int ws = 0;
+        while (waitpid(traced_.pid, &ws, 0) < 0 && errno == EINTR) {
+        }
+        status = shell_status(ws);
+        traced_.target.exit_code = status;
+    }
+}
+
+Report TraceRun::final_report()
+{
+    Snapshot snap = tracer_.snapshot(traced_.pid);
+    rusage at_end{}; // tracing done: what follows is the report's (symbols, merging)
+    getrusage(RUSAGE_SELF, &at_end);
+    if (traced_.child && snap.children.execs > 0)
+        --snap.children.execs; // the first exec is the command itself
+    if (!traced_.child && snap.exited)
+        traced_.target.exit_code = shell_status(snap.wait_status);
+    sampled_peak_ = std::max(sampled_peak_, snap.live_bytes_sum);
+    for (const auto& t : snap.threads)
+        if (static_cast<int>(t.tid) == traced_.pid && !t.name.empty())
+            traced_.target.comm = t.name;
+    if (family_ && !family_->root_exe().empty())
+        traced_.target.exe = family_->root_exe(); // what it ran last
+    if (traced_.target.comm.empty())
+        traced_.target.comm = read_first_line("/proc/" + std::to_string(traced_.pid) + "/comm").value_or("");
+    Report report = make_report(snap, traced_.target, elapsed(), sampled_peak_);
+    session_.describe_modes(report);
+    if (timeline_.due(elapsed()))
+        sample_timeline(snap);
+    report.timeline = timeline_.timeline();
+    session_.add_sites(report);
+    add_tracked(report, session_.tracked(snap, true));
+    if (family_)
+        merge_processes(report, family_->sections(), std::max(sampled_peak_, command_peak_));
+    // The whole run's cost: the report so far included (symbols, merging;
+    // not the writing of its files).
+    rusage self{};
+    getrusage(RUSAGE_SELF, &self);
+    report.tracer.cpu_user_s = seconds(self.ru_utime);
+    report.tracer.cpu_sys_s = seconds(self.ru_stime);
+    report.tracer.startup_cpu_user_s = at_start_user_;
+    report.tracer.startup_cpu_sys_s = at_start_sys_;
+    report.tracer.tracing_cpu_user_s = seconds(at_end.ru_utime) - at_start_user_;
+    report.tracer.tracing_cpu_sys_s = seconds(at_end.ru_stime) - at_start_sys_;
+    report.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
+    report.tracer.bpf_map_bytes = tracer_.map_bytes();
+    report.tracer.programs = tracer_.program_stats();
+    report.alloc_functions = settings_.alloc_fns;
+    const UnwindStats& u = tracer_.unwind_stats();
+    report.stacks.unwind = {u.files,        u.rows,      u.rows * sizeof(ms_unwind_row), u.eh_frame_bytes,
+                            u.build_ms,     u.skipped,   u.shared_files};
+    return report;
+}
+
+} // namespace memscope
