@@ -124,6 +124,17 @@ TEST_F(E2E, FullAllocationTableIsCountedNotHidden)
     EXPECT_GT(r["dropped"]["untracked_allocations"].get<std::uint64_t>(), 0u);
     EXPECT_EQ((*w)["free_count"].get<std::uint64_t>() + (*w)["unmatched_free_count"].get<std::uint64_t>(), 1999u);
     EXPECT_NE(res.err.find("DROPPED"), std::string::npos) << res.err;
+    // Blocks that were not recorded are in no live or peak figure: those
+    // figures say they are not exact, and the report says by how much.
+    EXPECT_FALSE(r["totals"]["live_bytes_exact"].get<bool>()) << r["totals"].dump();
+    EXPECT_FALSE(r["totals"]["peak_live_bytes_exact"].get<bool>()) << r["totals"].dump();
+    const std::string shortfall = std::to_string(r["dropped"]["untracked_allocations"].get<std::uint64_t>()) +
+                                  " allocations were counted but not recorded";
+    bool said = false;
+    for (const auto& warning : r["warnings"])
+        said |= warning.get<std::string>().find(shortfall) != std::string::npos;
+    EXPECT_TRUE(said) << r["warnings"].dump(1);
+    EXPECT_NE(res.err.find("not exact"), std::string::npos) << res.err;
 }
 
 TEST_F(E2E, StaticBinaryIsItsOwnAllocator)

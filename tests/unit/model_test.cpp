@@ -224,3 +224,20 @@ TEST(Model, MergedSectionsKeepEachProcesssTrackedVariables)
                             [](const std::string& w) { return w.find("could not be read") != std::string::npos; }),
               1);
 }
+
+TEST(Model, UnrecordedAllocationsMakeLiveAndPeakInexactOnce)
+{
+    Report r;
+    note_unrecorded(r);
+    EXPECT_TRUE(r.live_bytes_exact);
+    EXPECT_TRUE(r.peak_live_bytes_exact);
+    EXPECT_TRUE(r.warnings.empty());
+    r.dropped.untracked_allocations = 49000;
+    note_unrecorded(r);
+    note_unrecorded(r); // said again (a merge): still one warning
+    EXPECT_FALSE(r.live_bytes_exact);
+    EXPECT_FALSE(r.peak_live_bytes_exact);
+    ASSERT_EQ(r.warnings.size(), 1u);
+    EXPECT_NE(r.warnings[0].find("49000 allocations were counted but not recorded"), std::string::npos) << r.warnings[0];
+    EXPECT_EQ(report_to_json(r)["totals"]["live_bytes_exact"], false);
+}

@@ -315,6 +315,7 @@ void Session::describe_modes(Report& r) const
         r.warnings.push_back(std::string("live bytes are not exact: the trace had a stint in ") +
                              (had_async_ && had_off_ ? "async and off" : had_async_ ? "async" : "off") +
                              " (untracked_free_count counts frees of blocks allocated then)");
+    note_unrecorded(r);
 }
 
 Tracked Session::tracked(const Snapshot& snap, bool final)

@@ -227,7 +227,22 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
     });
     if (root.dropped.events > 0 || root.dropped.untracked_allocations > 0)
         root.warnings.push_back(kIncompleteWarning);
+    note_unrecorded(root);
     tracked_warnings(root);
+}
+
+void note_unrecorded(Report& report)
+{
+    std::erase_if(report.warnings, [](const std::string& w) { return w.rfind(kUnrecordedWarning, 0) == 0; });
+    const std::uint64_t n = report.dropped.untracked_allocations;
+    if (n == 0)
+        return;
+    report.live_bytes_exact = false;
+    report.peak_live_bytes_exact = false;
+    report.warnings.push_back(std::string(kUnrecordedWarning) + ": the allocation table was full, so " +
+                              std::to_string(n) + " allocation" + (n == 1 ? " was" : "s were") +
+                              " counted but not recorded; live and peak bytes leave them out (raise "
+                              "--max-allocations)");
 }
 
 void add_tracked(Report& report, Tracked tracked)

@@ -21,6 +21,7 @@ inline constexpr const char* kSchemaV1 = "memscope-trace/1";
 inline constexpr const char* kToolVersion = "0.1.0";
 inline constexpr const char* kIncompleteWarning = "figures are incomplete: see dropped";
 inline constexpr const char* kNoAllocatorCallWarning = "no allocator call was seen";
+inline constexpr const char* kUnrecordedWarning = "live and peak figures are lower bounds";
 
 struct Counters {
     std::uint64_t alloc_count = 0;
@@ -259,5 +260,10 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
 
 // Put the tracker's findings in the report; variables that did not fit count as dropped.
 void add_tracked(Report& report, Tracked tracked);
+
+// Allocations counted but not recorded (the allocation table was full):
+// their blocks are in no live or peak figure, and their frees match
+// nothing. The figures they affect are marked inexact, the shortfall said.
+void note_unrecorded(Report& report);
 
 } // namespace memscope
