@@ -257,8 +257,7 @@ int run_attach(const Options& opt)
     for (const auto& path : executable_mappings(opt.pid))
         objects.push_back(path_in_process(opt.pid, path));
     if (objects.empty())
-        return fail("cannot read the mappings of process " + std::to_string(opt.pid) +
-                    " (it exited, or is a kernel thread)");
+        return fail("cannot trace process " + std::to_string(opt.pid) + ": " + mappings_unavailable(opt.pid));
     int probed = 0;
     Session session(*tracer, opt.pid, opt.max_variables);
     tracer->set_event_handler([&](const DecodedEvent& ev) { session.on_event(ev); });

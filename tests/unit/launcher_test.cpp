@@ -5,9 +5,12 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "launcher.hpp"
+#include "proc.hpp"
 
 using namespace memscope;
 
@@ -96,4 +99,23 @@ TEST(Launcher, LoaderThatIsNotRootsIsNeverRun)
     EXPECT_TRUE(std::any_of(objects.begin(), objects.end(),
                             [](const std::string& o) { return o.find("libc.so") != std::string::npos; }));
     std::system(("rm -rf '" + dir + "'").c_str());
+}
+
+TEST(Proc, WhyAProcessCannotBeTracedNamesTheCause)
+{
+    // An exited (reaped) child, and a kernel thread where one is visible.
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    ASSERT_GT(child, 0);
+    ASSERT_EQ(waitpid(child, nullptr, 0), child);
+    EXPECT_EQ(memscope::mappings_unavailable(child), "it exited");
+    for (int pid = 2; pid < 256; ++pid) {
+        std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+        std::string text((std::istreambuf_iterator<char>(status)), std::istreambuf_iterator<char>());
+        if (text.find("\nKthread:\t1") != std::string::npos) {
+            EXPECT_EQ(memscope::mappings_unavailable(pid), "it is a kernel thread (no user memory)") << pid;
+            break;
+        }
+    }
 }

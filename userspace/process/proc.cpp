@@ -2,6 +2,8 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <sstream>
 #include <sys/resource.h>
@@ -77,6 +79,28 @@ std::vector<std::string> executable_mappings(int pid)
             out.push_back(path);
     }
     return out;
+}
+
+std::string mappings_unavailable(int pid)
+{
+    const std::string maps = "/proc/" + std::to_string(pid) + "/maps";
+    int fd = open(maps.c_str(), O_RDONLY | O_CLOEXEC);
+    char byte;
+    ssize_t got = fd >= 0 ? read(fd, &byte, 1) : -1;
+    const int err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (got > 0)
+        return "it maps no executable file";
+    if (got == 0)
+        return "it is a kernel thread (no user memory)";
+    if (err == EACCES || err == EPERM)
+        return "the kernel refuses its memory map to this tracer (" + maps +
+               ": permission denied; a process that is not dumpable, or another user's, needs CAP_SYS_PTRACE, "
+               "and one in an outer namespace cannot be traced from here)";
+    if (err == ENOENT || err == ESRCH)
+        return "it exited";
+    return maps + ": " + std::strerror(err);
 }
 
 std::optional<std::string> read_first_line(const std::string& path)

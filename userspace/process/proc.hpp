@@ -16,6 +16,10 @@ std::string shown_path(int pid, const std::string& host_path);
 
 // Distinct files mapped executable by `pid`, in the order first mapped.
 std::vector<std::string> executable_mappings(int pid);
+// Why a process's executable mappings cannot be had: it exited, the kernel
+// refuses its maps to us (ptrace access: not dumpable, another user's, no
+// CAP_SYS_PTRACE), it is a kernel thread, or it maps no executable file.
+std::string mappings_unavailable(int pid);
 
 // In a child just forked: close every fd from 3 up but those in `keep`
 // (sorted, n of them). Allocates nothing; close_range where the kernel (or a
