@@ -402,15 +402,12 @@ int run_diff(const Options& opt)
 
 int run_ctl(const Options& opt)
 {
-    if (opt.ctl_request.empty())
-        return fail("ctl needs a request: `mode normal|fast|async|off` or `status`", 2);
+    std::string why;
+    if (!parse_control_request(opt.ctl_request, why))
+        return fail("ctl: " + why, 2);
     std::string request;
     for (const auto& w : opt.ctl_request)
         request += (request.empty() ? "" : " ") + w;
-    if (opt.ctl_request[0] == "mode" && (opt.ctl_request.size() != 2 || !parse_mode(opt.ctl_request[1])))
-        return fail("ctl mode takes one of normal, fast, async, off", 2);
-    if (opt.ctl_request[0] != "mode" && !(opt.ctl_request[0] == "status" && opt.ctl_request.size() == 1))
-        return fail("unknown ctl request: use `mode NAME` or `status`", 2);
     std::string reply;
     if (auto err = control_request(control_socket_path(opt.ctl_pid), request, reply); !err.empty())
         return fail(err);

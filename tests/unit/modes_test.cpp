@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "control.hpp"
 #include "modes.hpp"
 
 using namespace memscope;
@@ -64,4 +65,22 @@ TEST(Modes, AutoStepsUpWithRoomOnlyAndIgnoresNoise)
     // A few hundred hits a second on a target whose CPU reads zero: noise, not 100%.
     EXPECT_EQ(p.estimate_pct(Mode::normal, 500, 0), 0);
     EXPECT_FALSE(p.decide(Mode::normal, 500, 0));
+}
+
+TEST(Control, OneParserForBothSidesOfTheProtocol)
+{
+    std::string why;
+    auto m = memscope::parse_control_line("mode async", why);
+    ASSERT_TRUE(m.has_value()) << why;
+    EXPECT_EQ(m->kind, memscope::ControlRequest::Kind::mode);
+    EXPECT_EQ(m->mode, memscope::Mode::async);
+    auto s = memscope::parse_control_request({"status"}, why);
+    ASSERT_TRUE(s.has_value()) << why;
+    EXPECT_EQ(s->kind, memscope::ControlRequest::Kind::status);
+    for (const std::string bad : {"", "mode", "mode turbo", "mode fast extra", "status now", "mode  fast", "stop"}) {
+        EXPECT_FALSE(memscope::parse_control_line(bad, why).has_value()) << bad;
+        EXPECT_FALSE(why.empty()) << bad;
+        EXPECT_EQ(why.find('\n'), std::string::npos);
+    }
+    EXPECT_FALSE(memscope::parse_control_request({}, why).has_value());
 }

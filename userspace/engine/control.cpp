@@ -96,6 +96,41 @@ void remove_stale_sockets()
 
 } // namespace
 
+std::optional<ControlRequest> parse_control_request(const std::vector<std::string>& words, std::string& error)
+{
+    error.clear();
+    if (words.empty()) {
+        error = "a request is `mode normal|fast|async|off` or `status`";
+        return std::nullopt;
+    }
+    if (words[0] == "mode") {
+        std::optional<Mode> m = words.size() == 2 ? parse_mode(words[1]) : std::nullopt;
+        if (!m) {
+            error = "mode takes one of normal, fast, async, off";
+            return std::nullopt;
+        }
+        return ControlRequest{ControlRequest::Kind::mode, *m};
+    }
+    if (words[0] == "status" && words.size() == 1)
+        return ControlRequest{ControlRequest::Kind::status, Mode::normal};
+    error = "unknown request: use `mode NAME` or `status`";
+    return std::nullopt;
+}
+
+std::optional<ControlRequest> parse_control_line(const std::string& line, std::string& error)
+{
+    std::vector<std::string> words;
+    std::size_t start = 0;
+    while (start <= line.size()) {
+        const std::size_t space = line.find(' ', start);
+        words.push_back(line.substr(start, space == std::string::npos ? std::string::npos : space - start));
+        if (space == std::string::npos)
+            break;
+        start = space + 1;
+    }
+    return parse_control_request(words, error);
+}
+
 std::string control_socket_path(int tracer_pid)
 {
     return std::string(kDir) + "/" + std::to_string(tracer_pid) + ".sock";

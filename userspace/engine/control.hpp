@@ -5,12 +5,28 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
+
+#include "modes.hpp"
 
 namespace memscope {
 
 // Where tracer `pid` listens.
 std::string control_socket_path(int tracer_pid);
+
+// The protocol's requests, one line each: `mode NAME` (normal, fast, async,
+// off) and `status`. Parsed here for both sides: `ctl` checks what it sends,
+// the tracer what it gets.
+struct ControlRequest {
+    enum class Kind { mode, status } kind = Kind::status;
+    Mode mode = Mode::normal; // with Kind::mode
+};
+// The request in `words`; empty `error` when it is one, else why not.
+std::optional<ControlRequest> parse_control_request(const std::vector<std::string>& words, std::string& error);
+// The same from a line as it arrives (words split on single spaces).
+std::optional<ControlRequest> parse_control_line(const std::string& line, std::string& error);
 
 class ControlServer {
 public:

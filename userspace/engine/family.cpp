@@ -66,7 +66,6 @@ std::string Family::seize(int root_pid, const std::string& exe)
     m.attached = true;
     m.first_exec_pending = true;
     started_.insert(root_pid);
-    ++seen_;
     return {};
 }
 
@@ -90,7 +89,6 @@ void Family::new_process(int pid, int parent)
     m.session = std::make_unique<Session>(tracer_, pid, max_variables_);
     m.session->follow(tracer_.mode());
     m.session->share_symbols(root_);
-    ++seen_;
     std::string err;
     if (!tracer_.add_target(pid, err))
         notes_.push_back(err);

@@ -50,7 +50,6 @@ public:
     // Append the threads of every live process but the root, and add their
     // live bytes to `live_bytes` (the timeline's samples).
     void add_live_threads(std::vector<ThreadStats>& threads, std::uint64_t& live_bytes) const;
-    std::size_t processes_seen() const { return seen_; }
     // The program the root runs now (it may have exec'd another).
     std::string root_exe() const
     {
@@ -85,7 +84,6 @@ private:
     std::set<int> threads_;         // tids of traced threads that are not leaders
     std::set<int> started_;          // tasks whose first stop was seen
     std::vector<Report> ended_;
-    std::size_t seen_ = 0;
     std::vector<std::string> notes_;
 };
 

@@ -261,7 +261,6 @@ std::string Session::switch_mode(Mode to, const std::string& reason, double t_s)
     }
     had_async_ |= to == Mode::async;
     had_off_ |= to == Mode::off;
-    had_fast_ |= to == Mode::fast;
     changes_.push_back({t_s, mode_, to, reason});
     mode_ = to;
     return {};

@@ -74,10 +74,6 @@ public:
     Mode mode() const { return mode_; }
     const std::string& mode_source() const { return mode_source_; }
     const std::vector<ModeChange>& mode_changes() const { return changes_; }
-    // Stints in async (no records) or off (no probes) happened.
-    bool had_async() const { return had_async_; }
-    bool had_off() const { return had_off_; }
-    bool had_fast() const { return had_fast_; }
 
     std::size_t tracker_modules() const { return modules_.size(); }
     const std::vector<std::string>& notes() const { return notes_; }
@@ -107,7 +103,7 @@ private:
     Mode mode_ = Mode::normal;
     std::string mode_source_ = "default";
     bool locked_ = false;
-    bool had_async_ = false, had_off_ = false, had_fast_ = false;
+    bool had_async_ = false, had_off_ = false; // stints without records (async) or probes (off)
     std::vector<ModeChange> changes_;
     std::size_t requests_seen_ = 0;
     bool rescan_ = false; // look for new libraries at the next drain

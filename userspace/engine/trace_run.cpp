@@ -176,18 +176,16 @@ std::string TraceRun::control_status()
 
 std::string TraceRun::on_control(const std::string& line)
 {
-    if (line.rfind("mode ", 0) == 0) {
-        auto m = parse_mode(line.substr(5));
-        if (!m)
-            return json_line({{"error", "unknown mode: use normal, fast, async or off"}});
-        std::string err = session_.switch_mode(*m, "ctl", elapsed());
-        if (!err.empty())
-            return json_line({{"error", err}});
-        return json_line({{"ok", true}, {"mode", mode_name(session_.mode())}});
-    }
-    if (line == "status")
+    std::string why;
+    auto request = parse_control_line(line, why);
+    if (!request)
+        return json_line({{"error", why}});
+    if (request->kind == ControlRequest::Kind::status)
         return control_status();
-    return json_line({{"error", "unknown request: use `mode NAME` or `status`"}});
+    std::string err = session_.switch_mode(request->mode, "ctl", elapsed());
+    if (!err.empty())
+        return json_line({{"error", err}});
+    return json_line({{"ok", true}, {"mode", mode_name(session_.mode())}});
 }
 
 bool TraceRun::on_signals()

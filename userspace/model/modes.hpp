@@ -50,7 +50,6 @@ public:
 
     // Estimated overhead (percent of the target's CPU) of running `mode` at this rate.
     double estimate_pct(Mode mode, double hits_per_s, double cpu_per_s) const;
-    double budget_pct() const { return budget_; }
 
 private:
     double budget_;
