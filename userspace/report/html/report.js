@@ -1,0 +1,863 @@
+(function () {
+'use strict';
+
+// Everything from the report is put on the page as text (textContent,
+// setAttribute, createElementNS): strings from the target never become markup.
+const PAGE = 200;                // table rows drawn at a time
+const MAX_THREAD_SERIES = 10;    // thread lines on the chart, by peak
+const POINTS_PER_SERIES = 3000;  // above this a series is drawn as per-bucket min/max
+const SVGNS = 'http://www.w3.org/2000/svg';
+const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f',
+                 '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#8c8c8c'];
+const PROCESS_COLOR = '#1d2330';
+const DASH = '\u2014';
+const errors = [];
+const threadColors = new Map();
+
+const byId = (id) => document.getElementById(id);
+const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
+const arr = (v) => (Array.isArray(v) ? v : []);
+const obj = (v) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? v : {});
+const str = (v) => (typeof v === 'string' ? v
+                    : v === null || v === undefined ? ''
+                    : typeof v === 'object' ? JSON.stringify(v) : String(v));
+
+function el(tag, cls, content) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (content !== undefined && content !== null) e.textContent = String(content);
+  return e;
+}
+
+function svgEl(tag, attrs, content) {
+  const e = document.createElementNS(SVGNS, tag);
+  if (attrs) for (const k of Object.keys(attrs)) e.setAttribute(k, String(attrs[k]));
+  if (content !== undefined && content !== null) e.textContent = String(content);
+  return e;
+}
+
+// --- formatting ---------------------------------------------------------------
+const NF = new Intl.NumberFormat('en-US', { maximumFractionDigits: 3 });
+const fmtNum = (v) => (isNum(v) ? NF.format(v) : DASH);
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+
+function human(b) {
+  if (!isNum(b)) return DASH;
+  let a = Math.abs(b);
+  if (a < 1024) return `${b} B`;
+  let i = 0;
+  while (a >= 1024 && i < UNITS.length - 1) { a /= 1024; i++; }
+  return `${b < 0 ? '-' : ''}${a.toFixed(1)} ${UNITS[i]}`;
+}
+
+function fmtSec(s) {
+  if (!isNum(s)) return DASH;
+  const a = Math.abs(s);
+  if (a === 0) return '0 s';
+  if (a < 1e-3) return `${(s * 1e6).toFixed(0)} \u00b5s`;
+  if (a < 1) return `${(s * 1e3).toFixed(1)} ms`;
+  if (a < 120) return `${s.toFixed(2)} s`;
+  const m = Math.floor(a / 60);
+  return `${s < 0 ? '-' : ''}${m} min ${(a - m * 60).toFixed(0)} s`;
+}
+
+const hex = (v) => (isNum(v) && v >= 0 ? `0x${v.toString(16)}` : '?');
+
+// A frame is its symbol, else module+0xoffset, else its address.
+function frameWhere(f) {
+  if (typeof f.module === 'string' && f.module) return `${f.module}+${hex(f.offset)}`;
+  return hex(f.addr);
+}
+// A stack's frame: an index into the report's frame table (each distinct
+// frame written once), or, in reports of schema 1, the frame itself.
+function frameObj(f) {
+  return obj(Number.isInteger(f) ? arr(R.frames)[f] : f);
+}
+function frameLabel(f) {
+  f = frameObj(f);
+  return typeof f.symbol === 'string' && f.symbol ? f.symbol : frameWhere(f);
+}
+// A site or leak is named by its function, else by its innermost frame.
+function siteLabel(s) {
+  if (typeof s.function === 'string' && s.function) return { text: s.function, known: true };
+  const st = arr(s.stack);
+  return { text: st.length ? frameLabel(st[0]) : '[unknown]', known: false };
+}
+function stackSearchText(s) {
+  const parts = [str(s.function)];
+  for (const f of arr(s.stack)) { const o = frameObj(f); parts.push(str(o.symbol), str(o.module)); }
+  return parts.join('\n');
+}
+
+function stackNode(frames, truncated, end) {
+  const wrap = el('div', 'stack-wrap');
+  const ol = el('ol', 'stack');
+  for (const raw of arr(frames)) {
+    const f = frameObj(raw);
+    const known = typeof f.symbol === 'string' && f.symbol !== '';
+    const li = el('li', 'frame');
+    li.appendChild(el('span', known ? 'sym' : 'sym unknown', frameLabel(f)));
+    if (known && (f.module || isNum(f.addr))) li.appendChild(el('span', 'where', frameWhere(f)));
+    if (typeof f.file === 'string' && f.file)
+      li.appendChild(el('span', 'where', isNum(f.line) && f.line > 0 ? `${f.file}:${f.line}` : f.file));
+    ol.appendChild(li);
+  }
+  wrap.appendChild(ol.firstChild ? ol : el('p', 'note', 'No stack recorded.'));
+  if (truncated)
+    wrap.appendChild(el('p', 'note', typeof end === 'string' && end
+      ? `Ended early (${end}): outer frames are missing.` : 'Ended early: outer frames are missing.'));
+  return wrap;
+}
+
+// --- tables ---------------------------------------------------------------------
+// Numeric cells carry the exact figure in data-value; text cells are text.
+function fillCell(td, c, row, v) {
+  td.dataset.col = c.key;
+  if (c.render) { c.render(td, row, v); return; }
+  if (c.type === 'text') {
+    if (v === null || v === undefined || v === '') { td.textContent = DASH; td.classList.add('none'); }
+    else td.textContent = str(v);
+    if (c.mono) td.classList.add('mono');
+    return;
+  }
+  td.classList.add('num');
+  if (!isNum(v)) { td.textContent = DASH; td.classList.add('none'); return; }
+  td.dataset.value = String(v);
+  if (c.type === 'sec') td.textContent = fmtSec(v);
+  else if (c.type === 'id') td.textContent = String(v);
+  else {
+    td.textContent = fmtNum(v);
+    if (c.type === 'bytes' && Math.abs(v) >= 1024) td.appendChild(el('span', 'unit', human(v)));
+  }
+}
+
+// A sortable, filterable table that draws PAGE rows at a time, so 30,000
+// sites cost one sort, not 30,000 rows of DOM.
+class PagedTable {
+  constructor(o) {
+    this.o = o;
+    this.rows = o.rows;
+    this.query = '';
+    this.keys = null;
+    this.view = this.rows;
+    this.shown = 0;
+    this.sortKey = o.sortKey || null;
+    this.sortDesc = o.sortDesc !== false;
+    const base = o.id.replace(/-table$/, '');
+
+    const controls = el('div', 'controls');
+    if (o.filter) {
+      const input = el('input', 'filter');
+      input.type = 'search';
+      input.id = `${base}-filter`;
+      input.placeholder = o.filterHint || `Filter ${o.noun}`;
+      input.setAttribute('aria-label', input.placeholder);
+      let timer = 0;
+      input.addEventListener('input', () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => { this.query = input.value.trim().toLowerCase(); this.apply(); }, 150);
+      });
+      controls.appendChild(input);
+    }
+    this.count = el('span', 'count');
+    this.count.id = `${base}-count`;
+    controls.appendChild(this.count);
+    o.host.appendChild(controls);
+
+    const wrap = el('div', 'table-wrap');
+    this.table = el('table', 'data');
+    this.table.id = o.id;
+    const thead = el('thead');
+    const hr = el('tr');
+    this.ths = new Map();
+    for (const c of o.columns) {
+      const th = el('th', c.type && c.type !== 'text' ? 'num' : null);
+      th.dataset.col = c.key;
+      th.scope = 'col';
+      if (c.sortable === false) th.textContent = c.label;
+      else {
+        const b = el('button', 'sort', c.label);
+        b.type = 'button';
+        b.title = `Sort by ${c.label.toLowerCase()}`;
+        b.addEventListener('click', () => this.sortBy(c.key));
+        th.appendChild(b);
+      }
+      this.ths.set(c.key, th);
+      hr.appendChild(th);
+    }
+    thead.appendChild(hr);
+    this.table.appendChild(thead);
+    this.tbody = el('tbody', o.detail ? 'expandable' : null);
+    this.table.appendChild(this.tbody);
+    wrap.appendChild(this.table);
+    o.host.appendChild(wrap);
+
+    this.more = el('button', 'more');
+    this.more.type = 'button';
+    this.more.id = `${base}-more`;
+    this.more.addEventListener('click', () => this.renderMore());
+    o.host.appendChild(this.more);
+    if (o.detail) this.tbody.addEventListener('click', (ev) => this.toggle(ev));
+    this.apply();
+  }
+
+  column(key) { return this.o.columns.find((c) => c.key === key); }
+  value(c, row) { return c.get ? c.get(row) : row[c.key]; }
+
+  sortBy(key) {
+    if (this.sortKey === key) this.sortDesc = !this.sortDesc;
+    else { this.sortKey = key; this.sortDesc = this.column(key).type !== 'text'; }
+    this.apply();
+  }
+
+  apply() {
+    let view = this.rows;
+    if (this.query && this.o.filter) {
+      if (!this.keys) this.keys = this.rows.map((r) => this.o.filter(r).toLowerCase());
+      const q = this.query;
+      view = this.rows.filter((r, i) => this.keys[i].includes(q));
+    }
+    const c = this.sortKey && this.column(this.sortKey);
+    if (c) {
+      const dir = this.sortDesc ? -1 : 1;
+      const text = c.type === 'text';
+      const keyed = view.map((r, i) => {
+        const k = this.value(c, r);
+        return { r, i, k: text ? str(k).toLowerCase() : k };
+      });
+      keyed.sort((a, b) => {
+        if (text) { if (a.k !== b.k) return a.k < b.k ? -dir : dir; return a.i - b.i; }
+        const na = isNum(a.k), nb = isNum(b.k);
+        if (na !== nb) return na ? -1 : 1;  // missing figures last either way
+        if (na && a.k !== b.k) return a.k < b.k ? -dir : dir;
+        return a.i - b.i;
+      });
+      view = keyed.map((x) => x.r);
+    }
+    for (const [key, th] of this.ths) {
+      if (key === this.sortKey) th.setAttribute('aria-sort', this.sortDesc ? 'descending' : 'ascending');
+      else th.removeAttribute('aria-sort');
+    }
+    this.view = view;
+    this.shown = 0;
+    this.tbody.textContent = '';
+    if (!view.length) {
+      const tr = el('tr', 'empty');
+      const td = el('td', 'note', this.rows.length ? `No ${this.o.noun} match the filter.`
+                                                   : this.o.emptyText || `No ${this.o.noun}.`);
+      td.colSpan = this.o.columns.length;
+      tr.appendChild(td);
+      this.tbody.appendChild(tr);
+    }
+    this.renderMore();
+  }
+
+  renderMore() {
+    const end = Math.min(this.view.length, this.shown + PAGE);
+    const frag = document.createDocumentFragment();
+    for (let i = this.shown; i < end; i++) this.renderRow(frag, this.view[i]);
+    this.tbody.appendChild(frag);
+    this.shown = end;
+    this.updateCount();
+  }
+
+  renderRow(frag, row) {
+    const tr = el('tr', 'row');
+    if (this.o.rowAttrs) this.o.rowAttrs(tr, row);
+    this.o.columns.forEach((c, ci) => {
+      const td = el('td');
+      fillCell(td, c, row, this.value(c, row));
+      if (ci === 0 && this.o.detail) {
+        const b = el('button', 'toggle', '\u25b8');
+        b.type = 'button';
+        b.setAttribute('aria-expanded', 'false');
+        b.setAttribute('aria-label', 'Show details');
+        td.insertBefore(b, td.firstChild);
+      }
+      tr.appendChild(td);
+    });
+    frag.appendChild(tr);
+    if (this.o.detail) {
+      const dtr = el('tr', 'detail');
+      dtr.hidden = true;
+      const td = el('td');
+      td.colSpan = this.o.columns.length;
+      td.appendChild(this.o.detail(row));
+      dtr.appendChild(td);
+      frag.appendChild(dtr);
+    }
+  }
+
+  toggle(ev) {
+    const tr = ev.target.closest('tr.row');
+    if (!tr || !this.tbody.contains(tr)) return;
+    const sel = window.getSelection();
+    if (sel && !sel.isCollapsed && !ev.target.closest('button.toggle')) return;  // selecting text
+    const d = tr.nextElementSibling;
+    if (!d || !d.classList.contains('detail')) return;
+    d.hidden = !d.hidden;
+    const b = tr.querySelector('button.toggle');
+    if (b) {
+      b.setAttribute('aria-expanded', String(!d.hidden));
+      b.textContent = d.hidden ? '\u25b8' : '\u25be';
+    }
+  }
+
+  updateCount() {
+    const total = this.rows.length, matched = this.view.length, shown = this.shown;
+    const c = this.count;
+    c.dataset.shown = String(shown);
+    c.dataset.matched = String(matched);
+    c.dataset.total = String(total);
+    c.textContent = !total || (!this.o.filter && total <= PAGE) ? ''
+      : this.query ? `Showing ${fmtNum(shown)} of ${fmtNum(matched)} matching ${this.o.noun} (${fmtNum(total)} in all)`
+      : `Showing ${fmtNum(shown)} of ${fmtNum(total)} ${this.o.noun}`;
+    const left = matched - shown;
+    this.more.hidden = left <= 0;
+    this.more.textContent = `Show ${fmtNum(Math.min(PAGE, left))} more`;
+  }
+}
+
+// --- summary ----------------------------------------------------------------------
+function renderSummary(R, variablesCount) {
+  const tool = obj(R.tool), target = obj(R.target), totals = obj(R.totals);
+  const dropped = obj(R.dropped);
+  const exe = str(target.exe) || str(target.comm);
+  document.title = exe ? `memscope-trace: ${exe}` : 'memscope-trace report';
+  const line = byId('target-line');
+  line.appendChild(el('span', 'exe', exe || 'unknown target'));
+  if (isNum(target.pid)) line.appendChild(el('span', 'pid', `pid ${target.pid}`));
+  if (tool.version !== undefined) byId('tool').textContent = `${str(tool.name) || 'memscope-trace'} ${str(tool.version)}`;
+
+  const host = byId('summary');
+  const group = (title) => {
+    host.appendChild(el('h3', null, title));
+    const cards = el('div', 'cards');
+    host.appendChild(cards);
+    return cards;
+  };
+  const card = (parent, label, field, value, kind, cls) => {
+    const c = el('div', cls ? `card ${cls}` : 'card');
+    c.appendChild(el('div', 'label', label));
+    const v = el('div', kind === 'mono' ? 'value mono' : 'value');
+    v.dataset.field = field;
+    if (kind === 'text' || kind === 'mono') v.textContent = str(value) || DASH;
+    else if (!isNum(value)) v.textContent = DASH;
+    else {
+      v.dataset.value = String(value);
+      v.textContent = kind === 'sec' ? fmtSec(value) : kind === 'id' ? String(value) : fmtNum(value);
+      if (kind === 'bytes' && Math.abs(value) >= 1024) v.appendChild(el('span', 'unit', human(value)));
+    }
+    c.appendChild(v);
+    parent.appendChild(c);
+    return c;
+  };
+
+  const t = group('Target');
+  card(t, 'Executable', 'target.exe', target.exe, 'mono', 'wide');
+  card(t, 'Command', 'target.comm', target.comm, 'mono');
+  card(t, 'PID', 'target.pid', target.pid, 'id');
+  card(t, 'Exit code', 'target.exit_code', target.exit_code, 'id');
+  card(t, 'Duration', 'duration_s', R.duration_s, 'sec');
+  const mode = card(t, 'Mode', 'mode', R.mode, 'text');
+  if (R.mode_source) mode.appendChild(el('div', 'sub', `from ${str(R.mode_source)}`));
+
+  const a = group('Totals');
+  card(a, 'Allocations', 'totals.alloc_count', totals.alloc_count, 'int');
+  card(a, 'Bytes allocated', 'totals.alloc_bytes', totals.alloc_bytes, 'bytes');
+  card(a, 'Frees', 'totals.free_count', totals.free_count, 'int');
+  card(a, 'Bytes freed', 'totals.free_bytes', totals.free_bytes, 'bytes');
+  card(a, 'Live allocations', 'totals.live_count', totals.live_count, 'int');
+  card(a, 'Live bytes', 'totals.live_bytes', totals.live_bytes, 'bytes');
+  card(a, 'Peak live bytes', 'totals.peak_live_bytes', totals.peak_live_bytes, 'bytes');
+  const lost = isNum(dropped.events) && dropped.events > 0;
+  const d = card(a, 'Dropped events', 'dropped.events', dropped.events, 'int', lost ? 'warn' : null);
+  for (const [k, v] of Object.entries(obj(dropped.reasons))) d.appendChild(el('div', 'sub', `${k}: ${fmtNum(v)}`));
+  if (isNum(dropped.untracked_allocations) && dropped.untracked_allocations > 0)
+    card(a, 'Untracked allocations', 'dropped.untracked_allocations', dropped.untracked_allocations, 'int', 'warn');
+  if (variablesCount > 0) card(a, 'Variable records', 'variables', variablesCount, 'int');
+
+  if (R.stacks !== undefined) {
+    const st = obj(R.stacks);
+    const s = group('Stacks');
+    card(s, 'Collected', 'stacks.enabled', st.enabled === true ? 'yes' : st.enabled === false ? 'no' : '', 'text');
+    card(s, 'Depth', 'stacks.depth', st.depth, 'int');
+    card(s, 'Distinct stacks', 'stacks.distinct', st.distinct, 'int');
+    const tr = card(s, 'Truncated', 'stacks.truncated_share', st.truncated_share, 'pct');
+    if (isNum(st.truncated_share)) tr.querySelector('.value').textContent = `${(st.truncated_share * 100).toFixed(1)} %`;
+    if (isNum(st.without_stack) && st.without_stack > 0)
+      card(s, 'Allocations without a stack', 'stacks.without_stack', st.without_stack, 'int');
+    if (isNum(st.outstanding_without_stack) && st.outstanding_without_stack > 0)
+      card(s, 'Live without a stack', 'stacks.outstanding_without_stack', st.outstanding_without_stack, 'int');
+    if (st.note) host.appendChild(el('p', 'note', str(st.note)));
+  }
+
+  const warnings = arr(R.warnings).map(str).filter((w) => w);
+  if (R.schema !== 'memscope-trace/1')
+    warnings.unshift(`Unexpected schema ${JSON.stringify(str(R.schema))}: this page reads memscope-trace/1.`);
+  if (warnings.length) {
+    const box = el('div', 'warnings');
+    box.id = 'warnings';
+    box.appendChild(el('strong', null, warnings.length === 1 ? 'Warning' : `${warnings.length} warnings`));
+    const ul = el('ul');
+    for (const w of warnings) ul.appendChild(el('li', null, w));
+    box.appendChild(ul);
+    host.appendChild(box);
+  }
+}
+
+// --- timeline chart ------------------------------------------------------------------
+function peakOf(values) {
+  let p = 0;
+  for (const v of values) if (isNum(v) && v > p) p = v;
+  return p;
+}
+
+function niceStep(raw) {
+  if (!(raw > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  const f = raw / p;
+  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
+}
+
+// Byte axis in one binary unit, chosen by the top value.
+function byteAxis(max) {
+  let unit = 1, u = 0;
+  while (max / unit >= 1024 && u < UNITS.length - 1) { unit *= 1024; u++; }
+  const step = Math.max(1, niceStep(max / unit / 4) * unit);
+  const top = Math.max(step, Math.ceil(max / step - 1e-9) * step);
+  const label = (v) => `${parseFloat((v / unit).toFixed(2))} ${UNITS[u]}`;
+  return { step, top, label };
+}
+
+function timeAxis(x0, x1) {
+  const step = niceStep((x1 - x0) / 8);
+  const dec = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+  const ticks = [];
+  for (let k = Math.ceil(x0 / step - 1e-9); k * step <= x1 + step * 1e-9; k++) ticks.push(k * step);
+  return { ticks, label: (v) => `${v.toFixed(dec)} s` };
+}
+
+// One path; a missing sample starts a new subpath. Long series are drawn as
+// the min and max of each bucket, which keeps every peak.
+function seriesPath(t, values, sx, sy) {
+  const n = Math.min(t.length, values.length);
+  const out = [];
+  let seg = 0;
+  const end = () => { if (seg === 1) out.push('l0 0'); seg = 0; };
+  const point = (i) => {
+    const v = values[i], x = t[i];
+    if (!isNum(v) || !isNum(x)) { end(); return; }
+    out.push(`${seg ? 'L' : 'M'}${sx(x).toFixed(1)} ${sy(v).toFixed(1)}`);
+    seg++;
+  };
+  if (n <= POINTS_PER_SERIES) {
+    for (let i = 0; i < n; i++) point(i);
+  } else {
+    const per = Math.ceil(n / (POINTS_PER_SERIES / 2));
+    for (let b = 0; b < n; b += per) {
+      let lo = -1, hi = -1;
+      for (let i = b; i < Math.min(n, b + per); i++) {
+        const v = values[i];
+        if (!isNum(v) || !isNum(t[i])) continue;
+        if (lo < 0 || v < values[lo]) lo = i;
+        if (hi < 0 || v > values[hi]) hi = i;
+      }
+      if (lo < 0) { end(); continue; }
+      if (lo === hi) point(lo);
+      else if (lo < hi) { point(lo); point(hi); }
+      else { point(hi); point(lo); }
+    }
+  }
+  end();
+  return out.join('');
+}
+
+function nearestIndex(t, v) {
+  let lo = 0, hi = t.length - 1;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (t[mid] < v) lo = mid; else hi = mid;
+  }
+  return Math.abs(t[hi] - v) < Math.abs(t[lo] - v) ? hi : lo;
+}
+
+// The SVG chart of these series over [x0, x1], with the mode changes as
+// vertical lines and a hover read-out.
+function drawChart(t, x0, x1, series, modeChanges) {
+  let ymax = 0;
+  for (const s of series) ymax = Math.max(ymax, s.peak);
+  const ya = byteAxis(ymax > 0 ? ymax : 1);
+  const xa = timeAxis(x0, x1);
+  const W = 1200, H = 360, M = { l: 84, r: 18, t: 22, b: 32 };
+  const pw = W - M.l - M.r, ph = H - M.t - M.b;
+  const sx = (v) => M.l + (v - x0) / (x1 - x0) * pw;
+  const sy = (v) => M.t + ph - Math.max(0, Math.min(v, ya.top)) / ya.top * ph;
+
+  const svg = svgEl('svg', { id: 'timeline-chart', class: 'chart', viewBox: `0 0 ${W} ${H}`,
+                             role: 'img', 'aria-label': 'Live bytes over time' });
+  svg.appendChild(svgEl('title', null, 'Live bytes over time'));
+  const grid = svgEl('g', { class: 'grid' });
+  const axis = svgEl('g', { class: 'axis' });
+  for (let k = 0; k * ya.step <= ya.top * (1 + 1e-9); k++) {
+    const v = k * ya.step, y = sy(v).toFixed(1);
+    if (k) grid.appendChild(svgEl('line', { x1: M.l, x2: W - M.r, y1: y, y2: y }));
+    axis.appendChild(svgEl('text', { x: M.l - 8, y, 'text-anchor': 'end', 'dominant-baseline': 'middle' }, ya.label(v)));
+  }
+  for (const v of xa.ticks) {
+    const x = sx(v).toFixed(1);
+    axis.appendChild(svgEl('line', { x1: x, x2: x, y1: M.t + ph, y2: M.t + ph + 5 }));
+    axis.appendChild(svgEl('text', { x, y: M.t + ph + 18, 'text-anchor': 'middle' }, xa.label(v)));
+  }
+  axis.appendChild(svgEl('line', { x1: M.l, x2: M.l, y1: M.t, y2: M.t + ph }));
+  axis.appendChild(svgEl('line', { x1: M.l, x2: W - M.r, y1: M.t + ph, y2: M.t + ph }));
+  svg.appendChild(grid);
+  svg.appendChild(axis);
+
+  const lines = svgEl('g', { class: 'lines' });
+  for (const s of series.slice().reverse()) {  // the process line on top
+    const p = svgEl('path', { class: 'series', 'data-series': s.key, d: seriesPath(t, s.values, sx, sy),
+                              fill: 'none', stroke: s.color, 'stroke-width': s.width,
+                              'stroke-linejoin': 'round', 'stroke-linecap': 'round' });
+    p.appendChild(svgEl('title', null, s.label));
+    lines.appendChild(p);
+  }
+  svg.appendChild(lines);
+
+  const cursor = svgEl('line', { class: 'cursor', x1: 0, x2: 0, y1: M.t, y2: M.t + ph, visibility: 'hidden' });
+  svg.appendChild(cursor);
+  const overlay = svgEl('rect', { class: 'overlay', x: M.l, y: M.t, width: pw, height: ph, fill: 'transparent' });
+  svg.appendChild(overlay);
+
+  const modes = svgEl('g', { class: 'modes' });
+  for (const raw of modeChanges) {
+    const mc = obj(raw);
+    if (!isNum(mc.t_s) || mc.t_s < x0 || mc.t_s > x1) continue;
+    const x = sx(mc.t_s).toFixed(1);
+    const g = svgEl('g', { class: 'mode-change', 'data-t': mc.t_s });
+    g.appendChild(svgEl('title', null, `${fmtSec(mc.t_s)}: ${str(mc.from)} \u2192 ${str(mc.to)}` +
+                                       (mc.reason ? ` (${str(mc.reason)})` : '')));
+    g.appendChild(svgEl('line', { class: 'mode-line', x1: x, x2: x, y1: M.t, y2: M.t + ph }));
+    g.appendChild(svgEl('text', { class: 'mode-label', x: Number(x) + 4, y: M.t - 6 }, `\u2192 ${str(mc.to)}`));
+    modes.appendChild(g);
+  }
+  svg.appendChild(modes);
+
+  const wrap = el('div', 'chart-wrap');
+  wrap.appendChild(svg);
+  const tip = el('div', 'tip');
+  tip.hidden = true;
+  wrap.appendChild(tip);
+
+  const times = t.map((v) => (isNum(v) ? v : NaN));
+  overlay.addEventListener('mousemove', (ev) => {
+    const r = svg.getBoundingClientRect();
+    const xv = x0 + ((ev.clientX - r.left) * W / r.width - M.l) / pw * (x1 - x0);
+    const i = nearestIndex(times, xv);
+    if (!isNum(times[i])) return;
+    const x = sx(times[i]).toFixed(1);
+    cursor.setAttribute('x1', x);
+    cursor.setAttribute('x2', x);
+    cursor.setAttribute('visibility', 'visible');
+    tip.textContent = '';
+    tip.appendChild(el('div', null, `t = ${fmtSec(times[i])}`));
+    for (const s of series) {
+      const row = el('div');
+      const sw = el('span', 'swatch');
+      sw.style.backgroundColor = s.color;
+      row.appendChild(sw);
+      row.appendChild(document.createTextNode(`${s.label}: ${human(s.values[i])}`));
+      tip.appendChild(row);
+    }
+    tip.hidden = false;
+    const wr = wrap.getBoundingClientRect();
+    const px = ev.clientX - wr.left;
+    tip.style.left = `${px + 14 + tip.offsetWidth > wr.width ? Math.max(0, px - 14 - tip.offsetWidth) : px + 14}px`;
+  });
+  overlay.addEventListener('mouseleave', () => { tip.hidden = true; cursor.setAttribute('visibility', 'hidden'); });
+  return wrap;
+
+}
+
+function renderTimeline(R) {
+  const host = byId('timeline-body');
+  const tl = obj(R.timeline);
+  const t = arr(tl.t_s);
+  let x0 = Infinity, x1 = -Infinity;
+  for (const v of t) if (isNum(v)) { if (v < x0) x0 = v; if (v > x1) x1 = v; }
+  if (x0 > x1) {
+    host.appendChild(el('p', 'note no-samples', R.timeline === undefined
+      ? 'No samples: this report has no timeline.' : 'No samples: the timeline is empty.'));
+    return;
+  }
+  const interval = isNum(tl.interval_s) && tl.interval_s > 0 ? tl.interval_s : null;
+  x0 = Math.min(0, x0);
+  if (x1 <= x0) x1 = x0 + (interval || 1);
+
+  const threads = arr(tl.threads).map((raw, i) => {
+    const th = obj(raw);
+    const values = arr(th.live_bytes);
+    return { tid: str(th.tid), name: str(th.name), values, peak: peakOf(values), order: i };
+  });
+  threads.sort((a, b) => (b.peak - a.peak) || (a.order - b.order));
+  const drawn = threads.slice(0, MAX_THREAD_SERIES);
+  const series = [];
+  if (Array.isArray(tl.process_live_bytes)) {
+    const v = tl.process_live_bytes;
+    series.push({ key: 'process', label: 'process', values: v, color: PROCESS_COLOR, peak: peakOf(v), width: 2.5 });
+  }
+  drawn.forEach((th, i) => {
+    const color = PALETTE[i % PALETTE.length];
+    threadColors.set(th.tid, color);
+    series.push({ key: `tid:${th.tid}`, label: `${th.name || 'thread'} [${th.tid}]`, values: th.values,
+                  color, peak: th.peak, width: 1.5 });
+  });
+
+  const caption = [`${fmtNum(t.length)} samples`];
+  if (interval) caption.push(`every ${fmtSec(interval)}`);
+  caption.push('process and the threads with the highest peaks');
+
+  const controls = el('div', 'controls');
+  controls.appendChild(el('span', 'note', caption.join(', ')));
+  const slot = el('div', 'chart-slot');
+  const draw = (withProcess) => {
+    slot.textContent = '';
+    slot.appendChild(drawChart(t, x0, x1, withProcess ? series : series.filter((s) => s.key !== 'process'),
+                               arr(R.mode_changes)));
+  };
+  if (series.length > 1 && series[0].key === 'process') {
+    // The process line is the sum: without it, the threads get the whole height.
+    const label = el('label', 'check');
+    const box = el('input');
+    box.type = 'checkbox';
+    box.id = 'timeline-threads-only';
+    box.addEventListener('change', () => draw(!box.checked));
+    label.appendChild(box);
+    label.appendChild(document.createTextNode(' scale to the threads (hide the process line)'));
+    controls.appendChild(label);
+  }
+  host.appendChild(controls);
+  host.appendChild(slot);
+  draw(true);
+
+  const legend = el('div', 'legend');
+  for (const s of series) {
+    const item = el('span', 'legend-item');
+    const sw = el('span', 'swatch');
+    sw.style.backgroundColor = s.color;
+    item.appendChild(sw);
+    item.appendChild(el('span', 'legend-label', s.label));
+    item.appendChild(el('span', 'legend-peak', `peak ${human(s.peak)}`));
+    legend.appendChild(item);
+  }
+  host.appendChild(legend);
+  const hidden = threads.length - drawn.length;
+  if (hidden > 0) {
+    const p = el('p', 'note', `${fmtNum(hidden)} more ${hidden === 1 ? 'thread' : 'threads'} not drawn ` +
+                              `(the ${MAX_THREAD_SERIES} with the highest peak are).`);
+    p.id = 'timeline-hidden';
+    p.dataset.value = String(hidden);
+    host.appendChild(p);
+  }
+}
+
+// --- sections -------------------------------------------------------------------------
+function renderModes(R) {
+  const host = byId('modes-body');
+  const rows = arr(R.mode_changes).map(obj);
+  new PagedTable({
+    host, id: 'modes-table', noun: 'mode changes', rows, sortKey: 't_s', sortDesc: false,
+    emptyText: R.mode ? `No mode changes: ${str(R.mode)} throughout.` : 'No mode changes.',
+    columns: [
+      { key: 't_s', label: 'Time', type: 'sec' },
+      { key: 'from', label: 'From', type: 'text' },
+      { key: 'to', label: 'To', type: 'text' },
+      { key: 'reason', label: 'Reason', type: 'text' },
+    ],
+  });
+}
+
+function renderFunction(td, row) {
+  const lab = siteLabel(row);
+  td.appendChild(el('span', lab.known ? 'fn' : 'fn unknown', lab.text));
+  if (row.truncated === true) td.appendChild(el('span', 'badge', 'truncated'));
+  if (typeof row.expected === 'string' && row.expected) {
+    const b = el('span', 'badge expected', 'expected');
+    b.title = row.expected;
+    td.appendChild(b);
+  }
+}
+const functionColumn = { key: 'function', label: 'Function', type: 'text', get: (s) => siteLabel(s).text, render: renderFunction };
+
+function renderSites(R) {
+  const host = byId('sites-body');
+  const stacks = obj(R.stacks);
+  if (!Array.isArray(R.sites)) {
+    host.appendChild(el('p', 'note', stacks.enabled === false
+      ? 'Stacks were not collected, so there are no allocation sites.' : 'This report has no allocation sites.'));
+    return;
+  }
+  host.appendChild(el('p', 'note', 'Where memory is allocated, by call stack. Click a row for its stack.'));
+  new PagedTable({
+    host, id: 'sites-table', noun: 'sites', rows: R.sites.map(obj), sortKey: 'alloc_bytes',
+    filter: stackSearchText, filterHint: 'Filter by function, symbol or module',
+    rowAttrs: (tr, s) => { if (s.id !== undefined && s.id !== null) tr.dataset.id = str(s.id); },
+    detail: (s) => stackNode(s.stack, s.truncated === true, s.end),
+    columns: [
+      functionColumn,
+      { key: 'alloc_count', label: 'Allocations', type: 'int' },
+      { key: 'alloc_bytes', label: 'Bytes', type: 'bytes' },
+      { key: 'live_count', label: 'Live', type: 'int' },
+      { key: 'live_bytes', label: 'Live bytes', type: 'bytes' },
+    ],
+  });
+}
+
+// At most `limit` items inline; the rest are counted (all are in the details).
+function inlineList(td, items, limit, render) {
+  items.slice(0, limit).forEach((it, i) => {
+    if (i) td.appendChild(document.createTextNode(', '));
+    render(td, it);
+  });
+  if (items.length > limit) td.appendChild(el('span', 'list-more', ` +${fmtNum(items.length - limit)} more`));
+  if (!items.length) { td.textContent = DASH; td.classList.add('none'); }
+}
+
+function leakDetail(l) {
+  const d = el('div', 'leak-detail');
+  if (typeof l.expected === 'string' && l.expected)
+    d.appendChild(el('p', 'note', `Expected: ${l.expected}`));
+  d.appendChild(el('h4', null, 'Stack'));
+  d.appendChild(stackNode(l.stack, l.truncated === true, l.end));
+  const threads = arr(l.threads).map(obj);
+  if (threads.length) {
+    d.appendChild(el('h4', null, 'Threads'));
+    const ul = el('ul', 'plain');
+    for (const t of threads)
+      ul.appendChild(el('li', null, `${str(t.name) || 'thread'} [${str(t.tid)}]: ${fmtNum(t.live_count)} live, ${human(t.live_bytes)}`));
+    d.appendChild(ul);
+  }
+  const vars = arr(l.variables).map(obj);
+  if (vars.length) {
+    d.appendChild(el('h4', null, 'Variables'));
+    const ul = el('ul', 'plain');
+    for (const v of vars)
+      ul.appendChild(el('li', null, `${str(v.name) || '?'}${v.type ? ` (${str(v.type)})` : ''}: ${fmtNum(v.count)} live, ${human(v.bytes)}`));
+    d.appendChild(ul);
+  }
+  return d;
+}
+
+function renderLeaks(R) {
+  const host = byId('leaks-body');
+  if (!Array.isArray(R.leaks)) {
+    host.appendChild(el('p', 'note', 'This report has no leak analysis.'));
+    return;
+  }
+  const expected = R.leaks.filter((l) => typeof obj(l).expected === 'string' && obj(l).expected).length;
+  host.appendChild(el('p', 'note', 'Allocations still live at the end, by call stack. Click a row for its stack, threads and variables.' +
+    (expected ? ` ${expected === 1 ? 'One of them is' : `${fmtNum(expected)} of them are`} expected: kept by the runtime for the process's lifetime by design.` : '')));
+  const search = (l) => [stackSearchText(l), ...arr(l.threads).map((t) => str(obj(t).name)),
+                         ...arr(l.variables).map((v) => str(obj(v).name))].join('\n');
+  new PagedTable({
+    host, id: 'leaks-table', noun: 'leaks', rows: R.leaks.map(obj), sortKey: 'live_bytes',
+    filter: search, filterHint: 'Filter by function, module, thread or variable',
+    emptyText: 'No leaks: nothing was live at the end.',
+    rowAttrs: (tr, l) => {
+      if (l.id !== undefined && l.id !== null) tr.dataset.id = str(l.id);
+      if (typeof l.expected === 'string' && l.expected) tr.dataset.expected = 'true';
+    },
+    detail: leakDetail,
+    columns: [
+      functionColumn,
+      { key: 'live_count', label: 'Live', type: 'int' },
+      { key: 'live_bytes', label: 'Live bytes', type: 'bytes' },
+      { key: 'oldest_age_s', label: 'Oldest', type: 'sec' },
+      { key: 'threads', label: 'Threads', type: 'text', sortable: false, render: (td, l) => {
+        inlineList(td, arr(l.threads).map(obj), 3, (cell, t) => {
+          cell.appendChild(el('span', 'tname', str(t.name) || 'thread'));
+          cell.appendChild(el('span', 'tid', ` [${str(t.tid)}]`));
+        });
+      } },
+      { key: 'variables', label: 'Variables', type: 'text', sortable: false, render: (td, l) => {
+        const names = [...new Set(arr(l.variables).map((v) => str(obj(v).name) || '?'))];
+        inlineList(td, names, 4, (cell, n) => cell.appendChild(el('span', 'vname mono', n)));
+      } },
+    ],
+  });
+}
+
+function renderVariables(R, variablesCount) {
+  const host = byId('variables-body');
+  const rows = arr(R.variable_summary).map(obj);
+  if (variablesCount > 0)
+    host.appendChild(el('p', 'note', `Tracked variables by name and type; the ${fmtNum(variablesCount)} individual records are in the JSON report.`));
+  new PagedTable({
+    host, id: 'variables-table', noun: 'variables', rows, sortKey: 'bytes',
+    filter: rows.length > 10 ? (v) => `${str(v.name)}\n${str(v.type)}` : null, filterHint: 'Filter by name or type',
+    emptyText: 'No tracked variables.',
+    columns: [
+      { key: 'name', label: 'Name', type: 'text', mono: true },
+      { key: 'type', label: 'Type', type: 'text', mono: true },
+      { key: 'count', label: 'Count', type: 'int' },
+      { key: 'bytes', label: 'Bytes', type: 'bytes' },
+      { key: 'live_count', label: 'Live', type: 'int' },
+      { key: 'live_bytes', label: 'Live bytes', type: 'bytes' },
+    ],
+  });
+}
+
+function renderThreads(R) {
+  const host = byId('threads-body');
+  const rows = arr(R.threads).map(obj);
+  new PagedTable({
+    host, id: 'threads-table', noun: 'threads', rows, sortKey: 'alloc_bytes',
+    filter: rows.length > 10 ? (t) => `${str(t.tid)}\n${str(t.name)}` : null, filterHint: 'Filter by name or tid',
+    rowAttrs: (tr, t) => { if (t.tid !== undefined) tr.dataset.tid = str(t.tid); },
+    columns: [
+      { key: 'tid', label: 'TID', type: 'id' },
+      { key: 'name', label: 'Name', type: 'text', render: (td, t) => {
+        const color = threadColors.get(str(t.tid));
+        if (color) {
+          const sw = el('span', 'swatch');
+          sw.style.backgroundColor = color;
+          sw.style.marginRight = '6px';
+          sw.title = 'its line on the chart';
+          td.appendChild(sw);
+        }
+        td.appendChild(el('span', 'tname', str(t.name) || DASH));
+      } },
+      { key: 'alloc_count', label: 'Allocations', type: 'int' },
+      { key: 'alloc_bytes', label: 'Bytes', type: 'bytes' },
+      { key: 'live_bytes', label: 'Live bytes', type: 'bytes' },
+      { key: 'peak_live_bytes', label: 'Peak live bytes', type: 'bytes' },
+    ],
+  });
+}
+
+// --- main --------------------------------------------------------------------------------
+function showError(where, e) {
+  const msg = `${where}: ${e && e.message ? e.message : str(e)}`;
+  errors.push(msg);
+  const box = byId('errors');
+  if (!box.firstChild) box.appendChild(el('strong', null, 'Part of this report could not be drawn:'));
+  box.appendChild(el('div', null, msg));
+  box.hidden = false;
+}
+
+window.addEventListener('error', (ev) => showError('script', ev.error || ev.message));
+
+const started = performance.now();
+const data = byId('report');
+const variablesCount = Number(data.dataset.variablesCount) || 0;
+let R = {};
+try { R = obj(JSON.parse(data.textContent)); } catch (e) { showError('report data', e); }
+const sections = [['summary', () => renderSummary(R, variablesCount)], ['timeline', () => renderTimeline(R)],
+                  ['modes', () => renderModes(R)], ['sites', () => renderSites(R)], ['leaks', () => renderLeaks(R)],
+                  ['variables', () => renderVariables(R, variablesCount)], ['threads', () => renderThreads(R)]];
+for (const [name, draw] of sections) {
+  try { draw(); } catch (e) { showError(name, e); }
+}
+document.body.dataset.renderMs = String(Math.round(performance.now() - started));
+document.body.dataset.rendered = errors.length ? 'error' : 'ok';
+})();
