@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Lifecycle: forks, execs and exits of traced processes, and the
+ * benchmark's empty programs.
+ * Part of memscope.bpf.c, included once, in this order: one object, one
+ * skeleton. */
+
+/* The benchmark's floor: empty programs on the very same sites. */
+SEC("uprobe")
+int empty_entry(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+SEC("uretprobe")
+int empty_return(struct pt_regs *ctx)
+{
+	return 0;
+}
+
+/* Process-level facts of traced processes; cheap lookups on rare events. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	struct ms_target *t;
+
+	if (ptgid == ctgid)
+		return 0; /* a new thread, not a process */
+	t = bpf_map_lookup_elem(&targets, &ptgid);
+	if (!t)
+		return 0;
+	__sync_fetch_and_add(&t->forks, 1);
+	bpf_map_update_elem(&children, &ctgid, &ptgid, BPF_NOEXIST);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+	struct ms_target *t = bpf_map_lookup_elem(&targets, &tgid);
+	struct ms_inflight *st;
+
+	if (t)
+		__sync_fetch_and_add(&t->execs, 1);
+	/* A new program in the same thread: its figures start afresh in a slot
+	 * of their own (userspace closes the old image's at the exec stop).
+	 * Only a task our probes met has this storage. */
+	st = bpf_task_storage_get(&inflight, p, 0, 0);
+	if (st) {
+		st->slot_state = 0;
+		st->entry_sp = 0;
+		st->scope_depth = 0;
+		st->task_depth = 0;
+		st->exiting = 0;
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+	struct ms_target *t = bpf_map_lookup_elem(&targets, &tgid);
+	struct ms_thread_key key = { .tgid = tgid, .tid = p->pid, .start_ns = p->start_time };
+	struct ms_thread_name name = {};
+
+	if (!t)
+		return 0;
+	/* The thread's last name, kept for threads gone before the report. */
+	bpf_probe_read_kernel_str(name.comm, sizeof(name.comm), p->comm);
+	bpf_map_update_elem(&thread_names, &key, &name, BPF_ANY);
+	if (p->signal->live.counter == 0) {
+		t->exit_code = p->exit_code;
+		t->exited = 1;
+	}
+	return 0;
+}
