@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -132,6 +133,8 @@ struct Child {
         return true;
     }
 
+    long max_rss_kb = 0; // after finish()
+
     // Drain output and wait; returns the exit status as a shell shows it.
     int finish(std::chrono::seconds limit = 120s)
     {
@@ -142,7 +145,9 @@ struct Child {
             pump(200);
         int status = 0;
         while (true) {
-            pid_t r = waitpid(pid, &status, WNOHANG);
+            rusage usage{};
+            pid_t r = wait4(pid, &status, WNOHANG, &usage);
+            max_rss_kb = usage.ru_maxrss; // its own high-water mark, or a waited child's if larger
             if (r == pid)
                 break;
             if (std::chrono::steady_clock::now() > deadline) {
@@ -160,6 +165,7 @@ struct Child {
 struct Result {
     int status;
     std::string out, err;
+    long max_rss_kb = 0; // the process's peak resident set (or a child's it waited for, if larger)
 };
 
 inline Result run(const std::vector<std::string>& argv, const std::string& input = {})
@@ -168,7 +174,7 @@ inline Result run(const std::vector<std::string>& argv, const std::string& input
     if (!input.empty())
         c.write_stdin(input);
     int st = c.finish();
-    return {st, c.out_text, c.err_text};
+    return {st, c.out_text, c.err_text, c.max_rss_kb};
 }
 
 inline std::string temp_json(const std::string& name)

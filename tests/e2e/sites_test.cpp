@@ -157,6 +157,21 @@ TEST_F(E2E, TenThousandDistinctStacksSumToTheTotals)
     EXPECT_EQ(deep.back()["symbol"], "main");
 }
 
+TEST_F(E2E, TheTracersMaxRssIsItsRealHighWaterMark)
+{
+    // 10,000 sites: the report's sites, leaks and frames are streamed, so
+    // writing it adds nothing to the peak the report states. The target is
+    // small: the wait's figure (the larger of the tracer and its child) is
+    // the tracer's own.
+    std::string path = temp_json("max_rss");
+    Result res = run({kBin, "run", "--json", path, "--", target("stacks10k")});
+    ASSERT_EQ(res.status, 0) << res.err;
+    json r = load(path);
+    const long stated = r["tracer"]["max_rss_kb"].get<long>();
+    EXPECT_LE(stated, res.max_rss_kb);
+    EXPECT_GE(stated, res.max_rss_kb * 97 / 100) << "stated " << stated << " KiB, real " << res.max_rss_kb << " KiB";
+}
+
 TEST_F(E2E, WithoutFramePointersStacksReachMainThroughTheUnwindTables)
 {
     // -O2 and no frame pointers, as distributions build: every frame found

@@ -147,7 +147,7 @@ std::string dump(const json& j, int indent)
     return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
 
-json report_without_variables(const Report& r);
+json report_without_variables(const Report& r, bool lists = true);
 
 } // namespace
 
@@ -216,7 +216,75 @@ std::string hex_id(std::uint64_t id)
     return buf;
 }
 
-void add_sites_json(const Report& r, json& out)
+// Sites, then leaks, one at a time, and the frame table their stacks
+// index (complete once every site and leak was had): what the writer
+// streams, so that a compile's 26,000 sites never sit in memory as JSON.
+class SiteLists {
+public:
+    explicit SiteLists(const Report& r) : r_(r)
+    {
+        for (const auto& s : r.sites)
+            by_id_[{s.pid, s.id}] = &s; // a stack's hash is per process
+    }
+
+    json site(std::size_t i)
+    {
+        const Site& s = r_.sites[i];
+        return json{{"pid", s.pid},
+                    {"id", hex_id(s.id)},
+                    {"function", function_json(s.stack, r_.alloc_functions)},
+                    {"stack", table_.stack(s.stack)},
+                    {"truncated", s.truncated},
+                    {"end", s.end.empty() ? json(nullptr) : json(s.end)},
+                    {"alloc_count", s.alloc_count},
+                    {"alloc_bytes", s.alloc_bytes},
+                    {"live_count", s.live_count},
+                    {"live_bytes", s.live_bytes}};
+    }
+
+    json leak(std::size_t i)
+    {
+        const Leak& l = r_.leaks[i];
+        auto found = by_id_.find({l.pid, l.id});
+        const Site* site = found == by_id_.end() ? nullptr : found->second;
+        static const std::vector<Frame> none;
+        const auto& stack = site ? site->stack : none;
+        json threads = json::array();
+        for (const auto& t : l.threads)
+            threads.push_back(json{{"tid", t.tid}, {"name", t.name}, {"live_count", t.live_count},
+                                   {"live_bytes", t.live_bytes}});
+        json vars = json::array();
+        for (const auto& v : l.variables) {
+            const Descriptor* d = r_.tracked.descriptor(v.desc);
+            vars.push_back(json{{"name", d ? json(d->name) : json(nullptr)},
+                                {"type", d ? json(d->type) : json(nullptr)},
+                                {"count", v.count},
+                                {"bytes", v.bytes}});
+        }
+        return json{{"pid", l.pid},
+                    {"id", hex_id(l.id)},
+                    {"function", function_json(stack, r_.alloc_functions)},
+                    {"stack", table_.stack(stack)},
+                    {"truncated", site && site->truncated},
+                    {"end", site && !site->end.empty() ? json(site->end) : json(nullptr)},
+                    {"live_count", l.live_count},
+                    {"live_bytes", l.live_bytes},
+                    {"oldest_age_s", l.oldest_age_s},
+                    {"threads", std::move(threads)},
+                    {"variables", std::move(vars)},
+                    {"expected", l.expected.empty() ? json(nullptr) : json(l.expected)}};
+    }
+
+    json take_frames() { return table_.take(); }
+
+private:
+    const Report& r_;
+    std::map<std::pair<std::uint32_t, std::uint64_t>, const Site*> by_id_;
+    FrameTable table_;
+};
+
+// The report's stacks summary; with `lists`, its sites, leaks and frames too.
+void add_sites_json(const Report& r, json& out, bool lists)
 {
     json stacks{{"enabled", r.stacks.enabled},
                 {"depth", r.stacks.depth},
@@ -238,56 +306,18 @@ void add_sites_json(const Report& r, json& out)
                             {"build_ms", r.stacks.unwind.build_ms},
                             {"skipped", r.stacks.unwind.skipped}};
     out["stacks"] = std::move(stacks);
-    std::map<std::pair<std::uint32_t, std::uint64_t>, const Site*> by_id; // a stack's hash is per process
-    FrameTable table;
-    json sites = json::array();
-    for (const auto& s : r.sites) {
-        by_id[{s.pid, s.id}] = &s;
-        sites.push_back(json{{"pid", s.pid},
-                             {"id", hex_id(s.id)},
-                             {"function", function_json(s.stack, r.alloc_functions)},
-                             {"stack", table.stack(s.stack)},
-                             {"truncated", s.truncated},
-                             {"end", s.end.empty() ? json(nullptr) : json(s.end)},
-                             {"alloc_count", s.alloc_count},
-                             {"alloc_bytes", s.alloc_bytes},
-                             {"live_count", s.live_count},
-                             {"live_bytes", s.live_bytes}});
+    if (lists) {
+        SiteLists each(r);
+        json sites = json::array();
+        for (std::size_t i = 0; i < r.sites.size(); ++i)
+            sites.push_back(each.site(i));
+        out["sites"] = std::move(sites);
+        json leaks = json::array();
+        for (std::size_t i = 0; i < r.leaks.size(); ++i)
+            leaks.push_back(each.leak(i));
+        out["leaks"] = std::move(leaks);
+        out["frames"] = each.take_frames();
     }
-    out["sites"] = std::move(sites);
-    json leaks = json::array();
-    for (const auto& l : r.leaks) {
-        auto found = by_id.find({l.pid, l.id});
-        const Site* site = found == by_id.end() ? nullptr : found->second;
-        static const std::vector<Frame> none;
-        const auto& stack = site ? site->stack : none;
-        json threads = json::array();
-        for (const auto& t : l.threads)
-            threads.push_back(json{{"tid", t.tid}, {"name", t.name}, {"live_count", t.live_count},
-                                   {"live_bytes", t.live_bytes}});
-        json vars = json::array();
-        for (const auto& v : l.variables) {
-            const Descriptor* d = r.tracked.descriptor(v.desc);
-            vars.push_back(json{{"name", d ? json(d->name) : json(nullptr)},
-                                {"type", d ? json(d->type) : json(nullptr)},
-                                {"count", v.count},
-                                {"bytes", v.bytes}});
-        }
-        leaks.push_back(json{{"pid", l.pid},
-                             {"id", hex_id(l.id)},
-                             {"function", function_json(stack, r.alloc_functions)},
-                             {"stack", table.stack(stack)},
-                             {"truncated", site && site->truncated},
-                             {"end", site && !site->end.empty() ? json(site->end) : json(nullptr)},
-                             {"live_count", l.live_count},
-                             {"live_bytes", l.live_bytes},
-                             {"oldest_age_s", l.oldest_age_s},
-                             {"threads", std::move(threads)},
-                             {"variables", std::move(vars)},
-                             {"expected", l.expected.empty() ? json(nullptr) : json(l.expected)}});
-    }
-    out["leaks"] = std::move(leaks);
-    out["frames"] = table.take();
     json tl{{"interval_s", r.timeline.interval_s}, {"t_s", r.timeline.t_s},
             {"process_live_bytes", r.timeline.process_live_bytes}};
     json tthreads = json::array();
@@ -314,7 +344,7 @@ json processes_json(const Report& r)
     return out;
 }
 
-json report_without_variables(const Report& r)
+json report_without_variables(const Report& r, bool lists)
 {
     json target{{"pid", r.target.pid}, {"comm", r.target.comm}, {"exe", r.target.exe}};
     target["exit_code"] = r.target.exit_code ? json(*r.target.exit_code) : json(nullptr);
@@ -372,7 +402,7 @@ json report_without_variables(const Report& r)
         {"warnings", r.warnings},
     };
     add_tracked_json(r.tracked, out);
-    add_sites_json(r, out);
+    add_sites_json(r, out, lists);
     return out;
 }
 
@@ -411,11 +441,27 @@ bool write_report_json(const Report& r, std::FILE* out)
 {
     // The report but its variables, as one document; then the variables
     // streamed one per line, so 100,000 of them never sit in memory as JSON.
-    std::string head = dump(report_without_variables(r), 2);
+    std::string head = dump(report_without_variables(r, false), 2);
     head.pop_back(); // the closing brace
     while (!head.empty() && (head.back() == '\n' || head.back() == ' '))
         head.pop_back();
     std::fputs(head.c_str(), out);
+    // Sites, leaks and their frames one per line too: a compile's tens of
+    // thousands never sit in memory as one document.
+    SiteLists each(r);
+    auto stream = [out](const char* key, std::size_t n, const std::function<json(std::size_t)>& element) {
+        std::fprintf(out, ",\n  \"%s\": [", key);
+        for (std::size_t i = 0; i < n; ++i) {
+            std::fputs(i ? ",\n    " : "\n    ", out);
+            std::string line = dump(element(i), -1);
+            std::fwrite(line.data(), 1, line.size(), out);
+        }
+        std::fputs(n ? "\n  ]" : "]", out);
+    };
+    stream("sites", r.sites.size(), [&](std::size_t i) { return each.site(i); });
+    stream("leaks", r.leaks.size(), [&](std::size_t i) { return each.leak(i); });
+    json frames = each.take_frames();
+    stream("frames", frames.size(), [&](std::size_t i) { return std::move(frames[i]); });
     std::fputs(",\n  \"variables\": [", out);
     ThreadNames names = thread_names(r);
     bool first = true;
