@@ -55,12 +55,10 @@ void RateMeter::sample(const Snapshot& snap, int pid, double t)
     }
 }
 
+LiveTable::LiveTable() : tty_(isatty(STDERR_FILENO)) {}
+
 void LiveTable::draw(const Report& snap, double elapsed)
 {
-    if (!checked_) {
-        tty_ = isatty(STDERR_FILENO);
-        checked_ = true;
-    }
     std::string frame = format_live_table(snap, previous_, elapsed - last_);
     if (tty_ && lines_ > 0)
         std::fprintf(stderr, "\x1b[%dA\x1b[J", lines_);

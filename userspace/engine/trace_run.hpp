@@ -71,10 +71,11 @@ private:
 // `--live N`: a per-thread table on stderr, redrawn in place on a terminal.
 class LiveTable {
 public:
+    LiveTable();
     void draw(const Report& snap, double elapsed);
 
 private:
-    bool tty_ = false, checked_ = false;
+    bool tty_;
     int lines_ = 0;
     double last_ = 0;
     std::map<std::uint32_t, std::uint64_t> previous_;

@@ -198,7 +198,8 @@ public:
     json take() { return std::move(frames_); }
 
 private:
-    using Key = std::tuple<std::uint64_t, std::uint64_t, std::uint32_t, bool, std::string, std::string, std::string>;
+    // Names as interned in the frames: a key costs no string copies.
+    using Key = std::tuple<std::uint64_t, std::uint64_t, std::uint32_t, bool, Interned, Interned, Interned>;
     std::map<Key, std::size_t> index_;
     json frames_ = json::array();
 };
