@@ -24,8 +24,12 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 ptgid = parent->tgid, ctgid = child->tgid;
 	struct ms_target *t;
 
-	if (ptgid == ctgid)
-		return 0; /* a new thread, not a process */
+	if (ptgid == ctgid) {
+		/* A new thread: a second one to bind the probes to, if wanted. */
+		if (bpf_map_delete_elem(&lone_bindings, &ptgid) == 0)
+			report_event(MS_EV_NEW_THREAD, ptgid, 0, child->pid, 0, true);
+		return 0; /* not a process */
+	}
 	t = bpf_map_lookup_elem(&targets, &ptgid);
 	if (!t)
 		return 0;
@@ -67,6 +71,10 @@ int BPF_PROG(on_exit, struct task_struct *p)
 
 	if (!t)
 		return 0;
+	/* Its memory is gone already: the probes stay only through the other
+	 * bound thread until the tracer moves this one's. */
+	if (bpf_map_delete_elem(&bound_tasks, &key.tid) == 0)
+		report_event(MS_EV_BOUND_EXIT, tgid, 0, key.tid, 0, true);
 	/* The thread's last name, kept for threads gone before the report. */
 	bpf_probe_read_kernel_str(name.comm, sizeof(name.comm), p->comm);
 	bpf_map_update_elem(&thread_names, &key, &name, BPF_ANY);

@@ -124,6 +124,35 @@ struct {
 	__type(value, struct ms_thread_name);
 } thread_names SEC(".maps");
 
+/* Processes the tracer holds (ptrace) each time ld.so has mapped libraries,
+ * until their allocators are probed: tgid -> the signal that stops the
+ * thread (one the process neither blocks nor handles at that point). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, __u32);
+} loader_holds SEC(".maps");
+
+/* A process's probes fire while one of the threads their perf events are
+ * bound to lives (the kernel filters hits by those threads' memory): the
+ * tracer keeps two bound where no ptrace stop tells it of their exits, and
+ * moves one when it goes. Bound tids (-> tgid), and the processes bound to
+ * one thread only, waiting for a second. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MS_DEFAULT_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, __u32);
+} bound_tasks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, __u32);
+} lone_bindings SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, MS_DEFAULT_MAX_GROUPS);

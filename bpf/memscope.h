@@ -269,6 +269,8 @@ enum ms_event_type {
 	MS_EV_MODE_REQUEST,   /* the target asked for a mode */
 	MS_EV_LOADER_CHANGED, /* a library was loaded or unloaded in tgid */
 	MS_EV_NEW_STACK,      /* a stack first seen in tgid, with its frames' mappings */
+	MS_EV_BOUND_EXIT,     /* a thread the tgid's probes are bound to exited (addr = its tid) */
+	MS_EV_NEW_THREAD,     /* a thread of a tgid bound to one thread only started (addr = its tid) */
 };
 
 #define MS_EV_HEAP 1u     /* variable: addr starts a block we saw allocated */
@@ -318,7 +320,8 @@ struct ms_stack_event {
 };
 
 /* MS_EV_VARIABLE_FREE, MS_EV_VARIABLE_MOVE, MS_EV_MODE_REQUEST (size = mode),
- * MS_EV_LOADER_CHANGED (head only). */
+ * MS_EV_LOADER_CHANGED (head only), MS_EV_BOUND_EXIT and MS_EV_NEW_THREAD
+ * (addr = tid). */
 struct ms_block_event {
 	struct ms_event_head h;
 	__u64 ts; /* CLOCK_MONOTONIC ns */

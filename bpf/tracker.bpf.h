@@ -177,11 +177,20 @@ int tracker_entry(struct pt_regs *ctx)
 	return 0;
 }
 
-/* ld.so calls _dl_debug_state after it mapped or unmapped libraries: the
- * loader may find new tracker entry points to attach to. */
+/* ld.so calls _dl_debug_state before and after it maps or unmaps libraries
+ * (at start and at each dlopen/dlclose): the loader may find new allocators
+ * and tracker entry points to attach to. */
 SEC("uprobe")
 int loader_changed(struct pt_regs *ctx)
 {
-	report_event(MS_EV_LOADER_CHANGED, bpf_get_current_pid_tgid() >> 32, 0, 0, 0, true);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 *sig = bpf_map_lookup_elem(&loader_holds, &tgid);
+
+	/* A process the tracer follows stops here (a signal it intercepts and
+	 * never delivers) until the new files' allocators are probed: no code
+	 * of theirs, constructors included, runs unseen. */
+	if (sig)
+		bpf_send_signal_thread(*sig);
+	report_event(MS_EV_LOADER_CHANGED, tgid, 0, 0, 0, true);
 	return 0;
 }

@@ -253,9 +253,10 @@ int run_attach(const Options& opt)
     if (!tracer->add_target(opt.pid, err))
         return fail(err);
 
-    std::vector<std::string> objects;
-    for (const auto& path : executable_mappings(opt.pid))
-        objects.push_back(path_in_process(opt.pid, path));
+    // A zombie leader's threads go on: the probes are bound to one of them.
+    if (int task = live_task(opt.pid); task > 0 && task != opt.pid)
+        tracer->bind_first(opt.pid, task);
+    std::vector<MappedFile> objects = executable_mappings(opt.pid);
     if (objects.empty())
         return fail("cannot trace process " + std::to_string(opt.pid) + ": " + mappings_unavailable(opt.pid));
     int probed = 0;
@@ -266,6 +267,7 @@ int run_attach(const Options& opt)
     Calibration calibration = calibrate_for_auto(*tracer, opt.auto_mode);
     if (auto e = session.attach(opt.pid, objects, probed); !e.empty())
         return fail(e);
+    tracer->watch_threads(opt.pid); // no ptrace stop tells of a leader's pthread_exit
     if (auto e = choose_start_mode(session, opt, process_environ(opt.pid)); !e.empty())
         return fail(e);
     pollfd pfd{traced.pidfd, POLLIN, 0};
@@ -311,8 +313,20 @@ int run_command(const Options& opt)
         return fail(e);
     if (auto e = check_kernel_features(); !e.empty())
         return fail(e);
+    // Before anything slow (loading BPF takes ~0.5 s): a signal meanwhile is
+    // queued and passed on to the command once it runs, as later ones are.
+    int sigfd = trace_signal_fd(); // blocked before fork; the child unblocks
+    // Under ptrace it is held at its loader and probed in what it maps then;
+    // without (ptrace refused), its libraries are what the loader lists for
+    // it here.
     std::string err;
-    std::vector<std::string> objects = command_objects(exe, err);
+    auto files = [&](bool predict) {
+        std::vector<MappedFile> out;
+        for (auto& path : command_objects(exe, err, predict))
+            out.push_back({path, path});
+        return out;
+    };
+    std::vector<MappedFile> objects = files(false);
     if (objects.empty())
         return fail("cannot run " + escape_for_terminal(exe) + ": " + err, 126);
 
@@ -320,7 +334,6 @@ int run_command(const Options& opt)
     if (!tracer)
         return fail(err);
 
-    int sigfd = trace_signal_fd(); // blocked before fork; the child unblocks
     Traced traced;
     traced.child.emplace(exe, opt.command);
     if (traced.child->pid() < 0)
@@ -335,8 +348,9 @@ int run_command(const Options& opt)
     Session session(*tracer, traced.pid, opt.max_variables);
     const auto started = Clock::now();
     std::optional<Family> family;
-    if (!opt.no_follow)
-        family.emplace(*tracer, session, opt.max_variables, [&](Session& s, const Target& t, bool final) {
+    family.emplace(
+        *tracer, session, opt.max_variables,
+        [&](Session& s, const Target& t, bool final) {
             Snapshot snap = tracer->snapshot(s.pid());
             Report r = make_report(snap, t, std::chrono::duration<double>(Clock::now() - started).count(),
                                    snap.live_bytes_sum);
@@ -344,24 +358,29 @@ int run_command(const Options& opt)
             s.add_sites(r);
             add_tracked(r, s.tracked(snap, final));
             return r;
-        });
+        },
+        !opt.no_follow);
     tracer->set_event_handler([&](const DecodedEvent& ev) {
         if (family)
             family->on_event(ev);
         else
             session.on_event(ev);
     });
-    if (auto e = session.attach(traced.pid, objects, probed); !e.empty()) {
+    // Before it execs: every process it starts (with --no-follow, every
+    // thread and exec of its own) is then seen from its first instruction.
+    if (auto e = family->seize(traced.pid, exe); !e.empty()) {
+        std::fprintf(stderr, "memscope-trace: %s; tracing the command alone, its libraries as the loader "
+                     "lists them here\n", e.c_str());
+        family.reset();
+        objects = files(true);
+    }
+    // A program with no allocator and no loader to bring one: said now.
+    if (auto e = session.attach(traced.pid, objects, probed, !family || objects.size() == 1); !e.empty()) {
         traced.child->abandon();
         return fail(e);
     }
-    if (family) {
-        // Before it execs: every process it starts is then seen from its first instruction.
-        if (auto e = family->seize(traced.pid, exe); !e.empty()) {
-            std::fprintf(stderr, "memscope-trace: %s; tracing the command alone\n", e.c_str());
-            family.reset();
-        }
-    }
+    if (!family)
+        tracer->watch_threads(traced.pid); // no ptrace stop tells of a leader's pthread_exit
     if (auto e = choose_start_mode(session, opt, own_environment()); !e.empty()) {
         traced.child->abandon();
         return fail(e);
@@ -376,6 +395,15 @@ int run_command(const Options& opt)
     }
     traced.target.pid = traced.pid;
     traced.target.exe = exe;
+    {
+        // An ending signal that came while the command was not running yet
+        // (a terminal's ^C too, which reached no command then) is its own.
+        sigset_t pending;
+        sigpending(&pending);
+        for (int sig : {SIGINT, SIGTERM, SIGHUP})
+            if (sigismember(&pending, sig))
+                kill(traced.pid, sig);
+    }
 
     int status = 0;
     Report report = trace(*tracer, session, traced, opt, sigfd, calibration, status, family ? &*family : nullptr);

@@ -78,9 +78,9 @@ TEST(Proc, OwnMappingsIncludeLibc)
     auto maps = executable_mappings(getpid());
     char want[PATH_MAX];
     ASSERT_NE(realpath(own_libc().c_str(), want), nullptr);
-    EXPECT_TRUE(std::any_of(maps.begin(), maps.end(), [&](const std::string& m) {
+    EXPECT_TRUE(std::any_of(maps.begin(), maps.end(), [&](const MappedFile& m) {
         char got[PATH_MAX];
-        return realpath(m.c_str(), got) && std::string(got) == want;
+        return realpath(m.host.c_str(), got) && std::string(got) == want && !m.deleted;
     }));
     EXPECT_EQ(path_in_process(42, "/lib/x.so"), "/proc/42/root/lib/x.so");
     EXPECT_TRUE(process_exists(getpid()));

@@ -45,11 +45,16 @@ TEST(Launcher, ResolvesCommandsLikeExecvp)
 TEST(Launcher, CommandObjectsIncludeLibc)
 {
     std::string err;
-    auto objs = command_objects("/bin/sh", err);
+    auto objs = command_objects("/bin/sh", err, true);
     EXPECT_EQ(err, "");
     ASSERT_FALSE(objs.empty());
     EXPECT_TRUE(std::any_of(objs.begin(), objs.end(),
                             [](const std::string& p) { return p.find("libc.so") != std::string::npos; }));
+    // Not predicted: the program and its loader, what exec maps.
+    objs = command_objects("/bin/sh", err, false);
+    ASSERT_EQ(objs.size(), 2u);
+    EXPECT_EQ(objs[0], "/bin/sh");
+    EXPECT_NE(objs[1].find("ld-linux"), std::string::npos) << objs[1];
 }
 
 TEST(Launcher, HeldChildRunsOnlyWhenReleased)
@@ -88,13 +93,13 @@ TEST(Launcher, LoaderThatIsNotRootsIsNeverRun)
                     .c_str());
     ASSERT_EQ(chown((dir + "/ld.so").c_str(), 4242, 4242), 0);
     std::string error;
-    auto objects = command_objects(TARGET_DIR "/target_user_loader", error);
+    auto objects = command_objects(TARGET_DIR "/target_user_loader", error, true);
     EXPECT_TRUE(objects.empty());
     EXPECT_NE(error.find("is not root's; not run as root"), std::string::npos) << error;
     // The same loader, root's: run, and the libraries listed.
     ASSERT_EQ(chown((dir + "/ld.so").c_str(), 0, 0), 0);
     error.clear();
-    objects = command_objects(TARGET_DIR "/target_user_loader", error);
+    objects = command_objects(TARGET_DIR "/target_user_loader", error, true);
     EXPECT_TRUE(error.empty()) << error;
     EXPECT_TRUE(std::any_of(objects.begin(), objects.end(),
                             [](const std::string& o) { return o.find("libc.so") != std::string::npos; }));

@@ -150,6 +150,28 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     }
     auto on_event = [](void* ctx, void* data, size_t size) -> int {
         auto* self = static_cast<Tracer*>(ctx);
+        ms_block_event b;
+        if (size >= sizeof b) {
+            std::memcpy(&b, data, sizeof b);
+            // A bound thread gone, a second one to bind to: the tracer's own.
+            if (b.h.type == MS_EV_BOUND_EXIT) {
+                self->thread_exiting(static_cast<int>(b.h.tgid), static_cast<int>(b.addr), b.ts);
+                return 0;
+            }
+            if (b.h.type == MS_EV_NEW_THREAD) {
+                const int pid = static_cast<int>(b.h.tgid);
+                const std::vector<int> before = self->tasks_of(pid);
+                const int tid = static_cast<int>(b.addr);
+                if (!self->watched_.count(pid))
+                    return 0;
+                self->add_binding(pid, tid);
+                self->publish_bindings(pid, before);
+                // Gone before its exit could be reported: not bound after all.
+                if (self->tasks_of(pid).size() > 1 && !thread_lives(pid, tid))
+                    self->thread_exiting(pid, tid);
+                return 0;
+            }
+        }
         if (!self->handler_)
             return 0;
         if (auto ev = decode_event(data, size))
@@ -310,6 +332,14 @@ void Tracer::remove_target(int pid)
     bpf_map__delete_elem(skel_->maps.targets, &key, sizeof key, 0);
 }
 
+bool Tracer::hold_at_loader(int pid, int sig)
+{
+    __u32 key = static_cast<__u32>(pid), value = static_cast<__u32>(sig);
+    if (sig == 0)
+        return bpf_map__delete_elem(skel_->maps.loader_holds, &key, sizeof key, 0) == 0;
+    return bpf_map__update_elem(skel_->maps.loader_holds, &key, sizeof key, &value, sizeof value, BPF_ANY) == 0;
+}
+
 bpf_program* Tracer::program(bpf_program* real, bool retprobe) const
 {
     if (!options_.empty_programs)
@@ -414,12 +444,24 @@ std::uint64_t Tracer::map_bytes() const
 
 Probe Tracer::attach(const AttachSpec& spec)
 {
+    const std::vector<int> tasks = tasks_of(spec.pid);
+    Probe p = open_probe(spec, tasks[0]);
+    if (p && tasks.size() > 1) {
+        Probe second = open_probe(spec, tasks[1]); // without it, the first still fires
+        p.link2 = second.link;
+        p.fd2 = second.fd;
+    }
+    return p;
+}
+
+Probe Tracer::open_probe(const AttachSpec& spec, int task)
+{
     bpf_program* prog = program(spec.prog, spec.retprobe);
     if (shared_) {
         std::string err;
         bool unshared = false;
         int fd = shared_->open_for(prog, spec.path, spec.offset, spec.retprobe, spec.ref_ctr_offset, spec.cookie,
-                                   spec.pid, unshared, err);
+                                   task, unshared, err);
         if (fd >= 0 || !unshared)
             return {nullptr, fd};
         // A site tracefs would not take (a path with blanks, say): this
@@ -433,15 +475,17 @@ Probe Tracer::attach(const AttachSpec& spec)
     opts.retprobe = spec.retprobe;
     opts.ref_ctr_offset = spec.ref_ctr_offset;
     opts.bpf_cookie = spec.cookie;
-    return {bpf_program__attach_uprobe_opts(prog, spec.pid, spec.path.c_str(), spec.offset, &opts), -1};
+    return {bpf_program__attach_uprobe_opts(prog, task, spec.path.c_str(), spec.offset, &opts), -1};
 }
 
 void Tracer::destroy(Probe& probe)
 {
-    if (probe.link)
-        bpf_link__destroy(probe.link);
-    if (probe.fd >= 0)
-        close(probe.fd);
+    for (bpf_link* l : {probe.link, probe.link2})
+        if (l)
+            bpf_link__destroy(l);
+    for (int fd : {probe.fd, probe.fd2})
+        if (fd >= 0)
+            close(fd);
     probe = {};
 }
 
@@ -541,6 +585,7 @@ void Tracer::destroy_probes(std::vector<Probe>& probes)
 void Tracer::forget_process(int pid)
 {
     const __u32 tgid = static_cast<__u32>(pid);
+    bpf_map__delete_elem(skel_->maps.loader_holds, &tgid, sizeof tgid, 0);
     int slots_fd = bpf_map__fd(skel_->maps.thread_slots);
     const __u32 used = std::min(__atomic_load_n(&skel_->bss->next_slot, __ATOMIC_ACQUIRE),
                                 bpf_map__max_entries(skel_->maps.thread_slots));
@@ -582,15 +627,178 @@ void Tracer::release_process(int pid)
             continue;
         if (!theirs) {
             kept_probes.push_back(probes_[i]);
-        } else if (probes_[i].fd >= 0) {
-            close(probes_[i].fd); // a shared site's event: closed at no cost
-        } else if (probes_[i].link) {
-            gone.push_back(probes_[i].link);
+            continue;
         }
+        for (int fd : {probes_[i].fd, probes_[i].fd2})
+            if (fd >= 0)
+                close(fd); // a shared site's event: closed at no cost
+        for (bpf_link* l : {probes_[i].link, probes_[i].link2})
+            if (l)
+                gone.push_back(l);
     }
     specs_ = std::move(kept_specs);
     if (!off_)
         probes_ = std::move(kept_probes);
+    const std::vector<int> bound = tasks_of(pid);
+    watched_.erase(pid);
+    publish_bindings(pid, bound);
+    bound_.erase(pid);
+    for (int t : bound)
+        bound_since_.erase(t);
+    release_links(std::move(gone));
+}
+
+void Tracer::publish_bindings(int pid, const std::vector<int>& before)
+{
+    // The BPF side's view: the bound threads of a watched process (their
+    // exits reported), and whether it waits for a second one.
+    const bool watched = watched_.count(pid) > 0;
+    const std::vector<int> now = watched ? tasks_of(pid) : std::vector<int>{};
+    int tasks_fd = bpf_map__fd(skel_->maps.bound_tasks), lone_fd = bpf_map__fd(skel_->maps.lone_bindings);
+    for (int t : before) {
+        __u32 key = static_cast<__u32>(t);
+        if (std::find(now.begin(), now.end(), t) == now.end())
+            bpf_map_delete_elem(tasks_fd, &key);
+    }
+    __u32 tgid = static_cast<__u32>(pid);
+    for (int t : now) {
+        __u32 key = static_cast<__u32>(t);
+        bpf_map_update_elem(tasks_fd, &key, &tgid, BPF_ANY);
+    }
+    if (watched && now.size() == 1)
+        bpf_map_update_elem(lone_fd, &tgid, &tgid, BPF_ANY);
+    else
+        bpf_map_delete_elem(lone_fd, &tgid);
+}
+
+void Tracer::watch_threads(int pid)
+{
+    watched_.insert(pid);
+    const std::vector<int> before = tasks_of(pid);
+    std::vector<int> bound = before;
+    if (bound.size() < 2)
+        if (int other = live_task(pid, bound))
+            add_binding(pid, other);
+    publish_bindings(pid, before);
+}
+
+void Tracer::bind_first(int pid, int task)
+{
+    if (tasks_of(pid)[0] != task)
+        rebind(pid, 0, task);
+}
+
+namespace {
+std::uint64_t monotonic_ns()
+{
+    timespec t{};
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return static_cast<std::uint64_t>(t.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(t.tv_nsec);
+}
+} // namespace
+
+void Tracer::thread_exiting(int pid, int tid, std::uint64_t exit_ns)
+{
+    const std::vector<int> before = tasks_of(pid);
+    auto at = std::find(before.begin(), before.end(), tid);
+    if (at == before.end())
+        return;
+    if (exit_ns) {
+        // Told after the fact: the probes held only if another bound thread
+        // had them before this one went, and has them still.
+        const bool held = std::any_of(before.begin(), before.end(), [&](int t) {
+            auto since = bound_since_.find(t);
+            return t != tid && (since == bound_since_.end() || since->second <= exit_ns) && thread_lives(pid, t);
+        });
+        if (!held && live_task(pid, {tid}))
+            ++lapses_[pid];
+    }
+    bound_since_.erase(tid);
+    // Another thread that lives on, not one bound already; none: the slot
+    // goes (the other holds the probes), or, the last one, stays as it is:
+    // the process is ending.
+    std::vector<int> except = before;
+    int next = live_task(pid, except);
+    if (next || before.size() > 1)
+        rebind(pid, static_cast<std::size_t>(at - before.begin()), next);
+    publish_bindings(pid, before);
+}
+
+void Tracer::add_binding(int pid, int task)
+{
+    std::vector<int> tasks = tasks_of(pid);
+    if (tasks.size() >= 2 || std::find(tasks.begin(), tasks.end(), task) != tasks.end())
+        return;
+    tasks.push_back(task);
+    bound_[pid] = tasks;
+    bound_since_[task] = monotonic_ns();
+    if (off_)
+        return; // opened on both when the probes come back
+    for (std::size_t i = 0; i < specs_.size() && i < probes_.size(); ++i) {
+        if (specs_[i].pid != pid || !probes_[i] || probes_[i].link2 || probes_[i].fd2 >= 0)
+            continue;
+        Probe p = open_probe(specs_[i], task);
+        probes_[i].link2 = p.link;
+        probes_[i].fd2 = p.fd;
+    }
+}
+
+void Tracer::rebind(int pid, std::size_t slot, int task)
+{
+    std::vector<int> tasks = tasks_of(pid);
+    if (slot >= tasks.size())
+        return;
+    const int old = tasks[slot];
+    if (task == 0)
+        tasks.erase(tasks.begin() + static_cast<std::ptrdiff_t>(slot));
+    else
+        tasks[slot] = task;
+    if (tasks.empty())
+        return;
+    if (tasks == std::vector<int>{pid})
+        bound_.erase(pid);
+    else
+        bound_[pid] = tasks;
+    if (task)
+        bound_since_[task] = monotonic_ns();
+    // A path through the old thread's /proc entry (its root, its map_files)
+    // goes with it: the same file through a thread that stays.
+    const std::string old_dir = "/proc/" + std::to_string(old) + "/";
+    const std::string new_dir = "/proc/" + std::to_string(task ? task : tasks[0]) + "/";
+    std::vector<bpf_link*> gone;
+    for (std::size_t i = 0; i < specs_.size(); ++i) {
+        if (specs_[i].pid != pid)
+            continue;
+        AttachSpec& spec = specs_[i];
+        if (spec.path.rfind(old_dir, 0) == 0)
+            spec.path = new_dir + spec.path.substr(old_dir.size());
+        if (off_ || i >= probes_.size() || !probes_[i])
+            continue; // while off, opened on the new threads when they come back
+        Probe& p = probes_[i];
+        bpf_link*& link = slot == 0 ? p.link : p.link2;
+        int& fd = slot == 0 ? p.fd : p.fd2;
+        // The new one before the old one goes: the process is never without.
+        Probe fresh = task ? open_probe(spec, task) : Probe{};
+        if (task && !fresh)
+            continue; // the old one stays: it fires while its thread lives
+        if (fd >= 0)
+            close(fd);
+        if (link)
+            gone.push_back(link);
+        link = fresh.link;
+        fd = fresh.fd;
+        if (slot == 0 && !task) { // the second becomes the first
+            p.link = p.link2;
+            p.fd = p.fd2;
+            p.link2 = nullptr;
+            p.fd2 = -1;
+        }
+    }
+    release_links(std::move(gone));
+}
+
+void Tracer::release_links(std::vector<bpf_link*> gone)
+{
     if (gone.empty())
         return;
     {

@@ -63,9 +63,14 @@ struct UnwindStats {
 // One probe of one process: a perf event on a site shared by the run's
 // processes (uprobe_events.hpp), or, where tracefs is missing, a uprobe PMU
 // link of its own.
+// An attached probe: a shared site's perf event (fd) or a link of its own,
+// on the process's first bound thread, and the same on its second when it
+// has one (see Tracer::watch_threads).
 struct Probe {
     bpf_link* link = nullptr;
     int fd = -1;
+    bpf_link* link2 = nullptr;
+    int fd2 = -1;
     explicit operator bool() const { return link || fd >= 0; }
 };
 
@@ -132,6 +137,12 @@ public:
     // Stop counting its forks, execs and exit (it exited; its pid may come again).
     void remove_target(int pid);
 
+    // Each time ld.so of process `pid` has mapped or unmapped files, the
+    // thread that called it gets signal `sig`, which a ptrace tracer sees
+    // before the program does (and must not pass on): the process waits
+    // there while its new files are probed. 0: no more holds.
+    bool hold_at_loader(int pid, int sig);
+
     // Attach the allocator probes found in `path` (as the host sees it) to
     // process `pid` only. Returns the number of functions probed (0: the
     // file defines no allocator), or -1 with `error` set.
@@ -189,6 +200,30 @@ public:
     // the background: the kernel takes ~0.1 s each), and are not attached
     // again after off.
     void release_process(int pid);
+    // Process `pid`'s probes are bound to one or two of its threads: the
+    // kernel lets a probe fire in the process while a thread its perf events
+    // were opened on has the process's memory. The leader at first; should
+    // it leave while the others go on (pthread_exit), or be a zombie already,
+    // the probes must move to a thread that lives on before the last bound
+    // one is gone. Under ptrace, call thread_exiting() at each exit stop (the
+    // thread still has its memory): one bound thread is enough.
+    // Without ptrace, watch_threads(): the probes are bound to two threads
+    // (the second at the first thread start, if it has one only) and the
+    // BPF side tells the tracer as soon as one exits; it is moved while the
+    // other still holds the probes.
+    // `exit_ns` (CLOCK_MONOTONIC): when the BPF side saw it go (0: at a stop).
+    void thread_exiting(int pid, int tid, std::uint64_t exit_ns = 0);
+    void watch_threads(int pid);
+    // Times the probes of `pid` may have lapsed: a bound thread went while
+    // the other one was gone too or not yet bound, and other threads ran on.
+    std::uint64_t probe_lapses(int pid) const
+    {
+        auto it = lapses_.find(pid);
+        return it == lapses_.end() ? 0 : it->second;
+    }
+    // Bind to `task` instead of the leader from the start (a zombie leader).
+    void bind_first(int pid, int task);
+    std::vector<int> bound_threads(int pid) const { return tasks_of(pid); }
 
     // The BPF side's mode (normal, fast, async; off keeps probes attached
     // but idle), in force for calls that enter from now on.
@@ -217,6 +252,21 @@ private:
         std::uint64_t cookie;
     };
     Probe attach(const AttachSpec& spec);
+    std::vector<int> tasks_of(int pid) const
+    {
+        auto it = bound_.find(pid);
+        return it == bound_.end() ? std::vector<int>{pid} : it->second;
+    }
+    Probe open_probe(const AttachSpec& spec, int task);
+    // Move binding `slot` of `pid` to `task` (0: drop it, when there is another).
+    void rebind(int pid, std::size_t slot, int task);
+    void add_binding(int pid, int task);
+    void publish_bindings(int pid, const std::vector<int>& before);
+    std::map<int, std::vector<int>> bound_; // pid -> the threads its probes are bound to, if not {pid}
+    std::set<int> watched_;                 // pids whose bound threads' exits the BPF side reports
+    std::map<int, std::uint64_t> bound_since_; // tid -> when its probes were opened (CLOCK_MONOTONIC ns)
+    std::map<int, std::uint64_t> lapses_;
+    void release_links(std::vector<bpf_link*> links);
     static void destroy(Probe& probe);
     bpf_program* program(bpf_program* real, bool retprobe) const;
 

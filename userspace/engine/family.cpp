@@ -10,7 +10,6 @@
 #include <cstring>
 #include <fstream>
 
-#include "launcher.hpp"
 #include "proc.hpp"
 
 namespace memscope {
@@ -40,6 +39,27 @@ std::string exe_of(int pid)
     return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
 }
 
+// A signal the process neither blocks nor handles, that does nothing by
+// default (should the tracer die before it takes it back): 0 if none.
+int quiet_signal(int pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    unsigned long long blocked = ~0ull, caught = ~0ull;
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("SigBlk:", 0) == 0)
+            blocked = std::strtoull(line.c_str() + 7, nullptr, 16);
+        else if (line.rfind("SigCgt:", 0) == 0)
+            caught = std::strtoull(line.c_str() + 7, nullptr, 16);
+    }
+    for (int sig : {SIGURG, SIGWINCH})
+        if (!((blocked | caught) >> (sig - 1) & 1))
+            return sig;
+    for (int sig : {SIGURG, SIGWINCH}) // handled, but never seen: the tracer takes it
+        if (!(blocked >> (sig - 1) & 1))
+            return sig;
+    return 0;
+}
+
 void resume(int tid, int sig = 0)
 {
     ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
@@ -47,8 +67,10 @@ void resume(int tid, int sig = 0)
 
 } // namespace
 
-Family::Family(Tracer& tracer, Session& root, std::size_t max_variables, SectionMaker make_section)
-    : tracer_(tracer), root_(root), max_variables_(max_variables), make_section_(std::move(make_section))
+Family::Family(Tracer& tracer, Session& root, std::size_t max_variables, SectionMaker make_section,
+               bool follow_children)
+    : tracer_(tracer), root_(root), max_variables_(max_variables), make_section_(std::move(make_section)),
+      follow_children_(follow_children)
 {
 }
 
@@ -56,8 +78,8 @@ Family::~Family() = default;
 
 std::string Family::seize(int root_pid, const std::string& exe)
 {
-    const long options = PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC |
-                         PTRACE_O_TRACEEXIT;
+    const long options = (follow_children_ ? PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK : 0) | PTRACE_O_TRACECLONE |
+                         PTRACE_O_TRACEEXEC | PTRACE_O_TRACEEXIT;
     if (ptrace(PTRACE_SEIZE, root_pid, nullptr, reinterpret_cast<void*>(options)) != 0)
         return std::string("cannot follow the command's children (ptrace: ") + std::strerror(errno) + ")";
     root_pid_ = root_pid;
@@ -93,13 +115,39 @@ void Family::new_process(int pid, int parent)
     if (!tracer_.add_target(pid, err))
         notes_.push_back(err);
     // A copy of its parent: the same files, mapped at the same places.
-    std::vector<std::string> objects;
-    for (const auto& path : executable_mappings(pid))
-        objects.push_back(path_in_process(pid, path));
-    int probed = 0;
-    if (auto e = m.session->attach(pid, objects, probed, false); !e.empty())
+    if (auto e = m.session->attach_new_files(); !e.empty())
         notes_.push_back("process " + std::to_string(pid) + ": " + e);
     m.attached = true;
+    arm_hold(pid, m);
+}
+
+void Family::arm_hold(int pid, Member& m)
+{
+    m.hold_signal = quiet_signal(pid);
+    if (m.hold_signal == 0 || !tracer_.hold_at_loader(pid, m.hold_signal)) {
+        m.hold_signal = 0;
+        notes_.push_back("process " + std::to_string(pid) +
+                         ": not held at its loader (it blocks SIGURG and SIGWINCH): libraries it maps are "
+                         "probed as soon as seen, not before they run");
+    }
+}
+
+bool Family::on_hold(int tid, int sig)
+{
+    const int pid = tgid_of(tid);
+    auto it = members_.find(pid);
+    if (it == members_.end() || it->second.hold_signal != sig)
+        return false;
+    siginfo_t info{};
+    // The BPF side's signal is the kernel's (SI_KERNEL); one from kill() or
+    // a queue is the program's own, and passed on.
+    if (ptrace(PTRACE_GETSIGINFO, tid, nullptr, &info) != 0 || info.si_code != SI_KERNEL)
+        return false;
+    // The loader has mapped files and runs none of their code until this
+    // thread goes on: the other threads do not know of them yet.
+    if (auto e = session_of(it->second).attach_new_files(); !e.empty())
+        notes_.push_back("process " + std::to_string(pid) + ": " + e);
+    return true;
 }
 
 void Family::on_exec(int pid, int former_tid)
@@ -114,10 +162,24 @@ void Family::on_exec(int pid, int former_tid)
         return;
     Member& m = it->second;
     if (m.first_exec_pending) {
-        m.first_exec_pending = false; // the command itself: its probes are in place
+        // The command itself: its program and loader were probed before it
+        // exec'd; its libraries are probed at the hold.
+        m.first_exec_pending = false;
+        if (auto e = root_.attach_new_files(); !e.empty())
+            notes_.push_back("process " + std::to_string(pid) + ": " + e);
+        arm_hold(pid, m);
         return;
     }
     Session& s = session_of(m);
+    if (!follow_children_) {
+        // One report for the command, whatever it runs: its probes stay (a
+        // new leader's are moved at the old one's exit stop), and the new
+        // program's files are probed as it maps them.
+        if (auto e = s.attach_new_files(); !e.empty())
+            notes_.push_back("process " + std::to_string(pid) + " exec'd: " + e);
+        arm_hold(pid, m);
+        return;
+    }
     tracer_.drain_events();
     // The old program's section ends here; the new one starts afresh.
     Target old = target_of(pid, m);
@@ -132,15 +194,10 @@ void Family::on_exec(int pid, int former_tid)
     }
     s.on_exec(new_leader);
     m.exe = shown_path(pid, exe_of(pid));
-    std::string err;
-    std::vector<std::string> objects = command_objects(path_in_process(pid, m.exe), err);
-    if (objects.empty()) {
-        notes_.push_back("process " + std::to_string(pid) + " exec'd " + m.exe + ": " + err);
-        return;
-    }
-    int probed = 0;
-    if (auto e = s.attach(pid, objects, probed, false); !e.empty())
-        notes_.push_back("process " + std::to_string(pid) + ": " + e);
+    // The new program and its loader, as mapped; its libraries at the hold.
+    if (auto e = s.attach_new_files(); !e.empty())
+        notes_.push_back("process " + std::to_string(pid) + " exec'd " + m.exe + ": " + e);
+    arm_hold(pid, m);
 }
 
 void Family::on_exit(int pid, int status)
@@ -205,9 +262,18 @@ bool Family::reap(double)
             resume(tid);
             break;
         case PTRACE_EVENT_EXIT: {
-            auto it = members_.find(tid);
-            if (it != members_.end())
-                session_of(it->second).before_exit();
+            // Stopped before it lets go of its memory: the probes, bound to
+            // this thread, still fire in the others.
+            const int pid = tgid_of(tid);
+            auto it = members_.find(pid);
+            if (it != members_.end()) {
+                if (tid == pid)
+                    session_of(it->second).before_exit();
+                // A bound thread (the leader's pthread_exit): the probes
+                // move to one that goes on, while this one still has the
+                // process's memory.
+                tracer_.thread_exiting(pid, tid);
+            }
             resume(tid);
             break;
         }
@@ -227,8 +293,9 @@ bool Family::reap(double)
             }
             break;
         default:
-            // A signal on its way to the tracee: pass it on.
-            resume(tid, sig);
+            // A signal on its way to the tracee: pass it on, unless it is
+            // the loader hold's (taken back: the program never sees it).
+            resume(tid, on_hold(tid, sig) ? 0 : sig);
             break;
         }
     }

@@ -4,9 +4,15 @@
 //
 // The stops come from ptrace (PTRACE_SEIZE with fork/vfork/clone/exec/exit
 // events): a new process waits at its first stop until its probes are
-// attached, and an exec waits until the new program's are. Nothing else is
-// stopped; signals are passed on at once. Should the tracer die, the kernel
-// detaches every tracee and they run on, unharmed (no PTRACE_O_EXITKILL).
+// attached, and an exec waits until the new program and its loader are.
+// What the process maps after that is probed where the loader says it has
+// mapped it (the loader hold: `_dl_debug_state`, at start before any
+// library's code ran, and at each dlopen): its own environment's
+// LD_PRELOAD, a chroot's libraries, a file deleted since, from its own
+// /proc/PID/maps. Nothing else is stopped; signals are passed on at once.
+// Should the tracer die, the kernel detaches every tracee and they run on,
+// unharmed (no PTRACE_O_EXITKILL; the hold's signal is one the program
+// ignores).
 #pragma once
 
 #include <functional>
@@ -27,7 +33,12 @@ public:
     // `root` is the command's Session, already attached; `make_section`
     // turns a process's Session into its report (at exec, exit or the end).
     using SectionMaker = std::function<Report(Session&, const Target&, bool final)>;
-    Family(Tracer& tracer, Session& root, std::size_t max_variables, SectionMaker make_section);
+    // `follow_children` false (--no-follow): the command alone, its threads,
+    // exits, execs and loader holds under ptrace; the processes it starts
+    // are not traced, and its report has no sections.
+    Family(Tracer& tracer, Session& root, std::size_t max_variables, SectionMaker make_section,
+           bool follow_children = true);
+    bool follows_children() const { return follow_children_; }
     ~Family();
 
     // Trace the held root (before it execs). Returns an error sentence.
@@ -65,10 +76,14 @@ private:
         std::string exe;
         bool attached = false; // probes in place: it may run
         bool first_exec_pending = false; // the root's own exec of the command
+        int hold_signal = 0; // the loader hold's signal (0: none)
     };
     Session& session_of(Member& m) { return m.session ? *m.session : root_; }
     void new_process(int pid, int parent);
-    void maybe_release(int pid);
+    // Hold the process at its loader from now on (see above).
+    void arm_hold(int pid, Member& m);
+    // A signal stop of `tid` that is the loader hold: its new files are probed.
+    bool on_hold(int tid, int sig);
     void on_exec(int pid, int former_tid);
     void on_exit(int pid, int status);
     Target target_of(int pid, const Member& m) const;
@@ -77,6 +92,7 @@ private:
     Session& root_;
     std::size_t max_variables_;
     SectionMaker make_section_;
+    bool follow_children_ = true;
     int root_pid_ = 0;
     int root_status_ = 0;
     bool root_exited_ = false;

@@ -186,7 +186,7 @@ std::string Session::attach_tracker(int pid, const std::string& path, const ElfS
     return {};
 }
 
-std::string Session::attach(int pid, const std::vector<std::string>& objects, int& probed, bool running)
+std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int& probed, bool running)
 {
     probed = 0;
     // Nothing is recorded until every probe is in place: a call that meets
@@ -197,35 +197,48 @@ std::string Session::attach(int pid, const std::vector<std::string>& objects, in
     // Allocators first: the entry points' semaphores rise as soon as they
     // are attached, and a target waiting on them must find its heap watched.
     std::vector<std::pair<std::string, ElfScan>> trackers;
-    for (const auto& path : objects) {
-        if (seen(path))
+    for (const auto& file : objects) {
+        if (seen(file.host))
             continue;
-        ElfScan scan = scan_elf(path);
+        ElfScan scan = scan_elf(file.host);
         if (!scan.error.empty())
             continue;
         if (!scan.tracker_error.empty())
-            notes_.push_back(path + ": " + scan.tracker_error);
+            notes_.push_back(file.path + ": " + scan.tracker_error);
         if (!scan.symbols.empty()) {
             std::string err;
-            int n = tracer_.attach_allocator(pid, path, scan.symbols, err);
-            if (n < 0)
+            int n = tracer_.attach_allocator(pid, file.host, scan.symbols, err);
+            if (n < 0) {
+                if (running)
+                    tracer_.set_mode(before);
                 return err;
+            }
             probed += n;
         }
         if (scan.tracker)
-            trackers.emplace_back(path, std::move(scan));
-        symbolizer_.know_file(path, shown_path(pid, path));
-        tracer_.add_unwind_file(path);
+            trackers.emplace_back(file.host, std::move(scan));
+        symbolizer_.know_file(file.host, file.path);
+        tracer_.add_unwind_file(file.host);
     }
-    if (probed == 0 && running)
+    allocator_functions_ += probed;
+    if (allocator_functions_ == 0 && running)
         return "no allocator functions (malloc, free, ...) found in the files process " +
                std::to_string(pid) + " maps";
     for (const auto& [path, scan] : trackers)
-        if (auto err = attach_tracker(pid, path, scan); !err.empty())
+        if (auto err = attach_tracker(pid, path, scan); !err.empty()) {
+            if (running)
+                tracer_.set_mode(before);
             return err;
+        }
     if (running)
         tracer_.set_mode(before);
     return {};
+}
+
+std::string Session::attach_new_files()
+{
+    int probed = 0;
+    return attach(pid_, executable_mappings(pid_), probed, false);
 }
 
 std::string Session::start_mode(Mode mode, const std::string& source, bool locked)
@@ -287,19 +300,11 @@ void Session::drain(double t_s)
     if (events_.take_loader_changes().count(static_cast<std::uint32_t>(pid)) == 0 && !rescan_)
         return;
     rescan_ = false;
-    // A library came: attach to its entry points (its calls before this are not seen).
-    for (const auto& mapped : executable_mappings(pid)) {
-        std::string path = path_in_process(pid, mapped);
-        if (seen(path))
-            continue;
-        symbolizer_.know_file(path, mapped);
-        tracer_.add_unwind_file(path);
-        ElfScan scan = scan_elf(path);
-        if (!scan.error.empty() || !scan.tracker)
-            continue;
-        if (auto err = attach_tracker(pid, path, scan); !err.empty())
-            notes_.push_back(err);
-    }
+    // A library came: attach to its allocators and entry points (a process
+    // held at its loader had them attached before it went on; here, its
+    // calls before this are not seen).
+    if (auto err = attach_new_files(); !err.empty())
+        notes_.push_back(err);
 }
 
 void Session::describe_modes(Report& r) const
@@ -315,6 +320,17 @@ void Session::describe_modes(Report& r) const
                              (had_async_ && had_off_ ? "async and off" : had_async_ ? "async" : "off") +
                              " (untracked_free_count counts frees of blocks allocated then)");
     note_unrecorded(r);
+    if (std::uint64_t n = tracer_.probe_lapses(pid_)) {
+        // Calls in those moments went unseen; how many, nobody knows.
+        r.live_bytes_exact = r.free_bytes_exact = false;
+        r.dropped.reasons["probes_lapsed"] += n;
+        r.warnings.push_back("counts may be incomplete: the probes lapsed " + std::to_string(n) +
+                             (n == 1 ? " time" : " times") +
+                             " when the threads they were bound to exited together while others ran on "
+                             "(run it under `memscope-trace run` for exact figures)");
+        if (std::find(r.warnings.begin(), r.warnings.end(), kIncompleteWarning) == r.warnings.end())
+            r.warnings.push_back(kIncompleteWarning);
+    }
 }
 
 Tracked Session::tracked(const Snapshot& snap, bool final)

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "model.hpp"
+#include "proc.hpp"
 #include "symbolizer.hpp"
 #include "modes.hpp"
 #include "tracer.hpp"
@@ -35,7 +36,11 @@ public:
     // counts the allocator functions probed. `running`: the process may run
     // meanwhile, so nothing is recorded anywhere until every probe is in
     // place; a process held stopped (a child at its first stop) needs not.
-    std::string attach(int pid, const std::vector<std::string>& objects, int& probed, bool running = true);
+    std::string attach(int pid, const std::vector<MappedFile>& objects, int& probed, bool running = true);
+    // Attach to the files the process maps now that are not attached yet
+    // (the process is held, or what it ran before is not seen). Returns an
+    // error sentence, empty on success.
+    std::string attach_new_files();
 
     // Events from the BPF side for this process (the caller dispatches by tgid).
     void on_event(const DecodedEvent& ev);
@@ -107,6 +112,7 @@ private:
     std::vector<ModeChange> changes_;
     std::size_t requests_seen_ = 0;
     bool rescan_ = false; // look for new libraries at the next drain
+    int allocator_functions_ = 0; // probed in every file attached so far
     TrackerModules modules_;
     TrackerEvents events_;
     std::set<std::pair<dev_t, ino_t>> seen_;

@@ -143,7 +143,7 @@ Report TraceRun::snapshot_report(bool final)
     session_.add_sites(r);
     r.timeline = timeline_.timeline();
     add_tracked(r, session_.tracked(snap, final));
-    if (family_)
+    if (family_ && family_->follows_children())
         merge_processes(r, family_->snapshot_sections(), std::max(sampled_peak_, command_peak_));
     r.alloc_functions = settings_.alloc_fns;
     return r;
@@ -307,7 +307,7 @@ Report TraceRun::final_report()
     report.timeline = timeline_.timeline();
     session_.add_sites(report);
     add_tracked(report, session_.tracked(snap, true));
-    if (family_)
+    if (family_ && family_->follows_children())
         merge_processes(report, family_->sections(), std::max(sampled_peak_, command_peak_));
     // The whole run's cost: the report so far included (symbols, merging;
     // not the writing of its files).

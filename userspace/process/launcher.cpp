@@ -100,7 +100,7 @@ bool root_owned(const std::string& path)
 }
 } // namespace
 
-std::vector<std::string> command_objects(const std::string& exe, std::string& error)
+std::vector<std::string> command_objects(const std::string& exe, std::string& error, bool predict_libraries)
 {
     std::string program = exe;
     {
@@ -133,6 +133,10 @@ std::vector<std::string> command_objects(const std::string& exe, std::string& er
     std::vector<std::string> objects{program};
     if (scan.interpreter.empty())
         return objects; // static: the program is the allocator
+    if (!predict_libraries) {
+        objects.push_back(scan.interpreter);
+        return objects;
+    }
     // The loader is run (as root) to list the libraries: only one that
     // root owns and nobody else may change, never one a program names in
     // a user's directory.

@@ -9,10 +9,12 @@ namespace memscope {
 // execvp's search: the path that would run, or empty if none.
 std::string resolve_command(const std::string& name);
 
-// The files a command will map that may define the allocator: the program
-// (or its #! interpreter), and the libraries the dynamic loader resolves
-// for it with this environment (`ld.so --list`, which runs none of its code).
-std::vector<std::string> command_objects(const std::string& exe, std::string& error);
+// The files a command maps when exec'd: the program (or its #! interpreter)
+// and its dynamic loader; with `predict_libraries`, also the libraries the
+// loader resolves for it with this environment (`ld.so --list`, which runs
+// none of its code): a guess, for a command not held at its loader (what
+// its own environment preloads, or a chroot maps, is missed).
+std::vector<std::string> command_objects(const std::string& exe, std::string& error, bool predict_libraries);
 
 // Parse `ld.so --list` output into library paths.
 std::vector<std::string> parse_loader_list(const std::string& text);

@@ -2,13 +2,16 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,24 +62,95 @@ std::string shown_path(int pid, const std::string& host_path)
     return host_path;
 }
 
-std::vector<std::string> executable_mappings(int pid)
+namespace {
+// State and pending SIGKILL of thread `tid` of `pid`; false when gone.
+bool task_state(int pid, int tid, bool& alive, bool& killed)
 {
-    std::vector<std::string> out;
-    std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+    std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
+    alive = killed = false;
+    if (!in)
+        return false;
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("State:", 0) == 0)
+            alive = line.find_first_of("ZX", 6) == std::string::npos;
+        else if (line.rfind("SigPnd:", 0) == 0)
+            killed = (std::strtoull(line.c_str() + 7, nullptr, 16) >> (SIGKILL - 1)) & 1;
+    }
+    return true;
+}
+} // namespace
+
+bool thread_lives(int pid, int tid)
+{
+    bool alive = false, killed = false;
+    return task_state(pid, tid, alive, killed) && alive;
+}
+
+int live_task(int pid, const std::vector<int>& except)
+{
+    auto lives = [&](int tid) {
+        if (std::find(except.begin(), except.end(), tid) != except.end())
+            return false;
+        bool alive = false, killed = false;
+        return task_state(pid, tid, alive, killed) && alive && !killed;
+    };
+    if (lives(pid))
+        return pid;
+    DIR* d = opendir(("/proc/" + std::to_string(pid) + "/task").c_str());
+    int found = 0;
+    while (dirent* e = d ? readdir(d) : nullptr) {
+        const int tid = std::atoi(e->d_name);
+        if (tid > 0 && tid != pid && lives(tid)) {
+            found = tid;
+            break;
+        }
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+MappedFile mapped_file(int pid, const std::string& range, const std::string& dev, unsigned long inode,
+                       std::string path)
+{
+    MappedFile f;
+    static const std::string kDeleted = " (deleted)";
+    if (path.size() > kDeleted.size() && path.compare(path.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0) {
+        f.deleted = true;
+        path.resize(path.size() - kDeleted.size());
+    }
+    f.path = path;
+    f.host = path_in_process(pid, path);
+    unsigned major_no = 0, minor_no = 0;
+    struct stat st{};
+    const bool same_file = !f.deleted && std::sscanf(dev.c_str(), "%x:%x", &major_no, &minor_no) == 2 &&
+                           stat(f.host.c_str(), &st) == 0 && st.st_ino == inode && major(st.st_dev) == major_no &&
+                           minor(st.st_dev) == minor_no;
+    if (!same_file)
+        f.host = "/proc/" + std::to_string(pid) + "/map_files/" + range; // the mapped inode itself
+    return f;
+}
+
+std::vector<MappedFile> executable_mappings(int pid)
+{
+    std::vector<MappedFile> out;
+    // A zombie leader maps nothing; its threads map the process's files.
+    const int task = live_task(pid);
+    std::ifstream in("/proc/" + std::to_string(task ? task : pid) + "/maps");
     std::string line;
     while (std::getline(in, line)) {
-        // start-end perms offset dev inode path
+        // start-end perms offset major:minor inode path
         std::istringstream ls(line);
-        std::string range, perms, offset, dev, inode, path;
+        std::string range, perms, offset, dev, path;
+        unsigned long inode = 0;
         if (!(ls >> range >> perms >> offset >> dev >> inode))
             continue;
         std::getline(ls >> std::ws, path);
         if (perms.size() < 3 || perms[2] != 'x' || path.empty() || path[0] != '/')
             continue;
-        if (path.size() > 10 && path.compare(path.size() - 10, 10, " (deleted)") == 0)
-            continue;
-        if (std::find(out.begin(), out.end(), path) == out.end())
-            out.push_back(path);
+        MappedFile f = mapped_file(task ? task : pid, range, dev, inode, path);
+        if (std::none_of(out.begin(), out.end(), [&](const MappedFile& o) { return o.path == f.path; }))
+            out.push_back(std::move(f));
     }
     return out;
 }
@@ -121,7 +195,8 @@ std::string thread_comm(int pid, int tid)
 std::string process_exe(int pid)
 {
     char buf[4096];
-    std::string link = "/proc/" + std::to_string(pid) + "/exe";
+    const int task = live_task(pid); // a zombie leader's link is gone; its threads' are not
+    std::string link = "/proc/" + std::to_string(task ? task : pid) + "/exe";
     ssize_t n = readlink(link.c_str(), buf, sizeof buf - 1);
     if (n <= 0)
         return "";

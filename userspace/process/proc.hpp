@@ -14,8 +14,29 @@ std::string path_in_process(int pid, const std::string& path);
 // The reverse: the path as the process names it (path_in_process's prefix gone).
 std::string shown_path(int pid, const std::string& host_path);
 
+// A file a process maps: `path` as the process names it, `host` a path
+// that opens that very file from here (the same inode): under
+// /proc/PID/root (its mount namespace and root, a chroot), or its
+// /proc/PID/map_files entry when the name now leads elsewhere or nowhere
+// (deleted, replaced by a package upgrade, an overlay's copy).
+struct MappedFile {
+    std::string path;
+    std::string host;
+    bool deleted = false;
+};
+// A thread of process `pid` that lives on: the leader when it is not a
+// zombie, else another thread; never one of `except` (a thread on its way
+// out, those bound already), a zombie, or one with SIGKILL pending (the
+// whole group is ending). 0: none.
+int live_task(int pid, const std::vector<int>& except = {});
+// Thread `tid` of process `pid` is there and no zombie.
+bool thread_lives(int pid, int tid);
+
+// One line of /proc/PID/maps (its range, device, inode and path fields) as such a file.
+MappedFile mapped_file(int pid, const std::string& range, const std::string& dev, unsigned long inode,
+                       std::string path);
 // Distinct files mapped executable by `pid`, in the order first mapped.
-std::vector<std::string> executable_mappings(int pid);
+std::vector<MappedFile> executable_mappings(int pid);
 // Why a process's executable mappings cannot be had: it exited, the kernel
 // refuses its maps to us (ptrace access: not dumpable, another user's, no
 // CAP_SYS_PTRACE), it is a kernel thread, or it maps no executable file.

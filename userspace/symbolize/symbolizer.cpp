@@ -420,7 +420,9 @@ const Symbolizer::Known* Symbolizer::known(std::uint32_t dev, std::uint64_t ino)
 
 void Symbolizer::refresh(int pid)
 {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+    const int task = live_task(pid); // a zombie leader maps nothing; its threads do
+    const int from = task ? task : pid;
+    std::ifstream in("/proc/" + std::to_string(from) + "/maps");
     if (!in)
         return; // gone: the last mappings read stay
     std::vector<Mapping> maps;
@@ -443,10 +445,11 @@ void Symbolizer::refresh(int pid)
                 (std::strtoul(dev.substr(0, colon).c_str(), nullptr, 16) << 20) |
                 std::strtoul(dev.substr(colon + 1).c_str(), nullptr, 16));
             const std::pair<std::uint32_t, std::uint64_t> key{kdev, std::strtoull(inode.c_str(), nullptr, 10)};
+            MappedFile file = mapped_file(from, range, dev, std::strtoul(inode.c_str(), nullptr, 10), path);
             auto it = files_.find(key);
             if (it == files_.end())
-                it = files_.emplace(key, Known{path, open_module(path_in_process(pid, path))}).first;
-            m.path = path;
+                it = files_.emplace(key, Known{file.path, open_module(file.host)}).first;
+            m.path = file.path;
             m.module = it->second.module;
         } else if (!path.empty()) {
             continue; // [vdso], [vsyscall]: no allocator returns there

@@ -1,0 +1,140 @@
+// What a process really maps is probed, not what `ld.so --list` predicts
+// in the tracer's environment: allocators preloaded by the command's own
+// environment (env, a shell), by the tracer's, or dlopen'd later; a libc
+// deleted before a fork; a chroot's own libraries. Each held at its loader
+// until probed, so the counts are exact from the first call.
+#include "harness.hpp"
+#include "../temp_dir.hpp"
+
+using namespace e2e;
+using nlohmann::json;
+
+namespace {
+
+const std::string kLibDir = "/usr/lib/x86_64-linux-gnu/";
+// Installed by tools/setup.sh.
+const std::vector<std::string> kAllocators = {kLibDir + "libjemalloc.so.2", kLibDir + "libtcmalloc_minimal.so.4",
+                                              kLibDir + "libmimalloc.so.2"};
+
+// threads_c's workers, exactly (see tests/targets/threads_c.c).
+void expect_workers(const json& r, int nthreads, int base, const std::string& how)
+{
+    for (int i = 0; i < nthreads; ++i) {
+        SCOPED_TRACE(how + ", worker-" + std::to_string(i));
+        const json* t = thread_named(r, "worker-" + std::to_string(i));
+        ASSERT_NE(t, nullptr) << r["threads"].dump(1);
+        std::uint64_t n = base + 100 * i, keep = i + 1, bytes = 0, kept = 0;
+        for (std::uint64_t j = 0; j < n; ++j) {
+            std::uint64_t s = 16 * (i + 1) + j % 7;
+            bytes += s;
+            if (j >= n - keep)
+                kept += s;
+        }
+        expect_counters(*t, n, bytes, n - keep, bytes - kept, keep, kept, bytes);
+    }
+    const json* producer = thread_named(r, "producer");
+    const json* consumer = thread_named(r, "consumer");
+    ASSERT_TRUE(producer && consumer) << how;
+    expect_counters(*producer, 500, 500 * 48, 0, 0, 0, 0, 500 * 48);
+    expect_counters(*consumer, 0, 0, 500, 500 * 48, 0, 0, 0);
+}
+
+// fork_alloc's two processes (see tests/targets/fork_alloc.c), exactly: the
+// child's whole figures; the parent's calls from main (the libraries'
+// constructors allocate before it: libstdc++'s pool, with jemalloc).
+void expect_fork_alloc(const json& r, const std::string& prog, const std::string& how)
+{
+    SCOPED_TRACE(how);
+    std::map<std::uint64_t, json> by_parent; // 0: the parent; its pid: the child
+    for (const auto& p : r["processes"])
+        if (p["exe"] == prog)
+            by_parent[p["parent_pid"].get<std::uint64_t>()] = p;
+    ASSERT_EQ(by_parent.size(), 2u) << r["processes"].dump(1);
+    const json& parent = by_parent.begin()->second;
+    const json& child = by_parent.rbegin()->second["totals"];
+    EXPECT_EQ(child["alloc_count"], 100);
+    EXPECT_EQ(child["alloc_bytes"], 6400);
+    EXPECT_EQ(child["free_count"], 40);
+    EXPECT_EQ(child["free_bytes"], 40 * 64);
+    EXPECT_EQ(child["unmatched_free_count"], 0);
+    std::uint64_t count = 0, bytes = 0;
+    for (const auto& site : r["sites"]) {
+        if (site["pid"] != parent["pid"])
+            continue;
+        bool in_main = false;
+        for (const auto& f : site["stack"])
+            in_main |= f.value("symbol", json()) == "main" && f.value("module", std::string()).ends_with("fork_alloc");
+        if (in_main) {
+            count += site["alloc_count"].get<std::uint64_t>();
+            bytes += site["alloc_bytes"].get<std::uint64_t>();
+        }
+    }
+    EXPECT_EQ(count, 10u) << r["sites"].dump(1);
+    EXPECT_EQ(bytes, 320u);
+    EXPECT_EQ(parent["totals"]["unmatched_free_count"], 0);
+}
+
+} // namespace
+
+TEST_F(E2E, AllocatorsPreloadedByAnyEnvironmentAreCountedExactly)
+{
+    const std::string prog = target("threads_c");
+    for (const auto& lib : kAllocators) {
+        ASSERT_EQ(access(lib.c_str(), R_OK), 0) << lib << " missing: tools/setup.sh installs it";
+        // By the command, through env and through a shell; by the tracer's own environment.
+        json r = trace_run({"env", "LD_PRELOAD=" + lib, prog, "3", "500"});
+        expect_workers(r, 3, 500, "env LD_PRELOAD=" + lib);
+        r = trace_run({"/bin/sh", "-c", "LD_PRELOAD=" + lib + " " + prog + " 3 500"});
+        expect_workers(r, 3, 500, "sh -c 'LD_PRELOAD=" + lib + " ...'");
+        const std::string path = temp_json("tracer-env");
+        Result res = run({"/usr/bin/env", "LD_PRELOAD=" + lib, kBin, "run", "--json", path, "--", prog, "3", "500"});
+        ASSERT_EQ(res.status, 0) << res.err;
+        expect_workers(load(path), 3, 500, "LD_PRELOAD=" + lib + " memscope-trace run");
+        // The first calls of main, before any thread or fork, and a forked child's.
+        r = trace_run({"env", "LD_PRELOAD=" + lib, target("fork_alloc")});
+        expect_fork_alloc(r, target("fork_alloc"), "env LD_PRELOAD=" + lib + " fork_alloc");
+    }
+}
+
+TEST_F(E2E, AllocatorDlopenedLaterIsCountedFromItsFirstCall)
+{
+    // jemalloc cannot be dlopen'd (its TLS is initial-exec): tcmalloc and mimalloc.
+    for (const auto& lib : {kAllocators[1], kAllocators[2]}) {
+        ASSERT_EQ(access(lib.c_str(), R_OK), 0) << lib << " missing: tools/setup.sh installs it";
+        json r = trace_run({target("dlopen_alloc"), lib});
+        const json* t = thread_named(r, "dl-alloc");
+        ASSERT_NE(t, nullptr) << lib << ": " << r["threads"].dump(1);
+        expect_counters(*t, 300, 300 * 40, 100, 100 * 40, 200, 200 * 40, 300 * 40);
+    }
+}
+
+TEST_F(E2E, LibcDeletedBeforeAForkIsProbedInTheChild)
+{
+    // The program runs on a copy of libc that it deletes before it forks,
+    // as a libc6 upgrade during a long job would: the child maps a
+    // "(deleted)" file, probed through its map_files.
+    memscope_test::TempDir dir;
+    ASSERT_EQ(std::system(("cp /lib/x86_64-linux-gnu/libc.so.6 '" + dir.path + "/'").c_str()), 0);
+    const std::string prog = target("fork_alloc");
+    json r = trace_run({"env", "LD_LIBRARY_PATH=" + dir.path, "FORK_ALLOC_UNLINK=" + dir / "libc.so.6", prog});
+    EXPECT_EQ(access((dir / "libc.so.6").c_str(), F_OK), -1) << "the target did not delete its libc";
+    expect_fork_alloc(r, prog, "libc deleted before the fork");
+}
+
+TEST_F(E2E, ChrootedCommandIsProbedInItsOwnRoot)
+{
+    // Its libc and loader are copies (other inodes than the host's): probing
+    // the host's files, as a prediction from outside would, counts nothing.
+    memscope_test::TempDir root;
+    const std::string setup = "set -e; cd '" + root.path +
+                              "'; mkdir -p lib/x86_64-linux-gnu lib64; "
+                              "cp /lib/x86_64-linux-gnu/libc.so.6 lib/x86_64-linux-gnu/; "
+                              "cp /lib64/ld-linux-x86-64.so.2 lib64/; cp '" +
+                              target("threads_c") + "' prog; cp '" + target("fork_alloc") + "' fork_alloc";
+    ASSERT_EQ(std::system(setup.c_str()), 0);
+    json r = trace_run({"chroot", root.path, "/prog", "3", "500"});
+    expect_workers(r, 3, 500, "chroot");
+    EXPECT_EQ(r["dropped"]["events"], 0);
+    r = trace_run({"chroot", root.path, "/fork_alloc"});
+    expect_fork_alloc(r, root / "fork_alloc", "chroot fork_alloc");
+}
