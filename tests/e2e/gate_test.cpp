@@ -300,3 +300,29 @@ TEST_F(E2E, DiffFormatsOnARealPair)
     EXPECT_NE(r.out.find("| alloc\\_count=2% |"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("| thread | gate-worker x4 | alloc\\_count | 10000 | 10300 |"), std::string::npos) << r.out;
 }
+
+TEST_F(E2E, AnAllocatorThatIsNotProbedIsSaidAndTheGateRefusesTheReport)
+{
+    // prefixed_alloc defines ex_mallocx and ex_sdallocx (a jemalloc API under
+    // a prefix, as Rust's jemallocator has): its calls cannot be counted.
+    GatePair pair("gate-unprobed");
+    Result b = record(pair.base, false);
+    ASSERT_EQ(b.status, 0) << b.err;
+    const std::string prog = target("prefixed_alloc");
+    Result r = run({kBin, "run", "--baseline", pair.base, "--json", pair.more, "--", prog});
+    EXPECT_EQ(r.status, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("allocators not probed: " + prog), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("names allocators that were not probed"), std::string::npos) << r.err;
+    Result d = run({kBin, "diff", pair.base, pair.more});
+    EXPECT_EQ(d.status, 2) << d.out << d.err;
+    expect_one_line(d.err);
+    json rep = load(pair.more);
+    ASSERT_EQ(rep["unprobed_allocators"].size(), 1u) << rep["unprobed_allocators"].dump();
+    EXPECT_EQ(rep["unprobed_allocators"][0]["file"], prog);
+    EXPECT_EQ(rep["unprobed_allocators"][0]["symbols"], json::array({"ex_mallocx", "ex_sdallocx"}));
+    // What was probed is still counted exactly: libc's 10 pairs.
+    EXPECT_EQ(rep["totals"]["alloc_count"], 10);
+    EXPECT_EQ(rep["totals"]["free_count"], 10);
+    // A report of the same workload with nothing unprobed passes as before.
+    EXPECT_EQ(run({kBin, "diff", pair.base, pair.base}).status, 0);
+}

@@ -74,7 +74,46 @@ void expect_fork_alloc(const json& r, const std::string& prog, const std::string
     EXPECT_EQ(parent["totals"]["unmatched_free_count"], 0);
 }
 
+// cxx_new_delete's threads, exactly (see tests/targets/cxx_new_delete.cpp).
+void expect_cxx(const json& r, int nthreads, const std::string& how)
+{
+    for (int i = 0; i < nthreads; ++i) {
+        SCOPED_TRACE(how + ", cxx-" + std::to_string(i));
+        const json* t = thread_named(r, "cxx-" + std::to_string(i));
+        ASSERT_NE(t, nullptr) << r["threads"].dump(1);
+        const std::uint64_t bytes = 1000 * 48 + 200 * 100 + 100 * 48 + 50 * 128;
+        const std::uint64_t kept = 500 * 48;
+        expect_counters(*t, 1350, bytes, 850, bytes - kept, 500, kept, bytes);
+        EXPECT_EQ((*t)["unmatched_free_count"], 0);
+    }
+}
+
 } // namespace
+
+TEST_F(E2E, CxxOperatorsOfEveryAllocatorLinkedOrPreloadedAreCountedOnce)
+{
+    // libstdc++'s operators reach malloc: counted there, once.
+    expect_cxx(trace_run({target("cxx_new_delete"), "2"}), 2, "glibc");
+    const std::vector<std::string> names = {"jemalloc", "tcmalloc", "mimalloc"};
+    for (std::size_t a = 0; a < names.size(); ++a) {
+        const std::string& lib = kAllocators[a];
+        ASSERT_EQ(access(lib.c_str(), R_OK), 0) << lib << " missing: tools/setup.sh installs it";
+        const std::string linked = target("cxx_new_delete_" + names[a]);
+        ASSERT_EQ(access(linked.c_str(), X_OK), 0) << linked << " not built: configure again once " << lib
+                                                   << " is installed";
+        // Linked: its own operators, which do not reach its exported malloc.
+        expect_cxx(trace_run({linked, "2"}), 2, names[a] + " linked");
+        expect_workers(trace_run({target("threads_c_" + names[a]), "3", "500"}), 3, 500, names[a] + " linked, C");
+        // Preloaded by the command's environment and by the tracer's.
+        expect_cxx(trace_run({"env", "LD_PRELOAD=" + lib, target("cxx_new_delete"), "2"}), 2,
+                   "env LD_PRELOAD=" + lib);
+        const std::string path = temp_json("cxx-tracer-env");
+        Result res = run({"/usr/bin/env", "LD_PRELOAD=" + lib, kBin, "run", "--json", path, "--",
+                          target("cxx_new_delete"), "2"});
+        ASSERT_EQ(res.status, 0) << res.err;
+        expect_cxx(load(path), 2, "LD_PRELOAD=" + lib + " memscope-trace run");
+    }
+}
 
 TEST_F(E2E, AllocatorsPreloadedByAnyEnvironmentAreCountedExactly)
 {

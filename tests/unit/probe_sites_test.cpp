@@ -98,3 +98,37 @@ TEST(ProbeSites, CheapEntriesStay)
     // Undecodable bytes: the entry, never a guess.
     EXPECT_EQ(choose(MS_KIND_FREE, {0x48, 0x85, 0xff, 0x0f}).offset, 0u);
 }
+
+// A file's bytes by link-time address, for without_forwarders.
+TEST(ProbeSites, ForwardersToAnotherAllocatorFunctionAreNotProbed)
+{
+    std::map<std::uint64_t, std::vector<std::uint8_t>> code = {
+        // operator delete[] at 0x2000: jmp free@plt (0x1000): e9 rel32
+        {0x2000, {0xe9, 0xfb, 0xef, 0xff, 0xff}},
+        // free@plt at 0x1000: endbr64; bnd jmp [rip+0x3000] -> slot 0x100b + 0x3000
+        {0x1000, {0xf3, 0x0f, 0x1e, 0xfa, 0xf2, 0xff, 0x25, 0x00, 0x30, 0x00, 0x00}},
+        // operator delete at 0x2010: endbr64; jmp 0x2040 (another allocator function here)
+        {0x2010, {0xf3, 0x0f, 0x1e, 0xfa, 0xe9, 0x27, 0x00, 0x00, 0x00}},
+        // operator new at 0x2020: jmp to an unknown PLT stub (0x1010): kept
+        {0x2020, {0xe9, 0xeb, 0xef, 0xff, 0xff}},
+        {0x1010, {0xff, 0x25, 0x00, 0x40, 0x00, 0x00}},
+        // free at 0x2040: a real body
+        {0x2040, {0x48, 0x85, 0xff, 0x74, 0x01, 0xc3, 0xc3}},
+    };
+    auto read = [&](std::uint64_t vaddr, std::size_t n) {
+        auto it = code.find(vaddr);
+        std::vector<std::uint8_t> out = it == code.end() ? std::vector<std::uint8_t>{} : it->second;
+        if (out.size() > n)
+            out.resize(n);
+        return out;
+    };
+    std::vector<AllocatorSymbol> symbols = {{"_ZdaPv", MS_KIND_FREE, 0x2000, 0, 5},
+                                            {"_ZdlPv", MS_KIND_FREE, 0x2010, 0, 9},
+                                            {"_Znwm", MS_KIND_MALLOC, 0x2020, 0, 5},
+                                            {"free", MS_KIND_FREE, 0x2040, 0, 7}};
+    const std::map<std::uint64_t, std::string> slots = {{0x100b + 0x3000, "free"}};
+    std::vector<std::string> kept;
+    for (const auto& s : without_forwarders(symbols, slots, read))
+        kept.push_back(s.name);
+    EXPECT_EQ(kept, (std::vector<std::string>{"_Znwm", "free"}));
+}

@@ -1,8 +1,11 @@
 #include "probe_sites.hpp"
 
+#include "allocator_table.hpp"
+
 #include <Zydis/Zydis.h>
 
 #include <algorithm>
+#include <optional>
 #include <cstring>
 #include <vector>
 
@@ -204,6 +207,70 @@ bool ends_with_call(const std::uint8_t* before, std::size_t len)
             return true;
     }
     return false;
+}
+
+namespace {
+
+// The first instruction after an optional endbr64, at `vaddr`.
+bool first_instruction(const std::vector<std::uint8_t>& code, std::uint64_t vaddr, Decoded& d, std::uint64_t& at)
+{
+    at = vaddr;
+    std::size_t off = 0;
+    for (int i = 0; i < 2; ++i) {
+        if (off >= code.size() || !decode(code.data() + off, code.size() - off, d))
+            return false;
+        if (d.insn.mnemonic != ZYDIS_MNEMONIC_ENDBR64)
+            return true;
+        off += d.insn.length;
+        at = vaddr + off;
+    }
+    return false;
+}
+
+// Where an unconditional jmp goes: through an immediate (the target) or
+// through [rip+disp] (the slot it loads the target from).
+std::optional<std::uint64_t> jump_operand(const Decoded& d, std::uint64_t at, bool through_memory)
+{
+    if (d.insn.mnemonic != ZYDIS_MNEMONIC_JMP || d.insn.operand_count_visible < 1)
+        return std::nullopt;
+    const ZydisDecodedOperand& op = d.ops[0];
+    const bool fits = through_memory ? op.type == ZYDIS_OPERAND_TYPE_MEMORY && op.mem.base == ZYDIS_REGISTER_RIP
+                                     : op.type == ZYDIS_OPERAND_TYPE_IMMEDIATE;
+    ZyanU64 address = 0;
+    if (!fits || !ZYAN_SUCCESS(ZydisCalcAbsoluteAddress(&d.insn, &op, at, &address)))
+        return std::nullopt;
+    return address;
+}
+
+} // namespace
+
+std::vector<AllocatorSymbol> without_forwarders(const std::vector<AllocatorSymbol>& symbols,
+                                                const std::map<std::uint64_t, std::string>& slots,
+                                                const CodeReader& read)
+{
+    std::vector<AllocatorSymbol> out;
+    for (const auto& sym : symbols) {
+        Decoded d;
+        std::uint64_t at = 0;
+        std::optional<std::uint64_t> target;
+        if (first_instruction(read(sym.vaddr, 16), sym.vaddr, d, at))
+            target = jump_operand(d, at, false);
+        bool forwards = false;
+        if (target && *target != sym.vaddr) {
+            // To another of them in this file, or to a PLT stub that jumps
+            // through an allocator function's GOT slot.
+            forwards = std::any_of(symbols.begin(), symbols.end(),
+                                   [&](const AllocatorSymbol& o) { return o.vaddr == *target && is_allocator(o.kind); });
+            Decoded stub;
+            std::uint64_t stub_at = 0;
+            if (!forwards && first_instruction(read(*target, 16), *target, stub, stub_at))
+                if (auto slot = jump_operand(stub, stub_at, true))
+                    forwards = slots.count(*slot) > 0;
+        }
+        if (!forwards || !is_allocator(sym.kind))
+            out.push_back(sym);
+    }
+    return out;
 }
 
 } // namespace memscope

@@ -7,7 +7,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <vector>
+
+#include "elf_symbols.hpp"
 
 #include "memscope.h"
 
@@ -39,6 +44,19 @@ SiteCost classify_site(const std::uint8_t* code, std::size_t len, std::uint64_t 
 //    site itself (the site would be passed twice).
 // Anything unsure keeps the entry.
 ProbeSite choose_probe_site(ms_alloc_kind kind, const std::uint8_t* code, std::size_t size, std::uint64_t vaddr);
+
+// Reads `n` bytes of the file at link-time address `vaddr` (fewer or none
+// where the file has none).
+using CodeReader = std::function<std::vector<std::uint8_t>(std::uint64_t vaddr, std::size_t n)>;
+
+// The allocator functions of `symbols` worth a probe: not those that only
+// jump on to another (a tail call, straight or through the PLT: jemalloc's
+// operator delete[] is `jmp free@plt`). The call is counted where it lands,
+// once, for one probe hit. `slots`: the file's GOT slots of allocator
+// functions (ElfScan::allocator_slots).
+std::vector<AllocatorSymbol> without_forwarders(const std::vector<AllocatorSymbol>& symbols,
+                                                const std::map<std::uint64_t, std::string>& slots,
+                                                const CodeReader& read);
 
 // Whether the `len` bytes that end at a would-be return address end with a
 // call instruction (direct, or through a register or memory): a frame-pointer

@@ -510,9 +510,20 @@ static ProbeSite site_of(const std::string& path, const AllocatorSymbol& sym)
     return site;
 }
 
-int Tracer::attach_allocator(int pid, const std::string& path,
-                             const std::vector<AllocatorSymbol>& symbols, std::string& error)
+int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& scan, std::string& error)
 {
+    std::string why;
+    int fd = open_untrusted(path, {}, why);
+    auto read = [&](std::uint64_t vaddr, std::size_t n) {
+        std::vector<std::uint8_t> code(n);
+        auto offset = vaddr_to_offset(scan.loads, vaddr);
+        ssize_t got = fd >= 0 && offset ? pread(fd, code.data(), n, static_cast<off_t>(*offset)) : -1;
+        code.resize(got > 0 ? static_cast<std::size_t>(got) : 0);
+        return code;
+    };
+    const std::vector<AllocatorSymbol> symbols = without_forwarders(scan.symbols, scan.allocator_slots, read);
+    if (fd >= 0)
+        close(fd);
     int probed = 0;
     for (const auto& sym : unique_by_address(symbols)) {
         ProbeSite site = site_of(path, sym);

@@ -146,8 +146,9 @@ public:
     // Attach the allocator probes found in `path` (as the host sees it) to
     // process `pid` only. Returns the number of functions probed (0: the
     // file defines no allocator), or -1 with `error` set.
-    int attach_allocator(int pid, const std::string& path, const std::vector<AllocatorSymbol>& symbols,
-                         std::string& error);
+    // Functions that only jump on to another allocator function are not
+    // probed (see without_forwarders).
+    int attach_allocator(int pid, const std::string& path, const ElfScan& scan, std::string& error);
 
     // Attach to a module's tracker entry point (one site), for process
     // `pid` only; `module` comes back in each event as the uprobe cookie.

@@ -205,9 +205,11 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
             continue;
         if (!scan.tracker_error.empty())
             notes_.push_back(file.path + ": " + scan.tracker_error);
+        if (!scan.unprobed_allocator.empty())
+            unprobed_.push_back({static_cast<std::uint32_t>(pid), file.path, scan.unprobed_allocator});
         if (!scan.symbols.empty()) {
             std::string err;
-            int n = tracer_.attach_allocator(pid, file.host, scan.symbols, err);
+            int n = tracer_.attach_allocator(pid, file.host, scan, err);
             if (n < 0) {
                 if (running)
                     tracer_.set_mode(before);
@@ -320,6 +322,8 @@ void Session::describe_modes(Report& r) const
                              (had_async_ && had_off_ ? "async and off" : had_async_ ? "async" : "off") +
                              " (untracked_free_count counts frees of blocks allocated then)");
     note_unrecorded(r);
+    r.unprobed_allocators = unprobed_;
+    note_unprobed(r);
     if (std::uint64_t n = tracer_.probe_lapses(pid_)) {
         // Calls in those moments went unseen; how many, nobody knows.
         r.live_bytes_exact = r.free_bytes_exact = false;

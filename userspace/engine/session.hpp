@@ -113,6 +113,7 @@ private:
     std::size_t requests_seen_ = 0;
     bool rescan_ = false; // look for new libraries at the next drain
     int allocator_functions_ = 0; // probed in every file attached so far
+    std::vector<UnprobedAllocator> unprobed_;
     TrackerModules modules_;
     TrackerEvents events_;
     std::set<std::pair<dev_t, ino_t>> seen_;

@@ -208,6 +208,8 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
         root.stacks.distinct += s.stacks.distinct;
         root.stacks.outstanding_without_stack += s.stacks.outstanding_without_stack;
         root.allocation_records += s.allocation_records;
+        root.unprobed_allocators.insert(root.unprobed_allocators.end(), s.unprobed_allocators.begin(),
+                                        s.unprobed_allocators.end());
     }
     root.stacks.truncated_share = with_stack ? static_cast<double>(truncated) / static_cast<double>(with_stack) : 0;
     sort_threads(root);
@@ -228,6 +230,7 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
     if (root.dropped.events > 0 || root.dropped.untracked_allocations > 0)
         root.warnings.push_back(kIncompleteWarning);
     note_unrecorded(root);
+    note_unprobed(root);
     tracked_warnings(root);
 }
 
@@ -243,6 +246,24 @@ void note_unrecorded(Report& report)
                               std::to_string(n) + " allocation" + (n == 1 ? " was" : "s were") +
                               " counted but not recorded; live and peak bytes leave them out (raise "
                               "--max-allocations)");
+}
+
+void note_unprobed(Report& report)
+{
+    std::erase_if(report.warnings, [](const std::string& w) { return w.rfind(kUnprobedWarning, 0) == 0; });
+    if (report.unprobed_allocators.empty())
+        return;
+    std::string files;
+    for (const auto& u : report.unprobed_allocators) {
+        std::string names;
+        for (const auto& s : u.symbols)
+            names += (names.empty() ? "" : ", ") + s;
+        files += (files.empty() ? "" : "; ") + u.file + " (pid " + std::to_string(u.pid) + ": " + names + ")";
+    }
+    report.warnings.push_back(std::string(kUnprobedWarning) + ": " + files +
+                              " define a known allocator's entry points under other names (a prefixed "
+                              "jemalloc, tcmalloc or mimalloc?): their calls are not counted, and the gate "
+                              "refuses this report");
 }
 
 void add_tracked(Report& report, Tracked tracked)

@@ -22,6 +22,7 @@ inline constexpr const char* kToolVersion = "0.1.0";
 inline constexpr const char* kIncompleteWarning = "figures are incomplete: see dropped";
 inline constexpr const char* kNoAllocatorCallWarning = "no allocator call was seen";
 inline constexpr const char* kUnrecordedWarning = "live and peak figures are lower bounds";
+inline constexpr const char* kUnprobedWarning = "allocators not probed";
 
 struct Counters {
     std::uint64_t alloc_count = 0;
@@ -192,6 +193,14 @@ struct ProcessSection {
     std::size_t threads = 0;
 };
 
+// A file a process maps that defines a known allocator's entry points under
+// names not probed (a prefixed build): its calls go uncounted.
+struct UnprobedAllocator {
+    std::uint32_t pid = 0;
+    std::string file;
+    std::vector<std::string> symbols;
+};
+
 struct Report {
     Target target;
     double duration_s = 0;
@@ -216,6 +225,7 @@ struct Report {
     Dropped dropped;
     Children children;
     std::vector<std::string> warnings;
+    std::vector<UnprobedAllocator> unprobed_allocators; // non-empty: a gate refuses the report
     std::vector<std::string> alloc_functions; // --alloc-fn: wrappers a site is not named after
     Tracked tracked;
     StackSummary stacks;
@@ -265,5 +275,7 @@ void add_tracked(Report& report, Tracked tracked);
 // their blocks are in no live or peak figure, and their frees match
 // nothing. The figures they affect are marked inexact, the shortfall said.
 void note_unrecorded(Report& report);
+// The warning for report.unprobed_allocators (one, naming each file).
+void note_unprobed(Report& report);
 
 } // namespace memscope

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <span>
 
 namespace memscope {
 
@@ -28,10 +29,53 @@ struct ElfCloser {
 
 const AllocatorFunction* lookup(std::string_view name)
 {
-    for (const auto& f : kGlibcAllocator)
-        if (f.name == name)
-            return &f;
+    using Table = std::span<const AllocatorFunction>;
+    for (Table table : {Table(kGlibcAllocator), Table(kAllocatorExtensions), Table(kCxxOperators)})
+        for (const auto& f : table)
+            if (f.name == name)
+                return &f;
     return nullptr;
+}
+
+// A known allocator's own entry point under another name: a prefixed build
+// (je_mallocx, _rjem_sdallocx, xx_tc_malloc, pre_mi_malloc).
+bool unprobed_entry_point(std::string_view name)
+{
+    for (std::string_view suffix : {"mallocx", "sdallocx", "rallocx", "dallocx", "je_malloc", "jem_malloc",
+                                    "tc_malloc", "mi_malloc"})
+        if (name.size() > suffix.size() && name.ends_with(suffix))
+            return true;
+    return false;
+}
+
+// The relocations of one RELA section that fill a GOT slot with an
+// allocator function's address: how the file calls those through its PLT.
+void scan_allocator_slots(Elf* elf, Elf_Scn* scn, const GElf_Shdr& sh, ElfScan& out)
+{
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    Elf_Scn* symtab = elf_getscn(elf, sh.sh_link);
+    GElf_Shdr symsh;
+    if (!data || sh.sh_entsize == 0 || !symtab || !gelf_getshdr(symtab, &symsh))
+        return;
+    Elf_Data* syms = elf_getdata(symtab, nullptr);
+    if (!syms || symsh.sh_entsize == 0)
+        return;
+    const size_t count = sh.sh_size / sh.sh_entsize, nsyms = symsh.sh_size / symsh.sh_entsize;
+    for (size_t i = 0; i < count && out.allocator_slots.size() < 4096; ++i) {
+        GElf_Rela rela;
+        if (!gelf_getrela(data, static_cast<int>(i), &rela))
+            continue;
+        const auto type = GELF_R_TYPE(rela.r_info);
+        const auto index = GELF_R_SYM(rela.r_info);
+        if ((type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT) || index == 0 || index >= nsyms)
+            continue;
+        GElf_Sym sym;
+        if (!gelf_getsym(syms, static_cast<int>(index), &sym))
+            continue;
+        const char* name = elf_strptr(elf, symsh.sh_link, sym.st_name);
+        if (name && lookup(name))
+            out.allocator_slots.emplace(rela.r_offset, name);
+    }
 }
 
 std::uint64_t read_u64(const unsigned char* p)
@@ -136,6 +180,10 @@ ElfScan scan_elf(const std::string& path)
             scan_tracker_note(scn, out);
             continue;
         }
+        if (sh.sh_type == SHT_RELA) {
+            scan_allocator_slots(e.elf, scn, sh, out);
+            continue;
+        }
         if (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM)
             continue;
         Elf_Data* data = elf_getdata(scn, nullptr);
@@ -157,6 +205,10 @@ ElfScan scan_elf(const std::string& path)
                 continue;
             // Versioned dynamic names come without the @VERSION suffix here.
             const AllocatorFunction* f = lookup(name);
+            if (!f && unprobed_entry_point(name) && out.unprobed_allocator.size() < 8 &&
+                std::find(out.unprobed_allocator.begin(), out.unprobed_allocator.end(), name) ==
+                    out.unprobed_allocator.end())
+                out.unprobed_allocator.emplace_back(name);
             if (!f || found.count(f->name.data()))
                 continue;
             Elf_Scn* target = elf_getscn(e.elf, sym.st_shndx);
@@ -172,11 +224,23 @@ ElfScan scan_elf(const std::string& path)
             found.emplace(s.name, s);
         }
     }
-    for (const auto& f : kGlibcAllocator) {
-        auto it = found.find(std::string(f.name));
-        if (it != found.end())
-            out.symbols.push_back(it->second);
-    }
+    auto take = [&](const auto& table) {
+        for (const auto& f : table) {
+            auto it = found.find(std::string(f.name));
+            if (it != found.end())
+                out.symbols.push_back(it->second);
+        }
+    };
+    std::sort(out.unprobed_allocator.begin(), out.unprobed_allocator.end());
+    // In table order: where names share an address, the first one's layout.
+    take(kGlibcAllocator);
+    take(kAllocatorExtensions);
+    // The C++ operators of an allocator that has its own (see the table).
+    const bool own_operators =
+        found.count("malloc") && std::any_of(kOperatorAllocatorMarkers.begin(), kOperatorAllocatorMarkers.end(),
+                                             [&](std::string_view m) { return found.count(std::string(m)) > 0; });
+    if (own_operators)
+        take(kCxxOperators);
     if (out.tracker) {
         auto site = vaddr_to_offset(out.loads, out.tracker->site_vaddr);
         auto sema = vaddr_to_offset(out.loads, out.tracker->semaphore_vaddr);

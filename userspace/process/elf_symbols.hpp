@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +36,13 @@ struct ElfScan {
     std::vector<LoadSegment> loads;       // PT_LOAD segments
     std::optional<TrackerNote> tracker;   // from the .note.memscope note
     std::string tracker_error;            // a memscope note that cannot be used, and why
+    // GOT slots (link-time addresses) of the allocator functions the file
+    // calls through its PLT or GOT (JUMP_SLOT, GLOB_DAT relocations): name by slot.
+    std::map<std::uint64_t, std::string> allocator_slots;
+    // Entry points of a known allocator under names not probed: jemalloc,
+    // tcmalloc or mimalloc built with a prefix (Rust's `_rjem_mallocx`, say).
+    // Their calls are not counted: the report says so, the gate refuses it.
+    std::vector<std::string> unprobed_allocator;
 };
 
 // Scan .dynsym and .symtab for defined allocator functions, and the notes

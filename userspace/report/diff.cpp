@@ -1343,6 +1343,18 @@ int diff_documents(const json& base_doc, const json& current_doc, const std::str
     Model base, current;
     std::string base_name = "the base report" + (base_label.empty() ? "" : " " + escape_text(base_label));
     std::string current_name = "the new report" + (current_label.empty() ? "" : " " + escape_text(current_label));
+    // Calls of an allocator the tracer could not probe are missing from its
+    // figures: nothing sound to gate on.
+    if (const auto it = current_doc.find("unprobed_allocators");
+        it != current_doc.end() && it->is_array() && !it->empty()) {
+        const json& first = it->front();
+        const auto file = first.is_object() && first.contains("file") && first["file"].is_string()
+                              ? first["file"].get<std::string>()
+                              : std::string("a file");
+        return bad_input(err, current_name + " names allocators that were not probed (" +
+                                  clip(escape_text(file), 200) + (it->size() > 1 ? " and others" : "") +
+                                  "): their calls are not counted, so there is nothing sound to gate on");
+    }
     Reader br(base_name), cr(current_name);
     if (!br.read(base_doc, base))
         return bad_input(err, br.error());

@@ -401,6 +401,12 @@ json report_without_variables(const Report& r, bool lists)
           {"traced", r.followed_children}}},
         {"processes", processes_json(r)},
         {"warnings", r.warnings},
+        {"unprobed_allocators", [&] {
+             json list = json::array();
+             for (const auto& u : r.unprobed_allocators)
+                 list.push_back({{"pid", u.pid}, {"file", u.file}, {"symbols", u.symbols}});
+             return list;
+         }()},
     };
     add_tracked_json(r.tracked, out);
     add_sites_json(r, out, lists);
