@@ -45,8 +45,11 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	struct ms_target *t = bpf_map_lookup_elem(&targets, &tgid);
 	struct ms_inflight *st;
 
-	if (t)
+	if (t) {
 		__sync_fetch_and_add(&t->execs, 1);
+		/* Slots handed out from now on are the new program's. */
+		report_event(MS_EV_EXEC, tgid, 0, next_slot, 0, true);
+	}
 	/* A new program in the same thread: its figures start afresh in a slot
 	 * of their own (userspace closes the old image's at the exec stop).
 	 * Only a task our probes met has this storage. */

@@ -415,3 +415,30 @@ TEST_F(E2E, DashPTracesAProcessWhoseLeaderIsAZombie)
     EXPECT_FALSE(has_warning(r, "lapsed")) << r["warnings"].dump();
     target_process.finish();
 }
+
+TEST_F(E2E, DashPFollowsATargetThatExecsItself)
+{
+    // Four programs in one pid, one after the other: a section each, exact.
+    TempDir dir;
+    const std::string go = dir / "go";
+    Child target_process({target("exec_self"), go, "3"});
+    const int pid = target_process.pid;
+    const std::string path = temp_json("exec-self");
+    Child tracer({kBin, "-p", std::to_string(target_process.pid), "--json", path});
+    ASSERT_TRUE(tracer.wait_for("attached to pid", true)) << tracer.err_text;
+    std::ofstream(go.c_str()) << "go\n";
+    EXPECT_EQ(tracer.finish(60s), 0) << tracer.err_text;
+    EXPECT_EQ(target_process.finish(), 0);
+    json r = load(path);
+    ASSERT_EQ(r["processes"].size(), 4u) << r["processes"].dump(1) << tracer.err_text;
+    for (const auto& p : r["processes"]) {
+        EXPECT_EQ(p["pid"], pid);
+        EXPECT_EQ(p["totals"]["alloc_count"], 100) << p.dump();
+        EXPECT_EQ(p["totals"]["alloc_bytes"], 5000) << p.dump();
+        EXPECT_EQ(p["totals"]["free_count"], 60) << p.dump();
+        EXPECT_EQ(p["totals"]["unmatched_free_count"], 0) << p.dump();
+        EXPECT_EQ(p["totals"]["live_bytes"], 2000) << p.dump();
+    }
+    EXPECT_EQ(r["totals"]["alloc_count"], 400);
+    EXPECT_EQ(r["totals"]["free_count"], 240);
+}

@@ -624,6 +624,29 @@ void Tracer::forget_process(int pid)
         bpf_map_delete_elem(vars_fd, &k);
 }
 
+void Tracer::forget_image(int pid, std::uint32_t exec_slot, std::uint64_t exec_ns)
+{
+    const __u32 tgid = static_cast<__u32>(pid);
+    int slots_fd = bpf_map__fd(skel_->maps.thread_slots);
+    const __u32 used = std::min(exec_slot, bpf_map__max_entries(skel_->maps.thread_slots));
+    for (__u32 slot = 0; slot < used; ++slot) {
+        ms_thread_key k{};
+        if (bpf_map_lookup_elem(slots_fd, &slot, &k) == 0 && k.tgid == tgid) {
+            ms_thread_key none{};
+            bpf_map_update_elem(slots_fd, &slot, &none, BPF_ANY);
+        }
+    }
+    int allocs_fd = bpf_map__fd(skel_->maps.allocs);
+    for (const auto& k : keys_of_process<ms_alloc_key>(allocs_fd, tgid)) {
+        ms_alloc_rec rec{};
+        if (bpf_map_lookup_elem(allocs_fd, &k, &rec) == 0 && (rec.alloc_ns == 0 || rec.alloc_ns < exec_ns))
+            bpf_map_delete_elem(allocs_fd, &k);
+    }
+    int sites_fd = bpf_map__fd(skel_->maps.sites);
+    for (const auto& k : keys_of_process<ms_site_key>(sites_fd, tgid))
+        bpf_map_delete_elem(sites_fd, &k);
+}
+
 void Tracer::release_process(int pid)
 {
     std::vector<bpf_link*> gone;
@@ -940,7 +963,7 @@ std::vector<std::uint64_t> Tracer::stack(std::uint64_t hash) const
     return {value.begin() + 1, value.begin() + 1 + static_cast<std::ptrdiff_t>(nr)};
 }
 
-Snapshot Tracer::snapshot(int pid) const
+Snapshot Tracer::snapshot(int pid, std::uint32_t end_slot) const
 {
     Snapshot s;
     const int ncpu = libbpf_num_possible_cpus();
@@ -954,8 +977,8 @@ Snapshot Tracer::snapshot(int pid) const
     std::map<std::pair<__u32, __u64>, ThreadStats> threads;
     std::vector<ms_thread_counters> per_cpu(static_cast<size_t>(ncpu));
     // Slots handed out so far; one whose owner is not written yet reads as tgid 0.
-    const __u32 used = std::min(__atomic_load_n(&skel_->bss->next_slot, __ATOMIC_ACQUIRE),
-                                bpf_map__max_entries(skel_->maps.thread_slots));
+    const __u32 used = std::min({__atomic_load_n(&skel_->bss->next_slot, __ATOMIC_ACQUIRE),
+                                 bpf_map__max_entries(skel_->maps.thread_slots), end_slot});
     for (__u32 slot = 0; slot < used; ++slot) {
         ms_thread_key k{};
         // An owner still being written (a thread at its first event) reads

@@ -176,7 +176,13 @@ public:
     int events_fd() const;
     void drain_events();
 
-    Snapshot snapshot(int pid) const;
+    // `end_slot`: only the thread slots handed out before it (a program
+    // that exec'd: its slots, not the new one's).
+    Snapshot snapshot(int pid, std::uint32_t end_slot = UINT32_MAX) const;
+    // Process `pid` exec'd (-p: told by the BPF side, after the fact): drop
+    // the old program's thread slots (those before `exec_slot`), its records
+    // (allocated before `exec_ns`; in fast mode all) and its sites.
+    void forget_image(int pid, std::uint32_t exec_slot, std::uint64_t exec_ns);
 
     // Outstanding-allocation records the table holds for `pid` (a walk of
     // the table: for reports, not for every sample).

@@ -3,6 +3,7 @@
 // into a report.
 #pragma once
 
+#include <optional>
 #include <set>
 #include <unordered_map>
 #include <string>
@@ -63,6 +64,21 @@ public:
     // Symbolize through `other`'s files: each library is read once per run.
     void share_symbols(const Session& other) { symbolizer_.share_modules(other.symbolizer_); }
 
+    // The process exec'd (-p: no ptrace stop; the BPF side says so after
+    // the fact): the first thread slot of the new program and when.
+    struct ExecMark {
+        std::uint32_t first_slot = 0;
+        std::uint64_t ns = 0;
+    };
+    std::optional<ExecMark> take_exec()
+    {
+        if (execs_.empty())
+            return std::nullopt;
+        ExecMark e = execs_.front();
+        execs_.erase(execs_.begin());
+        return e;
+    }
+
     // Read pending events; after a dlopen, attach to the new libraries'
     // entry points; act on the target's mode requests. Call it often: the
     // event ring is bounded.
@@ -114,6 +130,7 @@ private:
     bool rescan_ = false; // look for new libraries at the next drain
     int allocator_functions_ = 0; // probed in every file attached so far
     std::vector<UnprobedAllocator> unprobed_;
+    std::vector<ExecMark> execs_;
     TrackerModules modules_;
     TrackerEvents events_;
     std::set<std::pair<dev_t, ino_t>> seen_;

@@ -108,10 +108,40 @@ TraceRun::TraceRun(Tracer& tracer, Session& session, Traced& traced, const RunSe
 
 void TraceRun::drain()
 {
-    if (family_)
+    if (family_) {
         family_->drain(elapsed());
-    else
-        session_.drain(elapsed());
+        return;
+    }
+    session_.drain(elapsed());
+    while (auto e = session_.take_exec())
+        if (!traced_.child) // run's exec stops are the family's
+            on_exec(*e);
+}
+
+void TraceRun::on_exec(const Session::ExecMark& e)
+{
+    // The old program's figures are its slots' (the new one's come after);
+    // what it left behind (records, sites) goes with it. Calls the new one
+    // made before this, through files the old one had probed too (its libc),
+    // were counted: in its slots, and its sites' first milliseconds are lost.
+    const int pid = traced_.pid;
+    Snapshot snap = tracer_.snapshot(pid, e.first_slot);
+    Target old = traced_.target;
+    Report r = make_report(snap, old, elapsed(), snap.live_bytes_sum);
+    session_.describe_modes(r);
+    session_.add_sites(r);
+    add_tracked(r, session_.tracked(snap, true));
+    r.processes.push_back({old, 0, {}, true, 0});
+    exec_sections_.push_back(std::move(r));
+    tracer_.forget_image(pid, e.first_slot, e.ns);
+    session_.on_exec();
+    traced_.target.exe = process_exe(pid);
+    traced_.target.comm = read_first_line("/proc/" + std::to_string(pid) + "/comm").value_or("");
+    if (auto err = session_.attach_new_files(); !err.empty())
+        std::fprintf(stderr, "memscope-trace: pid %d exec'd %s: %s\n", pid,
+                     escape_for_terminal(traced_.target.exe).c_str(), escape_for_terminal(err).c_str());
+    std::fprintf(stderr, "memscope-trace: pid %d exec'd %s: a new section\n", pid,
+                 escape_for_terminal(traced_.target.exe).c_str());
 }
 
 bool TraceRun::calibrate()
@@ -145,6 +175,8 @@ Report TraceRun::snapshot_report(bool final)
     add_tracked(r, session_.tracked(snap, final));
     if (family_ && family_->follows_children())
         merge_processes(r, family_->snapshot_sections(), std::max(sampled_peak_, command_peak_));
+    else if (!exec_sections_.empty())
+        merge_processes(r, exec_sections_, std::max(sampled_peak_, command_peak_));
     r.alloc_functions = settings_.alloc_fns;
     return r;
 }
@@ -309,6 +341,8 @@ Report TraceRun::final_report()
     add_tracked(report, session_.tracked(snap, true));
     if (family_ && family_->follows_children())
         merge_processes(report, family_->sections(), std::max(sampled_peak_, command_peak_));
+    else if (!exec_sections_.empty())
+        merge_processes(report, std::move(exec_sections_), std::max(sampled_peak_, command_peak_));
     // The whole run's cost: the report so far included (symbols, merging;
     // not the writing of its files).
     rusage self{};

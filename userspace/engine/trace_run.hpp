@@ -106,6 +106,8 @@ private:
     Report snapshot_report(bool final);
     void reap(int& status);          // the target is gone: its exit status
     Report final_report();
+    // -p: the target exec'd; its old program becomes a section of its own.
+    void on_exec(const Session::ExecMark& e);
 
     Tracer& tracer_;
     Session& session_;
@@ -126,6 +128,7 @@ private:
     std::optional<LiveTable> table_;
     double next_table_ = 0;
     double at_start_user_ = 0, at_start_sys_ = 0; // the tracer's start: BPF load, ELF scans, symbols
+    std::vector<Report> exec_sections_; // -p: the programs the target ran before this one
 };
 
 } // namespace memscope
