@@ -11,7 +11,11 @@
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 
+#include <elf.h>
+
+#include <cstddef>
 #include <fstream>
+#include <set>
 
 using namespace e2e;
 using nlohmann::json;
@@ -441,4 +445,49 @@ TEST_F(E2E, DashPFollowsATargetThatExecsItself)
     }
     EXPECT_EQ(r["totals"]["alloc_count"], 400);
     EXPECT_EQ(r["totals"]["free_count"], 240);
+}
+
+TEST_F(E2E, CompressedSectionsClaimingSixtyFourGiBAreNotInflated)
+{
+    // leaks with its DWARF compressed, each compressed section then claiming
+    // to inflate to 64 GiB (a file of a few KiB can): its debug sections are
+    // skipped, said, and the tracer stays small. Its symbols still name the
+    // leaks.
+    TempDir dir;
+    const std::string bomb = dir / "leaks_bomb";
+    ASSERT_EQ(std::system(("objcopy --compress-debug-sections=zlib-gabi '" + target("leaks") + "' '" + bomb + "'")
+                              .c_str()),
+              0);
+    {
+        std::fstream f(bomb, std::ios::in | std::ios::out | std::ios::binary);
+        Elf64_Ehdr eh{};
+        f.read(reinterpret_cast<char*>(&eh), sizeof eh);
+        int patched = 0;
+        for (int i = 0; i < eh.e_shnum; ++i) {
+            Elf64_Shdr sh{};
+            f.seekg(static_cast<std::streamoff>(eh.e_shoff + static_cast<std::uint64_t>(i) * eh.e_shentsize));
+            f.read(reinterpret_cast<char*>(&sh), sizeof sh);
+            if (!(sh.sh_flags & SHF_COMPRESSED))
+                continue;
+            const std::uint64_t claim = 64ULL << 30;
+            f.seekp(static_cast<std::streamoff>(sh.sh_offset + offsetof(Elf64_Chdr, ch_size)));
+            f.write(reinterpret_cast<const char*>(&claim), sizeof claim);
+            ++patched;
+        }
+        ASSERT_GT(patched, 0) << "objcopy compressed no section";
+    }
+    chmod(bomb.c_str(), 0755);
+    const std::string path = temp_json("inflation");
+    const auto t0 = std::chrono::steady_clock::now();
+    Result r = run({kBin, "run", "--json", path, "--", bomb});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 60s);
+    EXPECT_LT(r.max_rss_kb, 400 * 1024) << "the tracer inflated something";
+    json rep = load(path);
+    EXPECT_TRUE(has_warning(rep, "compressed sections would inflate to")) << rep["warnings"].dump(1);
+    std::set<std::string> functions;
+    for (const auto& l : rep["leaks"])
+        if (l["function"].is_string())
+            functions.insert(l["function"].get<std::string>());
+    EXPECT_TRUE(functions.count("leak_deep()")) << rep["leaks"].dump(1);
 }

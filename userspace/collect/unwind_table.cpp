@@ -267,9 +267,17 @@ bool build_unwind_table(Elf* elf, UnwindTable& out, std::string& why)
     }
     GElf_Shdr sh;
     gelf_getshdr(scn, &sh);
-    if (!eh && (sh.sh_flags & SHF_COMPRESSED) && elf_compress(scn, 0, 0) < 0) {
-        why = ".debug_frame cannot be decompressed";
-        return false;
+    if (!eh && (sh.sh_flags & SHF_COMPRESSED)) {
+        // Inflated into memory of the size it claims: a bounded claim only.
+        GElf_Chdr ch;
+        if (!gelf_getchdr(scn, &ch) || ch.ch_size > kMaxInflatedBytes) {
+            why = ".debug_frame would inflate past " + std::to_string(kMaxInflatedBytes >> 20) + " MiB";
+            return false;
+        }
+        if (elf_compress(scn, 0, 0) < 0) {
+            why = ".debug_frame cannot be decompressed";
+            return false;
+        }
     }
     out.source = eh ? ".eh_frame" : ".debug_frame";
     out.section_bytes = sh.sh_size;

@@ -125,6 +125,49 @@ void scan_tracker_note(Elf_Scn* scn, ElfScan& out)
 
 } // namespace
 
+std::uint64_t inflated_size(Elf* elf)
+{
+    std::uint64_t total = 0;
+    auto add = [&](std::uint64_t n) { total = n > UINT64_MAX - total ? UINT64_MAX : total + n; };
+    std::size_t shstrndx = 0;
+    const bool named = elf_getshdrstrndx(elf, &shstrndx) == 0;
+    for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf, scn));) {
+        GElf_Shdr sh;
+        if (!gelf_getshdr(scn, &sh) || sh.sh_type == SHT_NOBITS)
+            continue;
+        if (sh.sh_flags & SHF_COMPRESSED) {
+            GElf_Chdr ch;
+            if (gelf_getchdr(scn, &ch))
+                add(ch.ch_size);
+            continue;
+        }
+        const char* name = named ? elf_strptr(elf, shstrndx, sh.sh_name) : nullptr;
+        if (!name || std::strncmp(name, ".zdebug", 7) != 0)
+            continue;
+        // "ZLIB", then the inflated size, big-endian.
+        Elf_Data* raw = elf_rawdata(scn, nullptr);
+        if (!raw || raw->d_size < 12 || std::memcmp(raw->d_buf, "ZLIB", 4) != 0)
+            continue;
+        const auto* b = static_cast<const unsigned char*>(raw->d_buf) + 4;
+        std::uint64_t n = 0;
+        for (int i = 0; i < 8; ++i)
+            n = n << 8 | b[i];
+        add(n);
+    }
+    return total;
+}
+
+std::uint64_t inflated_size(int fd)
+{
+    elf_version(EV_CURRENT);
+    Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
+    if (!elf)
+        return 0;
+    const std::uint64_t n = inflated_size(elf);
+    elf_end(elf);
+    return n;
+}
+
 std::optional<std::uint64_t> vaddr_to_offset(const std::vector<LoadSegment>& loads, std::uint64_t vaddr)
 {
     for (const auto& l : loads)

@@ -9,6 +9,8 @@
 
 #include "allocator_table.hpp"
 
+typedef struct Elf Elf;
+
 namespace memscope {
 
 struct AllocatorSymbol {
@@ -51,6 +53,12 @@ ElfScan scan_elf(const std::string& path);
 
 // File offset of a link-time address, if a PT_LOAD segment holds it in the file.
 std::optional<std::uint64_t> vaddr_to_offset(const std::vector<LoadSegment>& loads, std::uint64_t vaddr);
+
+// What the compressed sections of an ELF file (SHF_COMPRESSED, GNU .zdebug)
+// say they inflate to, summed (saturating). libelf and libdw allocate that
+// much when a section is decompressed: a file of a few KiB may claim 64 GiB.
+std::uint64_t inflated_size(Elf* elf);
+std::uint64_t inflated_size(int fd);
 
 // One probe per address: aliases collapse to the first name in the table.
 std::vector<AllocatorSymbol> unique_by_address(const std::vector<AllocatorSymbol>& symbols);

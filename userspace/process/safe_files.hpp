@@ -59,6 +59,9 @@ struct UntrustedOpen {
 // regular file), EPERM (another owner), EFBIG (too large).
 // ELF and debug files larger than this are not read.
 inline constexpr std::uint64_t kMaxElfBytes = 4ULL << 30;
+// Nor are compressed sections (SHF_COMPRESSED, .zdebug) that claim to inflate
+// past this, together (libelf and libdw allocate what they claim).
+inline constexpr std::uint64_t kMaxInflatedBytes = 1ULL << 30;
 
 int open_untrusted(const std::string& path, const UntrustedOpen& how, std::string& why);
 

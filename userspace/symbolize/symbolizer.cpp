@@ -102,11 +102,33 @@ bool same_build_id(int fd, const unsigned char* bits, int len)
 // comes first: it also answers for a dwz file's shared "alt" part. Then, for
 // a file in a container (/proc/PID/root/...), the same under that root, and
 // the file's .gnu_debuglink beside it, in .debug/ and under the debug root.
+// A file whose compressed sections claim more than kMaxInflatedBytes: libdw
+// would allocate that much inflating them. Closed and said.
+bool inflates_too_much(int fd, const std::string& path)
+{
+    const std::uint64_t n = inflated_size(fd);
+    if (n <= kMaxInflatedBytes)
+        return false;
+    errno = EFBIG;
+    note_skipped(t_skipped, path,
+                 "its compressed sections would inflate to " +
+                     (n == UINT64_MAX ? std::string("more than 16 EiB") : std::to_string(n >> 20) + " MiB") +
+                     " (more than " + std::to_string(kMaxInflatedBytes >> 20) + " MiB)");
+    return true;
+}
+
 int find_local_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
                          const char* file_name, const char* debuglink, GElf_Word crc, char** debuginfo_file_name)
 {
     int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink, crc,
                                           debuginfo_file_name);
+    if (fd >= 0 && inflates_too_much(fd, *debuginfo_file_name ? *debuginfo_file_name : "a debug file")) {
+        close(fd);
+        free(*debuginfo_file_name);
+        *debuginfo_file_name = nullptr;
+        errno = EFBIG;
+        return -1;
+    }
     // An alt (dwz) file is asked for by its path: only the build-id
     // lookup above can answer that one.
     if (fd >= 0 || (debuglink && std::strchr(debuglink, '/')))
@@ -138,7 +160,7 @@ int find_local_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname,
             note_skipped(t_skipped, c, why);
             continue;
         }
-        if (same_build_id(fd, bits, len)) {
+        if (same_build_id(fd, bits, len) && !inflates_too_much(fd, c)) {
             *debuginfo_file_name = strdup(c.c_str());
             return fd;
         }
@@ -184,6 +206,7 @@ struct Symbolizer::Module {
     int fd = -1;
     Dwfl* dwfl = nullptr;
     Dwfl_Module* mod = nullptr;
+    bool no_dwarf = false; // its compressed sections claim too much to inflate
     GElf_Addr bias = 0;
     std::vector<LoadSegment> loads;
     std::unordered_map<std::uint64_t, Sym> cache; // by link-time return address
@@ -207,6 +230,8 @@ struct Symbolizer::Module {
             note_skipped(t_skipped, host_path, why);
             return false;
         }
+        // Its symbols are still read; its DWARF is not.
+        no_dwarf = inflates_too_much(fd, host_path);
         dwfl = dwfl_begin(&kOffline);
         if (!dwfl)
             return false;
@@ -240,7 +265,8 @@ struct Symbolizer::Module {
     bool load()
     {
         Dwarf_Addr dwarf_bias = 0;
-        dwfl_module_getdwarf(mod, &dwarf_bias);
+        if (!no_dwarf)
+            dwfl_module_getdwarf(mod, &dwarf_bias);
         dwfl_module_getsymtab(mod);
         Elf* elf = dwfl_module_getelf(mod, &bias);
         if (!elf)
@@ -288,15 +314,15 @@ struct Symbolizer::Module {
         // __libc_start_call_main) need no source line: looking one up reads
         // and inflates all of libc's DWARF (libc6-dbg), ~30 ms and megabytes
         // of the tracer's memory for nothing a user reads.
-        const bool runtime_root = s.name != "main" && is_root_symbol(s.name);
-        if (Dwfl_Line* line = runtime_root ? nullptr : dwfl_module_getsrc(mod, vaddr - 1 + bias)) {
+        const bool no_lines = (s.name != "main" && is_root_symbol(s.name)) || no_dwarf;
+        if (Dwfl_Line* line = no_lines ? nullptr : dwfl_module_getsrc(mod, vaddr - 1 + bias)) {
             int lineno = 0;
             if (const char* file = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr)) {
                 s.file = file;
                 s.line = static_cast<std::uint32_t>(lineno);
             }
         }
-        if (!runtime_root)
+        if (!no_lines)
             expand_inlined(vaddr - 1 + bias, s);
         return cache.emplace(vaddr, std::move(s)).first->second;
     }
