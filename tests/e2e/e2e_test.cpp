@@ -13,26 +13,8 @@ TEST_F(E2E, NamedThreadsExactPerThreadFigures)
     ASSERT_EQ(r["schema"], "memscope-trace/2");
     EXPECT_EQ(r["mode"], "normal");
     EXPECT_EQ(r["target"]["exit_code"], 0);
-    for (int i = 0; i < nthreads; ++i) {
-        const json* t = thread_named(r, "worker-" + std::to_string(i));
-        ASSERT_NE(t, nullptr) << "worker-" << i << " missing";
-        std::uint64_t n = base + 100 * i, keep = i + 1, bytes = 0, kept = 0;
-        for (std::uint64_t j = 0; j < n; ++j) {
-            std::uint64_t s = 16 * (i + 1) + j % 7;
-            bytes += s;
-            if (j >= n - keep)
-                kept += s;
-        }
-        expect_counters(*t, n, bytes, n - keep, bytes - kept, keep, kept, bytes);
-        EXPECT_EQ((*t)["failed_alloc_count"], 0);
-        EXPECT_EQ((*t)["unmatched_free_count"], 0);
-    }
-    // Cross-thread frees: live belongs to the allocating thread.
-    const json* producer = thread_named(r, "producer");
-    const json* consumer = thread_named(r, "consumer");
-    ASSERT_TRUE(producer && consumer);
-    expect_counters(*producer, 500, 500 * 48, 0, 0, 0, 0, 500 * 48);
-    expect_counters(*consumer, 0, 0, 500, 500 * 48, 0, 0, 0);
+    // Cross-thread frees: live belongs to the allocating thread (the producer's).
+    expect_threads_c(r, nthreads, base, "threads_c");
 
     // An unprintable thread name survives JSON escaping intact.
     const json* odd = thread_named(r, "bad\t\"name\\\x01");

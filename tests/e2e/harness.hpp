@@ -270,4 +270,30 @@ inline void expect_counters(const json& t, std::uint64_t alloc_count, std::uint6
     EXPECT_EQ(t["peak_live_bytes"], peak) << t.dump();
 }
 
+// threads_c's workers, producer and consumer, exactly (see
+// tests/targets/threads_c.c).
+inline void expect_threads_c(const json& r, int nthreads, int base, const std::string& how)
+{
+    for (int i = 0; i < nthreads; ++i) {
+        SCOPED_TRACE(how + ", worker-" + std::to_string(i));
+        const json* t = thread_named(r, "worker-" + std::to_string(i));
+        ASSERT_NE(t, nullptr) << r["threads"].dump(1);
+        std::uint64_t n = base + 100 * i, keep = i + 1, bytes = 0, kept = 0;
+        for (std::uint64_t j = 0; j < n; ++j) {
+            std::uint64_t s = 16 * (i + 1) + j % 7;
+            bytes += s;
+            if (j >= n - keep)
+                kept += s;
+        }
+        expect_counters(*t, n, bytes, n - keep, bytes - kept, keep, kept, bytes);
+        EXPECT_EQ((*t)["failed_alloc_count"], 0);
+        EXPECT_EQ((*t)["unmatched_free_count"], 0);
+    }
+    const json* producer = thread_named(r, "producer");
+    const json* consumer = thread_named(r, "consumer");
+    ASSERT_TRUE(producer && consumer) << how;
+    expect_counters(*producer, 500, 500 * 48, 0, 0, 0, 0, 500 * 48);
+    expect_counters(*consumer, 0, 0, 500, 500 * 48, 0, 0, 0);
+}
+
 } // namespace e2e

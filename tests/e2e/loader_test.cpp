@@ -16,29 +16,6 @@ const std::string kLibDir = "/usr/lib/x86_64-linux-gnu/";
 const std::vector<std::string> kAllocators = {kLibDir + "libjemalloc.so.2", kLibDir + "libtcmalloc_minimal.so.4",
                                               kLibDir + "libmimalloc.so.2"};
 
-// threads_c's workers, exactly (see tests/targets/threads_c.c).
-void expect_workers(const json& r, int nthreads, int base, const std::string& how)
-{
-    for (int i = 0; i < nthreads; ++i) {
-        SCOPED_TRACE(how + ", worker-" + std::to_string(i));
-        const json* t = thread_named(r, "worker-" + std::to_string(i));
-        ASSERT_NE(t, nullptr) << r["threads"].dump(1);
-        std::uint64_t n = base + 100 * i, keep = i + 1, bytes = 0, kept = 0;
-        for (std::uint64_t j = 0; j < n; ++j) {
-            std::uint64_t s = 16 * (i + 1) + j % 7;
-            bytes += s;
-            if (j >= n - keep)
-                kept += s;
-        }
-        expect_counters(*t, n, bytes, n - keep, bytes - kept, keep, kept, bytes);
-    }
-    const json* producer = thread_named(r, "producer");
-    const json* consumer = thread_named(r, "consumer");
-    ASSERT_TRUE(producer && consumer) << how;
-    expect_counters(*producer, 500, 500 * 48, 0, 0, 0, 0, 500 * 48);
-    expect_counters(*consumer, 0, 0, 500, 500 * 48, 0, 0, 0);
-}
-
 // fork_alloc's two processes (see tests/targets/fork_alloc.c), exactly: the
 // child's whole figures; the parent's calls from main (the libraries'
 // constructors allocate before it: libstdc++'s pool, with jemalloc).
@@ -103,7 +80,7 @@ TEST_F(E2E, CxxOperatorsOfEveryAllocatorLinkedOrPreloadedAreCountedOnce)
                                                    << " is installed";
         // Linked: its own operators, which do not reach its exported malloc.
         expect_cxx(trace_run({linked, "2"}), 2, names[a] + " linked");
-        expect_workers(trace_run({target("threads_c_" + names[a]), "3", "500"}), 3, 500, names[a] + " linked, C");
+        expect_threads_c(trace_run({target("threads_c_" + names[a]), "3", "500"}), 3, 500, names[a] + " linked, C");
         // Preloaded by the command's environment and by the tracer's.
         expect_cxx(trace_run({"env", "LD_PRELOAD=" + lib, target("cxx_new_delete"), "2"}), 2,
                    "env LD_PRELOAD=" + lib);
@@ -122,13 +99,13 @@ TEST_F(E2E, AllocatorsPreloadedByAnyEnvironmentAreCountedExactly)
         ASSERT_EQ(access(lib.c_str(), R_OK), 0) << lib << " missing: tools/setup.sh installs it";
         // By the command, through env and through a shell; by the tracer's own environment.
         json r = trace_run({"env", "LD_PRELOAD=" + lib, prog, "3", "500"});
-        expect_workers(r, 3, 500, "env LD_PRELOAD=" + lib);
+        expect_threads_c(r, 3, 500, "env LD_PRELOAD=" + lib);
         r = trace_run({"/bin/sh", "-c", "LD_PRELOAD=" + lib + " " + prog + " 3 500"});
-        expect_workers(r, 3, 500, "sh -c 'LD_PRELOAD=" + lib + " ...'");
+        expect_threads_c(r, 3, 500, "sh -c 'LD_PRELOAD=" + lib + " ...'");
         const std::string path = temp_json("tracer-env");
         Result res = run({"/usr/bin/env", "LD_PRELOAD=" + lib, kBin, "run", "--json", path, "--", prog, "3", "500"});
         ASSERT_EQ(res.status, 0) << res.err;
-        expect_workers(load(path), 3, 500, "LD_PRELOAD=" + lib + " memscope-trace run");
+        expect_threads_c(load(path), 3, 500, "LD_PRELOAD=" + lib + " memscope-trace run");
         // The first calls of main, before any thread or fork, and a forked child's.
         r = trace_run({"env", "LD_PRELOAD=" + lib, target("fork_alloc")});
         expect_fork_alloc(r, target("fork_alloc"), "env LD_PRELOAD=" + lib + " fork_alloc");
@@ -172,7 +149,7 @@ TEST_F(E2E, ChrootedCommandIsProbedInItsOwnRoot)
                               target("threads_c") + "' prog; cp '" + target("fork_alloc") + "' fork_alloc";
     ASSERT_EQ(std::system(setup.c_str()), 0);
     json r = trace_run({"chroot", root.path, "/prog", "3", "500"});
-    expect_workers(r, 3, 500, "chroot");
+    expect_threads_c(r, 3, 500, "chroot");
     EXPECT_EQ(r["dropped"]["events"], 0);
     r = trace_run({"chroot", root.path, "/fork_alloc"});
     expect_fork_alloc(r, root / "fork_alloc", "chroot fork_alloc");

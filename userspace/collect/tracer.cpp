@@ -593,13 +593,13 @@ void Tracer::destroy_probes(std::vector<Probe>& probes)
     probes.clear();
 }
 
-void Tracer::forget_process(int pid)
+void Tracer::release_slots(std::uint32_t tgid, std::uint32_t end_slot)
 {
-    const __u32 tgid = static_cast<__u32>(pid);
-    bpf_map__delete_elem(skel_->maps.loader_holds, &tgid, sizeof tgid, 0);
+    // Its thread slots read as no one's from now on (the slots themselves
+    // are not handed out again).
     int slots_fd = bpf_map__fd(skel_->maps.thread_slots);
-    const __u32 used = std::min(__atomic_load_n(&skel_->bss->next_slot, __ATOMIC_ACQUIRE),
-                                bpf_map__max_entries(skel_->maps.thread_slots));
+    const __u32 used = std::min({__atomic_load_n(&skel_->bss->next_slot, __ATOMIC_ACQUIRE),
+                                 bpf_map__max_entries(skel_->maps.thread_slots), end_slot});
     for (__u32 slot = 0; slot < used; ++slot) {
         ms_thread_key k{};
         if (bpf_map_lookup_elem(slots_fd, &slot, &k) == 0 && k.tgid == tgid) {
@@ -607,6 +607,13 @@ void Tracer::forget_process(int pid)
             bpf_map_update_elem(slots_fd, &slot, &none, BPF_ANY);
         }
     }
+}
+
+void Tracer::forget_process(int pid)
+{
+    const __u32 tgid = static_cast<__u32>(pid);
+    bpf_map__delete_elem(skel_->maps.loader_holds, &tgid, sizeof tgid, 0);
+    release_slots(tgid, UINT32_MAX);
     int names_fd = bpf_map__fd(skel_->maps.thread_names);
     for (const auto& k : keys_of_process<ms_thread_key>(names_fd, tgid))
         bpf_map_delete_elem(names_fd, &k);
@@ -627,15 +634,7 @@ void Tracer::forget_process(int pid)
 void Tracer::forget_image(int pid, std::uint32_t exec_slot, std::uint64_t exec_ns)
 {
     const __u32 tgid = static_cast<__u32>(pid);
-    int slots_fd = bpf_map__fd(skel_->maps.thread_slots);
-    const __u32 used = std::min(exec_slot, bpf_map__max_entries(skel_->maps.thread_slots));
-    for (__u32 slot = 0; slot < used; ++slot) {
-        ms_thread_key k{};
-        if (bpf_map_lookup_elem(slots_fd, &slot, &k) == 0 && k.tgid == tgid) {
-            ms_thread_key none{};
-            bpf_map_update_elem(slots_fd, &slot, &none, BPF_ANY);
-        }
-    }
+    release_slots(tgid, exec_slot);
     int allocs_fd = bpf_map__fd(skel_->maps.allocs);
     for (const auto& k : keys_of_process<ms_alloc_key>(allocs_fd, tgid)) {
         ms_alloc_rec rec{};

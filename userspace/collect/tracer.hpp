@@ -269,6 +269,7 @@ private:
     void rebind(int pid, std::size_t slot, int task);
     void add_binding(int pid, int task);
     void publish_bindings(int pid, const std::vector<int>& before);
+    void release_slots(std::uint32_t tgid, std::uint32_t end_slot);
     std::map<int, std::vector<int>> bound_; // pid -> the threads its probes are bound to, if not {pid}
     std::set<int> watched_;                 // pids whose bound threads' exits the BPF side reports
     std::map<int, std::uint64_t> bound_since_; // tid -> when its probes were opened (CLOCK_MONOTONIC ns)
