@@ -1,4 +1,5 @@
 #include "control.hpp"
+#include "paths.hpp"
 
 #include "proc.hpp"
 
@@ -74,8 +75,7 @@ void remove_stale_sockets()
     DIR* d = opendir(kDir);
     if (!d)
         return;
-    auto base = [](const std::string& path) { return path.substr(path.rfind('/') + 1); };
-    const std::string ours = base(process_exe(getpid()));
+    const std::string ours = base_name(process_exe(getpid()));
     while (dirent* e = readdir(d)) {
         const std::string name = e->d_name;
         const auto dot = name.find(".sock");
@@ -88,7 +88,7 @@ void remove_stale_sockets()
         std::string exe = process_exe(pid);
         if (exe.size() > 10 && exe.compare(exe.size() - 10, 10, " (deleted)") == 0)
             exe.resize(exe.size() - 10);
-        if (!process_exists(pid) || (!exe.empty() && base(exe) != ours))
+        if (!process_exists(pid) || (!exe.empty() && base_name(exe) != ours))
             unlinkat(dirfd(d), name.c_str(), 0);
     }
     closedir(d);

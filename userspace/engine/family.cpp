@@ -1,4 +1,5 @@
 #include "family.hpp"
+#include "paths.hpp"
 
 #include <signal.h>
 #include <sys/ptrace.h>
@@ -96,8 +97,7 @@ Target Family::target_of(int pid, const Member& m) const
     Target t;
     t.pid = pid;
     t.exe = m.exe;
-    auto slash = m.exe.rfind('/');
-    t.comm = m.exe.substr(slash == std::string::npos ? 0 : slash + 1, 15);
+    t.comm = base_name(m.exe).substr(0, 15);
     return t;
 }
 

@@ -1,4 +1,5 @@
 #include "session.hpp"
+#include "paths.hpp"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -57,12 +58,6 @@ void Session::on_event(const DecodedEvent& ev)
     events_.handle(ev);
 }
 
-namespace {
-std::string base_name(const std::string& path)
-{
-    return path.substr(path.rfind('/') + 1);
-}
-} // namespace
 
 void Session::symbolize_pending(double budget_ms)
 {
@@ -120,7 +115,7 @@ const SymbolizedStack& Session::symbolize(std::uint64_t hash, const std::vector<
     if (s.truncated) {
         const std::string last = s.frames.empty() || s.frames.back().module.empty()
                                      ? std::string("anonymous code")
-                                     : base_name(s.frames.back().module);
+                                     : base_name(s.frames.back().module.str());
         if (raw.empty())
             s.end = "stack table full";
         else if (!cut.empty())

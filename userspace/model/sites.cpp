@@ -1,4 +1,5 @@
 #include "sites.hpp"
+#include "paths.hpp"
 
 #include <algorithm>
 #include <unordered_map>
@@ -7,11 +8,6 @@ namespace memscope {
 
 namespace {
 
-std::string basename_of(const std::string& path)
-{
-    auto slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 bool starts_with(const std::string& s, const char* prefix)
 {
@@ -21,7 +17,7 @@ bool starts_with(const std::string& s, const char* prefix)
 // The C and C++ runtime's own files.
 bool runtime_module(const std::string& path)
 {
-    std::string b = basename_of(path);
+    std::string b = base_name(path);
     return starts_with(b, "libc.so") || starts_with(b, "libstdc++.so") || starts_with(b, "libgcc_s.so") ||
            starts_with(b, "ld-linux") || starts_with(b, "libm.so");
 }
@@ -37,7 +33,7 @@ const Frame* site_function(const std::vector<Frame>& stack, const std::vector<st
         // .../include/c++/v1/...) and the libraries themselves.
         if (f.file.find("/include/c++/") != std::string::npos)
             return true;
-        const std::string m = basename_of(f.module);
+        const std::string m = base_name(f.module.str());
         if (starts_with(m, "libstdc++.so") || starts_with(m, "libc++.so"))
             return true;
         for (const auto& w : wrappers)
@@ -59,13 +55,13 @@ std::string expected_reason(const std::vector<Frame>& stack, bool truncated)
     for (const auto& f : stack)
         if (f.symbol == "_IO_file_doallocate")
             return "stdio buffer, kept until exit";
-    if (starts_with(basename_of(stack.front().module), "ld-linux"))
+    if (starts_with(base_name(stack.front().module.str()), "ld-linux"))
         return "dynamic loader";
     // Made inside the C++ runtime with no frame of the program on the way
     // (libstdc++'s emergency exception pool, made before main). A stack that
     // starts in libc is not taken: strdup & co called from code without
     // frame pointers look the same.
-    if (starts_with(basename_of(stack.front().module), "libc.so"))
+    if (starts_with(base_name(stack.front().module.str()), "libc.so"))
         return {};
     for (const auto& f : stack)
         if (!runtime_module(f.module))

@@ -5,6 +5,7 @@
 // same outcome: text, markdown, json, junit.
 #include "diff.hpp"
 #include "json_bounded.hpp"
+#include "paths.hpp"
 
 #include <algorithm>
 #include <array>
@@ -205,11 +206,6 @@ std::string clip(std::string s, std::size_t max)
     return s + "...";
 }
 
-std::string basename_of(const std::string& path)
-{
-    std::size_t slash = path.rfind('/');
-    return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 std::string hex(std::uint64_t v)
 {
@@ -436,7 +432,7 @@ private:
             if (symbol && !symbol->empty())
                 key.push_back(*symbol);
             else
-                key.push_back((module && !module->empty() ? basename_of(*module) : std::string("?")) + "+0x" +
+                key.push_back((module && !module->empty() ? base_name(*module) : std::string("?")) + "+0x" +
                               hex(offset.value_or(0)));
         }
         return true;
@@ -894,7 +890,7 @@ std::string what_label(const Key& key, std::uint64_t base_members, std::uint64_t
     case kTotal: return "all processes";
     case kProcess: return p[0] + members_suffix(base_members, current_members);
     case kThread:
-        return p[1] + members_suffix(base_members, current_members) + (show_exe ? " in " + basename_of(p[0]) : "");
+        return p[1] + members_suffix(base_members, current_members) + (show_exe ? " in " + base_name(p[0]) : "");
     case kVariable: return p[1].empty() ? p[0] : p[0] + " (" + p[1] + ")";
     default: return stack_label(p);
     }

@@ -1,4 +1,5 @@
 #include "report_collapsed.hpp"
+#include "paths.hpp"
 
 #include <cinttypes>
 #include <vector>
@@ -27,9 +28,8 @@ std::string frame_name(const nlohmann::json& f)
         name = f["symbol"].get<std::string>();
     } else if (f.contains("module") && f["module"].is_string()) {
         std::string m = f["module"].get<std::string>();
-        auto slash = m.rfind('/');
         std::snprintf(buf, sizeof buf, "+0x%" PRIx64, f.value("offset", std::uint64_t{0}));
-        name = (slash == std::string::npos ? m : m.substr(slash + 1)) + buf;
+        name = base_name(m) + buf;
     } else {
         std::snprintf(buf, sizeof buf, "0x%" PRIx64, f.value("addr", std::uint64_t{0}));
         name = buf;

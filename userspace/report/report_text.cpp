@@ -1,4 +1,5 @@
 #include "report_text.hpp"
+#include "paths.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -181,13 +182,11 @@ std::string describe_stack(const std::vector<Frame>& stack, std::size_t callers,
             return fr.symbol.size() > 96 ? fr.symbol.substr(0, 95) + "~" : fr.symbol.str();
         char buf[40];
         std::snprintf(buf, sizeof buf, "+0x%llx", (unsigned long long)fr.offset);
-        auto slash = fr.module.rfind('/');
-        return (fr.module.empty() ? std::string("?") : fr.module.substr(slash == std::string::npos ? 0 : slash + 1)) + buf;
+        return (fr.module.empty() ? std::string("?") : base_name(fr.module.str())) + buf;
     };
     std::string out = name(*f);
     if (!f->file.empty()) {
-        auto slash = f->file.rfind('/');
-        out += " (" + f->file.substr(slash == std::string::npos ? 0 : slash + 1) + ":" + std::to_string(f->line) + ")";
+        out += " (" + base_name(f->file.str()) + ":" + std::to_string(f->line) + ")";
     }
     std::size_t i = static_cast<std::size_t>(f - stack.data()) + 1;
     for (std::size_t n = 0; i < stack.size() && n < callers; ++i, ++n)
