@@ -362,7 +362,8 @@ void Tracer::add_unwind_file(const std::string& host_path)
     key.ino = st.st_ino;
     key.dev = dev;
     // Another copy of a file already read (same build-id): its rows serve.
-    const std::string build_id = unwind_file_build_id(host_path);
+    const UnwindFile file(host_path);
+    const std::string build_id = file.build_id();
     if (auto same = unwind_by_build_id_.find(build_id); !build_id.empty() && same != unwind_by_build_id_.end()) {
         if (bpf_map__update_elem(skel_->maps.unwind_files, &key, sizeof key, &same->second, sizeof same->second,
                                  BPF_ANY) != 0)
@@ -374,7 +375,7 @@ void Tracer::add_unwind_file(const std::string& host_path)
     const auto start = std::chrono::steady_clock::now();
     UnwindTable table;
     std::string why;
-    bool built = build_unwind_table(host_path, table, why);
+    bool built = file.build(table, why);
     unwind_stats_.build_ms += static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
     if (built && unwind_next_ + table.rows.size() > unwind_capacity_) {

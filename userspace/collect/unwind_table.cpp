@@ -366,37 +366,42 @@ bool build_unwind_table(Elf* elf, UnwindTable& out, std::string& why)
     return true;
 }
 
-std::string unwind_file_build_id(const std::string& path)
+UnwindFile::UnwindFile(const std::string& path)
 {
-    std::string why;
-    int fd = open_untrusted(path, {.max_bytes = kMaxElfBytes}, why);
-    if (fd < 0)
-        return {};
+    fd_ = open_untrusted(path, {.max_bytes = kMaxElfBytes}, why_);
+    if (fd_ < 0)
+        return;
     elf_version(EV_CURRENT);
-    std::string id;
-    if (Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr)) {
-        const void* bits = nullptr;
-        const ssize_t n = dwelf_elf_gnu_build_id(elf, &bits);
-        if (n > 0 && bits)
-            id.assign(static_cast<const char*>(bits), static_cast<std::size_t>(n));
-        elf_end(elf);
+    elf_ = elf_begin(fd_, ELF_C_READ_MMAP, nullptr);
+}
+
+UnwindFile::~UnwindFile()
+{
+    if (elf_)
+        elf_end(elf_);
+    if (fd_ >= 0)
+        close(fd_);
+}
+
+std::string UnwindFile::build_id() const
+{
+    const void* bits = nullptr;
+    const ssize_t n = elf_ ? dwelf_elf_gnu_build_id(elf_, &bits) : -1;
+    return n > 0 && bits ? std::string(static_cast<const char*>(bits), static_cast<std::size_t>(n)) : std::string();
+}
+
+bool UnwindFile::build(UnwindTable& out, std::string& why) const
+{
+    if (fd_ < 0) {
+        why = why_;
+        return false;
     }
-    close(fd);
-    return id;
+    return build_unwind_table(elf_, out, why);
 }
 
 bool build_unwind_table(const std::string& path, UnwindTable& out, std::string& why)
 {
-    int fd = open_untrusted(path, {.max_bytes = kMaxElfBytes}, why);
-    if (fd < 0)
-        return false;
-    elf_version(EV_CURRENT);
-    Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
-    bool ok = build_unwind_table(elf, out, why);
-    if (elf)
-        elf_end(elf);
-    close(fd);
-    return ok;
+    return UnwindFile(path).build(out, why);
 }
 
 const ms_unwind_row* find_unwind_row(const std::vector<ms_unwind_row>& rows, std::uint64_t pc)

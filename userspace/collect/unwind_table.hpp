@@ -27,12 +27,27 @@ struct UnwindTable {
 // it is not x86-64 ELF or carries no unwind information at all.
 bool build_unwind_table(Elf* elf, UnwindTable& out, std::string& why);
 
-// The same for a file named on a target's behalf (opened as untrusted).
-bool build_unwind_table(const std::string& path, UnwindTable& out, std::string& why);
+// A file named on a target's behalf, opened once (as untrusted) for its
+// build-id and, where no copy of it was read before, its table.
+class UnwindFile {
+public:
+    explicit UnwindFile(const std::string& path);
+    ~UnwindFile();
+    UnwindFile(const UnwindFile&) = delete;
+    UnwindFile& operator=(const UnwindFile&) = delete;
+    // Its GNU build-id (the bytes), empty when it has none or cannot be
+    // read: copies of one library (a container's, a bind mount) share a table.
+    std::string build_id() const;
+    bool build(UnwindTable& out, std::string& why) const;
 
-// A file's GNU build-id (its bytes), empty when it has none or cannot be
-// read: copies of one library (a container's, a bind mount) share a table.
-std::string unwind_file_build_id(const std::string& path);
+private:
+    int fd_ = -1;
+    Elf* elf_ = nullptr;
+    std::string why_; // why it could not be opened
+};
+
+// The same for a file named on a target's behalf, in one call.
+bool build_unwind_table(const std::string& path, UnwindTable& out, std::string& why);
 
 // The rule covering file offset `pc`, as the BPF side finds it; nullptr
 // before the first row.
