@@ -134,6 +134,16 @@ struct {
 	__type(value, __u32);
 } loader_holds SEC(".maps");
 
+/* Threads sent the hold's signal, not taken back yet: tid -> the signal. A
+ * signal of the same number from elsewhere (a socket's SIGURG, a terminal's
+ * SIGWINCH) finds no entry and is the program's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, __u32);
+} holds_sent SEC(".maps");
+
 /* A process's probes fire while one of the threads their perf events are
  * bound to lives (the kernel filters hits by those threads' memory): the
  * tracer keeps two bound where no ptrace stop tells it of their exits, and

@@ -183,13 +183,14 @@ int tracker_entry(struct pt_regs *ctx)
 SEC("uprobe")
 int loader_changed(struct pt_regs *ctx)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id;
 	__u32 *sig = bpf_map_lookup_elem(&loader_holds, &tgid);
 
 	/* A process the tracer follows stops here (a signal it intercepts and
 	 * never delivers) until the new files' allocators are probed: no code
 	 * of theirs, constructors included, runs unseen. */
-	if (sig)
+	if (sig && bpf_map_update_elem(&holds_sent, &tid, sig, BPF_ANY) == 0)
 		bpf_send_signal_thread(*sig);
 	report_event(MS_EV_LOADER_CHANGED, tgid, 0, 0, 0, true);
 	return 0;

@@ -397,12 +397,15 @@ int run_command(const Options& opt)
     traced.target.exe = exe;
     {
         // An ending signal that came while the command was not running yet
-        // (a terminal's ^C too, which reached no command then) is its own.
-        sigset_t pending;
-        sigpending(&pending);
+        // (a terminal's ^C too, which reached no command then) is its own:
+        // taken here, passed on once.
+        sigset_t ending;
+        sigemptyset(&ending);
         for (int sig : {SIGINT, SIGTERM, SIGHUP})
-            if (sigismember(&pending, sig))
-                kill(traced.pid, sig);
+            sigaddset(&ending, sig);
+        const timespec now{0, 0};
+        for (int sig; (sig = sigtimedwait(&ending, nullptr, &now)) > 0;)
+            kill(traced.pid, sig);
     }
 
     int status = 0;

@@ -242,16 +242,27 @@ Tracer::~Tracer()
             probes_.push_back({l, -1});
         releasing_.clear();
     }
-    if (skel_)
+    if (skel_) {
         set_mode(Mode::off);
+        // No process waits at its loader for a tracer that is going away.
+        int holds_fd = bpf_map__fd(skel_->maps.loader_holds);
+        std::vector<__u32> held;
+        for_each_key<__u32>(holds_fd, [&](const __u32& k) { held.push_back(k); });
+        for (const auto& k : held)
+            bpf_map_delete_elem(holds_fd, &k);
+    }
     // The processes' own perf events close now, at no cost: the targets run
-    // free of probes from here on.
-    for (auto& p : probes_)
-        if (p.fd >= 0) {
-            close(p.fd);
-            p.fd = -1;
-        }
-    std::erase_if(probes_, [](const Probe& p) { return !p.link; });
+    // free of probes from here on. A second binding's link is one more.
+    std::vector<Probe> links;
+    for (auto& p : probes_) {
+        for (int fd : {p.fd, p.fd2})
+            if (fd >= 0)
+                close(fd);
+        for (bpf_link* l : {p.link, p.link2})
+            if (l)
+                links.push_back({l, -1});
+    }
+    probes_ = std::move(links);
     // What is left waits out a grace period under a kernel-wide lock per
     // probe (~0.1 s here): the programs' links on the shared sites, and
     // uprobe PMU links where tracefs was missing. The report is out by now;
@@ -330,6 +341,15 @@ void Tracer::remove_target(int pid)
 {
     __u32 key = static_cast<__u32>(pid);
     bpf_map__delete_elem(skel_->maps.targets, &key, sizeof key, 0);
+}
+
+bool Tracer::take_hold_signal(int tid, int sig)
+{
+    __u32 key = static_cast<__u32>(tid), sent = 0;
+    if (bpf_map__lookup_elem(skel_->maps.holds_sent, &key, sizeof key, &sent, sizeof sent, 0) != 0 ||
+        sent != static_cast<__u32>(sig))
+        return false;
+    return bpf_map__delete_elem(skel_->maps.holds_sent, &key, sizeof key, 0) == 0;
 }
 
 bool Tracer::hold_at_loader(int pid, int sig)
@@ -632,14 +652,14 @@ void Tracer::forget_process(int pid)
         bpf_map_delete_elem(vars_fd, &k);
 }
 
-void Tracer::forget_image(int pid, std::uint32_t exec_slot, std::uint64_t exec_ns)
+void Tracer::forget_image(int pid, std::uint32_t exec_slot)
 {
     const __u32 tgid = static_cast<__u32>(pid);
     release_slots(tgid, exec_slot);
     int allocs_fd = bpf_map__fd(skel_->maps.allocs);
     for (const auto& k : keys_of_process<ms_alloc_key>(allocs_fd, tgid)) {
         ms_alloc_rec rec{};
-        if (bpf_map_lookup_elem(allocs_fd, &k, &rec) == 0 && (rec.alloc_ns == 0 || rec.alloc_ns < exec_ns))
+        if (bpf_map_lookup_elem(allocs_fd, &k, &rec) == 0 && rec.owner_slot < exec_slot)
             bpf_map_delete_elem(allocs_fd, &k);
     }
     int sites_fd = bpf_map__fd(skel_->maps.sites);
@@ -682,6 +702,15 @@ void Tracer::release_process(int pid)
     release_links(std::move(gone));
 }
 
+namespace {
+std::uint64_t monotonic_ns()
+{
+    timespec t{};
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return static_cast<std::uint64_t>(t.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(t.tv_nsec);
+}
+} // namespace
+
 void Tracer::publish_bindings(int pid, const std::vector<int>& before)
 {
     // The BPF side's view: the bound threads of a watched process (their
@@ -710,10 +739,12 @@ void Tracer::watch_threads(int pid)
     watched_.insert(pid);
     const std::vector<int> before = tasks_of(pid);
     std::vector<int> bound = before;
-    if (bound.size() < 2)
-        if (int other = live_task(pid, bound))
-            add_binding(pid, other);
+    int other = bound.size() < 2 ? live_task(pid, bound) : 0;
+    if (other)
+        add_binding(pid, other);
     publish_bindings(pid, before);
+    if (other && !thread_lives(pid, other))
+        thread_exiting(pid, other, monotonic_ns());
 }
 
 void Tracer::bind_first(int pid, int task)
@@ -721,15 +752,6 @@ void Tracer::bind_first(int pid, int task)
     if (tasks_of(pid)[0] != task)
         rebind(pid, 0, task);
 }
-
-namespace {
-std::uint64_t monotonic_ns()
-{
-    timespec t{};
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return static_cast<std::uint64_t>(t.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(t.tv_nsec);
-}
-} // namespace
 
 void Tracer::thread_exiting(int pid, int tid, std::uint64_t exit_ns)
 {
@@ -756,6 +778,10 @@ void Tracer::thread_exiting(int pid, int tid, std::uint64_t exit_ns)
     if (next || before.size() > 1)
         rebind(pid, static_cast<std::size_t>(at - before.begin()), next);
     publish_bindings(pid, before);
+    // Gone before the BPF side knew to report it: moved again (bounded).
+    if (next && exit_ns && !thread_lives(pid, next) && ++rebind_depth_ < 8)
+        thread_exiting(pid, next, monotonic_ns());
+    rebind_depth_ = 0;
 }
 
 void Tracer::add_binding(int pid, int task)
@@ -826,6 +852,8 @@ void Tracer::rebind(int pid, std::size_t slot, int task)
             p.fd = p.fd2;
             p.link2 = nullptr;
             p.fd2 = -1;
+            if (!p) // it never opened there: now, on the thread that stays
+                p = open_probe(spec, tasks[0]);
         }
     }
     release_links(std::move(gone));
@@ -901,6 +929,10 @@ std::string Tracer::reattach_probes()
             if (spec.retprobe != returns)
                 continue;
             probes[i] = attach(spec);
+            // Its file is gone (unmapped, a thread's /proc entry with it):
+            // nothing of it runs any more; the rest come back.
+            if (!probes[i] && access(spec.path.c_str(), F_OK) != 0)
+                continue;
             if (!probes[i]) {
                 std::string err = "cannot attach the probes again in " + spec.path + ": " + std::strerror(errno);
                 for (auto& p : probes)

@@ -142,6 +142,9 @@ public:
     // before the program does (and must not pass on): the process waits
     // there while its new files are probed. 0: no more holds.
     bool hold_at_loader(int pid, int sig);
+    // Whether thread `tid`'s signal `sig` is the hold's (then taken back:
+    // the caller does not deliver it), not one from elsewhere.
+    bool take_hold_signal(int tid, int sig);
 
     // Attach the allocator probes found in `path` (as the host sees it) to
     // process `pid` only. Returns the number of functions probed (0: the
@@ -181,8 +184,8 @@ public:
     Snapshot snapshot(int pid, std::uint32_t end_slot = UINT32_MAX) const;
     // Process `pid` exec'd (-p: told by the BPF side, after the fact): drop
     // the old program's thread slots (those before `exec_slot`), its records
-    // (allocated before `exec_ns`; in fast mode all) and its sites.
-    void forget_image(int pid, std::uint32_t exec_slot, std::uint64_t exec_ns);
+    // (those its threads made) and its sites.
+    void forget_image(int pid, std::uint32_t exec_slot);
 
     // Outstanding-allocation records the table holds for `pid` (a walk of
     // the table: for reports, not for every sample).
@@ -274,6 +277,7 @@ private:
     std::set<int> watched_;                 // pids whose bound threads' exits the BPF side reports
     std::map<int, std::uint64_t> bound_since_; // tid -> when its probes were opened (CLOCK_MONOTONIC ns)
     std::map<int, std::uint64_t> lapses_;
+    int rebind_depth_ = 0;
     void release_links(std::vector<bpf_link*> links);
     static void destroy(Probe& probe);
     bpf_program* program(bpf_program* real, bool retprobe) const;

@@ -55,9 +55,6 @@ int quiet_signal(int pid)
     for (int sig : {SIGURG, SIGWINCH})
         if (!((blocked | caught) >> (sig - 1) & 1))
             return sig;
-    for (int sig : {SIGURG, SIGWINCH}) // handled, but never seen: the tracer takes it
-        if (!(blocked >> (sig - 1) & 1))
-            return sig;
     return 0;
 }
 
@@ -124,11 +121,13 @@ void Family::new_process(int pid, int parent)
 void Family::arm_hold(int pid, Member& m)
 {
     m.hold_signal = quiet_signal(pid);
-    if (m.hold_signal == 0 || !tracer_.hold_at_loader(pid, m.hold_signal)) {
+    const bool held = m.hold_signal != 0 && tracer_.hold_at_loader(pid, m.hold_signal);
+    session_of(m).held_at_loader(held);
+    if (!held) {
         m.hold_signal = 0;
         notes_.push_back("process " + std::to_string(pid) +
-                         ": not held at its loader (it blocks SIGURG and SIGWINCH): libraries it maps are "
-                         "probed as soon as seen, not before they run");
+                         ": not held at its loader (SIGURG and SIGWINCH both blocked or handled, or the "
+                         "hold table full): libraries it maps are probed as soon as seen, not before they run");
     }
 }
 
@@ -139,9 +138,11 @@ bool Family::on_hold(int tid, int sig)
     if (it == members_.end() || it->second.hold_signal != sig)
         return false;
     siginfo_t info{};
-    // The BPF side's signal is the kernel's (SI_KERNEL); one from kill() or
-    // a queue is the program's own, and passed on.
-    if (ptrace(PTRACE_GETSIGINFO, tid, nullptr, &info) != 0 || info.si_code != SI_KERNEL)
+    // The BPF side's signal is the kernel's (SI_KERNEL) and marked as sent
+    // to this thread; one from kill(), a socket or a terminal is the
+    // program's own, and passed on.
+    if (ptrace(PTRACE_GETSIGINFO, tid, nullptr, &info) != 0 || info.si_code != SI_KERNEL ||
+        !tracer_.take_hold_signal(tid, sig))
         return false;
     // The loader has mapped files and runs none of their code until this
     // thread goes on: the other threads do not know of them yet.

@@ -188,6 +188,14 @@ std::string Session::attach_tracker(int pid, const std::string& path, const ElfS
 std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int& probed, bool running)
 {
     probed = 0;
+    std::vector<const MappedFile*> fresh;
+    for (const auto& file : objects)
+        if (!seen(file.host))
+            fresh.push_back(&file);
+    if (fresh.empty())
+        return allocator_functions_ == 0 && running ? "no allocator functions (malloc, free, ...) found in the files "
+                                                      "process " + std::to_string(pid) + " maps"
+                                                    : std::string();
     // Nothing is recorded until every probe is in place: a call that meets
     // half of its probes would leave state behind.
     const Mode before = tracer_.mode();
@@ -196,9 +204,8 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
     // Allocators first: the entry points' semaphores rise as soon as they
     // are attached, and a target waiting on them must find its heap watched.
     std::vector<std::pair<std::string, ElfScan>> trackers;
-    for (const auto& file : objects) {
-        if (seen(file.host))
-            continue;
+    for (const MappedFile* f : fresh) {
+        const MappedFile& file = *f;
         ElfScan scan = scan_elf(file.host);
         if (!scan.error.empty())
             continue;
@@ -236,10 +243,10 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
     return {};
 }
 
-std::string Session::attach_new_files()
+std::string Session::attach_new_files(bool running)
 {
     int probed = 0;
-    return attach(pid_, executable_mappings(pid_), probed, false);
+    return attach(pid_, executable_mappings(pid_), probed, running);
 }
 
 std::string Session::start_mode(Mode mode, const std::string& source, bool locked)
@@ -304,7 +311,9 @@ void Session::drain(double t_s)
     // A library came: attach to its allocators and entry points (a process
     // held at its loader had them attached before it went on; here, its
     // calls before this are not seen).
-    if (auto err = attach_new_files(); !err.empty())
+    // Not held there (-p, a process that blocks the hold's signals): it runs
+    // meanwhile, so nothing is recorded until every probe is in place.
+    if (auto err = attach_new_files(!held_at_loader_); !err.empty())
         notes_.push_back(err);
 }
 

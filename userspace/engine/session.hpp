@@ -41,7 +41,10 @@ public:
     // Attach to the files the process maps now that are not attached yet
     // (the process is held, or what it ran before is not seen). Returns an
     // error sentence, empty on success.
-    std::string attach_new_files();
+    std::string attach_new_files(bool running = false);
+    // Family: the process is held at its loader until its new files are
+    // probed (attach_new_files() there); others are probed while they run.
+    void held_at_loader(bool held) { held_at_loader_ = held; }
 
     // Events from the BPF side for this process (the caller dispatches by tgid).
     void on_event(const DecodedEvent& ev);
@@ -131,6 +134,7 @@ private:
     int allocator_functions_ = 0; // probed in every file attached so far
     std::vector<UnprobedAllocator> unprobed_;
     std::vector<ExecMark> execs_;
+    bool held_at_loader_ = false;
     TrackerModules modules_;
     TrackerEvents events_;
     std::set<std::pair<dev_t, ino_t>> seen_;

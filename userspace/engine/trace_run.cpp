@@ -133,7 +133,7 @@ void TraceRun::on_exec(const Session::ExecMark& e)
     add_tracked(r, session_.tracked(snap, true));
     r.processes.push_back({old, 0, {}, true, 0});
     exec_sections_.push_back(std::move(r));
-    tracer_.forget_image(pid, e.first_slot, e.ns);
+    tracer_.forget_image(pid, e.first_slot);
     session_.on_exec();
     traced_.target.exe = process_exe(pid);
     traced_.target.comm = read_first_line("/proc/" + std::to_string(pid) + "/comm").value_or("");

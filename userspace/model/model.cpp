@@ -208,8 +208,10 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
         root.stacks.distinct += s.stacks.distinct;
         root.stacks.outstanding_without_stack += s.stacks.outstanding_without_stack;
         root.allocation_records += s.allocation_records;
-        root.unprobed_allocators.insert(root.unprobed_allocators.end(), s.unprobed_allocators.begin(),
-                                        s.unprobed_allocators.end());
+        for (auto& u : s.unprobed_allocators) // once per process and file (an exec maps it again)
+            if (std::none_of(root.unprobed_allocators.begin(), root.unprobed_allocators.end(),
+                             [&](const UnprobedAllocator& o) { return o.pid == u.pid && o.file == u.file; }))
+                root.unprobed_allocators.push_back(std::move(u));
     }
     root.stacks.truncated_share = with_stack ? static_cast<double>(truncated) / static_cast<double>(with_stack) : 0;
     sort_threads(root);

@@ -125,7 +125,7 @@ void scan_tracker_note(Elf_Scn* scn, ElfScan& out)
 
 } // namespace
 
-std::uint64_t inflated_size(Elf* elf)
+std::uint64_t inflated_size(Elf* elf, Sections which)
 {
     std::uint64_t total = 0;
     auto add = [&](std::uint64_t n) { total = n > UINT64_MAX - total ? UINT64_MAX : total + n; };
@@ -135,13 +135,16 @@ std::uint64_t inflated_size(Elf* elf)
         GElf_Shdr sh;
         if (!gelf_getshdr(scn, &sh) || sh.sh_type == SHT_NOBITS)
             continue;
+        const char* name = named ? elf_strptr(elf, shstrndx, sh.sh_name) : nullptr;
+        const bool debug = name && (std::strncmp(name, ".debug", 6) == 0 || std::strncmp(name, ".zdebug", 7) == 0);
+        if (which != Sections::all && debug != (which == Sections::debug))
+            continue;
         if (sh.sh_flags & SHF_COMPRESSED) {
             GElf_Chdr ch;
             if (gelf_getchdr(scn, &ch))
                 add(ch.ch_size);
             continue;
         }
-        const char* name = named ? elf_strptr(elf, shstrndx, sh.sh_name) : nullptr;
         if (!name || std::strncmp(name, ".zdebug", 7) != 0)
             continue;
         // "ZLIB", then the inflated size, big-endian.
@@ -157,13 +160,13 @@ std::uint64_t inflated_size(Elf* elf)
     return total;
 }
 
-std::uint64_t inflated_size(int fd)
+std::uint64_t inflated_size(int fd, Sections which)
 {
     elf_version(EV_CURRENT);
     Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
     if (!elf)
         return 0;
-    const std::uint64_t n = inflated_size(elf);
+    const std::uint64_t n = inflated_size(elf, which);
     elf_end(elf);
     return n;
 }

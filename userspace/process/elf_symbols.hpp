@@ -57,8 +57,11 @@ std::optional<std::uint64_t> vaddr_to_offset(const std::vector<LoadSegment>& loa
 // What the compressed sections of an ELF file (SHF_COMPRESSED, GNU .zdebug)
 // say they inflate to, summed (saturating). libelf and libdw allocate that
 // much when a section is decompressed: a file of a few KiB may claim 64 GiB.
-std::uint64_t inflated_size(Elf* elf);
-std::uint64_t inflated_size(int fd);
+// Which sections: all, the DWARF ones (.debug*, .zdebug*), or the others
+// (a compressed .symtab, say).
+enum class Sections { all, debug, other };
+std::uint64_t inflated_size(Elf* elf, Sections which = Sections::all);
+std::uint64_t inflated_size(int fd, Sections which = Sections::all);
 
 // One probe per address: aliases collapse to the first name in the table.
 std::vector<AllocatorSymbol> unique_by_address(const std::vector<AllocatorSymbol>& symbols);

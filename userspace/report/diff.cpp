@@ -1341,14 +1341,16 @@ int diff_documents(const json& base_doc, const json& current_doc, const std::str
     std::string current_name = "the new report" + (current_label.empty() ? "" : " " + escape_text(current_label));
     // Calls of an allocator the tracer could not probe are missing from its
     // figures: nothing sound to gate on.
-    if (const auto it = current_doc.find("unprobed_allocators");
-        it != current_doc.end() && it->is_array() && !it->empty()) {
+    for (const auto& [doc, name] : {std::pair{&base_doc, &base_name}, std::pair{&current_doc, &current_name}}) {
+        const auto it = doc->find("unprobed_allocators");
+        if (it == doc->end() || !it->is_array() || it->empty())
+            continue;
         const json& first = it->front();
         const auto file = first.is_object() && first.contains("file") && first["file"].is_string()
                               ? first["file"].get<std::string>()
                               : std::string("a file");
-        return bad_input(err, current_name + " names allocators that were not probed (" +
-                                  clip(escape_text(file), 200) + (it->size() > 1 ? " and others" : "") +
+        return bad_input(err, *name + " names allocators that were not probed (" + clip(escape_text(file), 200) +
+                                  (it->size() > 1 ? " and others" : "") +
                                   "): their calls are not counted, so there is nothing sound to gate on");
     }
     Reader br(base_name), cr(current_name);

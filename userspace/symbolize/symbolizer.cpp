@@ -104,9 +104,9 @@ bool same_build_id(int fd, const unsigned char* bits, int len)
 // the file's .gnu_debuglink beside it, in .debug/ and under the debug root.
 // A file whose compressed sections claim more than kMaxInflatedBytes: libdw
 // would allocate that much inflating them. Closed and said.
-bool inflates_too_much(int fd, const std::string& path)
+bool inflates_too_much(int fd, const std::string& path, Sections which = Sections::all)
 {
-    const std::uint64_t n = inflated_size(fd);
+    const std::uint64_t n = inflated_size(fd, which);
     if (n <= kMaxInflatedBytes)
         return false;
     errno = EFBIG;
@@ -230,8 +230,11 @@ struct Symbolizer::Module {
             note_skipped(t_skipped, host_path, why);
             return false;
         }
-        // Its symbols are still read; its DWARF is not.
-        no_dwarf = inflates_too_much(fd, host_path);
+        // Its symbols are still read, its DWARF is not; not even those when
+        // they are what would inflate.
+        if (inflates_too_much(fd, host_path, Sections::other))
+            return false;
+        no_dwarf = inflates_too_much(fd, host_path, Sections::debug);
         dwfl = dwfl_begin(&kOffline);
         if (!dwfl)
             return false;
