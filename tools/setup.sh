@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   g++ cmake make pkg-config clang
   libclang-rt-14-dev # libFuzzer's runtime (clang only recommends it): the report reader's fuzz test
-  libbpf-dev bpftool libelf-dev libdw-dev libiberty-dev zlib1g-dev
+  libbpf-dev bpftool libelf-dev libdw-dev libiberty-dev zlib1g-dev liblzma-dev xz-utils
   nlohmann-json3-dev libcli11-dev libgtest-dev libzydis-dev python3 procps
   chromium # the HTML report's test renders it headless
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 # allocators the tests link and preload

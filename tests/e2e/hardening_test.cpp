@@ -491,3 +491,25 @@ TEST_F(E2E, CompressedSectionsClaimingSixtyFourGiBAreNotInflated)
             functions.insert(l["function"].get<std::string>());
     EXPECT_TRUE(functions.count("leak_deep()")) << rep["leaks"].dump(1);
 }
+
+TEST_F(E2E, MiniDebugInfoThatInflatesToGigabytesIsNotInflated)
+{
+    // leaks without its symbol table, given a .gnu_debugdata (xz, the
+    // MiniDebugInfo libdw inflates with no bound) of 1 GiB of zeros: decoded
+    // here only until it is plainly no symbol table, the file skipped, said.
+    TempDir dir;
+    const std::string bomb = dir / "leaks_minidebuginfo";
+    const std::string make = "set -e; cd '" + dir.path + "'; head -c 1G /dev/zero | xz -1 -T1 > data.xz; " +
+                             "strip --strip-all -o stripped '" + target("leaks") + "'; " +
+                             "objcopy --add-section .gnu_debugdata=data.xz stripped '" + bomb + "'";
+    ASSERT_EQ(std::system(make.c_str()), 0);
+    const std::string path = temp_json("minidebuginfo");
+    const auto t0 = std::chrono::steady_clock::now();
+    Result r = run({kBin, "run", "--json", path, "--", bomb});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 60s);
+    EXPECT_LT(r.max_rss_kb, 400 * 1024) << "the tracer inflated it";
+    json rep = load(path);
+    EXPECT_TRUE(has_warning(rep, "leaks_minidebuginfo: its compressed sections would inflate to more than"))
+        << rep["warnings"].dump(1);
+}

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <gelf.h>
+#include <lzma.h>
 #include <libelf.h>
 #include <unistd.h>
 
@@ -125,6 +126,31 @@ void scan_tracker_note(Elf_Scn* scn, ElfScan& out)
 
 } // namespace
 
+namespace {
+// What an xz stream inflates to, counted by decoding it (its index may lie)
+// into a small buffer, up to `cap` (then cap + 1).
+std::uint64_t xz_size(const void* data, std::size_t size, std::uint64_t cap)
+{
+    lzma_stream z = LZMA_STREAM_INIT;
+    if (lzma_stream_decoder(&z, 64 << 20, 0) != LZMA_OK)
+        return cap + 1;
+    unsigned char out[64 * 1024];
+    z.next_in = static_cast<const std::uint8_t*>(data);
+    z.avail_in = size;
+    std::uint64_t total = 0;
+    for (;;) {
+        z.next_out = out;
+        z.avail_out = sizeof out;
+        const lzma_ret r = lzma_code(&z, LZMA_FINISH);
+        total += sizeof out - z.avail_out;
+        if (total > cap || (r != LZMA_OK && r != LZMA_STREAM_END) || r == LZMA_STREAM_END)
+            break;
+    }
+    lzma_end(&z);
+    return std::min(total, cap + 1);
+}
+} // namespace
+
 std::uint64_t inflated_size(Elf* elf, Sections which)
 {
     std::uint64_t total = 0;
@@ -143,6 +169,18 @@ std::uint64_t inflated_size(Elf* elf, Sections which)
             GElf_Chdr ch;
             if (gelf_getchdr(scn, &ch))
                 add(ch.ch_size);
+            continue;
+        }
+        if (name && std::strcmp(name, ".gnu_debugdata") == 0) {
+            // MiniDebugInfo: an xz'd symbol table that libdw inflates with
+            // no bound; counted here (a symbol table: not "debug").
+            // Real ones are a few MiB: past 64 MiB it is not one (and the
+            // decoding stops there).
+            constexpr std::uint64_t kMaxMiniDebugInfo = 64ULL << 20;
+            if (Elf_Data* raw = elf_rawdata(scn, nullptr); raw && raw->d_buf) {
+                const std::uint64_t n = xz_size(raw->d_buf, raw->d_size, kMaxMiniDebugInfo);
+                add(n > kMaxMiniDebugInfo ? kMaxInflatedBytes + 1 : n);
+            }
             continue;
         }
         if (!name || std::strncmp(name, ".zdebug", 7) != 0)

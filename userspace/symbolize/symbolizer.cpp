@@ -112,8 +112,10 @@ bool inflates_too_much(int fd, const std::string& path, Sections which = Section
     errno = EFBIG;
     note_skipped(t_skipped, path,
                  "its compressed sections would inflate to " +
-                     (n == UINT64_MAX ? std::string("more than 16 EiB") : std::to_string(n >> 20) + " MiB") +
-                     " (more than " + std::to_string(kMaxInflatedBytes >> 20) + " MiB)");
+                     (n == kMaxInflatedBytes + 1 || n == UINT64_MAX
+                          ? "more than " + std::to_string(kMaxInflatedBytes >> 20) + " MiB"
+                          : std::to_string(n >> 20) + " MiB (more than " + std::to_string(kMaxInflatedBytes >> 20) +
+                                " MiB)"));
     return true;
 }
 
