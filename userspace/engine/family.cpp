@@ -33,13 +33,6 @@ int tgid_of(int tid)
     return status_field(tid, "Tgid:");
 }
 
-std::string exe_of(int pid)
-{
-    char buf[PATH_MAX];
-    ssize_t n = readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), buf, sizeof buf - 1);
-    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
-}
-
 // A signal the process neither blocks nor handles, that does nothing by
 // default (should the tracer die before it takes it back): 0 if none.
 int quiet_signal(int pid)
@@ -104,7 +97,7 @@ void Family::new_process(int pid, int parent)
         return;
     Member& m = members_[pid];
     m.parent = parent;
-    m.exe = exe_of(pid);
+    m.exe = process_exe(pid);
     m.session = std::make_unique<Session>(tracer_, pid, max_variables_);
     m.session->follow(tracer_.mode());
     m.session->share_symbols(root_);
@@ -194,7 +187,7 @@ void Family::on_exec(int pid, int former_tid)
         tracer_.release_process(pid);
     }
     s.on_exec(new_leader);
-    m.exe = shown_path(pid, exe_of(pid));
+    m.exe = shown_path(pid, process_exe(pid));
     // The new program and its loader, as mapped; its libraries at the hold.
     if (auto e = s.attach_new_files(); !e.empty())
         notes_.push_back("process " + std::to_string(pid) + " exec'd " + m.exe + ": " + e);

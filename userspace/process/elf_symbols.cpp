@@ -151,10 +151,14 @@ std::uint64_t xz_size(const void* data, std::size_t size, std::uint64_t cap)
 }
 } // namespace
 
-std::uint64_t inflated_size(Elf* elf, Sections which)
+Inflation inflated_size(Elf* elf)
 {
-    std::uint64_t total = 0;
-    auto add = [&](std::uint64_t n) { total = n > UINT64_MAX - total ? UINT64_MAX : total + n; };
+    Inflation out;
+    bool debug = false;
+    auto add = [&](std::uint64_t n) {
+        std::uint64_t& total = debug ? out.debug : out.other;
+        total = n > UINT64_MAX - total ? UINT64_MAX : total + n;
+    };
     std::size_t shstrndx = 0;
     const bool named = elf_getshdrstrndx(elf, &shstrndx) == 0;
     for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf, scn));) {
@@ -162,9 +166,7 @@ std::uint64_t inflated_size(Elf* elf, Sections which)
         if (!gelf_getshdr(scn, &sh) || sh.sh_type == SHT_NOBITS)
             continue;
         const char* name = named ? elf_strptr(elf, shstrndx, sh.sh_name) : nullptr;
-        const bool debug = name && (std::strncmp(name, ".debug", 6) == 0 || std::strncmp(name, ".zdebug", 7) == 0);
-        if (which != Sections::all && debug != (which == Sections::debug))
-            continue;
+        debug = name && (std::strncmp(name, ".debug", 6) == 0 || std::strncmp(name, ".zdebug", 7) == 0);
         if (sh.sh_flags & SHF_COMPRESSED) {
             GElf_Chdr ch;
             if (gelf_getchdr(scn, &ch))
@@ -195,16 +197,16 @@ std::uint64_t inflated_size(Elf* elf, Sections which)
             n = n << 8 | b[i];
         add(n);
     }
-    return total;
+    return out;
 }
 
-std::uint64_t inflated_size(int fd, Sections which)
+Inflation inflated_size(int fd)
 {
     elf_version(EV_CURRENT);
     Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
     if (!elf)
-        return 0;
-    const std::uint64_t n = inflated_size(elf, which);
+        return {};
+    const Inflation n = inflated_size(elf);
     elf_end(elf);
     return n;
 }

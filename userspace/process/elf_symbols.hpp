@@ -57,11 +57,14 @@ std::optional<std::uint64_t> vaddr_to_offset(const std::vector<LoadSegment>& loa
 // What the compressed sections of an ELF file (SHF_COMPRESSED, GNU .zdebug)
 // say they inflate to, summed (saturating). libelf and libdw allocate that
 // much when a section is decompressed: a file of a few KiB may claim 64 GiB.
-// Which sections: all, the DWARF ones (.debug*, .zdebug*), or the others
-// (a compressed .symtab, say).
-enum class Sections { all, debug, other };
-std::uint64_t inflated_size(Elf* elf, Sections which = Sections::all);
-std::uint64_t inflated_size(int fd, Sections which = Sections::all);
+// Apart: the DWARF sections' (.debug*, .zdebug*) and the others' (a
+// compressed .symtab, MiniDebugInfo), each summed, saturating.
+struct Inflation {
+    std::uint64_t debug = 0, other = 0;
+    std::uint64_t total() const { return debug > UINT64_MAX - other ? UINT64_MAX : debug + other; }
+};
+Inflation inflated_size(Elf* elf);
+Inflation inflated_size(int fd);
 
 // One probe per address: aliases collapse to the first name in the table.
 std::vector<AllocatorSymbol> unique_by_address(const std::vector<AllocatorSymbol>& symbols);

@@ -110,17 +110,24 @@ int live_task(int pid, const std::vector<int>& except)
     return found;
 }
 
+std::string named_path(std::string path, bool* deleted)
+{
+    static const std::string kDeleted = " (deleted)";
+    const bool gone =
+        path.size() > kDeleted.size() && path.compare(path.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0;
+    if (gone)
+        path.resize(path.size() - kDeleted.size());
+    if (deleted)
+        *deleted = gone;
+    return path;
+}
+
 MappedFile mapped_file(int pid, const std::string& range, const std::string& dev, unsigned long inode,
                        std::string path)
 {
     MappedFile f;
-    static const std::string kDeleted = " (deleted)";
-    if (path.size() > kDeleted.size() && path.compare(path.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0) {
-        f.deleted = true;
-        path.resize(path.size() - kDeleted.size());
-    }
-    f.path = path;
-    f.host = path_in_process(pid, path);
+    f.path = named_path(std::move(path), &f.deleted);
+    f.host = path_in_process(pid, f.path);
     unsigned major_no = 0, minor_no = 0;
     struct stat st{};
     const bool same_file = !f.deleted && std::sscanf(dev.c_str(), "%x:%x", &major_no, &minor_no) == 2 &&

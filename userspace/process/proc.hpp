@@ -32,6 +32,10 @@ int live_task(int pid, const std::vector<int>& except = {});
 // Thread `tid` of process `pid` is there and no zombie.
 bool thread_lives(int pid, int tid);
 
+// A maps line's path as the process names the file: " (deleted)" cut off
+// (and said in `deleted`).
+std::string named_path(std::string path, bool* deleted = nullptr);
+
 // One line of /proc/PID/maps (its range, device, inode and path fields) as such a file.
 MappedFile mapped_file(int pid, const std::string& range, const std::string& dev, unsigned long inode,
                        std::string path);

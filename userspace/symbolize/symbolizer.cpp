@@ -95,18 +95,10 @@ bool same_build_id(int fd, const unsigned char* bits, int len)
     return same;
 }
 
-// Separate debug files from this machine only. dwfl_standard_find_debuginfo
-// also asks debuginfod servers when DEBUGINFOD_URLS is set (Debian sets it
-// for login shells): a tracer must not go to the network unasked, nor wait
-// on it. libdwfl's own build-id lookup (debuginfo_path: /usr/lib/debug)
-// comes first: it also answers for a dwz file's shared "alt" part. Then, for
-// a file in a container (/proc/PID/root/...), the same under that root, and
-// the file's .gnu_debuglink beside it, in .debug/ and under the debug root.
-// A file whose compressed sections claim more than kMaxInflatedBytes: libdw
-// would allocate that much inflating them. Closed and said.
-bool inflates_too_much(int fd, const std::string& path, Sections which = Sections::all)
+// Compressed sections that claim `n` bytes, more than kMaxInflatedBytes:
+// libdw would allocate that much inflating them. Said.
+bool inflates_too_much(std::uint64_t n, const std::string& path)
 {
-    const std::uint64_t n = inflated_size(fd, which);
     if (n <= kMaxInflatedBytes)
         return false;
     errno = EFBIG;
@@ -119,12 +111,20 @@ bool inflates_too_much(int fd, const std::string& path, Sections which = Section
     return true;
 }
 
+// Separate debug files from this machine only. dwfl_standard_find_debuginfo
+// also asks debuginfod servers when DEBUGINFOD_URLS is set (Debian sets it
+// for login shells): a tracer must not go to the network unasked, nor wait
+// on it. libdwfl's own build-id lookup (debuginfo_path: /usr/lib/debug)
+// comes first: it also answers for a dwz file's shared "alt" part. Then, for
+// a file in a container (/proc/PID/root/...), the same under that root, and
+// the file's .gnu_debuglink beside it, in .debug/ and under the debug root.
 int find_local_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
                          const char* file_name, const char* debuglink, GElf_Word crc, char** debuginfo_file_name)
 {
     int fd = dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink, crc,
                                           debuginfo_file_name);
-    if (fd >= 0 && inflates_too_much(fd, *debuginfo_file_name ? *debuginfo_file_name : "a debug file")) {
+    if (fd >= 0 &&
+        inflates_too_much(inflated_size(fd).total(), *debuginfo_file_name ? *debuginfo_file_name : "a debug file")) {
         close(fd);
         free(*debuginfo_file_name);
         *debuginfo_file_name = nullptr;
@@ -162,7 +162,7 @@ int find_local_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname,
             note_skipped(t_skipped, c, why);
             continue;
         }
-        if (same_build_id(fd, bits, len) && !inflates_too_much(fd, c)) {
+        if (same_build_id(fd, bits, len) && !inflates_too_much(inflated_size(fd).total(), c)) {
             *debuginfo_file_name = strdup(c.c_str());
             return fd;
         }
@@ -234,9 +234,10 @@ struct Symbolizer::Module {
         }
         // Its symbols are still read, its DWARF is not; not even those when
         // they are what would inflate.
-        if (inflates_too_much(fd, host_path, Sections::other))
+        const Inflation inflation = inflated_size(fd);
+        if (inflates_too_much(inflation.other, host_path))
             return false;
-        no_dwarf = inflates_too_much(fd, host_path, Sections::debug);
+        no_dwarf = inflates_too_much(inflation.debug, host_path);
         dwfl = dwfl_begin(&kOffline);
         if (!dwfl)
             return false;
@@ -476,11 +477,12 @@ void Symbolizer::refresh(int pid)
                 (std::strtoul(dev.substr(0, colon).c_str(), nullptr, 16) << 20) |
                 std::strtoul(dev.substr(colon + 1).c_str(), nullptr, 16));
             const std::pair<std::uint32_t, std::uint64_t> key{kdev, std::strtoull(inode.c_str(), nullptr, 10)};
-            MappedFile file = mapped_file(from, range, dev, std::strtoul(inode.c_str(), nullptr, 10), path);
             auto it = files_.find(key);
-            if (it == files_.end())
+            if (it == files_.end()) { // where to open it from: looked up for a file new here only
+                MappedFile file = mapped_file(from, range, dev, std::strtoul(inode.c_str(), nullptr, 10), path);
                 it = files_.emplace(key, Known{file.path, open_module(file.host)}).first;
-            m.path = file.path;
+            }
+            m.path = named_path(path);
             m.module = it->second.module;
         } else if (!path.empty()) {
             continue; // [vdso], [vsyscall]: no allocator returns there
