@@ -323,7 +323,7 @@ int run_command(const Options& opt)
     auto files = [&](bool predict) {
         std::vector<MappedFile> out;
         for (auto& path : command_objects(exe, err, predict))
-            out.push_back({path, path});
+            out.push_back(hold_file(path, path));
         return out;
     };
     std::vector<MappedFile> objects = files(false);

@@ -137,6 +137,46 @@ TEST_F(E2E, LibcDeletedBeforeAForkIsProbedInTheChild)
     expect_fork_alloc(r, prog, "libc deleted before the fork");
 }
 
+TEST_F(E2E, MappedFileTheTracerCannotOpenIsSaidAndTheGateRefusesTheReport)
+{
+    // A tracer given CAP_BPF and CAP_PERFMON but neither CAP_SYS_ADMIN nor
+    // CAP_CHECKPOINT_RESTORE: the kernel refuses it the child's map_files,
+    // the one way to the deleted libc. Its allocations cannot be counted,
+    // and the report says so rather than count them as none.
+    memscope_test::TempDir dir;
+    ASSERT_EQ(std::system(("cp /lib/x86_64-linux-gnu/libc.so.6 '" + dir.path + "/'").c_str()), 0);
+    const std::string prog = target("fork_alloc");
+    const std::string path = temp_json("map-files-refused");
+    Result r = run({"/usr/bin/setpriv", "--bounding-set=-sys_admin,-checkpoint_restore", "--inh-caps=-all", kBin, "run",
+                    "--json", path, "--", "env", "LD_LIBRARY_PATH=" + dir.path,
+                    "FORK_ALLOC_UNLINK=" + dir / "libc.so.6", prog});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("allocators not probed: " + dir / "libc.so.6"), std::string::npos) << r.err;
+    Result d = run({kBin, "diff", path, path});
+    EXPECT_EQ(d.status, 2) << d.out << d.err;
+    EXPECT_NE(d.err.find("names allocators that were not probed"), std::string::npos) << d.err;
+    json rep = load(path);
+    ASSERT_EQ(rep["unprobed_allocators"].size(), 1u) << rep["unprobed_allocators"].dump();
+    const json& u = rep["unprobed_allocators"][0];
+    EXPECT_EQ(u["file"], dir / "libc.so.6");
+    EXPECT_EQ(u["symbols"], json::array());
+    EXPECT_NE(u["reason"].get<std::string>().find("CAP_CHECKPOINT_RESTORE"), std::string::npos) << u;
+    // The parent, probed before its libc went, is still counted exactly;
+    // the child is listed, by its pid, with nothing counted.
+    std::uint64_t child = 0;
+    for (const auto& p : rep["processes"]) {
+        if (p["exe"] != prog)
+            continue;
+        if (p["parent_pid"] == 0) {
+            EXPECT_EQ(p["totals"]["alloc_count"], 10) << p;
+        } else {
+            child = p["pid"];
+            EXPECT_EQ(p["totals"]["alloc_count"], 0) << p;
+        }
+    }
+    EXPECT_EQ(u["pid"], child) << rep["processes"].dump(1);
+}
+
 TEST_F(E2E, ChrootedCommandIsProbedInItsOwnRoot)
 {
     // Its libc and loader are copies (other inodes than the host's): probing

@@ -38,7 +38,7 @@ struct Module {
     Module()
     {
         std::string err;
-        auto i = modules.add("/proc/self/exe", scan, err);
+        auto i = modules.add("/proc/self/exe", "/proc/self/exe", scan, err);
         EXPECT_TRUE(i) << err;
         index = i.value_or(0);
     }

@@ -219,11 +219,11 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
     Probe probe = attach(spec);
     if (!probe) {
         specs_.pop_back();
-        error = "cannot attach to the tracker entry point in " + path + ": " + std::strerror(errno);
+        error = "cannot attach to the tracker entry point in " + shown(path) + ": " + std::strerror(errno);
         return false;
     }
     probes_.push_back(probe);
-    sites_.push_back({path, "__memscope_probe_v1", note.site_offset, false, 0, "nop",
+    sites_.push_back({shown(path), "__memscope_probe_v1", note.site_offset, false, 0, "nop",
                       site_cost_name(SiteCost::nop5_rewritten), "tracker entry point"});
     return true;
 }
@@ -367,6 +367,19 @@ bpf_program* Tracer::program(bpf_program* real, bool retprobe) const
     return retprobe ? skel_->progs.empty_return : skel_->progs.empty_entry;
 }
 
+std::string Tracer::hold(const MappedFile& file)
+{
+    return held_.try_emplace({file.dev, file.ino}, file).first->second.host;
+}
+
+std::string Tracer::shown(const std::string& host_path) const
+{
+    for (const auto& [key, file] : held_)
+        if (file.host == host_path)
+            return file.path;
+    return host_path;
+}
+
 void Tracer::add_unwind_file(const std::string& host_path)
 {
     if (!unwind_capacity_ || !options_.unwind_tables)
@@ -387,7 +400,7 @@ void Tracer::add_unwind_file(const std::string& host_path)
     if (auto same = unwind_by_build_id_.find(build_id); !build_id.empty() && same != unwind_by_build_id_.end()) {
         if (bpf_map__update_elem(skel_->maps.unwind_files, &key, sizeof key, &same->second, sizeof same->second,
                                  BPF_ANY) != 0)
-            unwind_stats_.skipped.push_back(host_path + ": " + std::strerror(errno));
+            unwind_stats_.skipped.push_back(shown(host_path) + ": " + std::strerror(errno));
         else
             unwind_stats_.shared_files += 1;
         return;
@@ -403,7 +416,7 @@ void Tracer::add_unwind_file(const std::string& host_path)
         why = "the unwind rows are full (" + std::to_string(unwind_capacity_) + ")";
     }
     if (!built) {
-        unwind_stats_.skipped.push_back(host_path + ": " + why);
+        unwind_stats_.skipped.push_back(shown(host_path) + ": " + why);
         return;
     }
     std::vector<__u32> keys(table.rows.size());
@@ -413,13 +426,13 @@ void Tracer::add_unwind_file(const std::string& host_path)
     if (bpf_map_update_batch(bpf_map__fd(skel_->maps.unwind_rows), keys.data(), table.rows.data(), &count, nullptr) !=
             0 ||
         count != keys.size()) {
-        unwind_stats_.skipped.push_back(host_path + ": cannot load its rows: " + std::strerror(errno));
+        unwind_stats_.skipped.push_back(shown(host_path) + ": cannot load its rows: " + std::strerror(errno));
         return;
     }
     ms_unwind_file value{unwind_next_, static_cast<std::uint32_t>(table.rows.size())};
     // The rows are in place before the kernel can find them.
     if (bpf_map__update_elem(skel_->maps.unwind_files, &key, sizeof key, &value, sizeof value, BPF_ANY) != 0) {
-        unwind_stats_.skipped.push_back(host_path + ": " + std::strerror(errno));
+        unwind_stats_.skipped.push_back(shown(host_path) + ": " + std::strerror(errno));
         return;
     }
     unwind_next_ += static_cast<std::uint32_t>(table.rows.size());
@@ -557,26 +570,26 @@ int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& sc
             // While off, only kept: attached with the others when probes come back.
             Probe ret = off_ ? Probe{} : attach(ret_spec);
             if (!ret && !off_) {
-                error = "cannot attach a return probe to " + sym.name + " in " + path + ": " +
+                error = "cannot attach a return probe to " + sym.name + " in " + shown(path) + ": " +
                         std::strerror(errno);
                 return -1;
             }
             if (ret)
                 probes_.push_back(ret);
             specs_.push_back(ret_spec);
-            sites_.push_back({path, sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
+            sites_.push_back({shown(path), sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
                               site.reason});
         }
         AttachSpec spec{entry_program(skel_, sym.kind), pid, path, at, false, 0, 0};
         Probe entry = off_ ? Probe{} : attach(spec);
         if (!entry && !off_) {
-            error = "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
+            error = "cannot attach a uprobe to " + sym.name + " in " + shown(path) + ": " + std::strerror(errno);
             return -1;
         }
         if (entry)
             probes_.push_back(entry);
         specs_.push_back(spec);
-        sites_.push_back({path, sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
+        sites_.push_back({shown(path), sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
                           site.reason});
         probed += is_allocator(sym.kind);
     }
@@ -594,13 +607,13 @@ std::string Tracer::attach_allocator_temporary(int pid, const std::string& path,
                         false, 0, 0};
         Probe l = attach(spec);
         if (!l)
-            return "cannot attach a uprobe to " + sym.name + " in " + path + ": " + std::strerror(errno);
+            return "cannot attach a uprobe to " + sym.name + " in " + shown(path) + ": " + std::strerror(errno);
         links.push_back(l);
         if (needs_return_probe(sym.kind)) {
             spec.prog = skel_->progs.alloc_return;
             spec.retprobe = true;
             if (!(l = attach(spec)))
-                return "cannot attach a return probe to " + sym.name + " in " + path + ": " + std::strerror(errno);
+                return "cannot attach a return probe to " + sym.name + " in " + shown(path) + ": " + std::strerror(errno);
             links.push_back(l);
         }
     }
@@ -808,7 +821,6 @@ void Tracer::rebind(int pid, std::size_t slot, int task)
     std::vector<int> tasks = tasks_of(pid);
     if (slot >= tasks.size())
         return;
-    const int old = tasks[slot];
     if (task == 0)
         tasks.erase(tasks.begin() + static_cast<std::ptrdiff_t>(slot));
     else
@@ -821,17 +833,11 @@ void Tracer::rebind(int pid, std::size_t slot, int task)
         bound_[pid] = tasks;
     if (task)
         bound_since_[task] = monotonic_ns();
-    // A path through the old thread's /proc entry (its root, its map_files)
-    // goes with it: the same file through a thread that stays.
-    const std::string old_dir = "/proc/" + std::to_string(old) + "/";
-    const std::string new_dir = "/proc/" + std::to_string(task ? task : tasks[0]) + "/";
     std::vector<bpf_link*> gone;
     for (std::size_t i = 0; i < specs_.size(); ++i) {
         if (specs_[i].pid != pid)
             continue;
-        AttachSpec& spec = specs_[i];
-        if (spec.path.rfind(old_dir, 0) == 0)
-            spec.path = new_dir + spec.path.substr(old_dir.size());
+        const AttachSpec& spec = specs_[i];
         if (off_ || i >= probes_.size() || !probes_[i])
             continue; // while off, opened on the new threads when they come back
         Probe& p = probes_[i];
@@ -934,7 +940,7 @@ std::string Tracer::reattach_probes()
             if (!probes[i] && access(spec.path.c_str(), F_OK) != 0)
                 continue;
             if (!probes[i]) {
-                std::string err = "cannot attach the probes again in " + spec.path + ": " + std::strerror(errno);
+                std::string err = "cannot attach the probes again in " + shown(spec.path) + ": " + std::strerror(errno);
                 for (auto& p : probes)
                     if (p)
                         probes_.push_back(p);

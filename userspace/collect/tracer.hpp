@@ -18,6 +18,7 @@
 #include "events.hpp"
 #include "model.hpp"
 #include "modes.hpp"
+#include "proc.hpp"
 
 struct memscope_bpf;
 struct bpf_link;
@@ -168,6 +169,12 @@ public:
     // Without them (no CFI, the rows full) its frames are walked by their
     // epilogue and frame pointer, as before.
     void add_unwind_file(const std::string& host_path);
+    // Keep `file` (held open) as long as this tracer lives: probes of it
+    // are attached again by path (off, then on). Returns the path every
+    // probe of that inode uses.
+    std::string hold(const MappedFile& file);
+    // A held file's path as its process names it (for messages).
+    std::string shown(const std::string& host_path) const;
     const UnwindStats& unwind_stats() const { return unwind_stats_; }
     // Each program's runs and kernel time so far (counted only while
     // kernel.bpf_stats_enabled is 1): name -> (runs, ns).
@@ -302,6 +309,7 @@ private:
     // The unwind_rows array's size, its next free row; files done.
     std::uint32_t unwind_capacity_ = 0;
     std::uint32_t unwind_next_ = 0;
+    std::map<std::pair<dev_t, ino_t>, MappedFile> held_; // every file probed, held open
     std::set<std::pair<std::uint32_t, std::uint64_t>> unwind_known_;  // (dev, inode) of files with rows
     std::map<std::string, ms_unwind_file> unwind_by_build_id_;        // their rows, by build-id
     UnwindStats unwind_stats_;

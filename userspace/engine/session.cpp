@@ -166,18 +166,15 @@ void Session::add_sites(Report& report)
             report.warnings.push_back(s);
 }
 
-bool Session::seen(const std::string& path)
+bool Session::seen(const MappedFile& file)
 {
-    struct stat st{};
-    if (stat(path.c_str(), &st) != 0)
-        return false;
-    return !seen_.insert({st.st_dev, st.st_ino}).second;
+    return !seen_.insert({file.dev, file.ino}).second;
 }
 
 std::string Session::attach_tracker(int pid, const std::string& path, const ElfScan& scan)
 {
     std::string err;
-    auto module = modules_.add(path, scan, err);
+    auto module = modules_.add(path, tracer_.shown(path), scan, err);
     if (!module)
         return err;
     if (!tracer_.attach_tracker(pid, path, *scan.tracker, *module, err))
@@ -189,9 +186,20 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
 {
     probed = 0;
     std::vector<const MappedFile*> fresh;
-    for (const auto& file : objects)
-        if (!seen(file.host))
+    for (const auto& file : objects) {
+        if (file.host.empty()) {
+            // Neither its name nor map_files reaches the mapped file: what
+            // it defines is unknown, so counting zero would be a guess.
+            if (std::none_of(unreachable_.begin(), unreachable_.end(),
+                             [&](const std::string& p) { return p == file.path; })) {
+                unreachable_.push_back(file.path);
+                unprobed_.push_back({static_cast<std::uint32_t>(pid), file.path, {}, "unreadable: " + file.why});
+            }
+            continue;
+        }
+        if (!seen(file))
             fresh.push_back(&file);
+    }
     if (fresh.empty())
         return allocator_functions_ == 0 && running ? "no allocator functions (malloc, free, ...) found in the files "
                                                       "process " + std::to_string(pid) + " maps"
@@ -206,7 +214,8 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
     std::vector<std::pair<std::string, ElfScan>> trackers;
     for (const MappedFile* f : fresh) {
         const MappedFile& file = *f;
-        ElfScan scan = scan_elf(file.host);
+        const std::string host = tracer_.hold(file); // "/proc/self/fd/N": that inode, for every look
+        ElfScan scan = scan_elf(host);
         if (!scan.error.empty())
             continue;
         if (!scan.tracker_error.empty())
@@ -215,7 +224,7 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
             unprobed_.push_back({static_cast<std::uint32_t>(pid), file.path, scan.unprobed_allocator});
         if (!scan.symbols.empty()) {
             std::string err;
-            int n = tracer_.attach_allocator(pid, file.host, scan, err);
+            int n = tracer_.attach_allocator(pid, host, scan, err);
             if (n < 0) {
                 if (running)
                     tracer_.set_mode(before);
@@ -224,9 +233,9 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
             probed += n;
         }
         if (scan.tracker)
-            trackers.emplace_back(file.host, std::move(scan));
-        symbolizer_.know_file(file.host, file.path);
-        tracer_.add_unwind_file(file.host);
+            trackers.emplace_back(host, std::move(scan));
+        symbolizer_.know_file(file);
+        tracer_.add_unwind_file(host);
     }
     allocator_functions_ += probed;
     if (allocator_functions_ == 0 && running)

@@ -114,7 +114,7 @@ public:
     void add_sites(Report& report);
 
 private:
-    bool seen(const std::string& path);
+    bool seen(const MappedFile& file);
     std::string attach_tracker(int pid, const std::string& path, const ElfScan& scan);
     // A stack's frames, symbolized once: from the event's mappings when it
     // came with them, else from the table and the process's maps.
@@ -133,6 +133,7 @@ private:
     bool rescan_ = false; // look for new libraries at the next drain
     int allocator_functions_ = 0; // probed in every file attached so far
     std::vector<UnprobedAllocator> unprobed_;
+    std::vector<std::string> unreachable_; // mapped files neither name nor map_files opens
     std::vector<ExecMark> execs_;
     bool held_at_loader_ = false;
     TrackerModules modules_;

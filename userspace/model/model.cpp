@@ -179,8 +179,9 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
             p.target = s.processes[0].target;
             p.parent_pid = s.processes[0].parent_pid;
         }
-        if (s.totals.alloc_count == 0 && s.totals.free_count == 0 && s.threads.empty())
-            continue; // a fork that exec'd before allocating anything
+        if (s.totals.alloc_count == 0 && s.totals.free_count == 0 && s.threads.empty() &&
+            s.unprobed_allocators.empty())
+            continue; // a fork that exec'd before allocating anything (not one whose allocator went unprobed)
         root.processes.push_back(p);
         weigh(s);
         for (const auto& [why, n] : s.stacks.truncated_by)
@@ -257,15 +258,17 @@ void note_unprobed(Report& report)
         return;
     std::string files;
     for (const auto& u : report.unprobed_allocators) {
-        std::string names;
-        for (const auto& s : u.symbols)
-            names += (names.empty() ? "" : ", ") + s;
-        files += (files.empty() ? "" : "; ") + u.file + " (pid " + std::to_string(u.pid) + ": " + names + ")";
+        std::string what = u.reason;
+        if (what.empty()) {
+            for (const auto& s : u.symbols)
+                what += (what.empty() ? "" : ", ") + s;
+            what += ": a known allocator's entry points under other names (a prefixed jemalloc, tcmalloc or "
+                    "mimalloc?)";
+        }
+        files += (files.empty() ? "" : "; ") + u.file + " (pid " + std::to_string(u.pid) + ": " + what + ")";
     }
     report.warnings.push_back(std::string(kUnprobedWarning) + ": " + files +
-                              " define a known allocator's entry points under other names (a prefixed "
-                              "jemalloc, tcmalloc or mimalloc?): their calls are not counted, and the gate "
-                              "refuses this report");
+                              "; their calls are not counted, and the gate refuses this report");
 }
 
 void add_tracked(Report& report, Tracked tracked)

@@ -193,12 +193,14 @@ struct ProcessSection {
     std::size_t threads = 0;
 };
 
-// A file a process maps that defines a known allocator's entry points under
-// names not probed (a prefixed build): its calls go uncounted.
+// A file a process maps whose allocator calls go uncounted: it defines a
+// known allocator's entry points under names not probed (a prefixed build,
+// `symbols`), or it could not be looked at (`reason`).
 struct UnprobedAllocator {
     std::uint32_t pid = 0;
     std::string file;
     std::vector<std::string> symbols;
+    std::string reason;
 };
 
 struct Report {

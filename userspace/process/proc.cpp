@@ -1,5 +1,7 @@
 #include "proc.hpp"
 
+#include "safe_files.hpp"
+
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -122,19 +124,77 @@ std::string named_path(std::string path, bool* deleted)
     return path;
 }
 
+namespace {
+
+// `fd` (open, or -1) held as the file `f` names.
+void hold(MappedFile& f, int fd)
+{
+    struct stat st{};
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    f.dev = st.st_dev;
+    f.ino = st.st_ino;
+    f.held = std::shared_ptr<const int>(new int(fd), [](const int* p) {
+        close(*p);
+        delete p;
+    });
+    f.host = "/proc/self/fd/" + std::to_string(fd);
+}
+
+} // namespace
+
+MappedFile hold_file(const std::string& path, std::string shown)
+{
+    MappedFile f;
+    f.path = std::move(shown);
+    f.named = path;
+    hold(f, open_untrusted(path, {.max_bytes = kMaxElfBytes}, f.why));
+    return f;
+}
+
 MappedFile mapped_file(int pid, const std::string& range, const std::string& dev, unsigned long inode,
                        std::string path)
 {
     MappedFile f;
     f.path = named_path(std::move(path), &f.deleted);
-    f.host = path_in_process(pid, f.path);
+    f.named = path_in_process(pid, f.path);
     unsigned major_no = 0, minor_no = 0;
-    struct stat st{};
-    const bool same_file = !f.deleted && std::sscanf(dev.c_str(), "%x:%x", &major_no, &minor_no) == 2 &&
-                           stat(f.host.c_str(), &st) == 0 && st.st_ino == inode && major(st.st_dev) == major_no &&
-                           minor(st.st_dev) == minor_no;
-    if (!same_file)
-        f.host = "/proc/" + std::to_string(pid) + "/map_files/" + range; // the mapped inode itself
+    const bool dev_known = std::sscanf(dev.c_str(), "%x:%x", &major_no, &minor_no) == 2;
+    auto is_mapped = [&](int fd) {
+        struct stat st{};
+        return fd >= 0 && dev_known && fstat(fd, &st) == 0 && st.st_ino == inode && major(st.st_dev) == major_no &&
+               minor(st.st_dev) == minor_no;
+    };
+    std::string why;
+    if (!f.deleted) {
+        const int fd = open_untrusted(f.named, {.max_bytes = kMaxElfBytes}, why);
+        if (is_mapped(fd)) {
+            hold(f, fd);
+            return f;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    // The mapped inode itself. The kernel opens these links only for
+    // CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE.
+    const int fd = open_untrusted("/proc/" + std::to_string(pid) + "/map_files/" + range,
+                                  {.max_bytes = kMaxElfBytes}, why);
+    if (is_mapped(fd)) {
+        hold(f, fd);
+        return f;
+    }
+    const int err = errno;
+    if (fd >= 0)
+        close(fd);
+    f.why = std::string(f.deleted ? "deleted" : "replaced on disk") + ", and " +
+            (fd >= 0 ? std::string("its /proc/PID/map_files entry changed while opening")
+             : err == EPERM || err == EACCES
+                 ? "its /proc/PID/map_files entry opens only with CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE, which "
+                   "this tracer lacks"
+                 : "its /proc/PID/map_files entry cannot be opened: " + why);
     return f;
 }
 
@@ -155,9 +215,9 @@ std::vector<MappedFile> executable_mappings(int pid)
         std::getline(ls >> std::ws, path);
         if (perms.size() < 3 || perms[2] != 'x' || path.empty() || path[0] != '/')
             continue;
-        MappedFile f = mapped_file(task ? task : pid, range, dev, inode, path);
-        if (std::none_of(out.begin(), out.end(), [&](const MappedFile& o) { return o.path == f.path; }))
-            out.push_back(std::move(f));
+        const std::string name = named_path(path);
+        if (std::none_of(out.begin(), out.end(), [&](const MappedFile& o) { return o.path == name; }))
+            out.push_back(mapped_file(task ? task : pid, range, dev, inode, path));
     }
     return out;
 }

@@ -2,9 +2,12 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 namespace memscope {
 
@@ -14,16 +17,28 @@ std::string path_in_process(int pid, const std::string& path);
 // The reverse: the path as the process names it (path_in_process's prefix gone).
 std::string shown_path(int pid, const std::string& host_path);
 
-// A file a process maps: `path` as the process names it, `host` a path
-// that opens that very file from here (the same inode): under
-// /proc/PID/root (its mount namespace and root, a chroot), or its
-// /proc/PID/map_files entry when the name now leads elsewhere or nowhere
-// (deleted, replaced by a package upgrade, an overlay's copy).
+// A file a process maps, opened once: every later look at it (the ELF
+// scan, the unwind tables, the symbolizer, the kernel's uprobe path walk)
+// goes through `host`, "/proc/self/fd/N", which reopens that very inode
+// while `held` lives, so a path swapped meanwhile in a directory the target
+// controls changes nothing. `path` is the file as the process names it;
+// `named` is that name from here (/proc/PID/root/...), beside which its
+// debug files are looked for. The inode is the one the maps line names:
+// reached through the process's root, else (deleted, replaced by a package
+// upgrade, an overlay's copy) through /proc/PID/map_files. `host` is empty
+// when neither reaches it, and `why` says why.
 struct MappedFile {
     std::string path;
     std::string host;
+    std::string named;
+    std::shared_ptr<const int> held;
+    std::string why;
     bool deleted = false;
+    dev_t dev = 0;
+    ino_t ino = 0;
 };
+// `path` (opened as open_untrusted does) held as such a file, named `shown`.
+MappedFile hold_file(const std::string& path, std::string shown);
 // A thread of process `pid` that lives on: the leader when it is not a
 // zombie, else another thread; never one of `except` (a thread on its way
 // out, those bound already), a zombie, or one with SIGKILL pending (the

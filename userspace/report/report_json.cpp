@@ -404,7 +404,7 @@ json report_without_variables(const Report& r, bool lists)
         {"unprobed_allocators", [&] {
              json list = json::array();
              for (const auto& u : r.unprobed_allocators)
-                 list.push_back({{"pid", u.pid}, {"file", u.file}, {"symbols", u.symbols}});
+                 list.push_back({{"pid", u.pid}, {"file", u.file}, {"symbols", u.symbols}, {"reason", u.reason}});
              return list;
          }()},
     };

@@ -221,15 +221,18 @@ struct Symbolizer::Module {
             close(fd);
     }
 
-    // Open `host_path` and name it (`key`: its build-id, else its path, device,
+    // Open `file` and name it (`key`: its build-id, else its path, device,
     // inode and mtime); false when it is no ELF file libdwfl can read. Cheap:
-    // what costs (line tables, symbols) waits for load().
-    bool identify(const std::string& host_path, std::string& key)
+    // what costs (line tables, symbols) waits for load(). libdwfl knows it
+    // by the name the process gives it (`file.named`): its debug files are
+    // looked for beside that.
+    bool identify(const MappedFile& file, std::string& key)
     {
+        const std::string& host_path = file.named;
         std::string why;
-        fd = open_untrusted(host_path, {.max_bytes = kMaxElfBytes}, why);
+        fd = file.host.empty() ? -1 : open_untrusted(file.host, {.max_bytes = kMaxElfBytes}, why);
         if (fd < 0) {
-            note_skipped(t_skipped, host_path, why);
+            note_skipped(t_skipped, host_path, file.host.empty() ? file.why : why);
             return false;
         }
         // Its symbols are still read, its DWARF is not; not even those when
@@ -416,7 +419,7 @@ void Symbolizer::share_modules(const Symbolizer& other)
 
 Symbolizer::~Symbolizer() = default;
 
-Symbolizer::Module* Symbolizer::open_module(const std::string& host_path)
+Symbolizer::Module* Symbolizer::open_module(const MappedFile& file)
 {
     auto m = std::make_unique<Module>();
     std::string key;
@@ -424,7 +427,7 @@ Symbolizer::Module* Symbolizer::open_module(const std::string& host_path)
     struct Reset {
         ~Reset() { t_skipped = nullptr; }
     } reset;
-    if (!m->identify(host_path, key))
+    if (!m->identify(file, key))
         return nullptr;
     if (auto it = modules_->find(key); it != modules_->end())
         return it->second.get(); // read already, for this process or another
@@ -433,15 +436,14 @@ Symbolizer::Module* Symbolizer::open_module(const std::string& host_path)
     return modules_->emplace(key, std::move(m)).first->second.get();
 }
 
-void Symbolizer::know_file(const std::string& host_path, const std::string& shown)
+void Symbolizer::know_file(const MappedFile& file)
 {
-    struct stat st{};
-    if (stat(host_path.c_str(), &st) != 0)
+    if (file.host.empty())
         return;
-    const std::pair<std::uint32_t, std::uint64_t> key{(major(st.st_dev) << 20) | minor(st.st_dev), st.st_ino};
+    const std::pair<std::uint32_t, std::uint64_t> key{(major(file.dev) << 20) | minor(file.dev), file.ino};
     if (files_.count(key))
         return;
-    files_[key] = {shown, open_module(host_path)};
+    files_[key] = {file.path, open_module(file)};
 }
 
 const Symbolizer::Known* Symbolizer::known(std::uint32_t dev, std::uint64_t ino) const
@@ -480,7 +482,7 @@ void Symbolizer::refresh(int pid)
             auto it = files_.find(key);
             if (it == files_.end()) { // where to open it from: looked up for a file new here only
                 MappedFile file = mapped_file(from, range, dev, std::strtoul(inode.c_str(), nullptr, 10), path);
-                it = files_.emplace(key, Known{file.path, open_module(file.host)}).first;
+                it = files_.emplace(key, Known{file.path, open_module(file)}).first;
             }
             m.path = named_path(path);
             m.module = it->second.module;

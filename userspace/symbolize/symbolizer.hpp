@@ -13,6 +13,7 @@
 
 #include "events.hpp"
 #include "model.hpp"
+#include "proc.hpp"
 
 namespace memscope {
 
@@ -30,10 +31,9 @@ public:
     Symbolizer(const Symbolizer&) = delete;
     Symbolizer& operator=(const Symbolizer&) = delete;
 
-    // A file processes may map (`host_path` as this tracer reaches it,
-    // `shown` as the process names it): opened now, for stacks of processes
-    // that are gone by the time they are symbolized.
-    void know_file(const std::string& host_path, const std::string& shown);
+    // A file processes may map (held open; see MappedFile): read now, for
+    // stacks of processes that are gone by the time they are symbolized.
+    void know_file(const MappedFile& file);
 
     // Read files through `other`'s cache (and it through ours from now on):
     // the processes of one command map the same libraries.
@@ -76,7 +76,7 @@ private:
         std::vector<JitSymbol> jit; // /tmp/perf-PID.map, by start
     };
 
-    Module* open_module(const std::string& host_path);
+    Module* open_module(const MappedFile& file);
     struct Known {
         std::string shown;
         Module* module = nullptr;

@@ -23,11 +23,11 @@ TrackerModules::~TrackerModules()
             close(m.fd);
 }
 
-std::optional<std::uint32_t> TrackerModules::add(const std::string& path, const ElfScan& scan,
-                                                  std::string& error)
+std::optional<std::uint32_t> TrackerModules::add(const std::string& path, const std::string& shown,
+                                                  const ElfScan& scan, std::string& error)
 {
     if (!scan.tracker) {
-        error = path;
+        error = shown;
         error += ": no tracker entry points"; // (appended: GCC 12 warns wrongly on path + "...")
         return std::nullopt;
     }
@@ -35,7 +35,7 @@ std::optional<std::uint32_t> TrackerModules::add(const std::string& path, const 
     int fd = open_untrusted(path, {}, why);
     struct stat st{};
     if (fd < 0 || fstat(fd, &st) != 0) {
-        error = "cannot open " + path + ": " + (fd < 0 ? why : std::strerror(errno));
+        error = "cannot open " + shown + ": " + (fd < 0 ? why : std::strerror(errno));
         if (fd >= 0)
             close(fd);
         return std::nullopt;
@@ -47,7 +47,7 @@ std::optional<std::uint32_t> TrackerModules::add(const std::string& path, const 
         }
     }
     TrackerModule m;
-    m.path = path;
+    m.path = shown;
     m.fd = fd;
     m.dev = st.st_dev;
     m.ino = st.st_ino;

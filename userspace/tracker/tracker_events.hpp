@@ -39,7 +39,9 @@ public:
 
     // Register a module; the same file twice gets the same index. The index
     // is the uprobe cookie, so an event names its module.
-    std::optional<std::uint32_t> add(const std::string& path, const ElfScan& scan, std::string& error);
+    // `path` opens it; `shown` names it in reports.
+    std::optional<std::uint32_t> add(const std::string& path, const std::string& shown, const ElfScan& scan,
+                                     std::string& error);
     std::size_t size() const { return modules_.size(); }
     const TrackerModule& at(std::uint32_t index) const { return modules_[index]; }
 
