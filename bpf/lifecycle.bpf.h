@@ -78,6 +78,9 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	 * bound thread until the tracer moves this one's. */
 	if (bpf_map_delete_elem(&bound_tasks, &key.tid) == 0)
 		report_event(MS_EV_BOUND_EXIT, tgid, 0, key.tid, 0, true);
+	/* A hold's signal it never stopped for (killed on the way): its mark
+	 * goes, or a later thread given its tid would lose a real signal. */
+	bpf_map_delete_elem(&holds_sent, &key.tid);
 	/* The thread's last name, kept for threads gone before the report. */
 	bpf_probe_read_kernel_str(name.comm, sizeof(name.comm), p->comm);
 	bpf_map_update_elem(&thread_names, &key, &name, BPF_ANY);

@@ -2,6 +2,8 @@
 // per process, exact figures in each, totals over the whole command.
 #include "harness.hpp"
 
+#include <set>
+
 using namespace e2e;
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -94,6 +96,30 @@ TEST_F(E2E, NoFollowTracesTheCommandAlone)
     json r = load(path);
     EXPECT_EQ(r["children"]["traced"], false);
     EXPECT_EQ(r["totals"]["alloc_count"], 10);
+}
+
+TEST_F(E2E, AProcessClonedWithoutSigchldIsFollowedOrLetGoAsAFork)
+{
+    // clone() with no exit signal: the kernel reports it to a tracer as a
+    // clone (as it does threads), not as a fork. Followed, it is a process
+    // of the command's, counted exactly; with --no-follow it runs untraced.
+    const std::string prog = target("clone_proc");
+    json r = trace_run({prog});
+    EXPECT_NE(last_.out.find("child traced: yes"), std::string::npos) << last_.out;
+    auto runs = processes_running(r, prog);
+    ASSERT_EQ(runs.size(), 2u) << r["processes"].dump(1);
+    std::multiset<std::uint64_t> counts;
+    for (const auto& p : runs)
+        counts.insert(p["totals"]["alloc_count"].get<std::uint64_t>());
+    EXPECT_EQ(counts, (std::multiset<std::uint64_t>{10, 100}));
+
+    std::string path = temp_json("clone-nofollow");
+    Result res = run({kBin, "run", "--no-follow", "--json", path, "--", prog});
+    ASSERT_EQ(res.status, 0) << res.err;
+    EXPECT_NE(res.out.find("child traced: no"), std::string::npos) << res.out;
+    json alone = load(path);
+    EXPECT_EQ(alone["children"]["traced"], false);
+    EXPECT_EQ(alone["totals"]["alloc_count"], 10);
 }
 
 TEST_F(E2E, RunFollowsAnExecFromAThreadThatIsNotTheLeader)

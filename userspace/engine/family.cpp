@@ -243,8 +243,10 @@ bool Family::reap(double)
             const int parent = tgid_of(tid);
             if (tgid_of(child) == parent)
                 threads_.insert(child); // a thread: nothing to attach
-            else
+            else if (follow_children_)
                 new_process(child, parent); // before it runs: it waits at its first stop
+            // (Not followed: a process clone()d with another exit signal
+            // than SIGCHLD, reported as a clone; let go at its first stop.)
             resume(tid);
             break;
         }
@@ -275,10 +277,18 @@ bool Family::reap(double)
             if (started_.insert(tid).second) {
                 // A new task's first stop (before or after its parent's event):
                 // a thread runs on; a process once its probes are in place.
-                if (tgid_of(tid) != tid)
+                if (tgid_of(tid) != tid) {
                     threads_.insert(tid);
-                else
+                } else if (!follow_children_) {
+                    // TRACECLONE (for the command's threads) also brings
+                    // a process clone()d without SIGCHLD: not followed, so
+                    // it runs on untraced, as a fork does.
+                    started_.erase(tid);
+                    ptrace(PTRACE_DETACH, tid, nullptr, nullptr);
+                    break;
+                } else {
                     new_process(tid, status_field(tid, "PPid:"));
+                }
                 resume(tid);
             } else if (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) {
                 ptrace(PTRACE_LISTEN, tid, nullptr, nullptr); // a group-stop: stopped, as without us
