@@ -39,7 +39,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 }
 
 SEC("tp_btf/sched_process_exec")
-int BPF_PROG(on_exec, struct task_struct *p)
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid)
 {
 	__u32 tgid = p->tgid;
 	struct ms_target *t = bpf_map_lookup_elem(&targets, &tgid);
@@ -48,7 +48,7 @@ int BPF_PROG(on_exec, struct task_struct *p)
 	if (t) {
 		__sync_fetch_and_add(&t->execs, 1);
 		/* Slots handed out from now on are the new program's. */
-		report_event(MS_EV_EXEC, tgid, 0, next_slot, 0, true);
+		report_event(MS_EV_EXEC, tgid, 0, next_slot, (__u32)old_pid, true);
 	}
 	/* A new program in the same thread: its figures start afresh in a slot
 	 * of their own (userspace closes the old image's at the exec stop).

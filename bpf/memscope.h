@@ -271,7 +271,9 @@ enum ms_event_type {
 	MS_EV_NEW_STACK,      /* a stack first seen in tgid, with its frames' mappings */
 	MS_EV_BOUND_EXIT,     /* a thread the tgid's probes are bound to exited (addr = its tid) */
 	MS_EV_NEW_THREAD,     /* a thread of a tgid bound to one thread only started (addr = its tid) */
-	MS_EV_EXEC,           /* tgid exec'd a new program (addr = the first thread slot it may use) */
+	MS_EV_EXEC,           /* tgid exec'd a new program (addr = the first thread slot it may use,
+			       * size = the exec'ing thread's tid before: another than tgid when
+			       * a thread other than the leader exec'd) */
 };
 
 #define MS_EV_HEAP 1u     /* variable: addr starts a block we saw allocated */

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <utility>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -153,22 +154,12 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
         ms_block_event b;
         if (size >= sizeof b) {
             std::memcpy(&b, data, sizeof b);
-            // A bound thread gone, a second one to bind to: the tracer's own.
-            if (b.h.type == MS_EV_BOUND_EXIT) {
-                self->thread_exiting(static_cast<int>(b.h.tgid), static_cast<int>(b.addr), b.ts);
-                return 0;
-            }
-            if (b.h.type == MS_EV_NEW_THREAD) {
-                const int pid = static_cast<int>(b.h.tgid);
-                const std::vector<int> before = self->tasks_of(pid);
-                const int tid = static_cast<int>(b.addr);
-                if (!self->watched_.count(pid))
-                    return 0;
-                self->add_binding(pid, tid);
-                self->publish_bindings(pid, before);
-                // Gone before its exit could be reported: not bound after all.
-                if (self->tasks_of(pid).size() > 1 && !thread_lives(pid, tid))
-                    self->thread_exiting(pid, tid);
+            // A bound thread gone, a second one to bind to: the tracer's
+            // own, done once the ring is drained (opening perf events for
+            // every probe here would hold the drain while the ring fills).
+            if (b.h.type == MS_EV_BOUND_EXIT || b.h.type == MS_EV_NEW_THREAD) {
+                self->binding_work_.push_back({b.h.type == MS_EV_BOUND_EXIT, static_cast<int>(b.h.tgid),
+                                               static_cast<int>(b.addr), b.ts});
                 return 0;
             }
         }
@@ -205,6 +196,23 @@ int Tracer::events_fd() const
 void Tracer::drain_events()
 {
     ring_buffer__consume(events_);
+    // In the order the BPF side saw them. A thread chosen now is alive now:
+    // the exits of threads never bound that follow are nothing to do.
+    std::vector<BindingWork> work = std::exchange(binding_work_, {});
+    for (const BindingWork& w : work) {
+        if (w.exit) {
+            thread_exiting(w.pid, w.tid, w.ns);
+            continue;
+        }
+        if (!watched_.count(w.pid))
+            continue;
+        const std::vector<int> before = tasks_of(w.pid);
+        add_binding(w.pid, w.tid);
+        publish_bindings(w.pid, before);
+        // Gone before its exit could be reported: not bound after all.
+        if (tasks_of(w.pid).size() > 1 && !thread_lives(w.pid, w.tid))
+            thread_exiting(w.pid, w.tid);
+    }
 }
 
 bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote& note, std::uint32_t module,

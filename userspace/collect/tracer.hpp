@@ -284,6 +284,13 @@ private:
     std::set<int> watched_;                 // pids whose bound threads' exits the BPF side reports
     std::map<int, std::uint64_t> bound_since_; // tid -> when its probes were opened (CLOCK_MONOTONIC ns)
     std::map<int, std::uint64_t> lapses_;
+    // Bound threads' exits and new threads the ring told of, for after its drain.
+    struct BindingWork {
+        bool exit;
+        int pid, tid;
+        std::uint64_t ns;
+    };
+    std::vector<BindingWork> binding_work_;
     int rebind_depth_ = 0;
     void release_links(std::vector<bpf_link*> links);
     static void destroy(Probe& probe);

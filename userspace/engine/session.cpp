@@ -52,7 +52,7 @@ void Session::on_event(const DecodedEvent& ev)
     if (ev.type == MS_EV_LOADER_CHANGED && ev.tgid == static_cast<std::uint32_t>(pid_))
         symbolizer_.refresh(pid_); // now, while the libraries are there
     if (ev.type == MS_EV_EXEC && ev.tgid == static_cast<std::uint32_t>(pid_)) {
-        execs_.push_back({static_cast<std::uint32_t>(ev.addr), ev.ts});
+        execs_.push_back({static_cast<std::uint32_t>(ev.addr), ev.ts, static_cast<int>(ev.size)});
         return;
     }
     events_.handle(ev);

@@ -72,6 +72,7 @@ public:
     struct ExecMark {
         std::uint32_t first_slot = 0;
         std::uint64_t ns = 0;
+        int former_tid = 0; // the exec'ing thread's tid before (another than the pid: not the leader)
     };
     std::optional<ExecMark> take_exec()
     {

@@ -134,12 +134,31 @@ void TraceRun::on_exec(const Session::ExecMark& e)
     r.processes.push_back({old, 0, {}, true, 0});
     exec_sections_.push_back(std::move(r));
     tracer_.forget_image(pid, e.first_slot);
-    session_.on_exec();
+    // A thread other than the leader exec'd: it took the leader's pid, and
+    // every thread the probes were bound to went with the old program. The
+    // new one is probed afresh; what it did before then went unseen (no
+    // ptrace here to hold it, and a signal stop would show to its parent).
+    const bool new_leader = e.former_tid > 0 && e.former_tid != pid;
+    if (new_leader)
+        tracer_.release_process(pid);
+    session_.on_exec(new_leader);
     traced_.target.exe = process_exe(pid);
     traced_.target.comm = read_first_line("/proc/" + std::to_string(pid) + "/comm").value_or("");
-    if (auto err = session_.attach_new_files(); !err.empty())
+    if (auto err = session_.attach_new_files(new_leader); !err.empty())
         std::fprintf(stderr, "memscope-trace: pid %d exec'd %s: %s\n", pid,
                      escape_for_terminal(traced_.target.exe).c_str(), escape_for_terminal(err).c_str());
+    if (new_leader) {
+        tracer_.watch_threads(pid);
+        timespec now{};
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        const double gap_ms = static_cast<double>(static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull +
+                                                  static_cast<std::uint64_t>(now.tv_nsec) - e.ns) / 1e6;
+        char text[96];
+        std::snprintf(text, sizeof text, "%.1f ms", gap_ms);
+        unseen_.push_back("pid " + std::to_string(pid) + ": a thread other than the leader exec'd " +
+                          traced_.target.exe + "; its probes were in place again " + text +
+                          " later, and calls it made before then were not seen (live bytes are not exact)");
+    }
     std::fprintf(stderr, "memscope-trace: pid %d exec'd %s: a new section\n", pid,
                  escape_for_terminal(traced_.target.exe).c_str());
 }
@@ -169,7 +188,7 @@ Report TraceRun::snapshot_report(bool final)
 {
     Snapshot snap = tracer_.snapshot(traced_.pid);
     Report r = make_report(snap, traced_.target, elapsed(), std::max(sampled_peak_, snap.live_bytes_sum));
-    session_.describe_modes(r);
+    describe(r);
     session_.add_sites(r);
     r.timeline = timeline_.timeline();
     add_tracked(r, session_.tracked(snap, final));
@@ -315,6 +334,15 @@ void TraceRun::reap(int& status)
     }
 }
 
+void TraceRun::describe(Report& r) const
+{
+    session_.describe_modes(r);
+    for (const auto& w : unseen_) {
+        r.live_bytes_exact = r.free_bytes_exact = false;
+        r.warnings.push_back(w);
+    }
+}
+
 Report TraceRun::final_report()
 {
     Snapshot snap = tracer_.snapshot(traced_.pid);
@@ -333,7 +361,7 @@ Report TraceRun::final_report()
     if (traced_.target.comm.empty())
         traced_.target.comm = read_first_line("/proc/" + std::to_string(traced_.pid) + "/comm").value_or("");
     Report report = make_report(snap, traced_.target, elapsed(), sampled_peak_);
-    session_.describe_modes(report);
+    describe(report);
     if (timeline_.due(elapsed()))
         sample_timeline(snap);
     report.timeline = timeline_.timeline();

@@ -94,6 +94,8 @@ public:
     Report run(int& status);
 
 private:
+    // The mode and what is inexact (describe_modes), and the gaps of execs.
+    void describe(Report& r) const;
     using Clock = std::chrono::steady_clock;
     double elapsed() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
     void drain();
@@ -129,6 +131,7 @@ private:
     double next_table_ = 0;
     double at_start_user_ = 0, at_start_sys_ = 0; // the tracer's start: BPF load, ELF scans, symbols
     std::vector<Report> exec_sections_; // -p: the programs the target ran before this one
+    std::vector<std::string> unseen_;   // -p: execs by a thread other than the leader (a gap each)
 };
 
 } // namespace memscope
