@@ -126,6 +126,32 @@ TEST_F(E2E, StaticBinaryIsItsOwnAllocator)
     ASSERT_NE(t, nullptr) << r.dump(1);
     expect_counters(*t, 3, 60, 1, 20, 2, 40, 60);
     EXPECT_EQ(r["dropped"]["events"], 0);
+    EXPECT_EQ(r["unprobed_allocators"], json::array());
+}
+
+TEST_F(E2E, StrippedStaticBinaryIsSaidNotCountedAsZero)
+{
+    // The same program stripped: glibc's malloc is in it, and no symbol
+    // says where; found by its messages. As the command, nothing could be
+    // traced: an error that says why. Started by the command, it is listed
+    // as unprobed, and the gate refuses the report.
+    const std::string prog = target("short_lived_static_stripped");
+    Result alone = run({kBin, "run", "--json", temp_json("static-stripped-alone"), "--", prog});
+    EXPECT_EQ(alone.status, 1) << alone.err;
+    EXPECT_NE(alone.err.find(prog + ": glibc's malloc built in"), std::string::npos) << alone.err;
+
+    const std::string path = temp_json("static-stripped");
+    Result res = run({kBin, "run", "--json", path, "--", "/bin/sh", "-c", prog + "; true"});
+    ASSERT_EQ(res.status, 0) << res.err;
+    EXPECT_NE(res.err.find("allocators not probed: " + prog), std::string::npos) << res.err;
+    Result d = run({kBin, "diff", path, path});
+    EXPECT_EQ(d.status, 2) << d.out << d.err;
+    json r = load(path);
+    ASSERT_EQ(r["unprobed_allocators"].size(), 1u) << r["unprobed_allocators"].dump();
+    EXPECT_EQ(r["unprobed_allocators"][0]["file"], prog);
+    EXPECT_NE(r["unprobed_allocators"][0]["reason"].get<std::string>().find("glibc's malloc built in"),
+              std::string::npos)
+        << r["unprobed_allocators"];
 }
 
 TEST_F(E2E, ForkIsReported)

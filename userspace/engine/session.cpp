@@ -182,6 +182,16 @@ std::string Session::attach_tracker(int pid, const std::string& path, const ElfS
     return {};
 }
 
+std::string Session::no_allocator(int pid) const
+{
+    std::string out = "no allocator functions (malloc, free, ...) found in the files process " +
+                      std::to_string(pid) + " maps";
+    for (const auto& u : unprobed_)
+        if (u.pid == static_cast<std::uint32_t>(pid) && !u.reason.empty())
+            out += "; " + u.file + ": " + u.reason;
+    return out;
+}
+
 std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int& probed, bool running)
 {
     probed = 0;
@@ -201,9 +211,7 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
             fresh.push_back(&file);
     }
     if (fresh.empty())
-        return allocator_functions_ == 0 && running ? "no allocator functions (malloc, free, ...) found in the files "
-                                                      "process " + std::to_string(pid) + " maps"
-                                                    : std::string();
+        return allocator_functions_ == 0 && running ? no_allocator(pid) : std::string();
     // Nothing is recorded until every probe is in place: a call that meets
     // half of its probes would leave state behind.
     const Mode before = tracer_.mode();
@@ -222,6 +230,10 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
             notes_.push_back(file.path + ": " + scan.tracker_error);
         if (!scan.unprobed_allocator.empty())
             unprobed_.push_back({static_cast<std::uint32_t>(pid), file.path, scan.unprobed_allocator});
+        if (!scan.nameless_allocator.empty())
+            unprobed_.push_back({static_cast<std::uint32_t>(pid), file.path, {},
+                                 scan.nameless_allocator + " built in, and no symbol names its entry points (a "
+                                                           "stripped static program)"});
         if (!scan.symbols.empty()) {
             std::string err;
             int n = tracer_.attach_allocator(pid, host, scan, err);
@@ -239,8 +251,7 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
     }
     allocator_functions_ += probed;
     if (allocator_functions_ == 0 && running)
-        return "no allocator functions (malloc, free, ...) found in the files process " +
-               std::to_string(pid) + " maps";
+        return no_allocator(pid);
     for (const auto& [path, scan] : trackers)
         if (auto err = attach_tracker(pid, path, scan); !err.empty()) {
             if (running)

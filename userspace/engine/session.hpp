@@ -116,6 +116,8 @@ public:
 
 private:
     bool seen(const MappedFile& file);
+    // The error of a process in which no allocator could be probed, with why.
+    std::string no_allocator(int pid) const;
     std::string attach_tracker(int pid, const std::string& path, const ElfScan& scan);
     // A stack's frames, symbolized once: from the event's mappings when it
     // came with them, else from the table and the process's maps.

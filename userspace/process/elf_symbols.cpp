@@ -124,6 +124,54 @@ void scan_tracker_note(Elf_Scn* scn, ElfScan& out)
     }
 }
 
+// Whether the program asks the loader for libraries (DT_NEEDED).
+bool needs_libraries(Elf* elf)
+{
+    size_t nphdr = 0;
+    elf_getphdrnum(elf, &nphdr);
+    for (size_t i = 0; i < nphdr; ++i) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(elf, static_cast<int>(i), &ph) || ph.p_type != PT_DYNAMIC)
+            continue;
+        Elf_Data* dyn = elf_getdata_rawchunk(elf, static_cast<int64_t>(ph.p_offset), ph.p_filesz, ELF_T_DYN);
+        for (size_t j = 0; dyn && j < ph.p_filesz / sizeof(Elf64_Dyn); ++j) {
+            GElf_Dyn d;
+            if (!gelf_getdyn(dyn, static_cast<int>(j), &d) || d.d_tag == DT_NULL)
+                break;
+            if (d.d_tag == DT_NEEDED)
+                return true;
+        }
+    }
+    return false;
+}
+
+// An allocator built into a file with no symbol naming it, by a message of
+// its own in the loaded bytes: glibc's malloc (a static glibc program),
+// jemalloc, tcmalloc, mimalloc. Empty when none is found.
+std::string nameless_allocator(Elf* elf, const std::vector<LoadSegment>& loads)
+{
+    static constexpr std::pair<std::string_view, const char*> kMarkers[] = {
+        {"free(): invalid pointer", "glibc's malloc"},
+        {"<jemalloc>: ", "jemalloc"},
+        {"TCMALLOC_", "tcmalloc"},
+        {"mimalloc: ", "mimalloc"},
+    };
+    size_t size = 0;
+    const char* raw = elf_rawfile(elf, &size);
+    if (!raw)
+        return {};
+    for (const auto& l : loads) {
+        if (l.offset >= size)
+            continue;
+        const char* from = raw + l.offset;
+        const size_t n = std::min<std::uint64_t>(l.filesz, size - l.offset);
+        for (const auto& [marker, name] : kMarkers)
+            if (memmem(from, n, marker.data(), marker.size()))
+                return name;
+    }
+    return {};
+}
+
 } // namespace
 
 namespace {
@@ -327,6 +375,10 @@ ElfScan scan_elf(const std::string& path)
                                              [&](std::string_view m) { return found.count(std::string(m)) > 0; });
     if (own_operators)
         take(kCxxOperators);
+    // A program that needs no library and defines no allocator by name,
+    // yet has one built in: a stripped static binary.
+    if (out.symbols.empty() && out.interpreter.empty() && ehdr.e_entry != 0 && !needs_libraries(e.elf))
+        out.nameless_allocator = nameless_allocator(e.elf, out.loads);
     if (out.tracker) {
         auto site = vaddr_to_offset(out.loads, out.tracker->site_vaddr);
         auto sema = vaddr_to_offset(out.loads, out.tracker->semaphore_vaddr);
