@@ -289,20 +289,43 @@ int run_attach(const Options& opt)
     return finish(report, opt);
 }
 
+// An ending signal that came while the command was not running yet (a
+// terminal's ^C too, which reached no command then) is its own: taken
+// here, passed on once.
+void pass_on_pending_ending_signals(int pid)
+{
+    sigset_t ending;
+    sigemptyset(&ending);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP})
+        sigaddset(&ending, sig);
+    const timespec now{0, 0};
+    for (int sig; (sig = sigtimedwait(&ending, nullptr, &now)) > 0;)
+        kill(pid, sig);
+}
+
+// run --baseline's report, read and checked with the gate's options; an
+// error sentence, empty when fine (or when there is no gate).
+std::string read_baseline(const Options& opt, nlohmann::json& baseline)
+{
+    if (opt.baseline.empty())
+        return !opt.gate.max_increase.empty() || opt.gate.fail_on_new_leaks
+                   ? "--max-increase and --fail-on-new-leaks need --baseline FILE"
+                   : std::string();
+    if (auto e = check_diff_options(opt.gate); !e.empty())
+        return e;
+    if (auto e = read_report_json(opt.baseline, baseline); !e.empty())
+        return escape_for_terminal(e);
+    return {};
+}
+
 int run_command(const Options& opt)
 {
     if (opt.command.empty())
         return fail("run needs a command: memscope-trace run -- CMD [ARGS...]", 2);
     // The gate's input is checked before the command runs, not after.
     nlohmann::json baseline;
-    if (!opt.baseline.empty()) {
-        if (auto e = check_diff_options(opt.gate); !e.empty())
-            return fail(e, 2);
-        if (auto e = read_report_json(opt.baseline, baseline); !e.empty())
-            return fail(escape_for_terminal(e), 2);
-    } else if (!opt.gate.max_increase.empty() || opt.gate.fail_on_new_leaks) {
-        return fail("--max-increase and --fail-on-new-leaks need --baseline FILE", 2);
-    }
+    if (auto e = read_baseline(opt, baseline); !e.empty())
+        return fail(e, 2);
     std::string exe = resolve_command(opt.command[0]);
     if (exe.empty())
         return fail("command not found: " + escape_for_terminal(opt.command[0]), 127);
@@ -395,18 +418,7 @@ int run_command(const Options& opt)
     }
     traced.target.pid = traced.pid;
     traced.target.exe = exe;
-    {
-        // An ending signal that came while the command was not running yet
-        // (a terminal's ^C too, which reached no command then) is its own:
-        // taken here, passed on once.
-        sigset_t ending;
-        sigemptyset(&ending);
-        for (int sig : {SIGINT, SIGTERM, SIGHUP})
-            sigaddset(&ending, sig);
-        const timespec now{0, 0};
-        for (int sig; (sig = sigtimedwait(&ending, nullptr, &now)) > 0;)
-            kill(traced.pid, sig);
-    }
+    pass_on_pending_ending_signals(traced.pid);
 
     int status = 0;
     Report report = trace(*tracer, session, traced, opt, sigfd, calibration, status, family ? &*family : nullptr);
@@ -447,6 +459,77 @@ int run_ctl(const Options& opt)
     return j.is_object() && !j.contains("error") ? 0 : 1;
 }
 
+// The command line: options shared by tracing, rendering and the gate.
+void add_renderings(CLI::App* a, Options& opt)
+{
+    a->add_option("--html", opt.html_path, "write a self-contained HTML report to FILE");
+    a->add_option("--collapsed", opt.collapsed_path,
+                  "write the allocation sites as folded stacks (flamegraph.pl, inferno, speedscope) to FILE");
+    a->add_option("--weight", opt.weight, "what the folded stacks weigh: bytes, count, live_bytes, live_count")
+        ->check(CLI::IsMember({"bytes", "count", "live_bytes", "live_count"}));
+}
+
+void add_common(CLI::App* a, Options& opt)
+{
+    a->add_option("--interval", opt.interval,
+                  "sample live bytes (process and per thread) every N seconds (default 0.1)")
+        ->check(CLI::Range(0.001, 3600.0));
+    a->add_option("--live", opt.live, "print a live per-thread table to stderr every N seconds")
+        ->check(CLI::PositiveNumber);
+    a->add_option("--json", opt.json_path, "write the final report as JSON to FILE");
+    add_renderings(a, opt);
+    a->add_option("--stack-depth", opt.stack_depth,
+                  "frames kept per allocation stack in normal mode (default 64)")
+        ->check(CLI::Range(1u, static_cast<unsigned>(MS_MAX_STACK_DEPTH)));
+    a->add_flag("--no-stacks", opt.no_stacks, "record no stacks (no sites, no leak report by stack)");
+    a->add_option("--max-stacks", opt.max_stacks,
+                  "distinct stacks (and allocation sites) the tables hold (default 65536); allocations past "
+                  "them count on a '(stack table full)' site")
+        ->check(CLI::Range(16u, 1u << 24));
+    a->add_option("--alloc-fn", opt.alloc_fns,
+                  "a function of yours that allocates for its callers: sites are named after its caller "
+                  "(repeatable; operator new and the C++ standard library are skipped already)");
+    a->add_flag("-v,--verbose", opt.verbose, "show each probe site attached");
+    a->add_option("--max-allocations", opt.max_allocations,
+                  "capacity of the outstanding-allocation table (kernel memory, preallocated)")
+        ->check(CLI::Range(1024u, 1u << 26));
+    a->add_option("--max-threads", opt.max_threads, "capacity of the per-thread tables")
+        ->check(CLI::Range(16u, 1u << 20));
+    a->add_option("--max-variables", opt.max_variables,
+                  "tracked variables kept for the report (about 72 bytes each); more are counted as dropped")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
+    a->add_option("--mode", opt.mode,
+                  "normal, fast, async, off, or auto (steps between normal, fast and async to stay under "
+                  "--overhead-budget); default: what the target's environment asks, else normal")
+        ->check(CLI::IsMember({"normal", "fast", "async", "off", "auto"}));
+    a->add_option("--overhead-budget", opt.overhead_budget,
+                  "auto mode: the estimated overhead to stay under, percent of the target's CPU time")
+        ->check(CLI::Range(0.001, 1000.0));
+    // For tools/bench only: the floor (empty programs on the same sites)
+    // and the tracker probed on a site the kernel cannot rewrite.
+    a->add_flag("--bench-floor", opt.bench_floor)->group("");
+    a->add_flag("--bench-tracker-on-ret", opt.bench_tracker_on_ret)->group("");
+    a->add_flag("--bench-pmu-uprobes", opt.bench_pmu_uprobes)->group("");
+    a->add_flag("--bench-no-unwind-tables", opt.bench_no_unwind_tables)->group("");
+    a->add_option("--nice", opt.nice,
+                  "the tracer's own nice value (default -19: it must drain events as fast as the "
+                  "target's threads make them)")
+        ->check(CLI::Range(-20, 19));
+}
+
+void add_gate(CLI::App* a, Options& opt)
+{
+    a->add_option("--max-increase", opt.gate.max_increase,
+                  "METRIC=PCT% or METRIC=ABS (bytes take KiB/MiB/GiB): fail (exit 1) past it; repeatable")
+        ->expected(1)
+        ->allow_extra_args(false)
+        ->take_all();
+    a->add_flag("--fail-on-new-leaks", opt.gate.fail_on_new_leaks,
+                "fail when a stack leaks that did not in the baseline");
+    a->add_option("--format", opt.gate.format, "the comparison as text, markdown, json or junit")
+        ->check(CLI::IsMember({"text", "markdown", "json", "junit"}));
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -454,59 +537,6 @@ int main(int argc, char** argv)
     CLI::App app{"memscope-trace: trace a process's heap from outside it, with uprobes and BPF"};
     app.set_version_flag("--version", std::string(kToolVersion));
     Options opt;
-    auto add_renderings = [&](CLI::App* a) {
-        a->add_option("--html", opt.html_path, "write a self-contained HTML report to FILE");
-        a->add_option("--collapsed", opt.collapsed_path,
-                      "write the allocation sites as folded stacks (flamegraph.pl, inferno, speedscope) to FILE");
-        a->add_option("--weight", opt.weight, "what the folded stacks weigh: bytes, count, live_bytes, live_count")
-            ->check(CLI::IsMember({"bytes", "count", "live_bytes", "live_count"}));
-    };
-    auto add_common = [&](CLI::App* a) {
-        a->add_option("--interval", opt.interval,
-                      "sample live bytes (process and per thread) every N seconds (default 0.1)")
-            ->check(CLI::Range(0.001, 3600.0));
-        a->add_option("--live", opt.live, "print a live per-thread table to stderr every N seconds")
-            ->check(CLI::PositiveNumber);
-        a->add_option("--json", opt.json_path, "write the final report as JSON to FILE");
-        add_renderings(a);
-        a->add_option("--stack-depth", opt.stack_depth,
-                      "frames kept per allocation stack in normal mode (default 64)")
-            ->check(CLI::Range(1u, static_cast<unsigned>(MS_MAX_STACK_DEPTH)));
-        a->add_flag("--no-stacks", opt.no_stacks, "record no stacks (no sites, no leak report by stack)");
-        a->add_option("--max-stacks", opt.max_stacks,
-                      "distinct stacks (and allocation sites) the tables hold (default 65536); allocations past "
-                      "them count on a '(stack table full)' site")
-            ->check(CLI::Range(16u, 1u << 24));
-        a->add_option("--alloc-fn", opt.alloc_fns,
-                      "a function of yours that allocates for its callers: sites are named after its caller "
-                      "(repeatable; operator new and the C++ standard library are skipped already)");
-        a->add_flag("-v,--verbose", opt.verbose, "show each probe site attached");
-        a->add_option("--max-allocations", opt.max_allocations,
-                      "capacity of the outstanding-allocation table (kernel memory, preallocated)")
-            ->check(CLI::Range(1024u, 1u << 26));
-        a->add_option("--max-threads", opt.max_threads, "capacity of the per-thread tables")
-            ->check(CLI::Range(16u, 1u << 20));
-        a->add_option("--max-variables", opt.max_variables,
-                      "tracked variables kept for the report (about 72 bytes each); more are counted as dropped")
-            ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
-        a->add_option("--mode", opt.mode,
-                      "normal, fast, async, off, or auto (steps between normal, fast and async to stay under "
-                      "--overhead-budget); default: what the target's environment asks, else normal")
-            ->check(CLI::IsMember({"normal", "fast", "async", "off", "auto"}));
-        a->add_option("--overhead-budget", opt.overhead_budget,
-                      "auto mode: the estimated overhead to stay under, percent of the target's CPU time")
-            ->check(CLI::Range(0.001, 1000.0));
-        // For tools/bench only: the floor (empty programs on the same sites)
-        // and the tracker probed on a site the kernel cannot rewrite.
-        a->add_flag("--bench-floor", opt.bench_floor)->group("");
-        a->add_flag("--bench-tracker-on-ret", opt.bench_tracker_on_ret)->group("");
-        a->add_flag("--bench-pmu-uprobes", opt.bench_pmu_uprobes)->group("");
-        a->add_flag("--bench-no-unwind-tables", opt.bench_no_unwind_tables)->group("");
-        a->add_option("--nice", opt.nice,
-                      "the tracer's own nice value (default -19: it must drain events as fast as the "
-                      "target's threads make them)")
-            ->check(CLI::Range(-20, 19));
-    };
     const CLI::Validator pid_number(
         [](std::string& s) -> std::string {
             const bool digits = !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos;
@@ -515,26 +545,15 @@ int main(int argc, char** argv)
         "PID");
     app.add_option("-p,--pid", opt.pid, "attach to a running process")->check(pid_number);
     app.add_option("--duration", opt.duration, "stop after SECONDS")->check(CLI::PositiveNumber);
-    add_common(&app);
+    add_common(&app, opt);
 
     CLI::App* run = app.add_subcommand("run", "start a command traced from its first instruction");
-    add_common(run);
+    add_common(run, opt);
     run->add_flag("--no-follow", opt.no_follow,
                   "trace the command's own process only, not the processes it starts");
     run->add_option("command", opt.command, "CMD [ARGS...] (after --)")->required();
 
-    auto add_gate = [&](CLI::App* a) {
-        a->add_option("--max-increase", opt.gate.max_increase,
-                      "METRIC=PCT% or METRIC=ABS (bytes take KiB/MiB/GiB): fail (exit 1) past it; repeatable")
-            ->expected(1)
-            ->allow_extra_args(false)
-            ->take_all();
-        a->add_flag("--fail-on-new-leaks", opt.gate.fail_on_new_leaks,
-                    "fail when a stack leaks that did not in the baseline");
-        a->add_option("--format", opt.gate.format, "the comparison as text, markdown, json or junit")
-            ->check(CLI::IsMember({"text", "markdown", "json", "junit"}));
-    };
-    add_gate(run);
+    add_gate(run, opt);
     run->add_option("--baseline", opt.baseline,
                     "after the command, compare its report with this one (see diff); exit 1 on a regression");
 
@@ -542,11 +561,11 @@ int main(int argc, char** argv)
         "diff", "compare two JSON reports: 0 within the thresholds, 1 a regression, 2 bad input");
     diff->add_option("base", opt.diff_base, "the baseline report")->required();
     diff->add_option("new", opt.diff_new, "the report to check")->required();
-    add_gate(diff);
+    add_gate(diff, opt);
 
     CLI::App* report = app.add_subcommand("report", "render a JSON report written earlier: --html, --collapsed");
     report->add_option("input", opt.report_in, "the JSON report (memscope-trace --json)")->required();
-    add_renderings(report);
+    add_renderings(report, opt);
 
     CLI::App* ctl = app.add_subcommand("ctl", "talk to a running memscope-trace: `mode NAME` or `status`");
     ctl->add_option("--pid", opt.ctl_pid, "the tracer's pid (not the target's)")->required()->check(pid_number);

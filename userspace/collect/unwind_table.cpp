@@ -227,6 +227,46 @@ bool same_rule(const ms_unwind_row& a, const ms_unwind_row& b)
     return a.kind == b.kind && a.cfa_off == b.cfa_off && a.rbp_off == b.rbp_off;
 }
 
+// Rows at link-time addresses `addrs` as rows at file offsets, through the
+// executable segments, sorted (stable by address); one row per pc, a
+// function's first rule winning over the previous one's end.
+std::vector<ms_unwind_row> by_file_offset(Elf* elf, const std::vector<ms_unwind_row>& rows,
+                                          const std::vector<std::uint64_t>& addrs)
+{
+    std::vector<ms_unwind_row> kept;
+    std::size_t nph = 0;
+    elf_getphdrnum(elf, &nph);
+    std::vector<GElf_Phdr> exec;
+    for (std::size_t i = 0; i < nph; ++i) {
+        GElf_Phdr ph;
+        if (gelf_getphdr(elf, static_cast<int>(i), &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
+            exec.push_back(ph);
+    }
+    std::vector<std::pair<std::uint64_t, std::size_t>> order; // (file offset, index): stable by address
+    for (std::size_t i = 0; i < rows.size(); ++i)
+        for (const auto& ph : exec)
+            if (addrs[i] >= ph.p_vaddr && addrs[i] <= ph.p_vaddr + ph.p_filesz) {
+                const std::uint64_t off = addrs[i] - ph.p_vaddr + ph.p_offset;
+                if (off <= 0xffffffffULL)
+                    order.push_back({off, i});
+                break;
+            }
+    std::stable_sort(order.begin(), order.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (std::size_t k = 0; k < order.size(); ++k) {
+        ms_unwind_row row = rows[order[k].second];
+        row.pc = static_cast<std::uint32_t>(order[k].first);
+        // At one pc: a function's first rule wins over the previous one's end.
+        if (!kept.empty() && kept.back().pc == row.pc) {
+            if (row.kind != MS_UNWIND_INVALID)
+                kept.back() = row;
+            continue;
+        }
+        kept.push_back(row);
+    }
+    return kept;
+}
+
 } // namespace
 
 bool build_unwind_table(Elf* elf, UnwindTable& out, std::string& why)
@@ -326,37 +366,7 @@ bool build_unwind_table(Elf* elf, UnwindTable& out, std::string& why)
         dwarf_cfi_end(cfi); // .debug_frame's belongs to its Dwarf
     if (dwarf)
         dwarf_end(dwarf);
-    // To file offsets, through the executable segments.
-    std::size_t nph = 0;
-    elf_getphdrnum(elf, &nph);
-    std::vector<GElf_Phdr> exec;
-    for (std::size_t i = 0; i < nph; ++i) {
-        GElf_Phdr ph;
-        if (gelf_getphdr(elf, static_cast<int>(i), &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X))
-            exec.push_back(ph);
-    }
-    std::vector<std::pair<std::uint64_t, std::size_t>> order; // (file offset, index): stable by address
-    for (std::size_t i = 0; i < rows.size(); ++i)
-        for (const auto& ph : exec)
-            if (addrs[i] >= ph.p_vaddr && addrs[i] <= ph.p_vaddr + ph.p_filesz) {
-                const std::uint64_t off = addrs[i] - ph.p_vaddr + ph.p_offset;
-                if (off <= 0xffffffffULL)
-                    order.push_back({off, i});
-                break;
-            }
-    std::stable_sort(order.begin(), order.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (std::size_t k = 0; k < order.size(); ++k) {
-        ms_unwind_row row = rows[order[k].second];
-        row.pc = static_cast<std::uint32_t>(order[k].first);
-        // At one pc: a function's first rule wins over the previous one's end.
-        if (!out.rows.empty() && out.rows.back().pc == row.pc) {
-            if (row.kind != MS_UNWIND_INVALID)
-                out.rows.back() = row;
-            continue;
-        }
-        out.rows.push_back(row);
-    }
+    out.rows = by_file_offset(elf, rows, addrs);
     // One row per change of rule.
     out.rows.erase(std::unique(out.rows.begin(), out.rows.end(), same_rule), out.rows.end());
     if (out.rows.empty()) {

@@ -327,29 +327,27 @@ std::vector<Report> Family::sections()
 {
     std::vector<Report> out = std::move(ended_);
     ended_.clear();
-    for (auto& [pid, m] : members_) {
-        if (!m.session)
-            continue;
-        Target t = target_of(pid, m);
-        Report r = make_section_(*m.session, t, true);
-        r.processes.push_back({t, m.parent, {}, true, 0});
-        out.push_back(std::move(r));
-    }
+    add_live_sections(out, true);
     return out;
 }
 
 std::vector<Report> Family::snapshot_sections()
 {
     std::vector<Report> out = ended_;
+    add_live_sections(out, false);
+    return out;
+}
+
+void Family::add_live_sections(std::vector<Report>& out, bool final)
+{
     for (auto& [pid, m] : members_) {
         if (!m.session)
             continue;
         Target t = target_of(pid, m);
-        Report r = make_section_(*m.session, t, false);
+        Report r = make_section_(*m.session, t, final);
         r.processes.push_back({t, m.parent, {}, true, 0});
         out.push_back(std::move(r));
     }
-    return out;
 }
 
 void Family::add_live_threads(std::vector<ThreadStats>& threads, std::uint64_t& live_bytes) const

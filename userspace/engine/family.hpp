@@ -70,6 +70,8 @@ public:
     const std::vector<std::string>& notes() const { return notes_; }
 
 private:
+    // A section for each process still here (`final`: its variables handed over).
+    void add_live_sections(std::vector<Report>& out, bool final);
     struct Member {
         std::unique_ptr<Session> session; // null for the root (root_)
         int parent = 0;

@@ -267,6 +267,54 @@ std::optional<std::uint64_t> vaddr_to_offset(const std::vector<LoadSegment>& loa
     return std::nullopt;
 }
 
+namespace {
+
+// Allocator functions defined in one symbol table (by name, first kept),
+// and entry points of a known allocator under names not probed.
+void scan_symbols(Elf* elf, Elf_Scn* scn, const GElf_Shdr& sh, std::map<std::string, AllocatorSymbol>& found,
+                  ElfScan& out)
+{
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    if (!data || sh.sh_entsize == 0)
+        return;
+    size_t count = sh.sh_size / sh.sh_entsize;
+    for (size_t i = 0; i < count; ++i) {
+        GElf_Sym sym;
+        if (!gelf_getsym(data, static_cast<int>(i), &sym))
+            continue;
+        if (GELF_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF ||
+            sym.st_shndx >= SHN_LORESERVE || sym.st_value == 0)
+            continue;
+        int bind = GELF_ST_BIND(sym.st_info);
+        if (bind != STB_GLOBAL && bind != STB_WEAK)
+            continue;
+        const char* name = elf_strptr(elf, sh.sh_link, sym.st_name);
+        if (!name)
+            continue;
+        // Versioned dynamic names come without the @VERSION suffix here.
+        const AllocatorFunction* f = lookup(name);
+        if (!f && unprobed_entry_point(name) && out.unprobed_allocator.size() < 8 &&
+            std::find(out.unprobed_allocator.begin(), out.unprobed_allocator.end(), name) ==
+                out.unprobed_allocator.end())
+            out.unprobed_allocator.emplace_back(name);
+        if (!f || found.count(f->name.data()))
+            continue;
+        Elf_Scn* target = elf_getscn(elf, sym.st_shndx);
+        GElf_Shdr tsh;
+        if (!target || !gelf_getshdr(target, &tsh) || sym.st_value < tsh.sh_addr)
+            continue;
+        AllocatorSymbol s;
+        s.name = std::string(f->name);
+        s.kind = f->kind;
+        s.vaddr = sym.st_value;
+        s.file_offset = sym.st_value - tsh.sh_addr + tsh.sh_offset;
+        s.size = sym.st_size;
+        found.emplace(s.name, s);
+    }
+}
+
+} // namespace
+
 ElfScan scan_elf(const std::string& path)
 {
     ElfScan out;
@@ -318,45 +366,8 @@ ElfScan scan_elf(const std::string& path)
             scan_allocator_slots(e.elf, scn, sh, out);
             continue;
         }
-        if (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM)
-            continue;
-        Elf_Data* data = elf_getdata(scn, nullptr);
-        if (!data || sh.sh_entsize == 0)
-            continue;
-        size_t count = sh.sh_size / sh.sh_entsize;
-        for (size_t i = 0; i < count; ++i) {
-            GElf_Sym sym;
-            if (!gelf_getsym(data, static_cast<int>(i), &sym))
-                continue;
-            if (GELF_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF ||
-                sym.st_shndx >= SHN_LORESERVE || sym.st_value == 0)
-                continue;
-            int bind = GELF_ST_BIND(sym.st_info);
-            if (bind != STB_GLOBAL && bind != STB_WEAK)
-                continue;
-            const char* name = elf_strptr(e.elf, sh.sh_link, sym.st_name);
-            if (!name)
-                continue;
-            // Versioned dynamic names come without the @VERSION suffix here.
-            const AllocatorFunction* f = lookup(name);
-            if (!f && unprobed_entry_point(name) && out.unprobed_allocator.size() < 8 &&
-                std::find(out.unprobed_allocator.begin(), out.unprobed_allocator.end(), name) ==
-                    out.unprobed_allocator.end())
-                out.unprobed_allocator.emplace_back(name);
-            if (!f || found.count(f->name.data()))
-                continue;
-            Elf_Scn* target = elf_getscn(e.elf, sym.st_shndx);
-            GElf_Shdr tsh;
-            if (!target || !gelf_getshdr(target, &tsh) || sym.st_value < tsh.sh_addr)
-                continue;
-            AllocatorSymbol s;
-            s.name = std::string(f->name);
-            s.kind = f->kind;
-            s.vaddr = sym.st_value;
-            s.file_offset = sym.st_value - tsh.sh_addr + tsh.sh_offset;
-            s.size = sym.st_size;
-            found.emplace(s.name, s);
-        }
+        if (sh.sh_type == SHT_SYMTAB || sh.sh_type == SHT_DYNSYM)
+            scan_symbols(e.elf, scn, sh, found, out);
     }
     auto take = [&](const auto& table) {
         for (const auto& f : table) {
