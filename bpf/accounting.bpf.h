@@ -124,19 +124,12 @@ static __always_inline bool take_record(__u32 tgid, __u64 addr, struct ms_alloc_
 static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
 				    __u64 old_addr, __u64 memptr)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct ms_inflight *st;
 	__u64 sp = PT_REGS_SP(ctx);
-	__u32 m = mode_now();
+	__u32 m;
+	struct ms_inflight *st = state_unless_off(&m);
 
-	if (m == MS_MODE_OFF)
+	if (!st)
 		return 0;
-
-	st = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st) {
-		count_drop(MS_DROP_NO_TASK_STORAGE);
-		return 0;
-	}
 	if (st->entry_sp && st->epoch != epoch) {
 		/* Entered before the probes went off: its return was never seen. */
 		count_drop(MS_DROP_LOST_RETURN);
@@ -248,7 +241,6 @@ static __always_inline void account_groups(const struct ms_inflight *st, __u32 t
 SEC("uretprobe")
 int BPF_KRETPROBE(alloc_return, __u64 ret)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct ms_thread_counters *c;
 	struct ms_inflight *st;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -256,7 +248,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	int slot;
 	bool ok;
 
-	st = bpf_task_storage_get(&inflight, task, 0, 0);
+	st = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
 	if (!st || !st->entry_sp || st->epoch != epoch)
 		return 0;
 	/* A nested call returns onto a stack at or below the outer entry's. */
@@ -348,21 +340,17 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 SEC("uprobe")
 int BPF_KPROBE(free_entry, __u64 ptr)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct ms_thread_counters *c;
 	struct ms_inflight *st;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct ms_alloc_rec rec;
+	__u32 m;
 
-	__u32 m = mode_now();
-
-	if (!ptr || m == MS_MODE_OFF)
+	if (!ptr)
 		return 0;
-	st = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st) {
-		count_drop(MS_DROP_NO_TASK_STORAGE);
+	st = state_unless_off(&m);
+	if (!st)
 		return 0;
-	}
 	if (st->entry_sp && st->epoch == epoch && PT_REGS_SP(ctx) <= st->entry_sp)
 		return 0; /* inside realloc & co: the outer call accounts for it */
 

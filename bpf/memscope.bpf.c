@@ -250,6 +250,18 @@ static __always_inline void count_drop(__u32 reason)
 		*n += 1;
 }
 
+/* The calling thread's state, made at its first probe hit; NULL (counted)
+ * when the kernel has no room for it. */
+static __always_inline struct ms_inflight *own_state(void)
+{
+	struct ms_inflight *st = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+						      BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!st)
+		count_drop(MS_DROP_NO_TASK_STORAGE);
+	return st;
+}
+
 /* Commit a record; wake the reader only when the ring fills (it polls anyway). */
 static __always_inline void event_submit(void *ev, bool urgent)
 {
@@ -319,6 +331,13 @@ static __always_inline __u32 mode_now(void)
 	if (c && c == bpf_get_current_pid_tgid() >> 32)
 		return calib_mode;
 	return mode;
+}
+
+/* The mode now, and the calling thread's state unless it is off (NULL). */
+static __always_inline struct ms_inflight *state_unless_off(__u32 *mode)
+{
+	*mode = mode_now();
+	return *mode == MS_MODE_OFF ? NULL : own_state();
 }
 
 /* This thread's slot in the thread tables, handed out at its first event;

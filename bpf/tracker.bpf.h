@@ -151,20 +151,13 @@ static __always_inline void report_variable(struct pt_regs *ctx, struct ms_infli
 SEC("uprobe")
 int tracker_entry(struct pt_regs *ctx)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 op = (__u32)ctx->cx;
 	__u64 site = PT_REGS_IP(ctx) | (bpf_get_attach_cookie(ctx) << MS_SITE_MODULE_SHIFT);
-	struct ms_inflight *st;
+	__u32 m;
+	struct ms_inflight *st = state_unless_off(&m);
 
-	__u32 m = mode_now();
-
-	if (m == MS_MODE_OFF)
+	if (!st)
 		return 0;
-	st = bpf_task_storage_get(&inflight, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st) {
-		count_drop(MS_DROP_NO_TASK_STORAGE);
-		return 0;
-	}
 
 	if (op != MEMSCOPE_OP_TRACK && op != MEMSCOPE_OP_REQUEST_MODE) {
 		nesting_op(ctx, st, op, site);
