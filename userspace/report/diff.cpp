@@ -6,6 +6,7 @@
 #include "diff.hpp"
 #include "json_bounded.hpp"
 #include "paths.hpp"
+#include "report_json.hpp"
 
 #include <algorithm>
 #include <array>
@@ -416,9 +417,9 @@ private:
             const json* at_index = nullptr;
             if (indexed_ && entry_frame.is_number_unsigned()) {
                 const auto index = entry_frame.get<std::uint64_t>();
-                if (!frames_ || index >= frames_->size())
+                at_index = stack_frame(entry_frame, frames_);
+                if (!at_index)
                     return fail(fw + " is " + std::to_string(index) + ", which names no entry of \"frames\"");
-                at_index = &(*frames_)[index];
                 fw = "frames[" + std::to_string(index) + "]";
             }
             const json& frame = at_index ? *at_index : entry_frame;

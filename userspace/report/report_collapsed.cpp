@@ -1,5 +1,6 @@
 #include "report_collapsed.hpp"
 #include "paths.hpp"
+#include "report_json.hpp"
 
 #include <cinttypes>
 #include <vector>
@@ -63,13 +64,8 @@ bool write_collapsed(const nlohmann::json& report, const std::string& weight, st
         std::vector<std::string> frames;
         if (site.contains("stack") && site["stack"].is_array())
             for (const auto& f : site["stack"]) {
-                // Schema 2: an index into the report's frame table.
-                if (f.is_number_unsigned()) {
-                    const auto i = f.get<std::uint64_t>();
-                    frames.push_back(table && i < table->size() ? frame_name((*table)[i]) : "?");
-                } else {
-                    frames.push_back(frame_name(f));
-                }
+                const nlohmann::json* frame = stack_frame(f, table);
+                frames.push_back(frame ? frame_name(*frame) : "?");
             }
         if (frames.empty())
             frames.push_back("[no stack]");

@@ -20,6 +20,17 @@ nlohmann::json report_to_json(const Report& report);
 // folded stacks need).
 nlohmann::json report_summary_json(const Report& report);
 
+// A stack's entry as its frame: in schema 2 an index into the report's
+// "frames" table (`frames`; null when the report has none), in schema 1 the
+// frame itself. Null when an index names no frame.
+inline const nlohmann::json* stack_frame(const nlohmann::json& entry, const nlohmann::json* frames)
+{
+    if (!entry.is_number_unsigned())
+        return &entry;
+    const auto i = entry.get<std::uint64_t>();
+    return frames && frames->is_array() && i < frames->size() ? &(*frames)[i] : nullptr;
+}
+
 // Read a JSON report back; an error sentence when it is none of ours.
 std::string read_report_json(const std::string& path, nlohmann::json& out);
 
