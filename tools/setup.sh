@@ -11,6 +11,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libgtest-dev libzydis-dev python3 procps
   chromium # the HTML report's test renders it headless
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 # allocators the tests link and preload
+  btrfs-progs # a test traces a program whose files are on btrfs (a loop image)
 )
 # The Rust crate's example is built with the machine's cargo; Debian's when none.
 if ! command -v cargo >/dev/null && [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ] && [ ! -x /root/.cargo/bin/cargo ]; then

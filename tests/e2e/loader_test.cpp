@@ -177,6 +177,40 @@ TEST_F(E2E, MappedFileTheTracerCannotOpenIsSaidAndTheGateRefusesTheReport)
     EXPECT_EQ(u["pid"], child) << rep["processes"].dump(1);
 }
 
+TEST_F(E2E, FilesOnBtrfsAreProbedUnwoundAndNamed)
+{
+    // btrfs stats a file with its subvolume's device, not the one maps
+    // shows: the files a program maps there are still the ones probed,
+    // their unwind tables and symbols found by the device the kernel names.
+    memscope_test::TempDir dir;
+    const std::string image = dir / "image", mnt = dir / "mnt", sub = mnt + "/sub";
+    ASSERT_EQ(std::system(("truncate -s 200M '" + image + "' && mkfs.btrfs -q '" + image + "' >/dev/null && mkdir '" +
+                           mnt + "' && mount -o loop '" + image + "' '" + mnt + "'")
+                              .c_str()),
+              0);
+    struct Unmount {
+        std::string at;
+        ~Unmount() { std::system(("umount '" + at + "'").c_str()); }
+    } unmount{mnt};
+    ASSERT_EQ(std::system(("btrfs subvolume create '" + sub + "' >/dev/null && cp '" + target("threads_c") +
+                           "' /lib/x86_64-linux-gnu/libc.so.6 '" + sub + "/'")
+                              .c_str()),
+              0);
+    json r = trace_run({"env", "LD_LIBRARY_PATH=" + sub, sub + "/target_threads_c", "3", "500"});
+    expect_threads_c(r, 3, 500, "on btrfs");
+    EXPECT_EQ(r["unprobed_allocators"], json::array());
+    // The workers' sites: worker in the program, then start_thread in the
+    // btrfs copy of libc, reached through that copy's unwind table.
+    bool whole = false;
+    for (const auto& site : r["sites"]) {
+        if (site["function"] != "worker" || site["stack"].size() < 2)
+            continue;
+        const json& caller = site["stack"][1];
+        whole |= caller["symbol"] == "start_thread" && caller["module"] == sub + "/libc.so.6";
+    }
+    EXPECT_TRUE(whole) << r["sites"].dump(1);
+}
+
 TEST_F(E2E, ChrootedCommandIsProbedInItsOwnRoot)
 {
     // Its libc and loader are copies (other inodes than the host's): probing

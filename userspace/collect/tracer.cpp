@@ -231,7 +231,7 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
         return false;
     }
     probes_.push_back(probe);
-    sites_.push_back({shown(path), "__memscope_probe_v1", note.site_offset, false, 0, "nop",
+    add_site({shown(path), "__memscope_probe_v1", note.site_offset, false, 0, "nop",
                       site_cost_name(SiteCost::nop5_rewritten), "tracker entry point"});
     return true;
 }
@@ -380,6 +380,15 @@ std::string Tracer::hold(const MappedFile& file)
     return held_.try_emplace({file.dev, file.ino}, file).first->second.host;
 }
 
+void Tracer::add_site(AttachedSite site)
+{
+    // Each process's probes of a file are at the same sites: listed once.
+    if (std::none_of(sites_.begin(), sites_.end(), [&](const AttachedSite& o) {
+            return o.path == site.path && o.file_offset == site.file_offset && o.return_probe == site.return_probe;
+        }))
+        sites_.push_back(std::move(site));
+}
+
 std::string Tracer::shown(const std::string& host_path) const
 {
     for (const auto& [key, file] : held_)
@@ -388,19 +397,18 @@ std::string Tracer::shown(const std::string& host_path) const
     return host_path;
 }
 
-void Tracer::add_unwind_file(const std::string& host_path)
+void Tracer::add_unwind_file(const MappedFile& mapped)
 {
-    if (!unwind_capacity_ || !options_.unwind_tables)
+    if (!unwind_capacity_ || !options_.unwind_tables || mapped.host.empty())
         return;
-    struct stat st{};
-    if (stat(host_path.c_str(), &st) != 0)
-        return;
-    // The file as the kernel names a mapping's: its inode, and its device as major << 20 | minor.
-    const std::uint32_t dev = (major(st.st_dev) << 20) | minor(st.st_dev);
-    if (!unwind_known_.insert({dev, st.st_ino}).second)
+    const std::string& host_path = mapped.host;
+    // The file as the kernel names a mapping's (as maps does): its inode,
+    // and its device as major << 20 | minor.
+    const std::uint32_t dev = (major(mapped.dev) << 20) | minor(mapped.dev);
+    if (!unwind_known_.insert({dev, mapped.ino}).second)
         return;
     ms_unwind_file_key key{};
-    key.ino = st.st_ino;
+    key.ino = mapped.ino;
     key.dev = dev;
     // Another copy of a file already read (same build-id): its rows serve.
     const UnwindFile file(host_path);
@@ -408,7 +416,7 @@ void Tracer::add_unwind_file(const std::string& host_path)
     if (auto same = unwind_by_build_id_.find(build_id); !build_id.empty() && same != unwind_by_build_id_.end()) {
         if (bpf_map__update_elem(skel_->maps.unwind_files, &key, sizeof key, &same->second, sizeof same->second,
                                  BPF_ANY) != 0)
-            unwind_stats_.skipped.push_back(shown(host_path) + ": " + std::strerror(errno));
+            unwind_stats_.skipped.push_back(mapped.path + ": " + std::strerror(errno));
         else
             unwind_stats_.shared_files += 1;
         return;
@@ -424,7 +432,7 @@ void Tracer::add_unwind_file(const std::string& host_path)
         why = "the unwind rows are full (" + std::to_string(unwind_capacity_) + ")";
     }
     if (!built) {
-        unwind_stats_.skipped.push_back(shown(host_path) + ": " + why);
+        unwind_stats_.skipped.push_back(mapped.path + ": " + why);
         return;
     }
     std::vector<__u32> keys(table.rows.size());
@@ -434,13 +442,13 @@ void Tracer::add_unwind_file(const std::string& host_path)
     if (bpf_map_update_batch(bpf_map__fd(skel_->maps.unwind_rows), keys.data(), table.rows.data(), &count, nullptr) !=
             0 ||
         count != keys.size()) {
-        unwind_stats_.skipped.push_back(shown(host_path) + ": cannot load its rows: " + std::strerror(errno));
+        unwind_stats_.skipped.push_back(mapped.path + ": cannot load its rows: " + std::strerror(errno));
         return;
     }
     ms_unwind_file value{unwind_next_, static_cast<std::uint32_t>(table.rows.size())};
     // The rows are in place before the kernel can find them.
     if (bpf_map__update_elem(skel_->maps.unwind_files, &key, sizeof key, &value, sizeof value, BPF_ANY) != 0) {
-        unwind_stats_.skipped.push_back(shown(host_path) + ": " + std::strerror(errno));
+        unwind_stats_.skipped.push_back(mapped.path + ": " + std::strerror(errno));
         return;
     }
     unwind_next_ += static_cast<std::uint32_t>(table.rows.size());
@@ -585,7 +593,7 @@ int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& sc
             if (ret)
                 probes_.push_back(ret);
             specs_.push_back(ret_spec);
-            sites_.push_back({shown(path), sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
+            add_site({shown(path), sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
                               site.reason});
         }
         AttachSpec spec{entry_program(skel_, sym.kind), pid, path, at, false, 0, 0};
@@ -597,7 +605,7 @@ int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& sc
         if (entry)
             probes_.push_back(entry);
         specs_.push_back(spec);
-        sites_.push_back({shown(path), sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
+        add_site({shown(path), sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
                           site.reason});
         probed += is_allocator(sym.kind);
     }
@@ -943,9 +951,9 @@ std::string Tracer::reattach_probes()
             if (spec.retprobe != returns)
                 continue;
             probes[i] = attach(spec);
-            // Its file is gone (unmapped, a thread's /proc entry with it):
-            // nothing of it runs any more; the rest come back.
-            if (!probes[i] && access(spec.path.c_str(), F_OK) != 0)
+            // Its process is gone (not reaped yet: ESRCH): nothing of it
+            // runs any more; the rest come back.
+            if (!probes[i] && (errno == ESRCH || !process_exists(spec.pid)))
                 continue;
             if (!probes[i]) {
                 std::string err = "cannot attach the probes again in " + shown(spec.path) + ": " + std::strerror(errno);

@@ -168,13 +168,14 @@ public:
     // .eh_frame once per file, shared by every process that maps it).
     // Without them (no CFI, the rows full) its frames are walked by their
     // epilogue and frame pointer, as before.
-    void add_unwind_file(const std::string& host_path);
+    void add_unwind_file(const MappedFile& file);
     // Keep `file` (held open) as long as this tracer lives: probes of it
     // are attached again by path (off, then on). Returns the path every
     // probe of that inode uses.
     std::string hold(const MappedFile& file);
     // A held file's path as its process names it (for messages).
     std::string shown(const std::string& host_path) const;
+    void add_site(AttachedSite site);
     const UnwindStats& unwind_stats() const { return unwind_stats_; }
     // Each program's runs and kernel time so far (counted only while
     // kernel.bpf_stats_enabled is 1): name -> (runs, ns).

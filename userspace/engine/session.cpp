@@ -166,9 +166,25 @@ void Session::add_sites(Report& report)
             report.warnings.push_back(s);
 }
 
-bool Session::seen(const MappedFile& file)
+void Session::add_unprobed(UnprobedAllocator u)
 {
-    return !seen_.insert({file.dev, file.ino}).second;
+    if (std::none_of(unprobed_.begin(), unprobed_.end(),
+                     [&](const UnprobedAllocator& o) { return o.pid == u.pid && o.file == u.file; }))
+        unprobed_.push_back(std::move(u));
+}
+
+void Session::unreachable(int pid, const MappedFile& file)
+{
+    // Refused to this tracer: what it defines is unknown, and counting
+    // zero would be a guess. Anything else (gone meanwhile, no regular
+    // file, a JIT's memfd too large to be ELF) is a note.
+    if (file.refused) {
+        add_unprobed({static_cast<std::uint32_t>(pid), file.path, {}, "unreadable: " + file.why});
+        return;
+    }
+    std::string note = "process " + std::to_string(pid) + ": " + file.path + " not probed: " + file.why;
+    if (std::find(notes_.begin(), notes_.end(), note) == notes_.end())
+        notes_.push_back(std::move(note));
 }
 
 std::string Session::attach_tracker(int pid, const std::string& path, const ElfScan& scan)
@@ -197,18 +213,14 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
     probed = 0;
     std::vector<const MappedFile*> fresh;
     for (const auto& file : objects) {
+        if (file.ino && seen_.count({file.dev, file.ino}))
+            continue; // probed already (it may not open now: its probes hold)
         if (file.host.empty()) {
-            // Neither its name nor map_files reaches the mapped file: what
-            // it defines is unknown, so counting zero would be a guess.
-            if (std::none_of(unreachable_.begin(), unreachable_.end(),
-                             [&](const std::string& p) { return p == file.path; })) {
-                unreachable_.push_back(file.path);
-                unprobed_.push_back({static_cast<std::uint32_t>(pid), file.path, {}, "unreadable: " + file.why});
-            }
+            unreachable(pid, file);
             continue;
         }
-        if (!seen(file))
-            fresh.push_back(&file);
+        seen_.insert({file.dev, file.ino});
+        fresh.push_back(&file);
     }
     if (fresh.empty())
         return allocator_functions_ == 0 && running ? no_allocator(pid) : std::string();
@@ -222,18 +234,20 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
     std::vector<std::pair<std::string, ElfScan>> trackers;
     for (const MappedFile* f : fresh) {
         const MappedFile& file = *f;
-        const std::string host = tracer_.hold(file); // "/proc/self/fd/N": that inode, for every look
-        ElfScan scan = scan_elf(host);
+        ElfScan scan = scan_elf(file.host); // "/proc/self/fd/N": that inode, for every look
         if (!scan.error.empty())
             continue;
+        // Probes are attached again by path (off, then on): a file probed is
+        // held as long as the tracer; others (a JIT's memfd) go with `objects`.
+        const std::string host = !scan.symbols.empty() || scan.tracker ? tracer_.hold(file) : file.host;
         if (!scan.tracker_error.empty())
             notes_.push_back(file.path + ": " + scan.tracker_error);
         if (!scan.unprobed_allocator.empty())
-            unprobed_.push_back({static_cast<std::uint32_t>(pid), file.path, scan.unprobed_allocator});
+            add_unprobed({static_cast<std::uint32_t>(pid), file.path, scan.unprobed_allocator});
         if (!scan.nameless_allocator.empty())
-            unprobed_.push_back({static_cast<std::uint32_t>(pid), file.path, {},
-                                 scan.nameless_allocator + " built in, and no symbol names its entry points (a "
-                                                           "stripped static program)"});
+            add_unprobed({static_cast<std::uint32_t>(pid), file.path, {},
+                          scan.nameless_allocator + " built in, and no symbol names its entry points (a "
+                                                    "stripped program)"});
         if (!scan.symbols.empty()) {
             std::string err;
             int n = tracer_.attach_allocator(pid, host, scan, err);
@@ -247,7 +261,7 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
         if (scan.tracker)
             trackers.emplace_back(host, std::move(scan));
         symbolizer_.know_file(file);
-        tracer_.add_unwind_file(host);
+        tracer_.add_unwind_file(file);
     }
     allocator_functions_ += probed;
     if (allocator_functions_ == 0 && running)

@@ -115,7 +115,10 @@ public:
     void add_sites(Report& report);
 
 private:
-    bool seen(const MappedFile& file);
+    // Once per process and file.
+    void add_unprobed(UnprobedAllocator u);
+    // A mapped file no way opens: said (see MappedFile::refused).
+    void unreachable(int pid, const MappedFile& file);
     // The error of a process in which no allocator could be probed, with why.
     std::string no_allocator(int pid) const;
     std::string attach_tracker(int pid, const std::string& path, const ElfScan& scan);
@@ -136,7 +139,6 @@ private:
     bool rescan_ = false; // look for new libraries at the next drain
     int allocator_functions_ = 0; // probed in every file attached so far
     std::vector<UnprobedAllocator> unprobed_;
-    std::vector<std::string> unreachable_; // mapped files neither name nor map_files opens
     std::vector<ExecMark> execs_;
     bool held_at_loader_ = false;
     TrackerModules modules_;

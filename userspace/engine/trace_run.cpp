@@ -144,10 +144,14 @@ void TraceRun::on_exec(const Session::ExecMark& e)
     session_.on_exec(new_leader);
     traced_.target.exe = process_exe(pid);
     traced_.target.comm = read_first_line("/proc/" + std::to_string(pid) + "/comm").value_or("");
-    if (auto err = session_.attach_new_files(new_leader); !err.empty())
+    const std::string err = session_.attach_new_files(new_leader);
+    if (!err.empty())
         std::fprintf(stderr, "memscope-trace: pid %d exec'd %s: %s\n", pid,
                      escape_for_terminal(traced_.target.exe).c_str(), escape_for_terminal(err).c_str());
-    if (new_leader) {
+    if (new_leader && !err.empty()) {
+        unseen_.push_back("pid " + std::to_string(pid) + ": a thread other than the leader exec'd " +
+                          traced_.target.exe + ", and its probes could not be placed again: " + err);
+    } else if (new_leader) {
         tracer_.watch_threads(pid);
         timespec now{};
         clock_gettime(CLOCK_MONOTONIC, &now);

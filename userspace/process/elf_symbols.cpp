@@ -145,29 +145,37 @@ bool needs_libraries(Elf* elf)
     return false;
 }
 
-// An allocator built into a file with no symbol naming it, by a message of
-// its own in the loaded bytes: glibc's malloc (a static glibc program),
-// jemalloc, tcmalloc, mimalloc. Empty when none is found.
-std::string nameless_allocator(Elf* elf, const std::vector<LoadSegment>& loads)
+// An allocator built into a program with no symbol naming it, by a message
+// of its own in the program's read-only data: glibc's malloc and tcmalloc
+// (in a static program only: a dynamic one links their libraries), jemalloc,
+// mimalloc. Empty when none is found.
+std::string nameless_allocator(Elf* elf, bool is_static)
 {
-    static constexpr std::pair<std::string_view, const char*> kMarkers[] = {
-        {"free(): invalid pointer", "glibc's malloc"},
-        {"<jemalloc>: ", "jemalloc"},
-        {"TCMALLOC_", "tcmalloc"},
-        {"mimalloc: ", "mimalloc"},
+    static constexpr struct {
+        std::string_view marker;
+        const char* name;
+        bool static_only;
+    } kMarkers[] = {
+        {"free(): invalid pointer", "glibc's malloc", true},
+        {"TCMALLOC_", "tcmalloc", true},
+        {"<jemalloc>: ", "jemalloc", false},
+        {"mimalloc: ", "mimalloc", false},
     };
     size_t size = 0;
     const char* raw = elf_rawfile(elf, &size);
-    if (!raw)
+    size_t nphdr = 0;
+    if (!raw || elf_getphdrnum(elf, &nphdr) != 0)
         return {};
-    for (const auto& l : loads) {
-        if (l.offset >= size)
+    for (size_t i = 0; i < nphdr; ++i) {
+        GElf_Phdr ph;
+        if (!gelf_getphdr(elf, static_cast<int>(i), &ph) || ph.p_type != PT_LOAD || (ph.p_flags & PF_X) ||
+            ph.p_offset >= size)
             continue;
-        const char* from = raw + l.offset;
-        const size_t n = std::min<std::uint64_t>(l.filesz, size - l.offset);
-        for (const auto& [marker, name] : kMarkers)
-            if (memmem(from, n, marker.data(), marker.size()))
-                return name;
+        const char* from = raw + ph.p_offset;
+        const size_t n = std::min<std::uint64_t>(ph.p_filesz, size - ph.p_offset);
+        for (const auto& m : kMarkers)
+            if ((is_static || !m.static_only) && memmem(from, n, m.marker.data(), m.marker.size()))
+                return m.name;
     }
     return {};
 }
@@ -386,10 +394,11 @@ ElfScan scan_elf(const std::string& path)
                                              [&](std::string_view m) { return found.count(std::string(m)) > 0; });
     if (own_operators)
         take(kCxxOperators);
-    // A program that needs no library and defines no allocator by name,
-    // yet has one built in: a stripped static binary.
-    if (out.symbols.empty() && out.interpreter.empty() && ehdr.e_entry != 0 && !needs_libraries(e.elf))
-        out.nameless_allocator = nameless_allocator(e.elf, out.loads);
+    // A program that defines no allocator by name, yet has one built in: a
+    // stripped one.
+    if (out.symbols.empty() && out.unprobed_allocator.empty() && ehdr.e_entry != 0)
+        out.nameless_allocator =
+            nameless_allocator(e.elf, out.interpreter.empty() && !needs_libraries(e.elf));
     if (out.tracker) {
         auto site = vaddr_to_offset(out.loads, out.tracker->site_vaddr);
         auto sema = vaddr_to_offset(out.loads, out.tracker->semaphore_vaddr);

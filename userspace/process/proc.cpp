@@ -11,7 +11,9 @@
 #include <fstream>
 #include <sstream>
 #include <sys/resource.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -126,7 +128,9 @@ std::string named_path(std::string path, bool* deleted)
 
 namespace {
 
-// `fd` (open, or -1) held as the file `f` names.
+// `fd` (open, or -1) held as the file `f` names: its device and inode are
+// what fstat says unless `f` has them already (from a maps line: as the
+// kernel and the BPF side name the file).
 void hold(MappedFile& f, int fd)
 {
     struct stat st{};
@@ -135,8 +139,10 @@ void hold(MappedFile& f, int fd)
             close(fd);
         return;
     }
-    f.dev = st.st_dev;
-    f.ino = st.st_ino;
+    if (!f.ino) {
+        f.dev = st.st_dev;
+        f.ino = st.st_ino;
+    }
     f.held = std::shared_ptr<const int>(new int(fd), [](const int* p) {
         close(*p);
         delete p;
@@ -162,39 +168,47 @@ MappedFile mapped_file(int pid, const std::string& range, const std::string& dev
     f.path = named_path(std::move(path), &f.deleted);
     f.named = path_in_process(pid, f.path);
     unsigned major_no = 0, minor_no = 0;
-    const bool dev_known = std::sscanf(dev.c_str(), "%x:%x", &major_no, &minor_no) == 2;
-    auto is_mapped = [&](int fd) {
+    if (std::sscanf(dev.c_str(), "%x:%x", &major_no, &minor_no) == 2) {
+        f.dev = makedev(major_no, minor_no);
+        f.ino = inode;
+    }
+    // By its name: the same inode, on the same device, or on btrfs (whose
+    // files stat with their subvolume's device, not the one maps shows).
+    auto is_named_file = [&](int fd) {
         struct stat st{};
-        return fd >= 0 && dev_known && fstat(fd, &st) == 0 && st.st_ino == inode && major(st.st_dev) == major_no &&
-               minor(st.st_dev) == minor_no;
+        struct statfs fs{};
+        return fd >= 0 && f.ino && fstat(fd, &st) == 0 && st.st_ino == f.ino &&
+               (st.st_dev == f.dev || (fstatfs(fd, &fs) == 0 && fs.f_type == BTRFS_SUPER_MAGIC));
     };
     std::string why;
     if (!f.deleted) {
         const int fd = open_untrusted(f.named, {.max_bytes = kMaxElfBytes}, why);
-        if (is_mapped(fd)) {
+        if (is_named_file(fd)) {
             hold(f, fd);
             return f;
         }
         if (fd >= 0)
             close(fd);
     }
-    // The mapped inode itself. The kernel opens these links only for
-    // CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE.
+    // The mapping's own file (its inode: the device may be a btrfs
+    // subvolume's or an overlay's backing one). The kernel opens these
+    // links only for CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE.
     const int fd = open_untrusted("/proc/" + std::to_string(pid) + "/map_files/" + range,
                                   {.max_bytes = kMaxElfBytes}, why);
-    if (is_mapped(fd)) {
+    const int err = errno;
+    struct stat st{};
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_ino == f.ino) {
         hold(f, fd);
         return f;
     }
-    const int err = errno;
     if (fd >= 0)
         close(fd);
-    f.why = std::string(f.deleted ? "deleted" : "replaced on disk") + ", and " +
-            (fd >= 0 ? std::string("its /proc/PID/map_files entry changed while opening")
-             : err == EPERM || err == EACCES
-                 ? "its /proc/PID/map_files entry opens only with CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE, which "
-                   "this tracer lacks"
-                 : "its /proc/PID/map_files entry cannot be opened: " + why);
+    f.refused = fd < 0 && (err == EPERM || err == EACCES);
+    f.why = f.refused ? std::string(f.deleted ? "deleted" : "not the file its name leads to now") +
+                            ", and its /proc/PID/map_files entry opens only with CAP_SYS_ADMIN or "
+                            "CAP_CHECKPOINT_RESTORE, which this tracer lacks"
+            : fd >= 0 ? std::string("its mapping changed while it was opened")
+                      : "cannot be opened: " + why;
     return f;
 }
 

@@ -26,7 +26,9 @@ std::string shown_path(int pid, const std::string& host_path);
 // debug files are looked for. The inode is the one the maps line names:
 // reached through the process's root, else (deleted, replaced by a package
 // upgrade, an overlay's copy) through /proc/PID/map_files. `host` is empty
-// when neither reaches it, and `why` says why.
+// when neither reaches it, and `why` says why; `refused`: the kernel
+// refused map_files to this tracer (its capabilities), so what the file
+// holds is unknown. `dev` and `ino` name it as maps (and the BPF side) do.
 struct MappedFile {
     std::string path;
     std::string host;
@@ -34,6 +36,7 @@ struct MappedFile {
     std::shared_ptr<const int> held;
     std::string why;
     bool deleted = false;
+    bool refused = false;
     dev_t dev = 0;
     ino_t ino = 0;
 };
