@@ -209,6 +209,13 @@ TEST_F(E2E, FilesOnBtrfsAreProbedUnwoundAndNamed)
         whole |= caller["symbol"] == "start_thread" && caller["module"] == sub + "/libc.so.6";
     }
     EXPECT_TRUE(whole) << r["sites"].dump(1);
+    // A static program there: its own malloc, probed once (named by its
+    // path before it runs, by maps after), counted exactly.
+    ASSERT_EQ(std::system(("cp '" + target("short_lived_static") + "' '" + sub + "/'").c_str()), 0);
+    r = trace_run({sub + "/target_short_lived_static"});
+    const json* t = thread_named(r, "blink");
+    ASSERT_NE(t, nullptr) << r.dump(1);
+    expect_counters(*t, 3, 60, 1, 20, 2, 40, 60);
 }
 
 TEST_F(E2E, ChrootedCommandIsProbedInItsOwnRoot)

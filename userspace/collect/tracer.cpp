@@ -221,16 +221,12 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
     // The kernel raises the module's semaphore while this probe is attached.
     const std::uint64_t at = note.site_offset + (options_.tracker_site_on_ret ? 5 : 0);
     AttachSpec spec{skel_->progs.tracker_entry, pid, path, at, false, note.semaphore_offset, module};
-    specs_.push_back(spec);
-    if (off_)
-        return true; // attached with the others when probes are back on
-    Probe probe = attach(spec);
-    if (!probe) {
-        specs_.pop_back();
+    Probe probe = off_ ? Probe{} : attach(spec); // while off: attached with the others when probes are back
+    if (!probe && !off_) {
         error = "cannot attach to the tracker entry point in " + shown(path) + ": " + std::strerror(errno);
         return false;
     }
-    probes_.push_back(probe);
+    attached_.push_back({spec, probe});
     add_site({shown(path), "__memscope_probe_v1", note.site_offset, false, 0, "nop",
                       site_cost_name(SiteCost::nop5_rewritten), "tracker entry point"});
     return true;
@@ -247,7 +243,7 @@ Tracer::~Tracer()
         releaser_.join();
         // What it had not released yet goes with the rest.
         for (auto* l : releasing_)
-            probes_.push_back({l, -1});
+            attached_.push_back({{}, {l, -1}});
         releasing_.clear();
     }
     if (skel_) {
@@ -262,22 +258,22 @@ Tracer::~Tracer()
     // The processes' own perf events close now, at no cost: the targets run
     // free of probes from here on. A second binding's link is one more.
     std::vector<Probe> links;
-    for (auto& p : probes_) {
-        for (int fd : {p.fd, p.fd2})
+    for (auto& a : attached_) {
+        for (int fd : {a.probe.fd, a.probe.fd2})
             if (fd >= 0)
                 close(fd);
-        for (bpf_link* l : {p.link, p.link2})
+        for (bpf_link* l : {a.probe.link, a.probe.link2})
             if (l)
                 links.push_back({l, -1});
     }
-    probes_ = std::move(links);
+    attached_.clear();
     // What is left waits out a grace period under a kernel-wide lock per
     // probe (~0.1 s here): the programs' links on the shared sites, and
     // uprobe PMU links where tracefs was missing. The report is out by now;
     // a detached helper holding the last references pays that, and then
     // removes the shared sites' events, so the tracer's exit does not wait.
     std::vector<int> keep;
-    for (auto& p : probes_)
+    for (auto& p : links)
         keep.push_back(bpf_link__fd(p.link));
     UprobeEvents::Handover handover;
     if (shared_ && options_.detach_in_background) {
@@ -323,8 +319,7 @@ Tracer::~Tracer()
         if (!no_helper && shared_)
             shared_->handed_over(); // else the events are removed here
     }
-    for (auto& p : probes_)
-        destroy(p);
+    destroy_probes(links);
     shared_.reset(); // its links; its events too unless the helper has them
     if (events_)
         ring_buffer__free(events_);
@@ -377,14 +372,15 @@ bpf_program* Tracer::program(bpf_program* real, bool retprobe) const
 
 std::string Tracer::hold(const MappedFile& file)
 {
-    return held_.try_emplace({file.dev, file.ino}, file).first->second.host;
+    return held_.try_emplace({file.file_dev, file.file_ino}, file).first->second.host;
 }
 
 void Tracer::add_site(AttachedSite site)
 {
     // Each process's probes of a file are at the same sites: listed once.
     if (std::none_of(sites_.begin(), sites_.end(), [&](const AttachedSite& o) {
-            return o.path == site.path && o.file_offset == site.file_offset && o.return_probe == site.return_probe;
+            return o.path == site.path && o.symbol == site.symbol && o.file_offset == site.file_offset &&
+                   o.return_probe == site.return_probe;
         }))
         sites_.push_back(std::move(site));
 }
@@ -590,9 +586,7 @@ int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& sc
                         std::strerror(errno);
                 return -1;
             }
-            if (ret)
-                probes_.push_back(ret);
-            specs_.push_back(ret_spec);
+            attached_.push_back({ret_spec, ret});
             add_site({shown(path), sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
                               site.reason});
         }
@@ -602,9 +596,7 @@ int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& sc
             error = "cannot attach a uprobe to " + sym.name + " in " + shown(path) + ": " + std::strerror(errno);
             return -1;
         }
-        if (entry)
-            probes_.push_back(entry);
-        specs_.push_back(spec);
+        attached_.push_back({spec, entry});
         add_site({shown(path), sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
                           site.reason});
         probed += is_allocator(sym.kind);
@@ -699,29 +691,17 @@ void Tracer::forget_image(int pid, std::uint32_t exec_slot)
 void Tracer::release_process(int pid)
 {
     std::vector<bpf_link*> gone;
-    std::vector<AttachSpec> kept_specs;
-    std::vector<Probe> kept_probes;
-    // probes_ and specs_ line up while the probes are on; after off probes_ is empty.
-    for (std::size_t i = 0; i < specs_.size(); ++i) {
-        bool theirs = specs_[i].pid == pid;
-        if (!theirs)
-            kept_specs.push_back(specs_[i]);
-        if (i >= probes_.size())
-            continue;
-        if (!theirs) {
-            kept_probes.push_back(probes_[i]);
-            continue;
-        }
-        for (int fd : {probes_[i].fd, probes_[i].fd2})
+    std::erase_if(attached_, [&](const Attachment& a) {
+        if (a.spec.pid != pid)
+            return false;
+        for (int fd : {a.probe.fd, a.probe.fd2})
             if (fd >= 0)
                 close(fd); // a shared site's event: closed at no cost
-        for (bpf_link* l : {probes_[i].link, probes_[i].link2})
+        for (bpf_link* l : {a.probe.link, a.probe.link2})
             if (l)
                 gone.push_back(l);
-    }
-    specs_ = std::move(kept_specs);
-    if (!off_)
-        probes_ = std::move(kept_probes);
+        return true;
+    });
     const std::vector<int> bound = tasks_of(pid);
     watched_.erase(pid);
     publish_bindings(pid, bound);
@@ -823,12 +803,12 @@ void Tracer::add_binding(int pid, int task)
     bound_since_[task] = monotonic_ns();
     if (off_)
         return; // opened on both when the probes come back
-    for (std::size_t i = 0; i < specs_.size() && i < probes_.size(); ++i) {
-        if (specs_[i].pid != pid || !probes_[i] || probes_[i].link2 || probes_[i].fd2 >= 0)
+    for (Attachment& a : attached_) {
+        if (a.spec.pid != pid || !a.probe || a.probe.link2 || a.probe.fd2 >= 0)
             continue;
-        Probe p = open_probe(specs_[i], task);
-        probes_[i].link2 = p.link;
-        probes_[i].fd2 = p.fd;
+        Probe p = open_probe(a.spec, task);
+        a.probe.link2 = p.link;
+        a.probe.fd2 = p.fd;
     }
 }
 
@@ -850,13 +830,11 @@ void Tracer::rebind(int pid, std::size_t slot, int task)
     if (task)
         bound_since_[task] = monotonic_ns();
     std::vector<bpf_link*> gone;
-    for (std::size_t i = 0; i < specs_.size(); ++i) {
-        if (specs_[i].pid != pid)
-            continue;
-        const AttachSpec& spec = specs_[i];
-        if (off_ || i >= probes_.size() || !probes_[i])
+    for (Attachment& a : attached_) {
+        const AttachSpec& spec = a.spec;
+        Probe& p = a.probe;
+        if (spec.pid != pid || !p)
             continue; // while off, opened on the new threads when they come back
-        Probe& p = probes_[i];
         bpf_link*& link = slot == 0 ? p.link : p.link2;
         int& fd = slot == 0 ? p.fd : p.fd2;
         // The new one before the old one goes: the process is never without.
@@ -931,7 +909,8 @@ void Tracer::detach_probes()
     // mode) finish through their return probes before those go.
     set_mode(Mode::off);
     usleep(20 * 1000);
-    destroy_probes(probes_);
+    for (Attachment& a : attached_)
+        destroy(a.probe);
 }
 
 std::string Tracer::reattach_probes()
@@ -943,29 +922,20 @@ std::string Tracer::reattach_probes()
     // call, return probes first, and calls left in flight when the probes
     // went off are recognised as stale by the new epoch.
     __atomic_add_fetch(&skel_->bss->epoch, 1u, __ATOMIC_SEQ_CST);
-    // probes_ lines up with specs_ (release_process relies on it).
-    std::vector<Probe> probes(specs_.size());
     for (bool returns : {true, false}) {
-        for (std::size_t i = 0; i < specs_.size(); ++i) {
-            const AttachSpec& spec = specs_[i];
-            if (spec.retprobe != returns)
+        for (Attachment& a : attached_) {
+            if (a.spec.retprobe != returns)
                 continue;
-            probes[i] = attach(spec);
-            // Its process is gone (not reaped yet: ESRCH): nothing of it
+            a.probe = attach(a.spec);
+            const int err = errno;
+            // Its process is gone (exited, not reaped yet): nothing of it
             // runs any more; the rest come back.
-            if (!probes[i] && (errno == ESRCH || !process_exists(spec.pid)))
+            if (a.probe || live_task(a.spec.pid) == 0)
                 continue;
-            if (!probes[i]) {
-                std::string err = "cannot attach the probes again in " + shown(spec.path) + ": " + std::strerror(errno);
-                for (auto& p : probes)
-                    if (p)
-                        probes_.push_back(p);
-                detach_probes();
-                return err;
-            }
+            detach_probes();
+            return "cannot attach the probes again in " + shown(a.spec.path) + ": " + std::strerror(err);
         }
     }
-    probes_ = std::move(probes);
     return {};
 }
 

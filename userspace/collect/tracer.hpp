@@ -301,9 +301,14 @@ private:
     TracerOptions options_;
     memscope_bpf* skel_ = nullptr;
     std::unique_ptr<UprobeEvents> shared_; // null: uprobe PMU links per process
-    std::vector<Probe> probes_;
+    // One probe site of one process: how it is attached, and its probe
+    // (none while probes are off).
+    struct Attachment {
+        AttachSpec spec;
+        Probe probe;
+    };
+    std::vector<Attachment> attached_;
     std::vector<AttachedSite> sites_;
-    std::vector<AttachSpec> specs_;
     bool off_ = false;
     Mode mode_ = Mode::normal;
     ring_buffer* events_ = nullptr;

@@ -27,8 +27,10 @@ void Session::follow(Mode mode)
 
 void Session::on_exec(bool probes_gone)
 {
-    if (probes_gone)
-        seen_.clear(); // every file is probed again, libc too
+    if (probes_gone) { // every file is probed again, libc too
+        seen_.clear();
+        named_.clear();
+    }
     pending_.clear(); // the old program's, reported with it
     stacks_.clear();
     events_.mutable_table().take_variables();
@@ -213,14 +215,21 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
     probed = 0;
     std::vector<const MappedFile*> fresh;
     for (const auto& file : objects) {
-        if (file.ino && seen_.count({file.dev, file.ino}))
-            continue; // probed already (it may not open now: its probes hold)
         if (file.host.empty()) {
-            unreachable(pid, file);
+            // Probed already (it does not open now: its probes hold), else said.
+            if (!(file.ino && named_.count({file.dev, file.ino})))
+                unreachable(pid, file);
             continue;
         }
-        seen_.insert({file.dev, file.ino});
-        fresh.push_back(&file);
+        named_.insert({file.dev, file.ino});
+        if (seen_.insert({file.file_dev, file.file_ino}).second) {
+            fresh.push_back(&file);
+        } else {
+            // Seen under other names first (a path before its exec, on
+            // btrfs): its rows and symbols under the kernel's names too.
+            symbolizer_.know_file(file);
+            tracer_.add_unwind_file(file);
+        }
     }
     if (fresh.empty())
         return allocator_functions_ == 0 && running ? no_allocator(pid) : std::string();
@@ -247,7 +256,7 @@ std::string Session::attach(int pid, const std::vector<MappedFile>& objects, int
         if (!scan.nameless_allocator.empty())
             add_unprobed({static_cast<std::uint32_t>(pid), file.path, {},
                           scan.nameless_allocator + " built in, and no symbol names its entry points (a "
-                                                    "stripped program)"});
+                                                    "stripped static program)"});
         if (!scan.symbols.empty()) {
             std::string err;
             int n = tracer_.attach_allocator(pid, host, scan, err);

@@ -143,7 +143,8 @@ private:
     bool held_at_loader_ = false;
     TrackerModules modules_;
     TrackerEvents events_;
-    std::set<std::pair<dev_t, ino_t>> seen_;
+    std::set<std::pair<dev_t, ino_t>> seen_;  // files attached: fstat's device and inode
+    std::set<std::pair<dev_t, ino_t>> named_; // the same as maps names them
     std::vector<std::string> notes_; // things worth a line with --verbose
     // Stacks are symbolized when first seen, while their libraries are mapped.
     Symbolizer symbolizer_;

@@ -148,11 +148,12 @@ void TraceRun::on_exec(const Session::ExecMark& e)
     if (!err.empty())
         std::fprintf(stderr, "memscope-trace: pid %d exec'd %s: %s\n", pid,
                      escape_for_terminal(traced_.target.exe).c_str(), escape_for_terminal(err).c_str());
+    if (new_leader)
+        tracer_.watch_threads(pid);
     if (new_leader && !err.empty()) {
         unseen_.push_back("pid " + std::to_string(pid) + ": a thread other than the leader exec'd " +
                           traced_.target.exe + ", and its probes could not be placed again: " + err);
     } else if (new_leader) {
-        tracer_.watch_threads(pid);
         timespec now{};
         clock_gettime(CLOCK_MONOTONIC, &now);
         const double gap_ms = static_cast<double>(static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull +

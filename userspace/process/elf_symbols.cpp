@@ -145,37 +145,41 @@ bool needs_libraries(Elf* elf)
     return false;
 }
 
-// An allocator built into a program with no symbol naming it, by a message
-// of its own in the program's read-only data: glibc's malloc and tcmalloc
-// (in a static program only: a dynamic one links their libraries), jemalloc,
-// mimalloc. Empty when none is found.
-std::string nameless_allocator(Elf* elf, bool is_static)
+// An allocator built into a static program that no symbol names, by a
+// message of its own in the program's read-only data (all of it where the
+// linker kept no segment apart for it: -z noseparate-code): glibc's malloc,
+// tcmalloc, jemalloc, mimalloc. Empty when none is found. (Not in dynamic
+// programs: CPython, say, carries mimalloc unused beside libc's malloc.)
+std::string nameless_allocator(Elf* elf)
 {
-    static constexpr struct {
-        std::string_view marker;
-        const char* name;
-        bool static_only;
-    } kMarkers[] = {
-        {"free(): invalid pointer", "glibc's malloc", true},
-        {"TCMALLOC_", "tcmalloc", true},
-        {"<jemalloc>: ", "jemalloc", false},
-        {"mimalloc: ", "mimalloc", false},
+    static constexpr std::pair<std::string_view, const char*> kMarkers[] = {
+        {"free(): invalid pointer", "glibc's malloc"},
+        {"TCMALLOC_", "tcmalloc"},
+        {"<jemalloc>: ", "jemalloc"},
+        {"mimalloc: ", "mimalloc"},
     };
     size_t size = 0;
     const char* raw = elf_rawfile(elf, &size);
     size_t nphdr = 0;
     if (!raw || elf_getphdrnum(elf, &nphdr) != 0)
         return {};
+    std::vector<GElf_Phdr> loads;
+    bool separate = false; // a read-only segment of its own
     for (size_t i = 0; i < nphdr; ++i) {
         GElf_Phdr ph;
-        if (!gelf_getphdr(elf, static_cast<int>(i), &ph) || ph.p_type != PT_LOAD || (ph.p_flags & PF_X) ||
-            ph.p_offset >= size)
+        if (gelf_getphdr(elf, static_cast<int>(i), &ph) && ph.p_type == PT_LOAD && ph.p_offset < size) {
+            loads.push_back(ph);
+            separate |= !(ph.p_flags & PF_X);
+        }
+    }
+    for (const auto& ph : loads) {
+        if (separate && (ph.p_flags & PF_X))
             continue;
         const char* from = raw + ph.p_offset;
         const size_t n = std::min<std::uint64_t>(ph.p_filesz, size - ph.p_offset);
-        for (const auto& m : kMarkers)
-            if ((is_static || !m.static_only) && memmem(from, n, m.marker.data(), m.marker.size()))
-                return m.name;
+        for (const auto& [marker, name] : kMarkers)
+            if (memmem(from, n, marker.data(), marker.size()))
+                return name;
     }
     return {};
 }
@@ -394,11 +398,11 @@ ElfScan scan_elf(const std::string& path)
                                              [&](std::string_view m) { return found.count(std::string(m)) > 0; });
     if (own_operators)
         take(kCxxOperators);
-    // A program that defines no allocator by name, yet has one built in: a
-    // stripped one.
-    if (out.symbols.empty() && out.unprobed_allocator.empty() && ehdr.e_entry != 0)
-        out.nameless_allocator =
-            nameless_allocator(e.elf, out.interpreter.empty() && !needs_libraries(e.elf));
+    // A program that needs no library and defines no allocator by name, yet
+    // has one built in: a stripped static one.
+    if (out.symbols.empty() && out.unprobed_allocator.empty() && out.interpreter.empty() && ehdr.e_entry != 0 &&
+        !needs_libraries(e.elf))
+        out.nameless_allocator = nameless_allocator(e.elf);
     if (out.tracker) {
         auto site = vaddr_to_offset(out.loads, out.tracker->site_vaddr);
         auto sema = vaddr_to_offset(out.loads, out.tracker->semaphore_vaddr);

@@ -45,9 +45,9 @@ struct ElfScan {
     // tcmalloc or mimalloc built with a prefix (Rust's `_rjem_mallocx`, say).
     // Their calls are not counted: the report says so, the gate refuses it.
     std::vector<std::string> unprobed_allocator;
-    // A program with an allocator built in that no symbol names (a stripped
-    // binary), found by the allocator's own messages: which one ("glibc's
-    // malloc"), else empty. Its calls cannot be counted either.
+    // A static program with an allocator built in that no symbol names (a
+    // stripped one), found by the allocator's own messages: which one
+    // ("glibc's malloc"), else empty. Its calls cannot be counted either.
     std::string nameless_allocator;
 };
 

@@ -11,9 +11,7 @@
 #include <fstream>
 #include <sstream>
 #include <sys/resource.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -139,6 +137,8 @@ void hold(MappedFile& f, int fd)
             close(fd);
         return;
     }
+    f.file_dev = st.st_dev;
+    f.file_ino = st.st_ino;
     if (!f.ino) {
         f.dev = st.st_dev;
         f.ino = st.st_ino;
@@ -172,43 +172,40 @@ MappedFile mapped_file(int pid, const std::string& range, const std::string& dev
         f.dev = makedev(major_no, minor_no);
         f.ino = inode;
     }
-    // By its name: the same inode, on the same device, or on btrfs (whose
-    // files stat with their subvolume's device, not the one maps shows).
-    auto is_named_file = [&](int fd) {
-        struct stat st{};
-        struct statfs fs{};
-        return fd >= 0 && f.ino && fstat(fd, &st) == 0 && st.st_ino == f.ino &&
-               (st.st_dev == f.dev || (fstatfs(fd, &fs) == 0 && fs.f_type == BTRFS_SUPER_MAGIC));
-    };
+    // The mapping's own file: no name to race. Its inode must be the one
+    // maps named (not a mapping made there since); its device may be a
+    // btrfs subvolume's or an overlay's backing one. The kernel opens these
+    // links only for CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE.
     std::string why;
-    if (!f.deleted) {
-        const int fd = open_untrusted(f.named, {.max_bytes = kMaxElfBytes}, why);
-        if (is_named_file(fd)) {
+    int fd = open_untrusted("/proc/" + std::to_string(pid) + "/map_files/" + range, {.max_bytes = kMaxElfBytes},
+                            why);
+    const int err = errno;
+    struct stat st{};
+    if (fd >= 0 && f.ino && fstat(fd, &st) == 0 && st.st_ino == f.ino) {
+        hold(f, fd);
+        return f;
+    }
+    const bool remapped = fd >= 0;
+    if (fd >= 0)
+        close(fd);
+    // Without them: by its name, the very inode on the very device (on
+    // btrfs no device matches: subvolumes stat with their own).
+    if (!f.deleted && !remapped) {
+        std::string by_name;
+        fd = open_untrusted(f.named, {.max_bytes = kMaxElfBytes}, by_name);
+        if (fd >= 0 && f.ino && fstat(fd, &st) == 0 && st.st_ino == f.ino && st.st_dev == f.dev) {
             hold(f, fd);
             return f;
         }
         if (fd >= 0)
             close(fd);
     }
-    // The mapping's own file (its inode: the device may be a btrfs
-    // subvolume's or an overlay's backing one). The kernel opens these
-    // links only for CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE.
-    const int fd = open_untrusted("/proc/" + std::to_string(pid) + "/map_files/" + range,
-                                  {.max_bytes = kMaxElfBytes}, why);
-    const int err = errno;
-    struct stat st{};
-    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_ino == f.ino) {
-        hold(f, fd);
-        return f;
-    }
-    if (fd >= 0)
-        close(fd);
-    f.refused = fd < 0 && (err == EPERM || err == EACCES);
-    f.why = f.refused ? std::string(f.deleted ? "deleted" : "not the file its name leads to now") +
+    f.refused = !remapped && (err == EPERM || err == EACCES);
+    f.why = f.refused ? std::string(f.deleted ? "deleted" : "its name leads to another file (replaced, or on btrfs)") +
                             ", and its /proc/PID/map_files entry opens only with CAP_SYS_ADMIN or "
                             "CAP_CHECKPOINT_RESTORE, which this tracer lacks"
-            : fd >= 0 ? std::string("its mapping changed while it was opened")
-                      : "cannot be opened: " + why;
+            : remapped ? std::string("its mapping changed while it was opened")
+                       : "cannot be opened: " + why;
     return f;
 }
 

@@ -28,7 +28,11 @@ std::string shown_path(int pid, const std::string& host_path);
 // upgrade, an overlay's copy) through /proc/PID/map_files. `host` is empty
 // when neither reaches it, and `why` says why; `refused`: the kernel
 // refused map_files to this tracer (its capabilities), so what the file
-// holds is unknown. `dev` and `ino` name it as maps (and the BPF side) do.
+// holds is unknown. `dev` and `ino` name it as maps (and the BPF side) do:
+// the keys of its unwind tables and symbols. `file_dev` and `file_ino` are
+// what fstat says of the open file: its identity (on btrfs the device is
+// the subvolume's, and maps' device and inode name files of two subvolumes
+// alike).
 struct MappedFile {
     std::string path;
     std::string host;
@@ -39,6 +43,8 @@ struct MappedFile {
     bool refused = false;
     dev_t dev = 0;
     ino_t ino = 0;
+    dev_t file_dev = 0;
+    ino_t file_ino = 0;
 };
 // `path` (opened as open_untrusted does) held as such a file, named `shown`.
 MappedFile hold_file(const std::string& path, std::string shown);
