@@ -154,7 +154,7 @@ void print_sites(const Tracer& tracer, const Session& session)
 {
     for (const auto& n : session.notes())
         std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(n).c_str());
-    for (const auto& s : tracer.sites())
+    for (const auto& s : tracer.probe_sites())
         std::fprintf(stderr, "memscope-trace: probe %s%s at %s+0x%llx: %s+%llu, %s (%s), %s\n",
                      s.symbol.c_str(), s.return_probe ? " (return)" : "", escape_for_terminal(s.path).c_str(),
                      static_cast<unsigned long long>(s.file_offset), s.symbol.c_str(),

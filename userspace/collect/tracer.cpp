@@ -378,11 +378,11 @@ std::string Tracer::hold(const MappedFile& file)
 void Tracer::add_site(AttachedSite site)
 {
     // Each process's probes of a file are at the same sites: listed once.
-    if (std::none_of(sites_.begin(), sites_.end(), [&](const AttachedSite& o) {
+    if (std::none_of(probe_sites_.begin(), probe_sites_.end(), [&](const AttachedSite& o) {
             return o.path == site.path && o.symbol == site.symbol && o.file_offset == site.file_offset &&
                    o.return_probe == site.return_probe;
         }))
-        sites_.push_back(std::move(site));
+        probe_sites_.push_back(std::move(site));
 }
 
 std::string Tracer::shown(const std::string& host_path) const

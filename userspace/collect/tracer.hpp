@@ -159,7 +159,7 @@ public:
     bool attach_tracker(int pid, const std::string& path, const TrackerNote& note, std::uint32_t module,
                         std::string& error);
 
-    const std::vector<AttachedSite>& sites() const { return sites_; }
+    const std::vector<AttachedSite>& probe_sites() const { return probe_sites_; }
 
     // Kernel memory of the BPF maps (memlock, as the kernel counts it).
     std::uint64_t map_bytes() const;
@@ -308,7 +308,7 @@ private:
         Probe probe;
     };
     std::vector<Attachment> attached_;
-    std::vector<AttachedSite> sites_;
+    std::vector<AttachedSite> probe_sites_;
     bool off_ = false;
     Mode mode_ = Mode::normal;
     ring_buffer* events_ = nullptr;

@@ -199,67 +199,6 @@ std::uint32_t TrackerEvents::descriptor(std::uint32_t tgid, std::uint64_t packed
     return descriptor(tgid, packed_site >> MS_SITE_MODULE_SHIFT, packed_site & mask, addr);
 }
 
-std::optional<DecodedEvent> decode_event(const void* data, std::size_t size)
-{
-    DecodedEvent ev;
-    ms_event_head head;
-    if (size < sizeof head)
-        return std::nullopt;
-    std::memcpy(&head, data, sizeof head);
-    ev.type = head.type;
-    ev.tgid = head.tgid;
-    ev.tid = head.tid;
-    ev.flags = head.flags;
-    if (head.type == MS_EV_VARIABLE) {
-        ms_variable_event_ext v{};
-        std::size_t need = (head.flags & MS_EV_EXTENDED) ? sizeof(ms_variable_event_ext) : sizeof(ms_variable_event);
-        if (size < need)
-            return std::nullopt;
-        std::memcpy(&v, data, need);
-        const std::uint64_t mask = (std::uint64_t(1) << MS_SITE_MODULE_SHIFT) - 1;
-        ev.addr = v.base.addr;
-        ev.size = v.base.size;
-        ev.desc = v.base.desc;
-        ev.site = v.base.site & mask;
-        ev.module = v.base.site >> MS_SITE_MODULE_SHIFT;
-        ev.alloc_ns = v.base.alloc_ns;
-        ev.thread_start_ns = v.ext.thread_start_ns;
-        ev.type_addr = v.ext.type_addr;
-        ev.type_len = v.ext.type_len;
-        ev.scope = v.ext.scope;
-        ev.scope_site = v.ext.scope_site;
-        ev.task = v.ext.task;
-        ev.task_desc = v.ext.task_desc;
-        ev.task_site = v.ext.task_site;
-        return ev;
-    }
-    if (head.type == MS_EV_LOADER_CHANGED)
-        return ev;
-    if (head.type == MS_EV_NEW_STACK) {
-        ms_stack_event s;
-        const std::size_t fixed = offsetof(ms_stack_event, frames);
-        if (size < fixed)
-            return std::nullopt;
-        std::memcpy(&s, data, fixed);
-        if (s.nr > MS_STACK_SLOTS || size < fixed + s.nr * sizeof(ms_stack_frame))
-            return std::nullopt;
-        std::memcpy(s.frames, static_cast<const char*>(data) + fixed, s.nr * sizeof(ms_stack_frame));
-        ev.addr = s.stack;
-        for (std::uint64_t i = 0; i < s.nr; ++i)
-            ev.frames.push_back({s.frames[i].ip, s.frames[i].base, s.frames[i].ino, s.frames[i].dev});
-        return ev;
-    }
-    ms_block_event b;
-    if (size < sizeof b)
-        return std::nullopt;
-    std::memcpy(&b, data, sizeof b);
-    ev.ts = b.ts;
-    ev.addr = b.addr;
-    ev.size = b.size;
-    ev.old_addr = b.old_addr;
-    return ev;
-}
-
 std::uint32_t TrackerEvents::with_runtime_type(std::uint32_t desc, const DecodedEvent& ev)
 {
     // A type name known only at run time (Rust): a string in the module's file.
