@@ -5,23 +5,36 @@
 
 namespace memscope {
 
+namespace {
+
+// The first `need` bytes of a record as a `T`, if it has that many.
+template <typename T>
+bool read_as(const void* data, std::size_t size, T& out, std::size_t need = sizeof(T))
+{
+    if (size < need)
+        return false;
+    std::memcpy(&out, data, need);
+    return true;
+}
+
+} // namespace
+
 std::optional<DecodedEvent> decode_event(const void* data, std::size_t size)
 {
     DecodedEvent ev;
     ms_event_head head;
-    if (size < sizeof head)
+    if (!read_as(data, size, head))
         return std::nullopt;
-    std::memcpy(&head, data, sizeof head);
     ev.type = head.type;
     ev.tgid = head.tgid;
     ev.tid = head.tid;
     ev.flags = head.flags;
     if (head.type == MS_EV_VARIABLE) {
         ms_variable_event_ext v{};
-        std::size_t need = (head.flags & MS_EV_EXTENDED) ? sizeof(ms_variable_event_ext) : sizeof(ms_variable_event);
-        if (size < need)
+        const std::size_t need =
+            (head.flags & MS_EV_EXTENDED) ? sizeof(ms_variable_event_ext) : sizeof(ms_variable_event);
+        if (!read_as(data, size, v, need))
             return std::nullopt;
-        std::memcpy(&v, data, need);
         const std::uint64_t mask = (std::uint64_t(1) << MS_SITE_MODULE_SHIFT) - 1;
         ev.addr = v.base.addr;
         ev.size = v.base.size;
@@ -44,9 +57,8 @@ std::optional<DecodedEvent> decode_event(const void* data, std::size_t size)
     if (head.type == MS_EV_NEW_STACK) {
         ms_stack_event s;
         const std::size_t fixed = offsetof(ms_stack_event, frames);
-        if (size < fixed)
+        if (!read_as(data, size, s, fixed))
             return std::nullopt;
-        std::memcpy(&s, data, fixed);
         if (s.nr > MS_STACK_SLOTS || size < fixed + s.nr * sizeof(ms_stack_frame))
             return std::nullopt;
         std::memcpy(s.frames, static_cast<const char*>(data) + fixed, s.nr * sizeof(ms_stack_frame));
@@ -56,9 +68,8 @@ std::optional<DecodedEvent> decode_event(const void* data, std::size_t size)
         return ev;
     }
     ms_block_event b;
-    if (size < sizeof b)
+    if (!read_as(data, size, b))
         return std::nullopt;
-    std::memcpy(&b, data, sizeof b);
     ev.ts = b.ts;
     ev.addr = b.addr;
     ev.size = b.size;
