@@ -12,6 +12,9 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <iterator>
+#include <optional>
+#include <type_traits>
 #include <utility>
 
 #include <fcntl.h>
@@ -100,6 +103,37 @@ std::vector<Key> keys_of_process(int fd, __u32 tgid)
     });
     return out;
 }
+
+// A per-CPU map's counters: their sum over the CPUs, field by field.
+template <typename Value>
+class PerCpu {
+    static_assert(std::is_trivially_copyable_v<Value> && sizeof(Value) % sizeof(__u64) == 0,
+                  "a value of __u64 counters");
+
+public:
+    explicit PerCpu(int fd) : fd_(fd), slices_(static_cast<std::size_t>(libbpf_num_possible_cpus())) {}
+    // The value at `key`, summed; nothing when the map has no such key.
+    template <typename Key>
+    std::optional<Value> sum(const Key& key)
+    {
+        if (bpf_map_lookup_elem(fd_, &key, slices_.data()) != 0)
+            return std::nullopt;
+        __u64 total[sizeof(Value) / sizeof(__u64)] = {};
+        for (const Value& v : slices_) {
+            __u64 fields[sizeof(Value) / sizeof(__u64)];
+            std::memcpy(fields, &v, sizeof v);
+            for (std::size_t i = 0; i < std::size(total); ++i)
+                total[i] += fields[i];
+        }
+        Value out;
+        std::memcpy(&out, total, sizeof out);
+        return out;
+    }
+
+private:
+    int fd_;
+    std::vector<Value> slices_;
+};
 
 __u32 bpf_mode(Mode mode)
 {
@@ -964,16 +998,12 @@ std::vector<RawSite> Tracer::sites(int pid) const
 {
     std::vector<RawSite> out;
     const int fd = bpf_map__fd(skel_->maps.sites);
-    std::vector<ms_site_totals> slices(static_cast<size_t>(libbpf_num_possible_cpus()));
+    PerCpu<ms_site_totals> totals(fd);
     for_each_key<ms_site_key>(fd, [&](const ms_site_key& k) {
-        if (k.tgid != static_cast<__u32>(pid) || bpf_map_lookup_elem(fd, &k, slices.data()) != 0)
+        if (k.tgid != static_cast<__u32>(pid))
             return;
-        RawSite site{k.stack, 0, 0};
-        for (const auto& v : slices) {
-            site.alloc_count += v.alloc_count;
-            site.alloc_bytes += v.alloc_bytes;
-        }
-        out.push_back(site);
+        if (auto v = totals.sum(k))
+            out.push_back({k.stack, v->alloc_count, v->alloc_bytes});
     });
     return out;
 }
@@ -1037,14 +1067,9 @@ Snapshot Tracer::snapshot(int pid, std::uint32_t end_slot) const
         s.threads.push_back(std::move(t));
     }
 
-    std::vector<__u64> drop_slices(static_cast<size_t>(ncpu));
-    int drops_fd = bpf_map__fd(skel_->maps.drops);
+    PerCpu<__u64> drops(bpf_map__fd(skel_->maps.drops));
     for (__u32 reason = 0; reason < MS_DROP__COUNT; ++reason) {
-        if (bpf_map_lookup_elem(drops_fd, &reason, drop_slices.data()) != 0)
-            continue;
-        std::uint64_t n = 0;
-        for (auto v : drop_slices)
-            n += v;
+        const std::uint64_t n = drops.sum(reason).value_or(0);
         if (n == 0)
             continue;
         s.dropped.reasons[drop_reason_name(static_cast<ms_drop_reason>(reason))] = n;
@@ -1054,29 +1079,21 @@ Snapshot Tracer::snapshot(int pid, std::uint32_t end_slot) const
     }
 
     int groups_fd = bpf_map__fd(skel_->maps.group_totals);
-    std::vector<ms_group_totals> group_slices(static_cast<size_t>(ncpu));
+    PerCpu<ms_group_totals> groups(groups_fd);
     for_each_key<ms_group_key>(groups_fd, [&](const ms_group_key& k) {
-        if (k.tgid != tgid || bpf_map_lookup_elem(groups_fd, &k, group_slices.data()) != 0)
+        if (k.tgid != tgid)
             return;
-        RawGroup g{k.kind, k.id, k.desc, k.site, 0, 0};
-        for (const auto& v : group_slices) {
-            g.alloc_count += v.alloc_count;
-            g.alloc_bytes += v.alloc_bytes;
-        }
-        s.groups.push_back(g);
+        if (auto g = groups.sum(k))
+            s.groups.push_back({k.kind, k.id, k.desc, k.site, g->alloc_count, g->alloc_bytes});
     });
 
     int vars_fd = bpf_map__fd(skel_->maps.var_totals);
-    std::vector<ms_var_totals> var_slices(static_cast<size_t>(ncpu));
+    PerCpu<ms_var_totals> vars(vars_fd);
     for_each_key<ms_var_key>(vars_fd, [&](const ms_var_key& k) {
-        if (k.tgid != tgid || bpf_map_lookup_elem(vars_fd, &k, var_slices.data()) != 0)
+        if (k.tgid != tgid)
             return;
-        RawVariableTotals v{k.desc, k.site, 0, 0, 0, 0};
-        for (const auto& x : var_slices) {
-            v.count += x.count;
-            v.bytes += x.bytes;
-        }
-        s.variable_totals.push_back(v);
+        if (auto v = vars.sum(k))
+            s.variable_totals.push_back({k.desc, k.site, 0, 0, v->count, v->bytes});
     });
 
     ms_target target{};
