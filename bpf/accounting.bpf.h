@@ -238,6 +238,67 @@ static __always_inline void account_groups(const struct ms_inflight *st, __u32 t
 			      st->task_sites[t - 1], size);
 }
 
+/* Async mode: counters only (no record, no live figures, no group totals). */
+static __always_inline void count_async(struct ms_thread_counters *c, const struct ms_inflight *st, bool ok)
+{
+	bool resize = st->kind == MS_KIND_REALLOC || st->kind == MS_KIND_REALLOCARRAY;
+
+	if (!c)
+		return;
+	if (resize && st->old_addr && !ok && st->size > 0) {
+		c->failed_alloc_count += 1;
+		return;
+	}
+	if (resize && st->old_addr)
+		c->free_count += 1; /* its size is not known here */
+	if (ok) {
+		c->alloc_count += 1;
+		c->alloc_bytes += st->size;
+	} else if (!resize && st->size > 0) {
+		c->failed_alloc_count += 1;
+	}
+}
+
+/* realloc and reallocarray: the old block freed (or kept, on failure), the
+ * new one allocated, a tracked variable moved with it. */
+static __always_inline void account_resize(struct pt_regs *ctx, struct ms_thread_counters *c,
+					   struct ms_inflight *st, int slot, __u32 tgid, __u64 addr, bool ok)
+{
+	__u32 tracked = st->has_old ? (st->old.flags & MS_REC_TRACKED) : 0;
+
+	if (st->old_addr && !ok && st->size > 0) {
+		/* Failed: the old block stays live, with its record. */
+		if (c)
+			c->failed_alloc_count += 1;
+		if (st->has_old) {
+			struct ms_alloc_key k = { .tgid = tgid, .addr = st->old_addr };
+			bpf_map_update_elem(&allocs, &k, &st->old, BPF_NOEXIST);
+		}
+		return;
+	}
+	if (st->old_addr) {
+		if (st->has_old)
+			account_free(c, &st->old);
+		else if (c && gap_seen)
+			c->untracked_free_count += 1;
+		else if (c)
+			c->unmatched_free_count += 1;
+	}
+	if (!ok) {
+		/* realloc(p, 0): a free only */
+		if (tracked)
+			report_block(MS_EV_VARIABLE_FREE, tgid, 0, st->old_addr, st->old.size);
+		return;
+	}
+	/* A block moved (or resized in place) keeps its variable; one
+	 * whose new record did not fit ends here for the tracker. */
+	bool kept = account_alloc(ctx, c, slot, tgid, addr, st->size, tracked, st->mode);
+	if (tracked)
+		report_block(kept ? MS_EV_VARIABLE_MOVE : MS_EV_VARIABLE_FREE, tgid,
+			     st->old_addr, kept ? addr : st->old_addr, st->size);
+	account_groups(st, tgid, st->size);
+}
+
 SEC("uretprobe")
 int BPF_KRETPROBE(alloc_return, __u64 ret)
 {
@@ -270,65 +331,11 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		ok = addr != 0;
 	}
 
-	if (st->mode == MS_MODE_ASYNC) {
-		/* Counters only: no record, no live figures, no group totals. */
-		bool resize = st->kind == MS_KIND_REALLOC || st->kind == MS_KIND_REALLOCARRAY;
-
-		if (!c)
-			return 0;
-		if (resize && st->old_addr && !ok && st->size > 0) {
-			c->failed_alloc_count += 1;
-			return 0;
-		}
-		if (resize && st->old_addr)
-			c->free_count += 1; /* its size is not known here */
-		if (ok) {
-			c->alloc_count += 1;
-			c->alloc_bytes += st->size;
-		} else if (!resize && st->size > 0) {
-			c->failed_alloc_count += 1;
-		}
-		return 0;
-	}
-
-	if (st->kind == MS_KIND_REALLOC || st->kind == MS_KIND_REALLOCARRAY) {
-		__u32 tracked = st->has_old ? (st->old.flags & MS_REC_TRACKED) : 0;
-
-		if (st->old_addr && !ok && st->size > 0) {
-			/* Failed: the old block stays live, with its record. */
-			if (c)
-				c->failed_alloc_count += 1;
-			if (st->has_old) {
-				struct ms_alloc_key k = { .tgid = tgid, .addr = st->old_addr };
-				bpf_map_update_elem(&allocs, &k, &st->old, BPF_NOEXIST);
-			}
-			return 0;
-		}
-		if (st->old_addr) {
-			if (st->has_old)
-				account_free(c, &st->old);
-			else if (c && gap_seen)
-				c->untracked_free_count += 1;
-			else if (c)
-				c->unmatched_free_count += 1;
-		}
-		if (!ok) {
-			/* realloc(p, 0): a free only */
-			if (tracked)
-				report_block(MS_EV_VARIABLE_FREE, tgid, 0, st->old_addr, st->old.size);
-			return 0;
-		}
-		/* A block moved (or resized in place) keeps its variable; one
-		 * whose new record did not fit ends here for the tracker. */
-		bool kept = account_alloc(ctx, c, slot, tgid, addr, st->size, tracked, st->mode);
-		if (tracked)
-			report_block(kept ? MS_EV_VARIABLE_MOVE : MS_EV_VARIABLE_FREE, tgid,
-				     st->old_addr, kept ? addr : st->old_addr, st->size);
-		account_groups(st, tgid, st->size);
-		return 0;
-	}
-
-	if (ok) {
+	if (st->mode == MS_MODE_ASYNC)
+		count_async(c, st, ok);
+	else if (st->kind == MS_KIND_REALLOC || st->kind == MS_KIND_REALLOCARRAY)
+		account_resize(ctx, c, st, slot, tgid, addr, ok);
+	else if (ok) {
 		account_alloc(ctx, c, slot, tgid, addr, st->size, 0, st->mode);
 		account_groups(st, tgid, st->size);
 	} else if (st->size > 0 && c) {
