@@ -434,7 +434,7 @@ void Tracer::add_unwind_file(const MappedFile& mapped)
     const std::string& host_path = mapped.host;
     // The file as the kernel names a mapping's (as maps does): its inode,
     // and its device as major << 20 | minor.
-    const std::uint32_t dev = (major(mapped.dev) << 20) | minor(mapped.dev);
+    const std::uint32_t dev = kernel_dev(mapped.dev);
     if (!unwind_known_.insert({dev, mapped.ino}).second)
         return;
     ms_unwind_file_key key{};

@@ -126,17 +126,11 @@ std::string named_path(std::string path, bool* deleted)
 
 namespace {
 
-// `fd` (open, or -1) held as the file `f` names: its device and inode are
-// what fstat says unless `f` has them already (from a maps line: as the
-// kernel and the BPF side name the file).
-void hold(MappedFile& f, int fd)
+// `fd`, whose fstat is `st`, held as the file `f` names: its device and
+// inode are what fstat says unless `f` has them already (from a maps line:
+// as the kernel and the BPF side name the file).
+void hold(MappedFile& f, int fd, const struct stat& st)
 {
-    struct stat st{};
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return;
-    }
     f.file_dev = st.st_dev;
     f.file_ino = st.st_ino;
     if (!f.ino) {
@@ -157,7 +151,12 @@ MappedFile hold_file(const std::string& path, std::string shown)
     MappedFile f;
     f.path = std::move(shown);
     f.named = path;
-    hold(f, open_untrusted(path, {.max_bytes = kMaxElfBytes}, f.why));
+    const int fd = open_untrusted(path, {.max_bytes = kMaxElfBytes}, f.why);
+    struct stat st{};
+    if (fd >= 0 && fstat(fd, &st) == 0)
+        hold(f, fd, st);
+    else if (fd >= 0)
+        close(fd);
     return f;
 }
 
@@ -182,7 +181,7 @@ MappedFile mapped_file(int pid, const std::string& range, const std::string& dev
     const int err = errno;
     struct stat st{};
     if (fd >= 0 && f.ino && fstat(fd, &st) == 0 && st.st_ino == f.ino) {
-        hold(f, fd);
+        hold(f, fd, st);
         return f;
     }
     const bool remapped = fd >= 0;
@@ -194,7 +193,7 @@ MappedFile mapped_file(int pid, const std::string& range, const std::string& dev
         std::string by_name;
         fd = open_untrusted(f.named, {.max_bytes = kMaxElfBytes}, by_name);
         if (fd >= 0 && f.ino && fstat(fd, &st) == 0 && st.st_ino == f.ino && st.st_dev == f.dev) {
-            hold(f, fd);
+            hold(f, fd, st);
             return f;
         }
         if (fd >= 0)

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 
 namespace memscope {
@@ -46,6 +48,12 @@ struct MappedFile {
     dev_t file_dev = 0;
     ino_t file_ino = 0;
 };
+// A device as the kernel encodes it in an inode's superblock (and /proc/PID/maps
+// prints it): major << 20 | minor. The BPF side's frames carry this.
+inline std::uint32_t kernel_dev(dev_t dev)
+{
+    return static_cast<std::uint32_t>((major(dev) << 20) | minor(dev));
+}
 // `path` (opened as open_untrusted does) held as such a file, named `shown`.
 MappedFile hold_file(const std::string& path, std::string shown);
 // A thread of process `pid` that lives on: the leader when it is not a

@@ -440,7 +440,7 @@ void Symbolizer::know_file(const MappedFile& file)
 {
     if (file.host.empty())
         return;
-    const std::pair<std::uint32_t, std::uint64_t> key{(major(file.dev) << 20) | minor(file.dev), file.ino};
+    const std::pair<std::uint32_t, std::uint64_t> key{kernel_dev(file.dev), file.ino};
     if (files_.count(key))
         return;
     files_[key] = {file.path, open_module(file)};
@@ -475,9 +475,9 @@ void Symbolizer::refresh(int pid)
         if (!path.empty() && path[0] == '/') {
             // The device as maps prints it (hex major:minor), as the BPF side reads it.
             std::size_t colon = dev.find(':');
-            std::uint32_t kdev = static_cast<std::uint32_t>(
-                (std::strtoul(dev.substr(0, colon).c_str(), nullptr, 16) << 20) |
-                std::strtoul(dev.substr(colon + 1).c_str(), nullptr, 16));
+            const std::uint32_t kdev =
+                kernel_dev(makedev(std::strtoul(dev.substr(0, colon).c_str(), nullptr, 16),
+                                   std::strtoul(dev.substr(colon + 1).c_str(), nullptr, 16)));
             const std::pair<std::uint32_t, std::uint64_t> key{kdev, std::strtoull(inode.c_str(), nullptr, 10)};
             auto it = files_.find(key);
             if (it == files_.end()) { // where to open it from: looked up for a file new here only
