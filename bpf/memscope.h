@@ -183,22 +183,28 @@ enum ms_alloc_kind {
 	MS_KIND__COUNT,
 };
 
-/* What the BPF side had to give up, counted per CPU. */
+/* What the BPF side had to give up, counted per CPU: each reason once,
+ * with the name the report gives it (X(ENUM, report_name), why). */
+#define MS_DROP_REASONS(X)                                                             \
+	X(NO_TASK_STORAGE, no_task_storage)       /* per-thread state unavailable: event lost */ \
+	X(THREAD_TABLE_FULL, thread_table_full)   /* thread maps full: event lost */ \
+	X(ALLOC_TABLE_FULL, allocation_table_full) /* allocation counted but its record dropped */ \
+	X(LOST_RETURN, lost_return)               /* an entry whose return never came */ \
+	X(READ_FAULT, read_fault)                 /* posix_memalign's result unreadable */ \
+	X(STALE_RECORD, stale_record)             /* a block reused whose free we never saw */ \
+	X(EVENT_RING_FULL, event_ring_full)       /* an event for userspace did not fit: lost */ \
+	X(GROUP_TABLE_FULL, group_table_full)     /* a scope's or task's totals did not fit */ \
+	X(SCOPE_TOO_DEEP, scope_too_deep)         /* scopes or tasks nested deeper than we keep */ \
+	X(SITE_TABLE_FULL, site_table_full)       /* an allocation counted, but not to a site */ \
+	X(STACK_TABLE_FULL, stack_table_full)     /* a new stack's frames did not fit: its site has none */ \
+	X(STACK_SCRATCH_BUSY, stack_scratch_busy) /* preempted mid-walk on a preemptible kernel: no site */
+
+#define MS_DROP_ENUM(e, name) MS_DROP_##e,
 enum ms_drop_reason {
-	MS_DROP_NO_TASK_STORAGE = 0, /* per-thread state unavailable: event lost */
-	MS_DROP_THREAD_TABLE_FULL,   /* thread maps full: event lost */
-	MS_DROP_ALLOC_TABLE_FULL,    /* allocation counted but its record dropped */
-	MS_DROP_LOST_RETURN,         /* an entry whose return never came */
-	MS_DROP_READ_FAULT,          /* posix_memalign's result unreadable */
-	MS_DROP_STALE_RECORD,        /* a block reused whose free we never saw */
-	MS_DROP_EVENT_RING_FULL,     /* an event for userspace did not fit: lost */
-	MS_DROP_GROUP_TABLE_FULL,    /* a scope's or task's totals did not fit */
-	MS_DROP_SCOPE_TOO_DEEP,      /* scopes or tasks nested deeper than we keep */
-	MS_DROP_SITE_TABLE_FULL,     /* an allocation counted, but not to a site */
-	MS_DROP_STACK_TABLE_FULL,    /* a new stack's frames did not fit: its site has none */
-	MS_DROP_STACK_SCRATCH_BUSY,  /* preempted mid-walk on a preemptible kernel: this allocation has no site */
+	MS_DROP_REASONS(MS_DROP_ENUM)
 	MS_DROP__COUNT,
 };
+#undef MS_DROP_ENUM
 
 /* One traced process: registered by userspace, filled by the tracepoints. */
 struct ms_target {

@@ -62,21 +62,11 @@ bpf_program* entry_program(memscope_bpf* skel, ms_alloc_kind kind)
 
 const char* drop_reason_name(ms_drop_reason r)
 {
-    switch (r) {
-    case MS_DROP_NO_TASK_STORAGE: return "no_task_storage";
-    case MS_DROP_THREAD_TABLE_FULL: return "thread_table_full";
-    case MS_DROP_ALLOC_TABLE_FULL: return "allocation_table_full";
-    case MS_DROP_LOST_RETURN: return "lost_return";
-    case MS_DROP_READ_FAULT: return "read_fault";
-    case MS_DROP_STALE_RECORD: return "stale_record";
-    case MS_DROP_EVENT_RING_FULL: return "event_ring_full";
-    case MS_DROP_GROUP_TABLE_FULL: return "group_table_full";
-    case MS_DROP_SCOPE_TOO_DEEP: return "scope_too_deep";
-    case MS_DROP_SITE_TABLE_FULL: return "site_table_full";
-    case MS_DROP_STACK_TABLE_FULL: return "stack_table_full";
-    case MS_DROP_STACK_SCRATCH_BUSY: return "stack_scratch_busy";
-    default: return "unknown";
-    }
+#define MS_DROP_NAME(e, name) #name,
+    static constexpr const char* kNames[] = {MS_DROP_REASONS(MS_DROP_NAME)};
+#undef MS_DROP_NAME
+    static_assert(std::size(kNames) == MS_DROP__COUNT);
+    return r < MS_DROP__COUNT ? kNames[r] : "unknown";
 }
 
 // Walk a hash map's keys. The callback must not delete entries.
