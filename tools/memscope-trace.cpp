@@ -94,20 +94,19 @@ int pidfd_open(int pid)
     return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 }
 
-// Blocks the signals the tracer handles and returns a signalfd for them.
-// The folded stacks and the HTML page, from a report's JSON document.
+// The folded stacks and the HTML page, drawn from the report model.
 // `wait_ms`: how long a FIFO or device may keep us waiting (-1: as long as
 // it takes, once tracing is over and the ending signals work again).
-std::string write_renderings(const nlohmann::json& doc, const Options& opt, int wait_ms = -1)
+std::string write_renderings(const Report& report, const Options& opt, int wait_ms = -1)
 {
     if (!opt.collapsed_path.empty()) {
         std::string err = write_output(
-            opt.collapsed_path, [&](std::FILE* f) { return write_collapsed(doc, opt.weight, f); }, wait_ms);
+            opt.collapsed_path, [&](std::FILE* f) { return write_collapsed(report, opt.weight, f); }, wait_ms);
         if (!err.empty())
             return err;
     }
     if (!opt.html_path.empty())
-        return write_output(opt.html_path, render_html(doc), wait_ms);
+        return write_output(opt.html_path, render_html(report_summary_json(report)), wait_ms);
     return {};
 }
 
@@ -122,9 +121,7 @@ std::string write_outputs(const Report& report, const Options& opt, int wait_ms 
         if (!err.empty())
             return err;
     }
-    if (opt.collapsed_path.empty() && opt.html_path.empty())
-        return {};
-    return write_renderings(report_summary_json(report), opt, wait_ms);
+    return write_renderings(report, opt, wait_ms);
 }
 
 // The mode tracing starts in: an explicit --mode, else what the target's
@@ -172,20 +169,20 @@ int finish(const Report& report, const Options& opt)
     return 0;
 }
 
-// `report IN.json --html OUT.html`: render a report written earlier.
+// `report IN.json [--html OUT.html] [--collapsed OUT.folded]`: render a
+// report written earlier; the text report when nothing else is asked for.
 int run_report(const Options& opt)
 {
-    if (opt.html_path.empty() && opt.collapsed_path.empty())
-        return fail("report needs something to write: --html FILE and/or --collapsed FILE", 2);
-    nlohmann::json doc;
-    if (std::string err = read_report_json(opt.report_in, doc); !err.empty())
+    Report report;
+    const bool text = opt.html_path.empty() && opt.collapsed_path.empty();
+    if (std::string err = read_report_json(opt.report_in, report, !text); !err.empty())
         return fail(escape_for_terminal(err), 2);
-    try {
-        if (std::string err = write_renderings(doc, opt); !err.empty())
-            return fail(escape_for_terminal(err));
-    } catch (const nlohmann::json::exception& e) {
-        return fail(escape_for_terminal(opt.report_in) + ": unexpected content (" + e.what() + ")", 2);
+    if (text) {
+        std::fputs(format_report(report).c_str(), stdout);
+        return std::fflush(stdout) == 0 ? 0 : fail(std::string("cannot write the report: ") + std::strerror(errno));
     }
+    if (std::string err = write_renderings(report, opt); !err.empty())
+        return fail(escape_for_terminal(err));
     return 0;
 }
 
@@ -305,7 +302,7 @@ void pass_on_pending_ending_signals(int pid)
 
 // run --baseline's report, read and checked with the gate's options; an
 // error sentence, empty when fine (or when there is no gate).
-std::string read_baseline(const Options& opt, nlohmann::json& baseline)
+std::string read_baseline(const Options& opt, Report& baseline)
 {
     if (opt.baseline.empty())
         return !opt.gate.max_increase.empty() || opt.gate.fail_on_new_leaks
@@ -313,7 +310,7 @@ std::string read_baseline(const Options& opt, nlohmann::json& baseline)
                    : std::string();
     if (auto e = check_diff_options(opt.gate); !e.empty())
         return e;
-    if (auto e = read_report_json(opt.baseline, baseline); !e.empty())
+    if (auto e = read_report_json(opt.baseline, baseline, false); !e.empty())
         return escape_for_terminal(e);
     return {};
 }
@@ -323,7 +320,7 @@ int run_command(const Options& opt)
     if (opt.command.empty())
         return fail("run needs a command: memscope-trace run -- CMD [ARGS...]", 2);
     // The gate's input is checked before the command runs, not after.
-    nlohmann::json baseline;
+    Report baseline;
     if (auto e = read_baseline(opt, baseline); !e.empty())
         return fail(e, 2);
     std::string exe = resolve_command(opt.command[0]);
@@ -429,7 +426,7 @@ int run_command(const Options& opt)
         return rc;
     if (!opt.baseline.empty()) {
         std::fflush(stdout);
-        int gate = diff_reports(baseline, report_summary_json(report), opt.gate, stdout, stderr,
+        int gate = diff_reports(baseline, report, opt.gate, stdout, stderr,
                                 opt.baseline, "(this run)");
         return status != 0 ? status : gate; // a failing command fails the gate its own way
     }
@@ -563,7 +560,7 @@ int main(int argc, char** argv)
     diff->add_option("new", opt.diff_new, "the report to check")->required();
     add_gate(diff, opt);
 
-    CLI::App* report = app.add_subcommand("report", "render a JSON report written earlier: --html, --collapsed");
+    CLI::App* report = app.add_subcommand("report", "a JSON report written earlier: its text report, or --html, --collapsed");
     report->add_option("input", opt.report_in, "the JSON report (memscope-trace --json)")->required();
     add_renderings(report, opt);
 

@@ -1,4 +1,4 @@
-// libFuzzer over the report reader and the comparison (userspace/report/diff.cpp).
+// libFuzzer over the report reader and the comparison (userspace/report/report_read.cpp, diff.cpp).
 // An input is an options line, then the base report, a NUL byte, the new
 // report; without a NUL the report is compared with itself. Words of the
 // options line: text, markdown, json or junit picks the format, "leaks" asks

@@ -124,6 +124,7 @@ TEST(Model, MergedSectionsKeepEachProcesssStacksAndVariables)
         Leak l;
         l.pid = pid;
         l.id = 0x1234;
+        l.stack = s.stack; // as add_sites gives a leak its site's stack
         l.live_count = 1;
         l.live_bytes = 16;
         l.variables.push_back({0, 1, 16});

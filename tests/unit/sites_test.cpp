@@ -43,7 +43,7 @@ Report report_with_threads()
     return r;
 }
 
-std::string collapsed(const nlohmann::json& doc, const std::string& weight)
+std::string collapsed(const Report& doc, const std::string& weight)
 {
     char* buf = nullptr;
     size_t size = 0;
@@ -169,17 +169,25 @@ TEST(Sites, JsonAndTextCarrySitesAndLeaks)
 
 TEST(Collapsed, FoldedStacksRootFirstWithSafeNames)
 {
-    nlohmann::json doc = {
-        {"sites",
-         {{{"alloc_bytes", 300},
-           {"alloc_count", 3},
-           {"live_bytes", 0},
-           {"truncated", false},
-           {"stack",
-            {{{"symbol", "leaf;x\n"}, {"module", "/a"}, {"offset", 1}, {"addr", 1}},
-             {{"symbol", nullptr}, {"module", "/usr/lib/libfoo.so"}, {"offset", 0x2a}, {"addr", 2}},
-             {{"symbol", "main"}, {"module", "/a"}, {"offset", 3}, {"addr", 3}}}}},
-          {{"alloc_bytes", 5}, {"alloc_count", 1}, {"truncated", true}, {"stack", {{{"symbol", "f"}}}}}}}};
+    auto frame = [](const char* symbol, const char* module, std::uint64_t offset, std::uint64_t addr) {
+        Frame f;
+        f.symbol = symbol;
+        f.module = module;
+        f.offset = offset;
+        f.addr = addr;
+        return f;
+    };
+    Report doc;
+    Site a;
+    a.alloc_bytes = 300;
+    a.alloc_count = 3;
+    a.stack = {frame("leaf;x\n", "/a", 1, 1), frame("", "/usr/lib/libfoo.so", 0x2a, 2), frame("main", "/a", 3, 3)};
+    Site b;
+    b.alloc_bytes = 5;
+    b.alloc_count = 1;
+    b.truncated = true;
+    b.stack = {frame("f", "", 0, 0)};
+    doc.sites = {a, b};
     EXPECT_EQ(collapsed(doc, "bytes"), "main;libfoo.so+0x2a;leaf:x? 300\n[truncated];f 5\n");
     EXPECT_EQ(collapsed(doc, "count"), "main;libfoo.so+0x2a;leaf:x? 3\n[truncated];f 1\n");
     EXPECT_EQ(collapsed(doc, "live_bytes"), ""); // zero weights are left out

@@ -39,17 +39,9 @@ void compute_totals(Report& report, std::uint64_t sampled_process_peak)
     report.dropped.untracked_allocations = 0;
     for (const auto& th : report.threads) {
         const Counters& c = th.counters;
-        t.alloc_count += c.alloc_count;
-        t.alloc_bytes += c.alloc_bytes;
-        t.free_count += c.free_count;
-        t.free_bytes += c.free_bytes;
-        t.live_count += c.live_count;
-        t.live_bytes += c.live_bytes;
-        t.failed_alloc_count += c.failed_alloc_count;
-        t.unmatched_free_count += c.unmatched_free_count;
-        t.exit_unmatched_free_count += c.exit_unmatched_free_count;
-        t.track_count += c.track_count;
-        t.untracked_free_count += c.untracked_free_count;
+        for (const auto& f : kCounterFields)
+            if (f.member != &Counters::peak_live_bytes) // a peak is no sum: below
+                t.*f.member += c.*f.member;
         max_thread_peak = std::max(max_thread_peak, c.peak_live_bytes);
         if (c.peak_live_bytes > 0)
             ++holders;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,24 +25,45 @@ inline constexpr const char* kNoAllocatorCallWarning = "no allocator call was se
 inline constexpr const char* kUnrecordedWarning = "live and peak figures are lower bounds";
 inline constexpr const char* kUnprobedWarning = "allocators not probed";
 
+// A thread's, a process's and the whole command's counters, each named
+// once here: the struct, the JSON writer and reader, the sums and diff's
+// metrics all walk this list. The first seven are in every report ever
+// written; the rest came later and are compared only when both reports
+// have them.
+#define MEMSCOPE_COUNTERS(X)                                                                         \
+    X(alloc_count)                                                                                   \
+    X(alloc_bytes)                                                                                   \
+    X(free_count)                                                                                    \
+    X(free_bytes)                                                                                    \
+    X(live_count)                                                                                    \
+    X(live_bytes)                                                                                    \
+    X(peak_live_bytes)                                                                               \
+    X(failed_alloc_count)                                                                            \
+    X(unmatched_free_count)                                                                          \
+    /* unknown blocks freed on a thread's exit path: the allocator releasing its per-thread cache */ \
+    X(exit_unmatched_free_count)                                                                     \
+    X(track_count) /* tracker entry point calls naming a variable */                                 \
+    /* frees of unknown blocks after a stint without records (async, off): blocks allocated then */  \
+    X(untracked_free_count)
+
 struct Counters {
-    std::uint64_t alloc_count = 0;
-    std::uint64_t alloc_bytes = 0;
-    std::uint64_t free_count = 0;
-    std::uint64_t free_bytes = 0;
-    std::uint64_t live_count = 0;
-    std::uint64_t live_bytes = 0;
-    std::uint64_t peak_live_bytes = 0;
-    std::uint64_t failed_alloc_count = 0;
-    std::uint64_t unmatched_free_count = 0;
-    // Unknown blocks freed on a thread's exit path: the allocator releasing
-    // its per-thread cache. Kept apart so unmatched_free_count means the program.
-    std::uint64_t exit_unmatched_free_count = 0;
-    std::uint64_t track_count = 0; // tracker entry point calls naming a variable
-    // Frees of unknown blocks after a stint without records (async, off):
-    // blocks allocated then, mostly.
-    std::uint64_t untracked_free_count = 0;
+#define MEMSCOPE_COUNTER_FIELD(name) std::uint64_t name = 0;
+    MEMSCOPE_COUNTERS(MEMSCOPE_COUNTER_FIELD)
+#undef MEMSCOPE_COUNTER_FIELD
 };
+
+struct CounterField {
+    const char* name;
+    std::uint64_t Counters::*member;
+};
+// The counters in the order above.
+inline constexpr CounterField kCounterFields[] = {
+#define MEMSCOPE_COUNTER_ENTRY(name) {#name, &Counters::name},
+    MEMSCOPE_COUNTERS(MEMSCOPE_COUNTER_ENTRY)
+#undef MEMSCOPE_COUNTER_ENTRY
+};
+// Those every report has (schema 1 on).
+inline constexpr std::size_t kRequiredCounters = 7;
 
 struct ThreadStats {
     std::uint32_t pid = 0; // its process
@@ -142,7 +164,10 @@ struct LeakVariable {
 // Allocations outstanding when tracing ended, grouped by stack.
 struct Leak {
     std::uint32_t pid = 0;
-    std::uint64_t id = 0; // the stack's hash; its frames are in the site of that id
+    std::uint64_t id = 0; // the stack's hash: the site of that id
+    std::vector<Frame> stack; // the site's, kept here too: a leak reads alone
+    bool truncated = false;
+    std::string end;
     std::uint64_t live_count = 0, live_bytes = 0;
     double oldest_age_s = 0;
     std::vector<LeakThread> threads;
@@ -222,6 +247,9 @@ struct Report {
         std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> programs;
     } tracer;
     Counters totals;
+    // Read from a report written before these counters existed: they are
+    // not compared (kCounterFields' names).
+    std::set<std::string> absent_counters;
     bool peak_live_bytes_exact = true;
     std::vector<ThreadStats> threads;
     Dropped dropped;

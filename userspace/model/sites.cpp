@@ -185,7 +185,11 @@ void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<Outst
                   [](const LeakThread& a, const LeakThread& b) { return a.live_bytes > b.live_bytes || (a.live_bytes == b.live_bytes && a.tid < b.tid); });
         for (auto& [d, v] : g.variables)
             leak.variables.push_back(v);
-        leak.expected = expected_reason(r.sites[index[id]].stack, r.sites[index[id]].truncated);
+        const Site& site = r.sites[index[id]];
+        leak.stack = site.stack;
+        leak.truncated = site.truncated;
+        leak.end = site.end;
+        leak.expected = expected_reason(site.stack, site.truncated);
         r.leaks.push_back(std::move(leak));
     }
     auto by_bytes = [](const auto& a, const auto& b) {

@@ -1,6 +1,6 @@
-// Comparing two reports: a strict reader (every field used is checked, bad
-// input is a sentence and exit 2, never a crash), a model keyed by what stays
-// stable across runs (executables, thread names, symbolized stacks, variable
+// Comparing two reports, read by the report reader (report_read.cpp: every
+// field checked, bad input is a sentence and exit 2, never a crash): a model
+// keyed by what stays stable across runs (executables, thread names, symbolized stacks, variable
 // names), the changes worst first, and the thresholds. Four outputs from the
 // same outcome: text, markdown, json, junit.
 #include "diff.hpp"
@@ -28,22 +28,19 @@ namespace {
 
 __extension__ typedef unsigned __int128 u128;
 
-// 2: stacks index the report's "frames" table; 1: stacks hold the frames.
-constexpr const char* kReportSchema = "memscope-trace/2";
-constexpr const char* kReportSchemaV1 = "memscope-trace/1";
 constexpr const char* kDiffSchema = "memscope-trace-diff/1";
 constexpr const char* kPrefix = "memscope-trace diff: ";
 constexpr std::uint64_t kMaxPercent = 1000000000; // 10^9 %: beyond that a limit means nothing
 constexpr std::size_t kTextRows = 50;
 constexpr std::size_t kMarkdownRows = 30;
 
-// The counters every report writes for totals, processes and threads; the
-// first seven must be there, the rest are compared when both reports have them.
-const std::vector<std::string> kMetrics = {
-    "alloc_count",          "alloc_bytes",  "free_count",        "free_bytes",
-    "live_count",           "live_bytes",   "peak_live_bytes",   "failed_alloc_count",
-    "unmatched_free_count", "exit_unmatched_free_count", "track_count", "untracked_free_count"};
-constexpr std::size_t kRequiredMetrics = 7;
+// The counters of totals, processes and threads (model.hpp's list).
+const std::vector<std::string> kMetrics = [] {
+    std::vector<std::string> names;
+    for (const auto& f : kCounterFields)
+        names.emplace_back(f.name);
+    return names;
+}();
 const std::vector<std::string> kSiteMetrics = {"alloc_count", "alloc_bytes", "live_count", "live_bytes"};
 const std::vector<std::string> kVariableMetrics = {"count", "bytes", "live_count", "live_bytes"};
 const std::vector<std::string> kLeakMetrics = {"live_count", "live_bytes"};
@@ -244,455 +241,170 @@ struct Model {
     std::map<Key, Entity> entities; // totals, processes, threads, sites, variables
     std::map<Key, Entity> leaks;    // leaks the runtime did not explain, by stack
     std::set<std::vector<std::string>> leak_stacks; // every leak's stack, expected ones too
-    std::optional<bool> peak_exact;
+    bool peak_exact = true;
     bool has_sites = false, has_variables = false, has_leaks = false;
     std::set<std::string> exes;
 
     const Entity& totals() const { return entities.at(Key{kTotal, {}}); }
 };
 
-// "an array", "a string", "null": what a value is, for an error sentence.
-std::string kind_of(const json& v)
+// A string as the report writer would write it: bytes that are not UTF-8
+// replaced as it replaces them, so that the tracer's own report in memory
+// (run --baseline) matches the same report read from its file.
+std::string as_written(const std::string& s)
 {
-    if (v.is_null())
-        return "null";
-    if (v.is_boolean())
-        return "a boolean";
-    return (v.is_object() || v.is_array() ? "an " : "a ") + std::string(v.type_name());
+    if (valid_utf8(s))
+        return s;
+    return json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>();
 }
 
-// A non-negative integer, parsed (unsigned) or made in memory (signed).
-bool is_count(const json& v)
-{
-    return v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0);
-}
-
-std::string type_sentence(const json& v)
-{
-    if (v.is_number_float())
-        return "is not an unsigned 64-bit integer (a fraction, or beyond 18446744073709551615)";
-    if (v.is_number_integer())
-        return "is negative, expected an unsigned 64-bit integer";
-    return "is " + kind_of(v) +
-           ", expected an unsigned 64-bit integer";
-}
-
-class Reader {
+// The comparison's view of a report: what it holds, by kind and name, each
+// metric summed over the entries of one name.
+class ModelBuilder {
 public:
-    explicit Reader(std::string label) : label_(std::move(label)) {}
+    explicit ModelBuilder(const Report& r) : r_(r) {}
 
-    bool read(const json& doc, Model& m);
-    const std::string& error() const { return error_; }
+    // An error sentence, or empty.
+    std::string build(Model& m)
+    {
+        m.peak_exact = r_.peak_live_bytes_exact && r_.live_bytes_exact;
+        Entity& t = m.entities[Key{kTotal, {}}];
+        t.members = 1;
+        if (!counters(r_.totals, "totals", t) || !processes(m) || !sites(m) || !leaks(m) || !variables(m))
+            return error_;
+        return {};
+    }
 
 private:
     bool fail(const std::string& sentence)
     {
         if (error_.empty())
-            error_ = label_ + ": " + sentence;
+            error_ = sentence;
         return false;
-    }
-
-    static std::string at(const std::string& where, const std::string& key)
-    {
-        return where.empty() ? key : where + "." + key;
-    }
-
-    bool unsigned_value(const json& v, const std::string& where, std::uint64_t& out)
-    {
-        if (v.is_number_unsigned()) {
-            out = v.get<std::uint64_t>();
-            return true;
-        }
-        if (v.is_number_integer() && v.get<std::int64_t>() >= 0) { // made in memory, not parsed
-            out = static_cast<std::uint64_t>(v.get<std::int64_t>());
-            return true;
-        }
-        return fail(where + " " + type_sentence(v));
-    }
-
-    bool unsigned_field(const json& obj, const std::string& where, const std::string& key, bool required,
-                        std::optional<std::uint64_t>& out)
-    {
-        out.reset();
-        auto it = obj.find(key);
-        if (it == obj.end())
-            return !required || fail(at(where, key) + " is missing");
-        std::uint64_t v = 0;
-        if (!unsigned_value(*it, at(where, key), v))
-            return false;
-        out = v;
-        return true;
-    }
-
-    bool string_field(const json& obj, const std::string& where, const std::string& key, bool required,
-                      std::optional<std::string>& out)
-    {
-        out.reset();
-        auto it = obj.find(key);
-        if (it == obj.end() || it->is_null())
-            return !required || fail(at(where, key) + (it == obj.end() ? " is missing" : " is null, expected a string"));
-        if (!it->is_string())
-            return fail(at(where, key) + " is " + kind_of(*it) + ", expected a string");
-        const auto& s = it->get_ref<const std::string&>();
-        if (!valid_utf8(s))
-            return fail(at(where, key) + " is not valid UTF-8");
-        out = s;
-        return true;
-    }
-
-    bool bool_field(const json& obj, const std::string& where, const std::string& key, std::optional<bool>& out)
-    {
-        out.reset();
-        auto it = obj.find(key);
-        if (it == obj.end())
-            return true;
-        if (!it->is_boolean())
-            return fail(at(where, key) + " is " + kind_of(*it) + ", expected true or false");
-        out = it->get<bool>();
-        return true;
-    }
-
-    const json* object_field(const json& obj, const std::string& where, const std::string& key, bool required)
-    {
-        auto it = obj.find(key);
-        if (it == obj.end()) {
-            if (required)
-                fail(at(where, key) + " is missing");
-            return nullptr;
-        }
-        if (!it->is_object()) {
-            fail(at(where, key) + " is " + kind_of(*it) + ", expected an object");
-            return nullptr;
-        }
-        return &*it;
-    }
-
-    // An array, or null when absent (or wrong: then error() says so).
-    const json* array_field(const json& obj, const std::string& where, const std::string& key)
-    {
-        auto it = obj.find(key);
-        if (it == obj.end())
-            return nullptr;
-        if (!it->is_array()) {
-            fail(at(where, key) + " is " + kind_of(*it) + ", expected an array");
-            return nullptr;
-        }
-        return &*it;
     }
 
     bool add(Entity& e, const std::string& metric, std::uint64_t v, const std::string& where)
     {
         std::uint64_t& sum = e.values[metric];
         if (__builtin_add_overflow(sum, v, &sum))
-            return fail("the sum of " + at(where, metric) + " over entries of one name overflows 64 bits");
+            return fail("the sum of " + where + "." + metric + " over entries of one name overflows 64 bits");
         return true;
     }
 
-    bool counters(const json& obj, const std::string& where, const std::vector<std::string>& metrics,
-                  std::size_t required, Entity& into)
+    // The counters the report has (an older one lacks the later ones).
+    bool counters(const Counters& c, const std::string& where, Entity& into)
     {
-        for (std::size_t i = 0; i < metrics.size(); ++i) {
-            std::optional<std::uint64_t> v;
-            if (!unsigned_field(obj, where, metrics[i], i < required, v))
+        for (const auto& f : kCounterFields)
+            if (!r_.absent_counters.count(f.name) && !add(into, f.name, c.*f.member, where))
                 return false;
-            if (v && !add(into, metrics[i], *v, where))
+        return true;
+    }
+
+    // Processes by executable (several with one executable summed); threads
+    // by their process's executable and their name.
+    bool processes(Model& m)
+    {
+        std::map<std::uint32_t, std::string> exe_of_pid;
+        std::string root_exe = as_written(r_.target.exe);
+        for (std::size_t i = 0; i < r_.processes.size(); ++i) {
+            const ProcessSection& p = r_.processes[i];
+            const std::string exe = as_written(p.target.exe);
+            Entity& e = m.entities[Key{kProcess, {exe}}];
+            ++e.members;
+            if (!counters(p.totals, "processes[" + std::to_string(i) + "].totals", e))
+                return false;
+            if (i == 0)
+                root_exe = exe;
+            exe_of_pid[static_cast<std::uint32_t>(p.target.pid)] = exe; // after an exec, the program it became
+        }
+        if (auto root = exe_of_pid.find(static_cast<std::uint32_t>(r_.target.pid)); root != exe_of_pid.end())
+            root_exe = root->second;
+        if (r_.processes.empty()) { // one process: its figures are the totals
+            Entity& e = m.entities[Key{kProcess, {root_exe}}];
+            e.members = 1;
+            if (!counters(r_.totals, "totals", e))
                 return false;
         }
+        for (std::size_t i = 0; i < r_.threads.size(); ++i) {
+            const ThreadStats& t = r_.threads[i];
+            auto found = exe_of_pid.find(t.pid);
+            Entity& e = m.entities[Key{kThread, {found != exe_of_pid.end() ? found->second : root_exe,
+                                                 as_written(t.name)}}];
+            ++e.members;
+            if (!counters(t.counters, "threads[" + std::to_string(i) + "]", e))
+                return false;
+        }
+        for (const auto& [key, e] : m.entities)
+            if (key.first == kProcess)
+                m.exes.insert(key.second[0]);
         return true;
     }
 
     // Frames keyed without addresses (ASLR): the symbol, else the module's
     // basename and the offset in it.
-    bool stack_key(const json& entry, const std::string& where, std::vector<std::string>& key)
+    static std::vector<std::string> stack_key(const std::vector<Frame>& stack)
     {
-        auto it = entry.find("stack");
-        if (it == entry.end())
-            return fail(at(where, "stack") + " is missing");
-        if (!it->is_array())
-            return fail(at(where, "stack") + " is " + kind_of(*it) + ", expected an array");
-        std::size_t i = 0;
-        for (const auto& entry_frame : *it) {
-            std::string fw = at(where, "stack") + "[" + std::to_string(i++) + "]";
-            // Schema 2: an index into "frames".
-            const json* at_index = nullptr;
-            if (indexed_ && entry_frame.is_number_unsigned()) {
-                const auto index = entry_frame.get<std::uint64_t>();
-                at_index = stack_frame(entry_frame, frames_);
-                if (!at_index)
-                    return fail(fw + " is " + std::to_string(index) + ", which names no entry of \"frames\"");
-                fw = "frames[" + std::to_string(index) + "]";
-            }
-            const json& frame = at_index ? *at_index : entry_frame;
-            if (!frame.is_object())
-                return fail(fw + " is " + kind_of(frame) + ", expected an object");
-            std::optional<std::string> symbol, module;
-            std::optional<std::uint64_t> offset;
-            if (!string_field(frame, fw, "symbol", false, symbol) || !string_field(frame, fw, "module", false, module) ||
-                !unsigned_field(frame, fw, "offset", false, offset))
+        std::vector<std::string> key;
+        key.reserve(stack.size());
+        for (const Frame& f : stack)
+            key.push_back(!f.symbol.empty() ? as_written(f.symbol)
+                                            : (f.module.empty() ? std::string("?") : as_written(base_name(f.module.str()))) +
+                                                  "+0x" + hex(f.offset));
+        return key;
+    }
+
+    bool sites(Model& m)
+    {
+        m.has_sites = r_.stacks.enabled;
+        for (std::size_t i = 0; i < r_.sites.size(); ++i) {
+            const Site& s = r_.sites[i];
+            const std::string where = "sites[" + std::to_string(i) + "]";
+            Entity& e = m.entities[Key{kSite, stack_key(s.stack)}];
+            ++e.members;
+            if (!add(e, "alloc_count", s.alloc_count, where) || !add(e, "alloc_bytes", s.alloc_bytes, where) ||
+                !add(e, "live_count", s.live_count, where) || !add(e, "live_bytes", s.live_bytes, where))
                 return false;
-            if (symbol && !symbol->empty())
-                key.push_back(*symbol);
-            else
-                key.push_back((module && !module->empty() ? base_name(*module) : std::string("?")) + "+0x" +
-                              hex(offset.value_or(0)));
         }
         return true;
     }
 
-    bool thread(const json& t, const std::string& where, const std::string& exe, Model& m)
+    bool leaks(Model& m)
     {
-        if (!t.is_object())
-            return fail(where + " is " + kind_of(t) + ", expected an object");
-        std::optional<std::string> name;
-        if (!string_field(t, where, "name", true, name))
-            return false;
-        Entity& e = m.entities[Key{kThread, {exe, *name}}];
-        ++e.members;
-        return counters(t, where, kMetrics, kRequiredMetrics, e);
+        m.has_leaks = r_.stacks.enabled;
+        for (std::size_t i = 0; i < r_.leaks.size(); ++i) {
+            const Leak& l = r_.leaks[i];
+            Key key{kLeak, stack_key(l.stack)};
+            m.leak_stacks.insert(key.second);
+            if (!l.expected.empty())
+                continue; // the runtime's own, explained
+            Entity& e = m.leaks[key];
+            ++e.members;
+            const std::string where = "leaks[" + std::to_string(i) + "]";
+            if (!add(e, "live_count", l.live_count, where) || !add(e, "live_bytes", l.live_bytes, where))
+                return false;
+        }
+        return true;
     }
 
-    bool processes(const json& doc, const json& list, Model& m);
-    bool single_process(const json& doc, const json& totals, Model& m);
-    bool sites(const json& doc, Model& m);
-    bool leaks(const json& doc, Model& m);
-    bool variables(const json& doc, Model& m);
+    bool variables(Model& m)
+    {
+        m.has_variables = true;
+        for (std::size_t i = 0; i < r_.tracked.summary.size(); ++i) {
+            const VariableSummary& v = r_.tracked.summary[i];
+            const Descriptor* d = r_.tracked.descriptor(v.desc);
+            Entity& e = m.entities[Key{kVariable, {d ? as_written(d->name) : "?", d ? as_written(d->type) : ""}}];
+            ++e.members;
+            const std::string where = "variable_summary[" + std::to_string(i) + "]";
+            if (!add(e, "count", v.count, where) || !add(e, "bytes", v.bytes, where) ||
+                !add(e, "live_count", v.live_count, where) || !add(e, "live_bytes", v.live_bytes, where))
+                return false;
+        }
+        return true;
+    }
 
-    std::string label_;
+    const Report& r_;
     std::string error_;
-    bool indexed_ = false;         // schema 2: stacks index a frame table
-    const json* frames_ = nullptr; // the document's frame table
 };
-
-bool Reader::read(const json& doc, Model& m)
-{
-    if (!doc.is_object())
-        return fail("is not a memscope-trace report (" + kind_of(doc) + ", not an object)");
-    auto schema = doc.find("schema");
-    if (schema == doc.end())
-        return fail("is not a memscope-trace report (no \"schema\")");
-    if (!schema->is_string())
-        return fail("is not a memscope-trace report (\"schema\" is " + kind_of(*schema) + ")");
-    if (*schema != kReportSchema && *schema != kReportSchemaV1)
-        return fail("has schema '" + clip(escape_text(schema->get_ref<const std::string&>()), 60) + "', expected '" +
-                    kReportSchema + "'");
-
-    const json* totals = object_field(doc, "", "totals", true);
-    if (!totals)
-        return false;
-    frames_ = nullptr;
-    indexed_ = *schema == kReportSchema;
-    if (indexed_) {
-        auto frames = doc.find("frames");
-        if (frames != doc.end() && !frames->is_array())
-            return fail(at("", "frames") + " is " + kind_of(*frames) + ", expected an array");
-        if (frames != doc.end())
-            frames_ = &*frames;
-    }
-    Entity& t = m.entities[Key{kTotal, {}}];
-    t.members = 1;
-    if (!counters(*totals, "totals", kMetrics, kRequiredMetrics, t) ||
-        !bool_field(*totals, "totals", "peak_live_bytes_exact", m.peak_exact))
-        return false;
-
-    const json* list = array_field(doc, "", "processes");
-    if (!error_.empty())
-        return false;
-    if (list && !list->empty() ? !processes(doc, *list, m) : !single_process(doc, *totals, m))
-        return false;
-    for (const auto& [key, e] : m.entities)
-        if (key.first == kProcess)
-            m.exes.insert(key.second[0]);
-    return sites(doc, m) && leaks(doc, m) && variables(doc, m);
-}
-
-// No `processes`: the report is one process made of target, totals, threads.
-bool Reader::single_process(const json& doc, const json& totals, Model& m)
-{
-    const json* target = object_field(doc, "", "target", true);
-    if (!target)
-        return false;
-    std::optional<std::string> exe;
-    if (!string_field(*target, "target", "exe", true, exe))
-        return false;
-    Entity& p = m.entities[Key{kProcess, {*exe}}];
-    p.members = 1;
-    if (!counters(totals, "totals", kMetrics, kRequiredMetrics, p))
-        return false;
-    const json* threads = array_field(doc, "", "threads");
-    if (!error_.empty())
-        return false;
-    if (threads) {
-        std::size_t i = 0;
-        for (const auto& th : *threads)
-            if (!thread(th, "threads[" + std::to_string(i++) + "]", *exe, m))
-                return false;
-    }
-    return true;
-}
-
-// One section per traced process, matched by executable (several with one
-// executable summed). A section's threads are its own list of thread objects
-// when it has one; else the top-level threads, placed by their pid.
-bool Reader::processes(const json& doc, const json& list, Model& m)
-{
-    std::map<std::uint64_t, std::string> exe_of_pid;
-    std::string root_exe;
-    bool own_threads = false;
-    std::size_t i = 0;
-    for (const auto& p : list) {
-        std::string where = "processes[" + std::to_string(i++) + "]";
-        if (!p.is_object())
-            return fail(where + " is " + kind_of(p) + ", expected an object");
-        std::optional<std::string> exe;
-        std::optional<std::uint64_t> pid;
-        std::optional<bool> exact;
-        if (!string_field(p, where, "exe", true, exe) || !unsigned_field(p, where, "pid", false, pid))
-            return false;
-        const json* totals = object_field(p, where, "totals", true);
-        if (!totals)
-            return false;
-        Entity& e = m.entities[Key{kProcess, {*exe}}];
-        ++e.members;
-        if (!counters(*totals, at(where, "totals"), kMetrics, kRequiredMetrics, e) ||
-            !bool_field(*totals, at(where, "totals"), "peak_live_bytes_exact", exact))
-            return false;
-        if (root_exe.empty())
-            root_exe = *exe;
-        if (pid)
-            exe_of_pid[*pid] = *exe; // after an exec, the program it became
-        auto threads = p.find("threads");
-        if (threads == p.end() || is_count(*threads) || threads->is_null())
-            continue; // a count, or nothing: the top-level list has them
-        if (!threads->is_array())
-            return fail(at(where, "threads") + " is " + kind_of(*threads) + ", expected an array or a count");
-        std::size_t k = 0;
-        for (const auto& th : *threads) {
-            std::string tw = at(where, "threads") + "[" + std::to_string(k++) + "]";
-            if (is_count(th))
-                continue; // a tid: the top-level list has the thread
-            own_threads = true;
-            if (!thread(th, tw, *exe, m))
-                return false;
-        }
-    }
-    if (own_threads)
-        return true;
-
-    std::optional<std::uint64_t> root_pid;
-    if (const json* target = doc.contains("target") ? object_field(doc, "", "target", false) : nullptr) {
-        if (!unsigned_field(*target, "target", "pid", false, root_pid))
-            return false;
-        if (root_pid && exe_of_pid.count(*root_pid))
-            root_exe = exe_of_pid[*root_pid];
-    }
-    if (!error_.empty())
-        return false;
-    const json* threads = array_field(doc, "", "threads");
-    if (!threads)
-        return error_.empty();
-    std::size_t k = 0;
-    for (const auto& th : *threads) {
-        std::string tw = "threads[" + std::to_string(k++) + "]";
-        std::optional<std::uint64_t> pid;
-        if (th.is_object() && !unsigned_field(th, tw, "pid", false, pid))
-            return false;
-        auto found = pid ? exe_of_pid.find(*pid) : exe_of_pid.end();
-        if (!thread(th, tw, found != exe_of_pid.end() ? found->second : root_exe, m))
-            return false;
-    }
-    return true;
-}
-
-// Sites and leaks exist when stacks were recorded.
-bool stacks_enabled(const json& doc)
-{
-    auto stacks = doc.find("stacks");
-    if (stacks == doc.end() || !stacks->is_object())
-        return true;
-    auto enabled = stacks->find("enabled");
-    return enabled == stacks->end() || !enabled->is_boolean() || enabled->get<bool>();
-}
-
-bool Reader::sites(const json& doc, Model& m)
-{
-    if (auto it = doc.find("stacks"); it != doc.end()) {
-        if (!it->is_object())
-            return fail("stacks is " + kind_of(*it) + ", expected an object");
-        std::optional<bool> enabled;
-        if (!bool_field(*it, "stacks", "enabled", enabled))
-            return false;
-    }
-    const json* list = array_field(doc, "", "sites");
-    if (!list)
-        return error_.empty();
-    m.has_sites = stacks_enabled(doc);
-    std::size_t i = 0;
-    for (const auto& s : *list) {
-        std::string where = "sites[" + std::to_string(i++) + "]";
-        if (!s.is_object())
-            return fail(where + " is " + kind_of(s) + ", expected an object");
-        Key key{kSite, {}};
-        if (!stack_key(s, where, key.second))
-            return false;
-        Entity& e = m.entities[key];
-        ++e.members;
-        if (!counters(s, where, kSiteMetrics, kSiteMetrics.size(), e))
-            return false;
-    }
-    return true;
-}
-
-bool Reader::leaks(const json& doc, Model& m)
-{
-    const json* list = array_field(doc, "", "leaks");
-    if (!list)
-        return error_.empty();
-    m.has_leaks = stacks_enabled(doc);
-    std::size_t i = 0;
-    for (const auto& l : *list) {
-        std::string where = "leaks[" + std::to_string(i++) + "]";
-        if (!l.is_object())
-            return fail(where + " is " + kind_of(l) + ", expected an object");
-        Key key{kLeak, {}};
-        std::optional<std::string> expected;
-        if (!stack_key(l, where, key.second) || !string_field(l, where, "expected", false, expected))
-            return false;
-        Entity counts;
-        if (!counters(l, where, kLeakMetrics, kLeakMetrics.size(), counts))
-            return false;
-        m.leak_stacks.insert(key.second);
-        if (expected)
-            continue; // the runtime's own, explained
-        Entity& e = m.leaks[key];
-        ++e.members;
-        for (const auto& [metric, v] : counts.values)
-            if (!add(e, metric, v, where))
-                return false;
-    }
-    return true;
-}
-
-bool Reader::variables(const json& doc, Model& m)
-{
-    const json* list = array_field(doc, "", "variable_summary");
-    if (!list)
-        return error_.empty();
-    m.has_variables = true;
-    std::size_t i = 0;
-    for (const auto& v : *list) {
-        std::string where = "variable_summary[" + std::to_string(i++) + "]";
-        if (!v.is_object())
-            return fail(where + " is " + kind_of(v) + ", expected an object");
-        std::optional<std::string> name, type;
-        if (!string_field(v, where, "name", false, name) || !string_field(v, where, "type", false, type))
-            return false;
-        Entity& e = m.entities[Key{kVariable, {name.value_or("?"), type.value_or("")}}];
-        ++e.members;
-        if (!counters(v, where, kVariableMetrics, kVariableMetrics.size(), e))
-            return false;
-    }
-    return true;
-}
 
 // --- comparing ------------------------------------------------------------------
 
@@ -1273,40 +985,6 @@ std::string format_junit(const Outcome& o)
     return s;
 }
 
-// Parse, keeping out what a comparison never reads: the variables (a line
-// each, possibly millions), the timeline.
-bool parse_report(const std::string& text, const std::string& label, json& doc, std::string& error)
-{
-    if (text.empty()) {
-        error = label + " is empty";
-        return false;
-    }
-    json::parser_callback_t skip = [](int depth, json::parse_event_t event, json& parsed) {
-        if (depth == 1 && event == json::parse_event_t::key && parsed.is_string()) {
-            const auto& k = parsed.get_ref<const std::string&>();
-            return k != "variables" && k != "timeline" && k != "mode_requests";
-        }
-        return true;
-    };
-    try {
-        if (!parse_json_bounded(text, doc, skip)) {
-            error = label + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels: no report does";
-            return false;
-        }
-    } catch (const json::parse_error& e) {
-        std::string what = e.what();
-        if (auto p = what.find("] "); p != std::string::npos)
-            what.erase(0, p + 2);
-        error = label + " is not valid JSON (" + clip(escape_text(what), 200) + ")" +
-                (e.byte >= text.size() ? ": truncated?" : "");
-        return false;
-    } catch (const json::exception& e) {
-        error = label + " is not valid JSON (" + clip(escape_text(e.what()), 200) + ")";
-        return false;
-    }
-    return true;
-}
-
 bool read_file(const std::string& path, std::string& text, std::string& error)
 {
     std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -1327,8 +1005,8 @@ bool read_file(const std::string& path, std::string& text, std::string& error)
     return true;
 }
 
-int diff_documents(const json& base_doc, const json& current_doc, const std::string& base_label,
-                   const std::string& current_label, const DiffOptions& options, std::FILE* out, std::FILE* err)
+int compare_reports(const Report& base, const Report& current, const std::string& base_label,
+                    const std::string& current_label, const DiffOptions& options, std::FILE* out, std::FILE* err)
 {
     if (std::string e = check_diff_options(options); !e.empty())
         return bad_input(err, e);
@@ -1337,30 +1015,25 @@ int diff_documents(const json& base_doc, const json& current_doc, const std::str
         std::string e;
         thresholds.push_back(*parse_threshold(spec, e)); // checked above
     }
-    Model base, current;
     std::string base_name = "the base report" + (base_label.empty() ? "" : " " + escape_text(base_label));
     std::string current_name = "the new report" + (current_label.empty() ? "" : " " + escape_text(current_label));
     // Calls of an allocator the tracer could not probe are missing from its
     // figures: nothing sound to gate on.
-    for (const auto& [doc, name] : {std::pair{&base_doc, &base_name}, std::pair{&current_doc, &current_name}}) {
-        const auto it = doc->find("unprobed_allocators");
-        if (it == doc->end() || !it->is_array() || it->empty())
+    for (const auto& [r, name] : {std::pair{&base, &base_name}, std::pair{&current, &current_name}}) {
+        if (r->unprobed_allocators.empty())
             continue;
-        const json& first = it->front();
-        const auto file = first.is_object() && first.contains("file") && first["file"].is_string()
-                              ? first["file"].get<std::string>()
-                              : std::string("a file");
-        return bad_input(err, *name + " names allocators that were not probed (" + clip(escape_text(file), 200) +
-                                  (it->size() > 1 ? " and others" : "") +
+        const std::string& file = r->unprobed_allocators.front().file;
+        return bad_input(err, *name + " names allocators that were not probed (" +
+                                  clip(escape_text(file.empty() ? "a file" : file), 200) +
+                                  (r->unprobed_allocators.size() > 1 ? " and others" : "") +
                                   "): their calls are not counted, so there is nothing sound to gate on");
     }
-    Reader br(base_name), cr(current_name);
-    if (!br.read(base_doc, base))
-        return bad_input(err, br.error());
-    if (!cr.read(current_doc, current))
-        return bad_input(err, cr.error());
-    const Entity& ct = current.totals();
-    if (ct.values.at("alloc_count") == 0 && ct.values.at("free_count") == 0)
+    Model base_model, current_model;
+    if (std::string e = ModelBuilder(base).build(base_model); !e.empty())
+        return bad_input(err, base_name + ": " + e);
+    if (std::string e = ModelBuilder(current).build(current_model); !e.empty())
+        return bad_input(err, current_name + ": " + e);
+    if (current.totals.alloc_count == 0 && current.totals.free_count == 0)
         return bad_input(err, "the new report saw no allocator call at all (alloc_count and free_count are 0): the "
                               "probes caught nothing, so there is nothing to gate on");
 
@@ -1370,7 +1043,7 @@ int diff_documents(const json& base_doc, const json& current_doc, const std::str
     o.base_name = base_name;
     o.current_name = current_name;
     std::string error;
-    if (!compare(base, current, thresholds, options, o, error))
+    if (!compare(base_model, current_model, thresholds, options, o, error))
         return bad_input(err, error);
     std::string text = options.format == "markdown" ? format_markdown(o)
                        : options.format == "json"   ? format_json(o)
@@ -1379,6 +1052,26 @@ int diff_documents(const json& base_doc, const json& current_doc, const std::str
     if (std::fwrite(text.data(), 1, text.size(), out) != text.size() || std::fflush(out) != 0)
         return bad_input(err, std::string("cannot write the comparison: ") + std::strerror(errno));
     return o.exit_code;
+}
+
+// Read a parsed document into the model; an error sentence naming it.
+std::string read_document(const json& doc, const std::string& name, Report& out)
+{
+    std::string e = report_from_json(doc, out);
+    return e.empty() ? e : name + ": " + escape_text(e);
+}
+
+int compare_documents(const json& base_doc, const json& current_doc, const std::string& base_label,
+                      const std::string& current_label, const DiffOptions& options, std::FILE* out, std::FILE* err)
+{
+    Report base, current;
+    std::string base_name = "the base report" + (base_label.empty() ? "" : " " + escape_text(base_label));
+    std::string current_name = "the new report" + (current_label.empty() ? "" : " " + escape_text(current_label));
+    if (std::string e = read_document(base_doc, base_name, base); !e.empty())
+        return bad_input(err, e);
+    if (std::string e = read_document(current_doc, current_name, current); !e.empty())
+        return bad_input(err, e);
+    return compare_reports(base, current, base_label, current_label, options, out, err);
 }
 
 } // namespace
@@ -1483,16 +1176,21 @@ std::string check_diff_options(const DiffOptions& options)
     return {};
 }
 
+int diff_reports(const Report& base, const Report& current, const DiffOptions& options, std::FILE* out,
+                 std::FILE* err, const std::string& base_label, const std::string& current_label)
+{
+    return compare_reports(base, current, base_label, current_label, options, out, err);
+}
+
 int diff_reports(const json& base, const json& current, const DiffOptions& options, std::FILE* out, std::FILE* err,
                  const std::string& base_label, const std::string& current_label)
 {
     if (base.is_discarded() || current.is_discarded())
         return bad_input(err, std::string(base.is_discarded() ? "the base report" : "the new report") +
                                   " is not valid JSON");
-    // A document made in memory (the tracer's own report, for run --baseline)
-    // is read as its file would be: written as the report writer writes it,
-    // bytes that are not UTF-8 replaced, then parsed back. Names then match
-    // those of a report read from disk.
+    // A document made in memory is read as its file would be: written as
+    // the report writer writes it, bytes that are not UTF-8 replaced, then
+    // parsed back. Names then match those of a report read from disk.
     json base_doc, current_doc;
     try {
         base_doc = json::parse(base.dump(-1, ' ', false, json::error_handler_t::replace));
@@ -1500,7 +1198,7 @@ int diff_reports(const json& base, const json& current, const DiffOptions& optio
     } catch (const json::exception& e) {
         return bad_input(err, "a report cannot be read back (" + clip(escape_text(e.what()), 200) + ")");
     }
-    return diff_documents(base_doc, current_doc, base_label, current_label, options, out, err);
+    return compare_documents(base_doc, current_doc, base_label, current_label, options, out, err);
 }
 
 int diff_texts(const std::string& base_text, const std::string& current_text, const DiffOptions& options,
@@ -1509,11 +1207,11 @@ int diff_texts(const std::string& base_text, const std::string& current_text, co
     if (std::string e = check_diff_options(options); !e.empty())
         return bad_input(err, e);
     json base, current;
-    std::string error;
-    if (!parse_report(base_text, "the base report", base, error) ||
-        !parse_report(current_text, "the new report", current, error))
-        return bad_input(err, error);
-    return diff_documents(base, current, "", "", options, out, err);
+    if (std::string e = parse_report_text(base_text, base, false); !e.empty())
+        return bad_input(err, "the base report " + e);
+    if (std::string e = parse_report_text(current_text, current, false); !e.empty())
+        return bad_input(err, "the new report " + e);
+    return compare_documents(base, current, "", "", options, out, err);
 }
 
 int diff_files(const std::string& base_path, const std::string& current_path, const DiffOptions& options,
@@ -1521,18 +1219,20 @@ int diff_files(const std::string& base_path, const std::string& current_path, co
 {
     if (std::string e = check_diff_options(options); !e.empty())
         return bad_input(err, e);
-    std::string base_text, current_text, error;
-    if (!read_file(base_path, base_text, error) || !read_file(current_path, current_text, error))
-        return bad_input(err, error);
-    json base, current;
-    if (!parse_report(base_text, "the base report " + escape_text(base_path), base, error) ||
-        !parse_report(current_text, "the new report " + escape_text(current_path), current, error))
-        return bad_input(err, error);
-    base_text.clear();
-    base_text.shrink_to_fit();
-    current_text.clear();
-    current_text.shrink_to_fit();
-    return diff_documents(base, current, base_path, current_path, options, out, err);
+    Report base, current;
+    for (auto [path, report, name] : {std::tuple{&base_path, &base, "the base report "},
+                                      std::tuple{&current_path, &current, "the new report "}}) {
+        std::string text, error;
+        if (!read_file(*path, text, error))
+            return bad_input(err, error);
+        json doc;
+        if (std::string e = parse_report_text(text, doc, false); !e.empty())
+            return bad_input(err, name + escape_text(*path) + " " + e);
+        text = {};
+        if (std::string e = read_document(doc, name + escape_text(*path), *report); !e.empty())
+            return bad_input(err, e);
+    }
+    return compare_reports(base, current, base_path, current_path, options, out, err);
 }
 
 } // namespace memscope

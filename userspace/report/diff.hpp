@@ -1,7 +1,7 @@
 // Comparing two JSON reports (schema memscope-trace/1): what changed, worst
 // first, and whether an increase passed a threshold (the CI regression gate).
-// Depends on nlohmann-json and the standard library only, so the fuzzer can
-// build it alone.
+// Reports are read by the one report reader (report_json.hpp); no kernel
+// code is linked, so the fuzzer builds it alone.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +11,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "model.hpp"
 
 namespace memscope {
 
@@ -54,6 +56,11 @@ std::string check_diff_options(const DiffOptions& options);
 int diff_reports(const nlohmann::json& base, const nlohmann::json& current, const DiffOptions& options,
                  std::FILE* out, std::FILE* err, const std::string& base_label = {},
                  const std::string& current_label = {});
+
+// The same from reports in memory (run --baseline: the baseline read, the
+// run's own report).
+int diff_reports(const Report& base, const Report& current, const DiffOptions& options, std::FILE* out,
+                 std::FILE* err, const std::string& base_label = {}, const std::string& current_label = {});
 
 // The same from files (read and validated here: bad input, text that is not
 // UTF-8 among it, is exit 2).

@@ -1,6 +1,5 @@
 #include "report_collapsed.hpp"
 #include "paths.hpp"
-#include "report_json.hpp"
 
 #include <cinttypes>
 #include <vector>
@@ -9,30 +8,33 @@ namespace memscope {
 
 namespace {
 
-const char* weight_field(const std::string& weight)
+using Weight = std::uint64_t Site::*;
+
+Weight weight_field(const std::string& weight)
 {
     if (weight == "bytes")
-        return "alloc_bytes";
+        return &Site::alloc_bytes;
     if (weight == "count")
-        return "alloc_count";
-    if (weight == "live_bytes" || weight == "live_count")
-        return weight.c_str();
+        return &Site::alloc_count;
+    if (weight == "live_bytes")
+        return &Site::live_bytes;
+    if (weight == "live_count")
+        return &Site::live_count;
     return nullptr;
 }
 
 // One frame's name: its symbol, else module+offset, else its address.
-std::string frame_name(const nlohmann::json& f)
+std::string frame_name(const Frame& f)
 {
     std::string name;
     char buf[64];
-    if (f.contains("symbol") && f["symbol"].is_string()) {
-        name = f["symbol"].get<std::string>();
-    } else if (f.contains("module") && f["module"].is_string()) {
-        std::string m = f["module"].get<std::string>();
-        std::snprintf(buf, sizeof buf, "+0x%" PRIx64, f.value("offset", std::uint64_t{0}));
-        name = base_name(m) + buf;
+    if (!f.symbol.empty()) {
+        name = f.symbol;
+    } else if (!f.module.empty()) {
+        std::snprintf(buf, sizeof buf, "+0x%" PRIx64, f.offset);
+        name = base_name(f.module.str()) + buf;
     } else {
-        std::snprintf(buf, sizeof buf, "0x%" PRIx64, f.value("addr", std::uint64_t{0}));
+        std::snprintf(buf, sizeof buf, "0x%" PRIx64, f.addr);
         name = buf;
     }
     // The format's separators: ';' between frames, a line per stack.
@@ -49,31 +51,23 @@ bool valid_weight(const std::string& weight)
     return weight_field(weight) != nullptr;
 }
 
-bool write_collapsed(const nlohmann::json& report, const std::string& weight, std::FILE* out)
+bool write_collapsed(const Report& report, const std::string& weight, std::FILE* out)
 {
-    const char* field = weight_field(weight);
-    if (!field || !report.contains("sites") || !report["sites"].is_array())
+    const Weight field = weight_field(weight);
+    if (!field)
         return false;
-    const nlohmann::json* table =
-        report.contains("frames") && report["frames"].is_array() ? &report["frames"] : nullptr;
-    for (const auto& site : report["sites"]) {
-        std::uint64_t value = site.value(field, std::uint64_t{0});
+    for (const Site& site : report.sites) {
+        const std::uint64_t value = site.*field;
         if (value == 0)
             continue;
-        std::string line = site.value("truncated", false) ? "[truncated]" : "";
-        std::vector<std::string> frames;
-        if (site.contains("stack") && site["stack"].is_array())
-            for (const auto& f : site["stack"]) {
-                const nlohmann::json* frame = stack_frame(f, table);
-                frames.push_back(frame ? frame_name(*frame) : "?");
-            }
-        if (frames.empty())
-            frames.push_back("[no stack]");
-        for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
+        std::string line = site.truncated ? "[truncated]" : "";
+        for (auto it = site.stack.rbegin(); it != site.stack.rend(); ++it) {
             if (!line.empty())
                 line += ';';
-            line += *it;
+            line += frame_name(*it);
         }
+        if (site.stack.empty())
+            line += line.empty() ? "[no stack]" : ";[no stack]";
         std::fprintf(out, "%s %" PRIu64 "\n", line.c_str(), value);
     }
     return !std::ferror(out);

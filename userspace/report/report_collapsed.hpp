@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <string>
 
-#include <nlohmann/json.hpp>
+#include "model.hpp"
 
 namespace memscope {
 
@@ -15,7 +15,7 @@ bool valid_weight(const std::string& weight);
 
 // Writes one line per site with a nonzero weight, frames root first; a
 // truncated stack starts at "[truncated]". Names are made safe for the
-// format (no ';', no control characters). `report` is the JSON document.
-bool write_collapsed(const nlohmann::json& report, const std::string& weight, std::FILE* out);
+// format (no ';', no control characters).
+bool write_collapsed(const Report& report, const std::string& weight, std::FILE* out);
 
 } // namespace memscope

@@ -18,20 +18,10 @@ using nlohmann::json;
 
 static json counters_json(const Counters& c)
 {
-    return json{
-        {"alloc_count", c.alloc_count},
-        {"alloc_bytes", c.alloc_bytes},
-        {"free_count", c.free_count},
-        {"free_bytes", c.free_bytes},
-        {"live_count", c.live_count},
-        {"live_bytes", c.live_bytes},
-        {"peak_live_bytes", c.peak_live_bytes},
-        {"failed_alloc_count", c.failed_alloc_count},
-        {"unmatched_free_count", c.unmatched_free_count},
-        {"exit_unmatched_free_count", c.exit_unmatched_free_count},
-        {"track_count", c.track_count},
-        {"untracked_free_count", c.untracked_free_count},
-    };
+    json out = json::object();
+    for (const auto& f : kCounterFields)
+        out[f.name] = c.*f.member;
+    return out;
 }
 
 static const char* request_mode_name(std::uint32_t mode)
@@ -222,11 +212,7 @@ std::string hex_id(std::uint64_t id)
 // streams, so that a compile's 26,000 sites never sit in memory as JSON.
 class SiteLists {
 public:
-    explicit SiteLists(const Report& r) : r_(r)
-    {
-        for (const auto& s : r.sites)
-            by_id_[{s.pid, s.id}] = &s; // a stack's hash is per process
-    }
+    explicit SiteLists(const Report& r) : r_(r) {}
 
     json site(std::size_t i)
     {
@@ -246,10 +232,6 @@ public:
     json leak(std::size_t i)
     {
         const Leak& l = r_.leaks[i];
-        auto found = by_id_.find({l.pid, l.id});
-        const Site* site = found == by_id_.end() ? nullptr : found->second;
-        static const std::vector<Frame> none;
-        const auto& stack = site ? site->stack : none;
         json threads = json::array();
         for (const auto& t : l.threads)
             threads.push_back(json{{"tid", t.tid}, {"name", t.name}, {"live_count", t.live_count},
@@ -264,10 +246,10 @@ public:
         }
         return json{{"pid", l.pid},
                     {"id", hex_id(l.id)},
-                    {"function", function_json(stack, r_.alloc_functions)},
-                    {"stack", table_.stack(stack)},
-                    {"truncated", site && site->truncated},
-                    {"end", site && !site->end.empty() ? json(site->end) : json(nullptr)},
+                    {"function", function_json(l.stack, r_.alloc_functions)},
+                    {"stack", table_.stack(l.stack)},
+                    {"truncated", l.truncated},
+                    {"end", l.end.empty() ? json(nullptr) : json(l.end)},
                     {"live_count", l.live_count},
                     {"live_bytes", l.live_bytes},
                     {"oldest_age_s", l.oldest_age_s},
@@ -280,7 +262,6 @@ public:
 
 private:
     const Report& r_;
-    std::map<std::pair<std::uint32_t, std::uint64_t>, const Site*> by_id_;
     FrameTable table_;
 };
 
@@ -328,10 +309,12 @@ void add_sites_json(const Report& r, json& out, bool lists)
     out["timeline"] = std::move(tl);
 }
 
+// The process tree: the root alone when no other process was traced.
 json processes_json(const Report& r)
 {
     json out = json::array();
-    for (const auto& p : r.processes) {
+    const ProcessSection root{r.target, 0, r.totals, r.peak_live_bytes_exact && r.live_bytes_exact, r.threads.size()};
+    for (const auto& p : r.processes.empty() ? std::vector<ProcessSection>{root} : r.processes) {
         json totals = counters_json(p.totals);
         totals["peak_live_bytes_exact"] = p.peak_live_bytes_exact;
         out.push_back(json{{"pid", p.target.pid},
@@ -418,30 +401,6 @@ json report_without_variables(const Report& r, bool lists)
 json report_summary_json(const Report& r)
 {
     return report_without_variables(r);
-}
-
-std::string read_report_json(const std::string& path, json& out)
-{
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f)
-        return "cannot read " + path + ": " + std::strerror(errno);
-    std::string text;
-    char buf[1 << 16];
-    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
-        text.append(buf, n);
-    bool failed = std::ferror(f);
-    std::fclose(f);
-    if (failed)
-        return "cannot read " + path + ": " + std::strerror(EIO);
-    try {
-        if (!parse_json_bounded(text, out))
-            return path + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels: no report does";
-    } catch (const json::exception&) {
-        return path + " is not valid JSON (truncated or corrupt?)";
-    }
-    if (!out.is_object() || !out.contains("schema") || (out["schema"] != kSchema && out["schema"] != kSchemaV1))
-        return path + " is not a memscope-trace report (schema " + std::string(kSchema) + ")";
-    return {};
 }
 
 bool write_report_json(const Report& r, std::FILE* out)

@@ -31,8 +31,24 @@ inline const nlohmann::json* stack_frame(const nlohmann::json& entry, const nloh
     return frames && frames->is_array() && i < frames->size() ? &(*frames)[i] : nullptr;
 }
 
-// Read a JSON report back; an error sentence when it is none of ours.
-std::string read_report_json(const std::string& path, nlohmann::json& out);
+// The one reader: a report document back into the model, every field the
+// writer writes (schema 2, and schema 1's frames written out in each
+// stack). Fields an older report lacks keep their defaults (the counters it
+// lacks are listed in absent_counters); a wrong one is an error sentence
+// naming it ("threads[3].alloc_count is negative, ..."), and `out` is then
+// partly read. Strings are taken as they are: a parsed document's are UTF-8.
+std::string report_from_json(const nlohmann::json& doc, Report& out);
+
+// Parse a report file's text, nesting bounded; without `with_variables` the
+// parts no comparison reads (variables, timeline, mode requests) are left
+// out. An error sentence without a subject ("is not valid JSON (...)").
+std::string parse_report_text(const std::string& text, nlohmann::json& doc, bool with_variables = true);
+
+// Read a report file into the model; an error sentence naming the file.
+std::string read_report_json(const std::string& path, Report& out, bool with_variables = true);
+
+// What a JSON value is, for an error sentence: "an array", "null", ...
+std::string json_kind(const nlohmann::json& v);
 
 // Serialise; strings from the target are escaped, and bytes that are not
 // UTF-8 are replaced rather than trusted. Variables are streamed one per

@@ -223,9 +223,6 @@ std::string format_sites(const Report& r, std::size_t top)
     list("bytes", [](const Site* a, const Site* b) { return a->alloc_bytes != b->alloc_bytes ? a->alloc_bytes > b->alloc_bytes : a->id < b->id; });
     list("count", [](const Site* a, const Site* b) { return a->alloc_count != b->alloc_count ? a->alloc_count > b->alloc_count : a->id < b->id; });
 
-    std::map<std::pair<std::uint32_t, std::uint64_t>, const Site*> by_id; // a stack's hash is per process
-    for (const auto& s : r.sites)
-        by_id[{s.pid, s.id}] = &s;
     std::uint64_t expected_count = 0, expected_bytes = 0;
     std::size_t shown = 0, program = 0;
     std::string leaks;
@@ -238,12 +235,9 @@ std::string format_sites(const Report& r, std::size_t top)
         ++program;
         if (shown++ >= top)
             continue;
-        static const std::vector<Frame> none;
-        auto found = by_id.find({l.pid, l.id});
-        const Site* site = found == by_id.end() ? nullptr : found->second;
         leaks += row("    %10s %9llu blocks  oldest %.2f s  ", human_bytes(l.live_bytes).c_str(),
                      (unsigned long long)l.live_count, l.oldest_age_s) +
-                 describe_stack(site ? site->stack : none, 5, r.alloc_functions) + "\n";
+                 describe_stack(l.stack, 5, r.alloc_functions) + "\n";
         std::string who;
         for (std::size_t i = 0; i < l.threads.size() && i < 4; ++i)
             who += (i ? ", " : "") + clip(l.threads[i].name, 16) + " (" + std::to_string(l.threads[i].tid) + ")";

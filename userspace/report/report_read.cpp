@@ -1,0 +1,785 @@
+// The one reader of a report document: every field the writer
+// (report_json.cpp) writes goes back into the model. `report`, `diff`,
+// `run --baseline` and the renderings read reports only through here.
+#include "report_json.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <tuple>
+
+#include "memscope/probe_abi.h"
+
+namespace memscope {
+
+using nlohmann::json;
+
+std::string json_kind(const json& v)
+{
+    if (v.is_null())
+        return "null";
+    if (v.is_boolean())
+        return "a boolean";
+    return (v.is_object() || v.is_array() ? "an " : "a ") + std::string(v.type_name());
+}
+
+namespace {
+
+std::string at(const std::string& where, const std::string& key)
+{
+    return where.empty() ? key : where + "." + key;
+}
+
+std::string item(const std::string& where, std::size_t i)
+{
+    return where + "[" + std::to_string(i) + "]";
+}
+
+std::string not_a_count(const json& v)
+{
+    if (v.is_number_float())
+        return "is not an unsigned 64-bit integer (a fraction, or beyond 18446744073709551615)";
+    if (v.is_number_integer())
+        return "is negative, expected an unsigned 64-bit integer";
+    return "is " + json_kind(v) + ", expected an unsigned 64-bit integer";
+}
+
+// Field by field, the first wrong one said with its place in the document
+// ("threads[3].alloc_count is negative, ..."). A field an older report
+// lacks keeps its default unless it is one every report has.
+class In {
+public:
+    std::string error;
+
+    bool fail(const std::string& sentence)
+    {
+        if (error.empty())
+            error = sentence;
+        return false;
+    }
+
+    // A non-negative integer: parsed (unsigned) or made in memory (signed).
+    bool count(const json& v, const std::string& where, std::uint64_t& out)
+    {
+        if (v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0)) {
+            out = v.get<std::uint64_t>();
+            return true;
+        }
+        return fail(where + " " + not_a_count(v));
+    }
+
+    template <typename T>
+    bool u(const json& obj, const std::string& where, const char* key, T& out, bool required = false)
+    {
+        auto it = obj.find(key);
+        if (it == obj.end())
+            return !required || fail(at(where, key) + " is missing");
+        std::uint64_t v = 0;
+        if (!count(*it, at(where, key), v))
+            return false;
+        if (v > std::numeric_limits<T>::max())
+            return fail(at(where, key) + " is " + std::to_string(v) + ", beyond " +
+                        std::to_string(std::numeric_limits<T>::max()));
+        out = static_cast<T>(v);
+        return true;
+    }
+
+    // A count written as null when there is none: 0 then.
+    bool u_or_null(const json& obj, const std::string& where, const char* key, std::uint64_t& out)
+    {
+        auto it = obj.find(key);
+        return it == obj.end() || it->is_null() || count(*it, at(where, key), out);
+    }
+
+    bool i(const json& obj, const std::string& where, const char* key, std::int64_t& out)
+    {
+        auto it = obj.find(key);
+        if (it == obj.end())
+            return true;
+        if (!it->is_number_integer() || (it->is_number_unsigned() && it->get<std::uint64_t>() > INT64_MAX))
+            return fail(at(where, key) + " is " + json_kind(*it) + ", expected a 64-bit integer");
+        out = it->get<std::int64_t>();
+        return true;
+    }
+
+    bool real(const json& obj, const std::string& where, const char* key, double& out)
+    {
+        auto it = obj.find(key);
+        if (it == obj.end())
+            return true;
+        if (!it->is_number())
+            return fail(at(where, key) + " is " + json_kind(*it) + ", expected a number");
+        out = it->get<double>();
+        return true;
+    }
+
+    // Null reads as empty: the writer writes null for a name it lacks.
+    template <typename S>
+    bool str(const json& obj, const std::string& where, const char* key, S& out, bool required = false)
+    {
+        auto it = obj.find(key);
+        if (it == obj.end() || it->is_null())
+            return !required ||
+                   fail(at(where, key) + (it == obj.end() ? " is missing" : " is null, expected a string"));
+        if (!it->is_string())
+            return fail(at(where, key) + " is " + json_kind(*it) + ", expected a string");
+        out = S(it->get_ref<const std::string&>());
+        return true;
+    }
+
+    bool boolean(const json& obj, const std::string& where, const char* key, bool& out)
+    {
+        auto it = obj.find(key);
+        if (it == obj.end())
+            return true;
+        if (!it->is_boolean())
+            return fail(at(where, key) + " is " + json_kind(*it) + ", expected true or false");
+        out = it->get<bool>();
+        return true;
+    }
+
+    // The object at `key`; null when absent (or wrong: then error says so).
+    const json* object(const json& obj, const std::string& where, const char* key, bool required = false)
+    {
+        auto it = obj.find(key);
+        if (it == obj.end()) {
+            if (required)
+                fail(at(where, key) + " is missing");
+            return nullptr;
+        }
+        if (!it->is_object()) {
+            fail(at(where, key) + " is " + json_kind(*it) + ", expected an object");
+            return nullptr;
+        }
+        return &*it;
+    }
+
+    // Each element of the array at `key` (absent: none), with its place.
+    template <typename F>
+    bool each(const json& obj, const std::string& where, const char* key, F&& read)
+    {
+        auto it = obj.find(key);
+        if (it == obj.end())
+            return true;
+        if (!it->is_array())
+            return fail(at(where, key) + " is " + json_kind(*it) + ", expected an array");
+        for (std::size_t n = 0; n < it->size(); ++n)
+            if (!read((*it)[n], item(at(where, key), n)))
+                return false;
+        return true;
+    }
+
+    // Each element that must be an object.
+    template <typename F>
+    bool objects(const json& obj, const std::string& where, const char* key, F&& read)
+    {
+        return each(obj, where, key, [&](const json& e, const std::string& w) {
+            if (!e.is_object())
+                return fail(w + " is " + json_kind(e) + ", expected an object");
+            return read(e, w);
+        });
+    }
+
+    template <typename T>
+    bool counts(const json& obj, const std::string& where, const char* key, std::map<std::string, T>& out)
+    {
+        const json* m = object(obj, where, key);
+        if (!m)
+            return error.empty();
+        for (const auto& [name, v] : m->items())
+            if (!count(v, at(at(where, key), name), out[name]))
+                return false;
+        return true;
+    }
+
+    // The counters: those every report has must be there; the others,
+    // when absent, are said in `absent` (an older report).
+    bool counters(const json& obj, const std::string& where, Counters& c, std::set<std::string>* absent = nullptr)
+    {
+        for (std::size_t n = 0; n < std::size(kCounterFields); ++n) {
+            const auto& f = kCounterFields[n];
+            if (absent && !obj.contains(f.name) && n >= kRequiredCounters)
+                absent->insert(f.name);
+            if (!u(obj, where, f.name, c.*f.member, n < kRequiredCounters))
+                return false;
+        }
+        return true;
+    }
+};
+
+class ReportReader {
+public:
+    explicit ReportReader(Report& r) : r_(r) {}
+
+    std::string read(const json& doc)
+    {
+        if (schema(doc) && head(doc) && tracer(doc) && threads(doc) && processes(doc) && tracked(doc) &&
+            stacks(doc) && sites(doc) && leaks(doc) && timeline(doc) && variables(doc))
+            return {};
+        return in_.error;
+    }
+
+private:
+    bool schema(const json& doc);
+    bool head(const json& doc);
+    bool tracer(const json& doc);
+    bool threads(const json& doc);
+    bool processes(const json& doc);
+    bool tracked(const json& doc);
+    bool stacks(const json& doc);
+    bool sites(const json& doc);
+    bool leaks(const json& doc);
+    bool timeline(const json& doc);
+    bool variables(const json& doc);
+    bool target(const json& obj, const std::string& where, Target& t, bool exe_required);
+    bool stack(const json& obj, const std::string& where, std::vector<Frame>& out);
+    bool frame(const json& f, const std::string& where, Frame& out);
+    bool hex_id(const json& obj, const std::string& where, std::uint64_t& out);
+    // A descriptor by what the report says of it, each distinct one once.
+    std::uint32_t descriptor(const std::string& name, const std::string& type, const std::string& file = {},
+                             std::uint32_t line = 0);
+    // A name the report wrote as null (none) or a string.
+    bool named(const json& obj, const std::string& where, const char* key, std::uint32_t& desc);
+
+    Report& r_;
+    In in_;
+    const json* frames_ = nullptr; // schema 2: the table stacks index
+    std::map<std::tuple<std::string, std::string, std::string, std::uint32_t>, std::uint32_t> descriptors_;
+};
+
+bool ReportReader::schema(const json& doc)
+{
+    if (!doc.is_object())
+        return in_.fail("is not a memscope-trace report (" + json_kind(doc) + ", not an object)");
+    auto schema = doc.find("schema");
+    if (schema == doc.end())
+        return in_.fail("is not a memscope-trace report (no \"schema\")");
+    if (!schema->is_string())
+        return in_.fail("is not a memscope-trace report (\"schema\" is " + json_kind(*schema) + ")");
+    if (*schema != kSchema && *schema != kSchemaV1) {
+        std::string shown;
+        for (unsigned char c : schema->get_ref<const std::string&>().substr(0, 60))
+            shown += c >= 0x20 && c < 0x7f && c != '\'' ? static_cast<char>(c) : '?';
+        return in_.fail("is not a memscope-trace report: it has schema '" + shown + "', expected '" + kSchema + "'");
+    }
+    if (*schema == kSchema) {
+        auto frames = doc.find("frames");
+        if (frames != doc.end() && !frames->is_array())
+            return in_.fail("frames is " + json_kind(*frames) + ", expected an array");
+        frames_ = frames != doc.end() ? &*frames : nullptr;
+    }
+    return true;
+}
+
+bool ReportReader::target(const json& obj, const std::string& where, Target& t, bool exe_required)
+{
+    std::int64_t pid = 0;
+    if (!in_.i(obj, where, "pid", pid) || !in_.str(obj, where, "comm", t.comm) ||
+        !in_.str(obj, where, "exe", t.exe, exe_required))
+        return false;
+    t.pid = static_cast<int>(pid);
+    auto code = obj.find("exit_code");
+    if (code == obj.end() || code->is_null())
+        return true;
+    std::int64_t c = 0;
+    if (!in_.i(obj, where, "exit_code", c))
+        return false;
+    t.exit_code = static_cast<int>(c);
+    return true;
+}
+
+bool ReportReader::head(const json& doc)
+{
+    const json* totals = in_.object(doc, "", "totals", true);
+    if (!totals || !in_.counters(*totals, "totals", r_.totals, &r_.absent_counters) ||
+        !in_.boolean(*totals, "totals", "peak_live_bytes_exact", r_.peak_live_bytes_exact) ||
+        !in_.boolean(*totals, "totals", "live_bytes_exact", r_.live_bytes_exact) ||
+        !in_.boolean(*totals, "totals", "free_bytes_exact", r_.free_bytes_exact))
+        return false;
+    // No process list: the report is one process, its figures the totals.
+    auto list = doc.find("processes");
+    bool one = list == doc.end() || (list->is_array() && list->empty());
+    const json* t = in_.object(doc, "", "target", one);
+    if (!in_.error.empty() || (t && !target(*t, "target", r_.target, one)))
+        return false;
+    if (!in_.real(doc, "", "duration_s", r_.duration_s) || !in_.str(doc, "", "mode", r_.mode) ||
+        !in_.str(doc, "", "mode_source", r_.mode_source) ||
+        !in_.u(doc, "", "allocation_records", r_.allocation_records) ||
+        !in_.each(doc, "", "warnings", [&](const json& w, const std::string& where) {
+            return w.is_string() ? (r_.warnings.push_back(w), true)
+                                 : in_.fail(where + " is " + json_kind(w) + ", expected a string");
+        }))
+        return false;
+    if (!in_.objects(doc, "", "mode_changes", [&](const json& c, const std::string& where) {
+            ModeChange m;
+            std::string from, to;
+            if (!in_.real(c, where, "t_s", m.t_s) || !in_.str(c, where, "from", from) ||
+                !in_.str(c, where, "to", to) || !in_.str(c, where, "reason", m.reason))
+                return false;
+            m.from = parse_mode(from).value_or(Mode::normal);
+            m.to = parse_mode(to).value_or(Mode::normal);
+            r_.mode_changes.push_back(std::move(m));
+            return true;
+        }))
+        return false;
+    if (const json* d = in_.object(doc, "", "dropped")) {
+        if (!in_.u(*d, "dropped", "events", r_.dropped.events) ||
+            !in_.u(*d, "dropped", "untracked_allocations", r_.dropped.untracked_allocations) ||
+            !in_.counts(*d, "dropped", "reasons", r_.dropped.reasons))
+            return false;
+    }
+    if (const json* c = in_.object(doc, "", "children")) {
+        if (!in_.u(*c, "children", "forks", r_.children.forks) || !in_.u(*c, "children", "execs", r_.children.execs) ||
+            !in_.boolean(*c, "children", "traced", r_.followed_children) ||
+            !in_.each(*c, "children", "pids", [&](const json& p, const std::string& where) {
+                std::uint64_t pid = 0;
+                return in_.count(p, where, pid) && (r_.children.pids.push_back(static_cast<int>(pid)), true);
+            }))
+            return false;
+    }
+    return in_.error.empty() &&
+           in_.objects(doc, "", "unprobed_allocators", [&](const json& u, const std::string& where) {
+               UnprobedAllocator a;
+               if (!in_.u(u, where, "pid", a.pid) || !in_.str(u, where, "file", a.file) ||
+                   !in_.str(u, where, "reason", a.reason) ||
+                   !in_.each(u, where, "symbols", [&](const json& s, const std::string& w) {
+                       return s.is_string() ? (a.symbols.push_back(s), true)
+                                            : in_.fail(w + " is " + json_kind(s) + ", expected a string");
+                   }))
+                   return false;
+               r_.unprobed_allocators.push_back(std::move(a));
+               return true;
+           });
+}
+
+bool ReportReader::tracer(const json& doc)
+{
+    const json* t = in_.object(doc, "", "tracer");
+    if (!t)
+        return in_.error.empty();
+    auto& c = r_.tracer;
+    const std::string w = "tracer";
+    if (!in_.real(*t, w, "cpu_user_s", c.cpu_user_s) || !in_.real(*t, w, "cpu_sys_s", c.cpu_sys_s) ||
+        !in_.real(*t, w, "startup_cpu_user_s", c.startup_cpu_user_s) ||
+        !in_.real(*t, w, "startup_cpu_sys_s", c.startup_cpu_sys_s) ||
+        !in_.real(*t, w, "tracing_cpu_user_s", c.tracing_cpu_user_s) ||
+        !in_.real(*t, w, "tracing_cpu_sys_s", c.tracing_cpu_sys_s) || !in_.u(*t, w, "max_rss_kb", c.max_rss_kb) ||
+        !in_.u(*t, w, "bpf_map_bytes", c.bpf_map_bytes))
+        return false;
+    const json* programs = in_.object(*t, w, "bpf_programs");
+    if (!programs)
+        return in_.error.empty();
+    for (const auto& [name, p] : programs->items()) {
+        const std::string where = at(at(w, "bpf_programs"), name);
+        if (!p.is_object())
+            return in_.fail(where + " is " + json_kind(p) + ", expected an object");
+        auto& [runs, ns] = c.programs[name];
+        if (!in_.u(p, where, "run_count", runs) || !in_.u(p, where, "run_time_ns", ns))
+            return false;
+    }
+    return true;
+}
+
+bool ReportReader::threads(const json& doc)
+{
+    return in_.objects(doc, "", "threads", [&](const json& t, const std::string& where) {
+        ThreadStats th;
+        if (!in_.u(t, where, "pid", th.pid) || !in_.u(t, where, "tid", th.tid) ||
+            !in_.str(t, where, "name", th.name, true) || !in_.counters(t, where, th.counters))
+            return false;
+        r_.threads.push_back(std::move(th));
+        return true;
+    });
+}
+
+// One section per process. Older reports listed a section's threads in it
+// (tids, or whole thread objects): those objects are then the report's
+// threads, in place of its own list.
+bool ReportReader::processes(const json& doc)
+{
+    std::vector<ThreadStats> own;
+    bool read = in_.objects(doc, "", "processes", [&](const json& p, const std::string& where) {
+        ProcessSection s;
+        std::int64_t parent = 0;
+        if (!target(p, where, s.target, true) || !in_.i(p, where, "parent_pid", parent))
+            return false;
+        s.parent_pid = static_cast<int>(parent);
+        const json* totals = in_.object(p, where, "totals", true);
+        if (!totals || !in_.counters(*totals, at(where, "totals"), s.totals) ||
+            !in_.boolean(*totals, at(where, "totals"), "peak_live_bytes_exact", s.peak_live_bytes_exact))
+            return false;
+        auto threads = p.find("threads");
+        if (threads != p.end() && !threads->is_null() && !threads->is_array()) {
+            std::uint64_t n = 0;
+            if (!threads->is_number_integer())
+                return in_.fail(at(where, "threads") + " is " + json_kind(*threads) + ", expected an array or a count");
+            if (!in_.count(*threads, at(where, "threads"), n))
+                return false;
+            s.threads = n;
+        }
+        if (threads != p.end() && threads->is_array()) {
+            for (std::size_t k = 0; k < threads->size(); ++k) {
+                const json& t = (*threads)[k];
+                if (t.is_number_unsigned()) {
+                    s.threads = k + 1; // a tid: the report's own list has the thread
+                    continue;
+                }
+                ThreadStats th;
+                const std::string tw = item(at(where, "threads"), k);
+                if (!t.is_object())
+                    return in_.fail(tw + " is " + json_kind(t) + ", expected an object");
+                th.pid = static_cast<std::uint32_t>(s.target.pid);
+                if (!in_.str(t, tw, "name", th.name, true) || !in_.u(t, tw, "tid", th.tid) ||
+                    !in_.counters(t, tw, th.counters))
+                    return false;
+                own.push_back(std::move(th));
+                s.threads = k + 1;
+            }
+        }
+        r_.processes.push_back(std::move(s));
+        return true;
+    });
+    if (read && !own.empty())
+        r_.threads = std::move(own);
+    return read;
+}
+
+std::uint32_t ReportReader::descriptor(const std::string& name, const std::string& type, const std::string& file,
+                                       std::uint32_t line)
+{
+    auto [it, added] = descriptors_.try_emplace({name, type, file, line},
+                                                static_cast<std::uint32_t>(r_.tracked.descriptors.size()));
+    if (added) {
+        Descriptor d;
+        d.name = name;
+        d.type = type;
+        d.file = file;
+        d.line = line;
+        d.valid = name != "?";
+        r_.tracked.descriptors.push_back(std::move(d));
+    }
+    return it->second;
+}
+
+bool ReportReader::named(const json& obj, const std::string& where, const char* key, std::uint32_t& desc)
+{
+    auto it = obj.find(key);
+    if (it == obj.end() || it->is_null())
+        return true;
+    std::string name;
+    if (!in_.str(obj, where, key, name))
+        return false;
+    desc = descriptor(name, "");
+    return true;
+}
+
+bool ReportReader::tracked(const json& doc)
+{
+    Tracked& t = r_.tracked;
+    if (const json* tr = in_.object(doc, "", "tracker")) {
+        if (!in_.u(*tr, "tracker", "unreadable_descriptors", t.unreadable_descriptors) ||
+            !in_.u(*tr, "tracker", "variables_counted_by_name", t.counted_by_name) ||
+            !in_.each(*tr, "tracker", "modules", [&](const json& m, const std::string& where) {
+                return m.is_string() ? (t.modules.push_back(m), true)
+                                     : in_.fail(where + " is " + json_kind(m) + ", expected a string");
+            }))
+            return false;
+    }
+    return in_.error.empty() &&
+           in_.objects(doc, "", "variable_summary", [&](const json& v, const std::string& where) {
+               VariableSummary s;
+               std::string name = "?", type;
+               if (!in_.str(v, where, "name", name) || !in_.str(v, where, "type", type) ||
+                   !in_.u(v, where, "count", s.count, true) || !in_.u(v, where, "bytes", s.bytes, true) ||
+                   !in_.u(v, where, "live_count", s.live_count, true) ||
+                   !in_.u(v, where, "live_bytes", s.live_bytes, true))
+                   return false;
+               s.desc = descriptor(name, type);
+               t.summary.push_back(s);
+               return true;
+           }) &&
+           in_.objects(doc, "", "scopes", [&](const json& g, const std::string& where) {
+               GroupTotals s;
+               std::string name = "?", file;
+               std::uint32_t line = 0;
+               if (!in_.str(g, where, "name", name) || !in_.str(g, where, "file", file) ||
+                   !in_.u(g, where, "line", line) || !in_.u(g, where, "alloc_count", s.alloc_count) ||
+                   !in_.u(g, where, "alloc_bytes", s.alloc_bytes))
+                   return false;
+               s.desc = descriptor(name, "", file, line);
+               t.scopes.push_back(s);
+               return true;
+           }) &&
+           in_.objects(doc, "", "tasks", [&](const json& g, const std::string& where) {
+               GroupTotals s;
+               if (!in_.u(g, where, "pid", s.pid) || !in_.u(g, where, "id", s.id) || !named(g, where, "name", s.desc) ||
+                   !in_.u(g, where, "alloc_count", s.alloc_count) || !in_.u(g, where, "alloc_bytes", s.alloc_bytes))
+                   return false;
+               t.tasks.push_back(s);
+               return true;
+           }) &&
+           in_.objects(doc, "", "mode_requests", [&](const json& m, const std::string& where) {
+               ModeRequest q;
+               std::string mode;
+               if (!in_.u(m, where, "ts_ns", q.ts) || !in_.u(m, where, "pid", q.tgid) || !in_.u(m, where, "tid", q.tid) ||
+                   !in_.str(m, where, "mode", mode))
+                   return false;
+               q.mode = mode == "fast" ? MEMSCOPE_MODE_FAST
+                        : mode == "async" ? MEMSCOPE_MODE_ASYNC
+                        : mode == "off"   ? MEMSCOPE_MODE_OFF
+                        : mode == "normal" ? MEMSCOPE_MODE_NORMAL
+                                           : UINT32_MAX;
+               t.mode_requests.push_back(q);
+               return true;
+           });
+}
+
+bool ReportReader::stacks(const json& doc)
+{
+    const json* s = in_.object(doc, "", "stacks");
+    if (!s) { // an early report: sites and leaks mean stacks were on
+        r_.stacks.enabled = doc.contains("sites") || doc.contains("leaks");
+        return in_.error.empty();
+    }
+    StackSummary& st = r_.stacks;
+    const std::string w = "stacks";
+    // Without the flag (an early report), sites mean stacks were on.
+    st.enabled = true;
+    if (!in_.boolean(*s, w, "enabled", st.enabled) || !in_.u(*s, w, "depth", st.depth) ||
+        !in_.u(*s, w, "distinct", st.distinct) || !in_.real(*s, w, "truncated_share", st.truncated_share) ||
+        !in_.counts(*s, w, "truncated_by", st.truncated_by) || !in_.u(*s, w, "without_stack", st.without_stack) ||
+        !in_.u(*s, w, "outstanding_without_stack", st.outstanding_without_stack) || !in_.str(*s, w, "note", st.note) ||
+        !in_.each(*s, w, "alloc_functions", [&](const json& f, const std::string& where) {
+            return f.is_string() ? (r_.alloc_functions.push_back(f), true)
+                                 : in_.fail(where + " is " + json_kind(f) + ", expected a string");
+        }))
+        return false;
+    const json* u = in_.object(*s, w, "unwind");
+    if (!u)
+        return in_.error.empty();
+    auto& uw = st.unwind;
+    const std::string uw_at = "stacks.unwind";
+    return in_.u(*u, uw_at, "files", uw.files) && in_.u(*u, uw_at, "shared_files", uw.shared_files) &&
+           in_.u(*u, uw_at, "rows", uw.rows) && in_.u(*u, uw_at, "kernel_bytes", uw.kernel_bytes) &&
+           in_.u(*u, uw_at, "eh_frame_bytes", uw.eh_frame_bytes) && in_.u(*u, uw_at, "build_ms", uw.build_ms) &&
+           in_.each(*u, uw_at, "skipped", [&](const json& f, const std::string& where) {
+               return f.is_string() ? (uw.skipped.push_back(f), true)
+                                    : in_.fail(where + " is " + json_kind(f) + ", expected a string");
+           });
+}
+
+bool ReportReader::frame(const json& f, const std::string& where, Frame& out)
+{
+    if (!f.is_object())
+        return in_.fail(where + " is " + json_kind(f) + ", expected an object");
+    return in_.u(f, where, "addr", out.addr) && in_.str(f, where, "symbol", out.symbol) &&
+           in_.str(f, where, "module", out.module) && in_.u(f, where, "offset", out.offset) &&
+           in_.str(f, where, "file", out.file) && in_.u(f, where, "line", out.line) &&
+           in_.boolean(f, where, "inlined", out.inlined);
+}
+
+// A stack: schema 2 names frames by index into "frames", schema 1 writes them out.
+bool ReportReader::stack(const json& obj, const std::string& where, std::vector<Frame>& out)
+{
+    auto it = obj.find("stack");
+    if (it == obj.end())
+        return in_.fail(at(where, "stack") + " is missing");
+    if (!it->is_array())
+        return in_.fail(at(where, "stack") + " is " + json_kind(*it) + ", expected an array");
+    out.reserve(it->size());
+    for (std::size_t n = 0; n < it->size(); ++n) {
+        const json& entry = (*it)[n];
+        std::string fw = item(at(where, "stack"), n);
+        const json* f = &entry;
+        if (frames_ && entry.is_number_unsigned()) {
+            const auto index = entry.get<std::uint64_t>();
+            f = stack_frame(entry, frames_);
+            if (!f)
+                return in_.fail(fw + " is " + std::to_string(index) + ", which names no entry of \"frames\"");
+            fw = item("frames", index);
+        }
+        if (!frame(*f, fw, out.emplace_back()))
+            return false;
+    }
+    return true;
+}
+
+bool ReportReader::hex_id(const json& obj, const std::string& where, std::uint64_t& out)
+{
+    std::string id;
+    if (!in_.str(obj, where, "id", id))
+        return false;
+    char* end = nullptr;
+    out = std::strtoull(id.c_str(), &end, 16);
+    return id.empty() || (id.size() <= 16 && *end == '\0') ||
+           in_.fail(at(where, "id") + " is not a stack's hash (16 hex digits)");
+}
+
+bool ReportReader::sites(const json& doc)
+{
+    return in_.objects(doc, "", "sites", [&](const json& s, const std::string& where) {
+        Site site;
+        if (!in_.u(s, where, "pid", site.pid) || !hex_id(s, where, site.id) || !stack(s, where, site.stack) ||
+            !in_.boolean(s, where, "truncated", site.truncated) || !in_.str(s, where, "end", site.end) ||
+            !in_.u(s, where, "alloc_count", site.alloc_count, true) ||
+            !in_.u(s, where, "alloc_bytes", site.alloc_bytes, true) ||
+            !in_.u(s, where, "live_count", site.live_count, true) ||
+            !in_.u(s, where, "live_bytes", site.live_bytes, true))
+            return false;
+        r_.sites.push_back(std::move(site));
+        return true;
+    });
+}
+
+bool ReportReader::leaks(const json& doc)
+{
+    return in_.objects(doc, "", "leaks", [&](const json& l, const std::string& where) {
+        Leak leak;
+        if (!in_.u(l, where, "pid", leak.pid) || !hex_id(l, where, leak.id) || !stack(l, where, leak.stack) ||
+            !in_.boolean(l, where, "truncated", leak.truncated) || !in_.str(l, where, "end", leak.end) ||
+            !in_.str(l, where, "expected", leak.expected) ||
+            !in_.u(l, where, "live_count", leak.live_count, true) ||
+            !in_.u(l, where, "live_bytes", leak.live_bytes, true) ||
+            !in_.real(l, where, "oldest_age_s", leak.oldest_age_s))
+            return false;
+        return in_.objects(l, where, "threads", [&](const json& t, const std::string& tw) {
+                   LeakThread th;
+                   if (!in_.u(t, tw, "tid", th.tid) || !in_.str(t, tw, "name", th.name) ||
+                       !in_.u(t, tw, "live_count", th.live_count) || !in_.u(t, tw, "live_bytes", th.live_bytes))
+                       return false;
+                   leak.threads.push_back(std::move(th));
+                   return true;
+               }) &&
+               in_.objects(l, where, "variables", [&](const json& v, const std::string& vw) {
+                   LeakVariable lv;
+                   std::string name = "?", type;
+                   if (!in_.str(v, vw, "name", name) || !in_.str(v, vw, "type", type) ||
+                       !in_.u(v, vw, "count", lv.count) || !in_.u(v, vw, "bytes", lv.bytes))
+                       return false;
+                   lv.desc = descriptor(name, type);
+                   leak.variables.push_back(lv);
+                   return true;
+               }) &&
+               (r_.leaks.push_back(std::move(leak)), true);
+    });
+}
+
+bool ReportReader::timeline(const json& doc)
+{
+    const json* t = in_.object(doc, "", "timeline");
+    if (!t)
+        return in_.error.empty();
+    Timeline& tl = r_.timeline;
+    auto real = [&](const json& v, const std::string& where, double& out) {
+        return v.is_number() ? (out = v.get<double>(), true)
+                             : in_.fail(where + " is " + json_kind(v) + ", expected a number");
+    };
+    auto integer = [&](const json& v, const std::string& where, std::int64_t& out) {
+        if (v.is_number_integer() && !(v.is_number_unsigned() && v.get<std::uint64_t>() > INT64_MAX))
+            return out = v.get<std::int64_t>(), true;
+        return in_.fail(where + " is " + json_kind(v) + ", expected a 64-bit integer");
+    };
+    return in_.real(*t, "timeline", "interval_s", tl.interval_s) &&
+           in_.each(*t, "timeline", "t_s", [&](const json& v, const std::string& w) {
+               return real(v, w, tl.t_s.emplace_back());
+           }) &&
+           in_.each(*t, "timeline", "process_live_bytes", [&](const json& v, const std::string& w) {
+               return integer(v, w, tl.process_live_bytes.emplace_back());
+           }) &&
+           in_.objects(*t, "timeline", "threads", [&](const json& th, const std::string& where) {
+               Timeline::Thread out;
+               if (!in_.u(th, where, "tid", out.tid) || !in_.str(th, where, "name", out.name) ||
+                   !in_.each(th, where, "live_bytes", [&](const json& v, const std::string& w) {
+                       return integer(v, w, out.live_bytes.emplace_back());
+                   }))
+                   return false;
+               tl.threads.push_back(std::move(out));
+               return true;
+           });
+}
+
+bool ReportReader::variables(const json& doc)
+{
+    return in_.objects(doc, "", "variables", [&](const json& v, const std::string& where) {
+        Variable var;
+        std::string name = "?", type, file;
+        std::uint32_t line = 0;
+        std::uint64_t task = 0;
+        bool has_task = v.contains("task") && !v["task"].is_null();
+        if (!in_.str(v, where, "name", name) || !in_.str(v, where, "type", type) || !in_.str(v, where, "file", file) ||
+            !in_.u(v, where, "line", line) || !in_.u(v, where, "pid", var.tgid) || !in_.u(v, where, "tid", var.tid) ||
+            !in_.u_or_null(v, where, "addr", var.addr) || !in_.u(v, where, "size", var.size) ||
+            !in_.boolean(v, where, "heap", var.heap) || !in_.u_or_null(v, where, "alloc_ns", var.alloc_ns) ||
+            !in_.u_or_null(v, where, "free_ns", var.free_ns) || !named(v, where, "scope", var.scope) ||
+            !in_.u_or_null(v, where, "task", task) || !named(v, where, "task_name", var.task_desc))
+            return false;
+        var.desc = descriptor(name, type, file, line);
+        var.task = task;
+        if (has_task && var.task_desc == kNoDescriptor)
+            var.task_desc = descriptor("?", "");
+        r_.tracked.variables.push_back(var);
+        return true;
+    });
+}
+
+} // namespace
+
+std::string report_from_json(const json& doc, Report& out)
+{
+    out = Report{};
+    return ReportReader(out).read(doc);
+}
+
+std::string read_report_json(const std::string& path, Report& out, bool with_variables)
+{
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f)
+        return "cannot read " + path + ": " + std::strerror(errno);
+    std::string text;
+    char buf[1 << 16];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
+        text.append(buf, n);
+    bool failed = std::ferror(f);
+    std::fclose(f);
+    if (failed)
+        return "cannot read " + path + ": " + std::strerror(EIO);
+    json doc;
+    if (std::string error = parse_report_text(text, doc, with_variables); !error.empty())
+        return path + " " + error;
+    text = {};
+    if (std::string error = report_from_json(doc, out); !error.empty())
+        return path + ": " + error;
+    return {};
+}
+
+std::string parse_report_text(const std::string& text, json& doc, bool with_variables)
+{
+    if (text.empty())
+        return "is empty";
+    // What a comparison never reads: the variables (a line each, possibly
+    // millions), the timeline, the mode requests.
+    json::parser_callback_t skip = [](int depth, json::parse_event_t event, json& parsed) {
+        if (depth == 1 && event == json::parse_event_t::key && parsed.is_string()) {
+            const auto& k = parsed.get_ref<const std::string&>();
+            return k != "variables" && k != "timeline" && k != "mode_requests";
+        }
+        return true;
+    };
+    try {
+        if (!parse_json_bounded(text, doc, with_variables ? nullptr : skip))
+            return "nests deeper than " + std::to_string(kMaxJsonDepth) + " levels: no report does";
+    } catch (const json::parse_error& e) {
+        std::string what = e.what();
+        if (auto p = what.find("] "); p != std::string::npos)
+            what.erase(0, p + 2);
+        std::string shown;
+        for (unsigned char c : what.substr(0, 200))
+            shown += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+        return "is not valid JSON (" + shown + ")" + (e.byte >= text.size() ? ": truncated?" : "");
+    } catch (const json::exception&) {
+        return "is not valid JSON";
+    }
+    return {};
+}
+
+} // namespace memscope
