@@ -118,6 +118,13 @@ TEST_F(E2E, ReportRendersAJsonReportLater)
     EXPECT_EQ(rr.status, 0) << rr.err;
     EXPECT_NE(read_all(out).find("leak_deep()"), std::string::npos);
     std::remove(out.c_str());
+    // Nothing to render: the text report, on stdout, its figures the file's.
+    rr = run({kBin, "report", in});
+    EXPECT_EQ(rr.status, 0) << rr.err;
+    EXPECT_NE(rr.out.find("allocations " + std::to_string(r["totals"]["alloc_count"].get<std::uint64_t>()) + " ("),
+              std::string::npos)
+        << rr.out;
+    EXPECT_NE(rr.out.find("leak_deep()"), std::string::npos) << rr.out;
 
     // Bad input: one line, exit 2, nothing written.
     std::ofstream(in) << "{\"schema\": \"memscope-trace/1\", \"sites\": [";

@@ -286,3 +286,17 @@ TEST(ReportRead, AFileNamesItselfInItsError)
     EXPECT_EQ(e.rfind(path + " is not valid JSON", 0), 0u) << e;
     EXPECT_EQ(read_report_json(dir / "none.json", r), "cannot read " + (dir / "none.json") + ": No such file or directory");
 }
+
+TEST(ReportRead, ATextReportOfAFileReadBackEscapesWhatTheFileSays)
+{
+    json doc = json::parse(report_to_json_text(everything()));
+    doc["mode"] = "\x1b]0;owned\x07";
+    doc["target"]["comm"] = "\x1b[2J";
+    doc["warnings"][0] = "\x9b" "1m";
+    Report r;
+    ASSERT_EQ(report_from_json(doc, r), "");
+    const std::string text = format_report(r);
+    EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+    EXPECT_EQ(text.find('\x07'), std::string::npos) << text;
+    EXPECT_EQ(text.find("\xc2\x9b"), std::string::npos) << text;
+}

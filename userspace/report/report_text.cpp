@@ -121,7 +121,7 @@ std::string format_report(const Report& r)
     const Counters& t = r.totals;
     out += row("memscope-trace: pid %d (%s) %s, traced %.3f s, mode %s\n", r.target.pid,
                escape_for_terminal(r.target.comm).c_str(),
-               escape_for_terminal(r.target.exe).c_str(), r.duration_s, r.mode.c_str());
+               escape_for_terminal(r.target.exe).c_str(), r.duration_s, escape_for_terminal(r.mode).c_str());
     if (r.target.exit_code)
         out += row("  exit status %d\n", *r.target.exit_code);
     for (const auto& c : r.mode_changes)
