@@ -101,7 +101,9 @@ TraceRun::TraceRun(TraceSource& tracer, Session& session, Traced& traced, const 
     }
     if (settings_.auto_mode && calibrated_)
         autopilot_.emplace(settings_.overhead_budget, costs_);
-    if (auto err = control_.listen(control_socket_path(getpid())); !err.empty())
+    const std::string control_path =
+        settings_.control_path.empty() ? control_socket_path(getpid()) : settings_.control_path;
+    if (auto err = control_.listen(control_path, settings_.control_uid); !err.empty())
         std::fprintf(stderr, "memscope-trace: %s (live control disabled)\n", escape_for_terminal(err).c_str());
 }
 

@@ -33,6 +33,11 @@ struct RunSettings {
     bool auto_mode = false;
     double overhead_budget = 5.0; // auto mode's, in percent of the target's CPU
     std::vector<std::string> alloc_fns;
+    // The control socket (empty: control_socket_path() of this process) and
+    // the user it takes requests from besides root: unit tests run
+    // unprivileged and name their own.
+    std::string control_path;
+    uid_t control_uid = 0;
 };
 
 // The process traced: a live one (`-p`), or the command `run` started.
