@@ -215,7 +215,7 @@ RunSettings run_settings(const Options& opt)
 // Trace until the target ends, a signal, or --duration: the final report.
 // SIGUSR1 writes a snapshot of it (a FIFO nobody reads holds tracing back a
 // second at most).
-Report trace(Tracer& tracer, Session& session, Traced& traced, const Options& opt, int sigfd,
+Report trace(TraceSource& tracer, Session& session, Traced& traced, const Options& opt, int sigfd,
              const Calibration& calibration, int& status, Family* family = nullptr)
 {
     TraceRun run(tracer, session, traced, run_settings(opt), sigfd, calibration, family);

@@ -27,6 +27,7 @@
 #include <fstream>
 
 #include "memscope.skel.h"
+#include "calibrate.hpp"
 #include "probe_sites.hpp"
 #include "safe_files.hpp"
 #include "proc.hpp"
@@ -961,6 +962,11 @@ std::string Tracer::reattach_probes()
         }
     }
     return {};
+}
+
+std::string Tracer::measure_hit_costs(double (&cost_ns)[3])
+{
+    return calibrate_hit_costs(*this, cost_ns);
 }
 
 std::vector<RawRecord> Tracer::records(int pid) const

@@ -19,6 +19,7 @@
 #include "model.hpp"
 #include "modes.hpp"
 #include "proc.hpp"
+#include "trace_source.hpp"
 
 struct memscope_bpf;
 struct bpf_link;
@@ -51,16 +52,6 @@ struct TracerOptions {
     bool unwind_tables = true;
 };
 
-// What the unwind tables hold, for the report.
-struct UnwindStats {
-    std::uint64_t files = 0;          // files with a table
-    std::uint64_t shared_files = 0;   // other copies of those files (same build-id), sharing their rows
-    std::uint64_t rows = 0;           // rows in the kernel
-    std::uint64_t eh_frame_bytes = 0; // of those files' CFI sections
-    std::uint64_t build_ms = 0;       // userspace time building them
-    std::vector<std::string> skipped; // "PATH: why", files walked by frame pointers instead
-};
-
 // One probe of one process: a perf event on a site shared by the run's
 // processes (uprobe_events.hpp), or, where tracefs is missing, a uprobe PMU
 // link of its own.
@@ -88,121 +79,84 @@ struct AttachedSite {
     std::string reason;
 };
 
-// Variables counted by name in fast mode (descriptor unresolved).
-struct RawVariableTotals {
-    std::uint64_t desc = 0, site = 0, type_addr = 0, type_len = 0;
-    std::uint64_t count = 0, bytes = 0;
-};
-
-// A scope's or task's totals as the map holds them (descriptor unresolved).
-struct RawGroup {
-    std::uint32_t kind = 0; // ms_group_kind
-    std::uint64_t id = 0, desc = 0, site = 0;
-    std::uint64_t alloc_count = 0, alloc_bytes = 0;
-};
-
-// An allocation site as the map holds it: counts by stack hash.
-struct RawSite {
-    std::uint64_t stack = 0, alloc_count = 0, alloc_bytes = 0;
-};
-
-// An outstanding allocation's record.
-struct RawRecord {
-    std::uint64_t addr = 0, size = 0, alloc_ns = 0, stack = 0;
-    std::uint32_t tid = 0; // the allocating thread (0: unknown)
-    std::uint64_t thread_start_ns = 0;
-};
-
-// What the maps say about one traced process at this moment.
-struct Snapshot {
-    std::vector<RawGroup> groups;
-    std::vector<RawVariableTotals> variable_totals;
-    std::vector<ThreadStats> threads;
-    Dropped dropped;
-    Children children;
-    bool exited = false;
-    int wait_status = 0; // kernel exit code, as wait(2) encodes it
-    std::uint64_t live_bytes_sum = 0;
-};
-
-class Tracer {
+class Tracer final : public TraceSource {
 public:
     // Load the BPF programs; on failure returns null and sets `error`.
     static std::unique_ptr<Tracer> open(const TracerOptions& options, std::string& error);
-    ~Tracer();
+    ~Tracer() override;
     Tracer(const Tracer&) = delete;
     Tracer& operator=(const Tracer&) = delete;
 
     // Register a process so fork/exec/exit of it are recorded.
-    bool add_target(int pid, std::string& error);
+    bool add_target(int pid, std::string& error) override;
     // Stop counting its forks, execs and exit (it exited; its pid may come again).
-    void remove_target(int pid);
+    void remove_target(int pid) override;
 
     // Each time ld.so of process `pid` has mapped or unmapped files, the
     // thread that called it gets signal `sig`, which a ptrace tracer sees
     // before the program does (and must not pass on): the process waits
     // there while its new files are probed. 0: no more holds.
-    bool hold_at_loader(int pid, int sig);
+    bool hold_at_loader(int pid, int sig) override;
     // Whether thread `tid`'s signal `sig` is the hold's (then taken back:
     // the caller does not deliver it), not one from elsewhere.
-    bool take_hold_signal(int tid, int sig);
+    bool take_hold_signal(int tid, int sig) override;
 
     // Attach the allocator probes found in `path` (as the host sees it) to
     // process `pid` only. Returns the number of functions probed (0: the
     // file defines no allocator), or -1 with `error` set.
     // Functions that only jump on to another allocator function are not
     // probed (see without_forwarders).
-    int attach_allocator(int pid, const std::string& path, const ElfScan& scan, std::string& error);
+    int attach_allocator(int pid, const std::string& path, const ElfScan& scan, std::string& error) override;
 
     // Attach to a module's tracker entry point (one site), for process
     // `pid` only; `module` comes back in each event as the uprobe cookie.
     bool attach_tracker(int pid, const std::string& path, const TrackerNote& note, std::uint32_t module,
-                        std::string& error);
+                        std::string& error) override;
 
     const std::vector<AttachedSite>& probe_sites() const { return probe_sites_; }
 
     // Kernel memory of the BPF maps (memlock, as the kernel counts it).
-    std::uint64_t map_bytes() const;
+    std::uint64_t map_bytes() const override;
 
     // Give the stack walker `host_path`'s unwind rules (built from its
     // .eh_frame once per file, shared by every process that maps it).
     // Without them (no CFI, the rows full) its frames are walked by their
     // epilogue and frame pointer, as before.
-    void add_unwind_file(const MappedFile& file);
+    void add_unwind_file(const MappedFile& file) override;
     // Keep `file` (held open) as long as this tracer lives: probes of it
     // are attached again by path (off, then on). Returns the path every
     // probe of that inode uses.
-    std::string hold(const MappedFile& file);
+    std::string hold(const MappedFile& file) override;
     // A held file's path as its process names it (for messages).
-    std::string shown(const std::string& host_path) const;
+    std::string shown(const std::string& host_path) const override;
     void add_site(AttachedSite site);
-    const UnwindStats& unwind_stats() const { return unwind_stats_; }
+    const UnwindStats& unwind_stats() const override { return unwind_stats_; }
     // Each program's runs and kernel time so far (counted only while
     // kernel.bpf_stats_enabled is 1): name -> (runs, ns).
-    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> program_stats() const;
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> program_stats() const override;
 
     // Events from the BPF side go to `handler`, on the calling thread, in
     // drain_events(). events_fd() polls readable when events wait.
     void set_event_handler(std::function<void(const DecodedEvent&)> handler) { handler_ = std::move(handler); }
-    int events_fd() const;
-    void drain_events();
+    int events_fd() const override;
+    void drain_events() override;
 
     // `end_slot`: only the thread slots handed out before it (a program
     // that exec'd: its slots, not the new one's).
-    Snapshot snapshot(int pid, std::uint32_t end_slot = UINT32_MAX) const;
+    Snapshot snapshot(int pid, std::uint32_t end_slot = UINT32_MAX) const override;
     // Process `pid` exec'd (-p: told by the BPF side, after the fact): drop
     // the old program's thread slots (those before `exec_slot`), its records
     // (those its threads made) and its sites.
-    void forget_image(int pid, std::uint32_t exec_slot);
+    void forget_image(int pid, std::uint32_t exec_slot) override;
 
     // Outstanding-allocation records the table holds for `pid` (a walk of
     // the table: for reports, not for every sample).
-    std::vector<RawRecord> records(int pid) const;
+    std::vector<RawRecord> records(int pid) const override;
     // Allocation sites of `pid` (normal mode), and a stack's frames by hash
     // (empty when the table did not keep it).
-    std::vector<RawSite> sites(int pid) const;
-    std::vector<std::uint64_t> stack(std::uint64_t hash) const;
-    std::uint32_t stack_depth() const { return options_.stack_depth; }
+    std::vector<RawSite> sites(int pid) const override;
+    std::vector<std::uint64_t> stack(std::uint64_t hash) const override;
+    std::uint32_t stack_depth() const override { return options_.stack_depth; }
 
     // Probes for a measurement, not for tracing: attached to `pid` like
     // attach_allocator's, owned by the caller (destroy_links), never part of
@@ -213,11 +167,11 @@ public:
     static void destroy_probes(std::vector<Probe>& probes);
     // Drop what the maps hold about process `pid` (a calibration helper;
     // a program that exec'd another).
-    void forget_process(int pid);
+    void forget_process(int pid) override;
     // Process `pid` is gone: its probes go (a uprobe PMU link is released in
     // the background: the kernel takes ~0.1 s each), and are not attached
     // again after off.
-    void release_process(int pid);
+    void release_process(int pid) override;
     // Process `pid`'s probes are bound to one or two of its threads: the
     // kernel lets a probe fire in the process while a thread its perf events
     // were opened on has the process's memory. The leader at first; should
@@ -230,11 +184,11 @@ public:
     // BPF side tells the tracer as soon as one exits; it is moved while the
     // other still holds the probes.
     // `exit_ns` (CLOCK_MONOTONIC): when the BPF side saw it go (0: at a stop).
-    void thread_exiting(int pid, int tid, std::uint64_t exit_ns = 0);
-    void watch_threads(int pid);
+    void thread_exiting(int pid, int tid, std::uint64_t exit_ns = 0) override;
+    void watch_threads(int pid) override;
     // Times the probes of `pid` may have lapsed: a bound thread went while
     // the other one was gone too or not yet bound, and other threads ran on.
-    std::uint64_t probe_lapses(int pid) const
+    std::uint64_t probe_lapses(int pid) const override
     {
         auto it = lapses_.find(pid);
         return it == lapses_.end() ? 0 : it->second;
@@ -245,19 +199,21 @@ public:
 
     // The BPF side's mode (normal, fast, async; off keeps probes attached
     // but idle), in force for calls that enter from now on.
-    void set_mode(Mode mode);
-    Mode mode() const { return mode_; }
+    void set_mode(Mode mode) override;
+    Mode mode() const override { return mode_; }
     // A stint without records began (async, off): frees of unknown blocks
     // are counted as untracked from now on.
-    void mark_gap();
+    void mark_gap() override;
     // Calibration: process `pid` runs in `mode`, whatever the others do
     // (pid 0 ends it).
     void set_calibration_mode(int pid, Mode mode);
     // Off: every probe detached (the target runs at full speed); on: the
     // same probes attached again. Returns an error sentence, empty on success.
-    void detach_probes();
-    std::string reattach_probes();
-    bool probes_attached() const { return !off_; }
+    void detach_probes() override;
+    std::string reattach_probes() override;
+    bool probes_attached() const override { return !off_; }
+    // calibrate_hit_costs (calibrate.hpp) with this tracer.
+    std::string measure_hit_costs(double (&cost_ns)[3]) override;
 
 private:
     struct AttachSpec {

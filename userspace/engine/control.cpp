@@ -70,9 +70,9 @@ void write_all(int fd, const std::string& s)
 
 // Sockets of tracers that were killed (kill -9 leaves them): their pid is
 // gone, or is now some other program's.
-void remove_stale_sockets()
+void remove_stale_sockets(const std::string& dir)
 {
-    DIR* d = opendir(kDir);
+    DIR* d = opendir(dir.c_str());
     if (!d)
         return;
     const std::string ours = base_name(process_exe(getpid()));
@@ -148,18 +148,19 @@ ControlServer::~ControlServer()
     }
 }
 
-std::string ControlServer::listen(const std::string& path)
+std::string ControlServer::listen(const std::string& path, uid_t client_uid)
 {
     sockaddr_un addr;
     if (!fill_address(path, addr))
         return "control socket path too long: " + path;
-    if (mkdir(kDir, 0700) != 0 && errno != EEXIST)
-        return std::string("cannot create ") + kDir + ": " + std::strerror(errno);
+    const std::string dir = path.substr(0, path.rfind('/'));
+    if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+        return "cannot create " + dir + ": " + std::strerror(errno);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return std::string("cannot create the control socket: ") + std::strerror(errno);
     unlink(path.c_str()); // a stale socket of a dead tracer with our pid
-    remove_stale_sockets();
+    remove_stale_sockets(dir);
     mode_t old = umask(0177);
     int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     umask(old);
@@ -183,6 +184,7 @@ std::string ControlServer::listen(const std::string& path)
     fd_ = fd;
     epoll_fd_ = ep;
     path_ = path;
+    client_uid_ = client_uid;
     return {};
 }
 
@@ -234,7 +236,7 @@ void ControlServer::accept_all()
         ucred cred{};
         socklen_t len = sizeof cred;
         const char* refusal = nullptr;
-        if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0)
+        if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || (cred.uid != 0 && cred.uid != client_uid_))
             refusal = "{\"error\":\"memscope-trace is controlled by root only\"}\n";
         else if (clients_.size() >= kMaxClients)
             refusal = "{\"error\":\"too many control clients at once; try again\"}\n";

@@ -2,6 +2,8 @@
 // ("mode fast", "status"), one line of JSON out.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
 #include <map>
@@ -35,14 +37,16 @@ public:
     ControlServer(const ControlServer&) = delete;
     ControlServer& operator=(const ControlServer&) = delete;
 
-    // Listen at `path` (mode 0600, in a 0700 directory). Error sentence or empty.
-    std::string listen(const std::string& path);
+    // Listen at `path` (mode 0600, in a 0700 directory). Requests are taken
+    // from root and from `client_uid` (root too, unless a test that runs
+    // unprivileged says its own). Error sentence or empty.
+    std::string listen(const std::string& path, uid_t client_uid = 0);
     // Readable when a client connects, sends or can take its reply (-1: not
     // listening). Poll it beside the trace's own descriptors.
     int fd() const { return epoll_fd_; }
     // Whatever is ready, without waiting: accept, read, answer each whole
-    // line with handler(line) + "\n", then close. Clients that are not root
-    // are refused; past kMaxClients at once a newcomer is told so and
+    // line with handler(line) + "\n", then close. Clients other than root (and
+    // `client_uid`) are refused; past kMaxClients at once a newcomer is told so and
     // closed; one that has not sent its line (or taken its reply) within
     // kClientDeadline is dropped. Call it on every turn of the trace loop.
     void serve(const std::function<std::string(const std::string&)>& handler);
@@ -63,6 +67,7 @@ private:
     int fd_ = -1, epoll_fd_ = -1;
     bool paused_ = false; // out of descriptors: not accepting until a client goes
     std::string path_;
+    uid_t client_uid_ = 0;
     std::map<int, Client> clients_;
 };
 

@@ -58,7 +58,7 @@ void resume(int tid, int sig = 0)
 
 } // namespace
 
-Family::Family(Tracer& tracer, Session& root, std::size_t max_variables, SectionMaker make_section,
+Family::Family(TraceSource& tracer, Session& root, std::size_t max_variables, SectionMaker make_section,
                bool follow_children)
     : tracer_(tracer), root_(root), max_variables_(max_variables), make_section_(std::move(make_section)),
       follow_children_(follow_children)

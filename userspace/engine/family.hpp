@@ -24,7 +24,7 @@
 
 #include "model.hpp"
 #include "session.hpp"
-#include "tracer.hpp"
+#include "trace_source.hpp"
 
 namespace memscope {
 
@@ -36,7 +36,7 @@ public:
     // `follow_children` false (--no-follow): the command alone, its threads,
     // exits, execs and loader holds under ptrace; the processes it starts
     // are not traced, and its report has no sections.
-    Family(Tracer& tracer, Session& root, std::size_t max_variables, SectionMaker make_section,
+    Family(TraceSource& tracer, Session& root, std::size_t max_variables, SectionMaker make_section,
            bool follow_children = true);
     bool follows_children() const { return follow_children_; }
     ~Family();
@@ -90,7 +90,7 @@ private:
     void on_exit(int pid, int status);
     Target target_of(int pid, const Member& m) const;
 
-    Tracer& tracer_;
+    TraceSource& tracer_;
     Session& root_;
     std::size_t max_variables_;
     SectionMaker make_section_;

@@ -13,7 +13,7 @@
 
 namespace memscope {
 
-Session::Session(Tracer& tracer, int pid, std::size_t max_variables)
+Session::Session(TraceSource& tracer, int pid, std::size_t max_variables)
     : tracer_(tracer), pid_(pid), events_(modules_, max_variables)
 {
 }

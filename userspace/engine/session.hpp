@@ -14,7 +14,7 @@
 #include "proc.hpp"
 #include "symbolizer.hpp"
 #include "modes.hpp"
-#include "tracer.hpp"
+#include "trace_source.hpp"
 #include "tracker_events.hpp"
 
 namespace memscope {
@@ -29,7 +29,7 @@ struct SymbolizedStack {
 
 class Session {
 public:
-    Session(Tracer& tracer, int pid, std::size_t max_variables);
+    Session(TraceSource& tracer, int pid, std::size_t max_variables);
 
     // Attach to every file in `objects` (host paths) that defines allocator
     // functions or carries tracker entry points, and is not attached for
@@ -128,7 +128,7 @@ private:
     const SymbolizedStack& symbolize(std::uint64_t hash, const std::vector<RawFrame>* frames = nullptr,
                                      std::uint32_t end = 0);
 
-    Tracer& tracer_;
+    TraceSource& tracer_;
     int pid_;
     Mode mode_ = Mode::normal;
     std::string mode_source_ = "default";

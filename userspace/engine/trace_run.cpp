@@ -13,7 +13,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "calibrate.hpp"
 #include "proc.hpp"
 #include "report_text.hpp"
 #include "signals.hpp"
@@ -73,12 +72,12 @@ void LiveTable::draw(const Report& snap, double elapsed)
     last_ = elapsed;
 }
 
-Calibration calibrate_for_auto(Tracer& tracer, bool auto_mode)
+Calibration calibrate_for_auto(TraceSource& tracer, bool auto_mode)
 {
     Calibration c;
     if (!auto_mode)
         return c;
-    std::string err = calibrate_hit_costs(tracer, c.costs);
+    std::string err = tracer.measure_hit_costs(c.costs);
     if (!err.empty())
         std::fprintf(stderr, "memscope-trace: %s; auto mode disabled: no measured cost per hit\n",
                      escape_for_terminal(err).c_str());
@@ -86,7 +85,7 @@ Calibration calibrate_for_auto(Tracer& tracer, bool auto_mode)
     return c;
 }
 
-TraceRun::TraceRun(Tracer& tracer, Session& session, Traced& traced, const RunSettings& settings, int sigfd,
+TraceRun::TraceRun(TraceSource& tracer, Session& session, Traced& traced, const RunSettings& settings, int sigfd,
                    const Calibration& calibration, Family* family)
     : tracer_(tracer), session_(session), traced_(traced), settings_(settings), sigfd_(sigfd), family_(family),
       timeline_(settings.interval), costs_{calibration.costs[0], calibration.costs[1], calibration.costs[2]},
@@ -102,7 +101,9 @@ TraceRun::TraceRun(Tracer& tracer, Session& session, Traced& traced, const RunSe
     }
     if (settings_.auto_mode && calibrated_)
         autopilot_.emplace(settings_.overhead_budget, costs_);
-    if (auto err = control_.listen(control_socket_path(getpid())); !err.empty())
+    const std::string control_path =
+        settings_.control_path.empty() ? control_socket_path(getpid()) : settings_.control_path;
+    if (auto err = control_.listen(control_path, settings_.control_uid); !err.empty())
         std::fprintf(stderr, "memscope-trace: %s (live control disabled)\n", escape_for_terminal(err).c_str());
 }
 
@@ -171,7 +172,7 @@ void TraceRun::on_exec(const Session::ExecMark& e)
 bool TraceRun::calibrate()
 {
     if (!calibrated_)
-        calibrated_ = calibrate_hit_costs(tracer_, costs_).empty();
+        calibrated_ = tracer_.measure_hit_costs(costs_).empty();
     return calibrated_;
 }
 

@@ -21,7 +21,7 @@
 #include "modes.hpp"
 #include "session.hpp"
 #include "sites.hpp"
-#include "tracer.hpp"
+#include "trace_source.hpp"
 
 namespace memscope {
 
@@ -33,6 +33,11 @@ struct RunSettings {
     bool auto_mode = false;
     double overhead_budget = 5.0; // auto mode's, in percent of the target's CPU
     std::vector<std::string> alloc_fns;
+    // The control socket (empty: control_socket_path() of this process) and
+    // the user it takes requests from besides root: unit tests run
+    // unprivileged and name their own.
+    std::string control_path;
+    uid_t control_uid = 0;
 };
 
 // The process traced: a live one (`-p`), or the command `run` started.
@@ -50,7 +55,7 @@ struct Calibration {
     bool done = false;
     double costs[3] = {0, 0, 0};
 };
-Calibration calibrate_for_auto(Tracer& tracer, bool auto_mode);
+Calibration calibrate_for_auto(TraceSource& tracer, bool auto_mode);
 
 // Probe hits per second and the target's CPU seconds per second, over the
 // last half second: what auto mode and `ctl status` go by.
@@ -83,7 +88,7 @@ private:
 
 class TraceRun {
 public:
-    TraceRun(Tracer& tracer, Session& session, Traced& traced, const RunSettings& settings, int sigfd,
+    TraceRun(TraceSource& tracer, Session& session, Traced& traced, const RunSettings& settings, int sigfd,
              const Calibration& calibration, Family* family = nullptr);
 
     // Called with a snapshot report on SIGUSR1 (tracing goes on).
@@ -111,7 +116,7 @@ private:
     // -p: the target exec'd; its old program becomes a section of its own.
     void on_exec(const Session::ExecMark& e);
 
-    Tracer& tracer_;
+    TraceSource& tracer_;
     Session& session_;
     Traced& traced_;
     RunSettings settings_;
