@@ -83,12 +83,15 @@ TEST(Model, ReportWarnsWhenNothingWasSeen)
 {
     Snapshot snap;
     Report r = make_report(snap, Target{42, "x", "/x", 0}, 1.0, 0);
+    derive_warnings(r);
     ASSERT_EQ(r.warnings.size(), 1u);
     EXPECT_NE(r.warnings[0].find("no allocator call"), std::string::npos);
 
     snap.threads = {thread(42, 1, 10, 10)};
     snap.children.forks = 2;
     r = make_report(snap, Target{42, "x", "/x", 0}, 1.0, 0);
+    derive_warnings(r);
+    derive_warnings(r); // said again: nothing added
     ASSERT_EQ(r.warnings.size(), 1u);
     EXPECT_NE(r.warnings[0].find("2 forked"), std::string::npos);
 }
@@ -194,6 +197,7 @@ TEST(Model, MergedSectionsKeepEachProcesssTrackedVariables)
     other.tracked.descriptors[2].file = "elsewhere.c";
     children.push_back(other);
     merge_processes(root, std::move(children), 0);
+    derive_warnings(root);
     nlohmann::json j = report_to_json(root);
     EXPECT_EQ(j["totals"]["track_count"], 10);
     // Every variable, each named by its own process's descriptor.

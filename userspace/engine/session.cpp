@@ -372,9 +372,7 @@ void Session::describe_modes(Report& r) const
         r.warnings.push_back(std::string("live bytes are not exact: the trace had a stint in ") +
                              (had_async_ && had_off_ ? "async and off" : had_async_ ? "async" : "off") +
                              " (untracked_free_count counts frees of blocks allocated then)");
-    note_unrecorded(r);
     r.unprobed_allocators = unprobed_;
-    note_unprobed(r);
     if (std::uint64_t n = tracer_.probe_lapses(pid_)) {
         // Calls in those moments went unseen; how many, nobody knows.
         r.live_bytes_exact = r.free_bytes_exact = false;
@@ -383,8 +381,6 @@ void Session::describe_modes(Report& r) const
                              (n == 1 ? " time" : " times") +
                              " when the threads they were bound to exited together while others ran on "
                              "(run it under `memscope-trace run` for exact figures)");
-        if (std::find(r.warnings.begin(), r.warnings.end(), kIncompleteWarning) == r.warnings.end())
-            r.warnings.push_back(kIncompleteWarning);
     }
 }
 
@@ -442,15 +438,6 @@ Report make_report(const Snapshot& snap, const Target& target, double duration_s
     r.dropped.reasons = snap.dropped.reasons;
     sort_threads(r);
     compute_totals(r, sampled_process_peak);
-    if (r.totals.alloc_count == 0 && r.totals.free_count == 0 && r.totals.unmatched_free_count == 0)
-        r.warnings.push_back(std::string(kNoAllocatorCallWarning) +
-                             ": the target may not use the probed allocator, or did no allocation while traced");
-    if (r.children.forks > 0 || r.children.execs > 0)
-        r.warnings.push_back("the target started other processes (" + std::to_string(r.children.forks) +
-                             " forked, " + std::to_string(r.children.execs) +
-                             " exec'd); they were seen, not traced");
-    if (r.dropped.events > 0 || r.dropped.untracked_allocations > 0)
-        r.warnings.push_back(kIncompleteWarning);
     return r;
 }
 

@@ -203,6 +203,7 @@ Report TraceRun::snapshot_report(bool final)
     else if (!exec_sections_.empty())
         merge_processes(r, exec_sections_, std::max(sampled_peak_, command_peak_));
     r.alloc_functions = settings_.alloc_fns;
+    derive_warnings(r);
     return r;
 }
 
@@ -377,6 +378,7 @@ Report TraceRun::final_report()
         merge_processes(report, family_->sections(), std::max(sampled_peak_, command_peak_));
     else if (!exec_sections_.empty())
         merge_processes(report, std::move(exec_sections_), std::max(sampled_peak_, command_peak_));
+    derive_warnings(report);
     // The whole run's cost: the report so far included (symbols, merging;
     // not the writing of its files).
     rusage self{};

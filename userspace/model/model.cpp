@@ -61,6 +61,8 @@ void sort_threads(Report& report)
 
 namespace {
 
+void warn(Report& report, std::string w);
+
 constexpr const char* kUnreadableWarning = " tracker descriptors could not be read from the target's files";
 constexpr const char* kRingWarning =
     "the event ring overflowed: some tracked variables are missing, and some freed ones may show as live";
@@ -68,14 +70,10 @@ constexpr const char* kRingWarning =
 void tracked_warnings(Report& report)
 {
     const Tracked& t = report.tracked;
-    auto add = [&](std::string w) {
-        if (std::find(report.warnings.begin(), report.warnings.end(), w) == report.warnings.end())
-            report.warnings.push_back(std::move(w));
-    };
     if (report.dropped.reasons.count("event_ring_full") && !t.variables.empty())
-        add(kRingWarning);
+        warn(report, kRingWarning);
     if (t.unreadable_descriptors > 0)
-        add(std::to_string(t.unreadable_descriptors) + kUnreadableWarning + " (shown as \"?\")");
+        warn(report, std::to_string(t.unreadable_descriptors) + kUnreadableWarning + " (shown as \"?\")");
 }
 
 // Add `row` to the one of `rows` it is the same as, else append it.
@@ -216,36 +214,33 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
     std::sort(root.leaks.begin(), root.leaks.end(), [](const Leak& a, const Leak& b) {
         return a.live_bytes != b.live_bytes ? a.live_bytes > b.live_bytes : a.id < b.id;
     });
-    // The children are traced now, not just seen; the tracker's warnings
-    // are said again over every process's records.
-    std::erase_if(root.warnings, [&root](const std::string& w) {
-        return w.find("seen, not traced") != std::string::npos || w.find(kUnreadableWarning) != std::string::npos ||
-               w == kIncompleteWarning || (w.rfind(kNoAllocatorCallWarning, 0) == 0 && root.totals.alloc_count > 0);
-    });
-    if (root.dropped.events > 0 || root.dropped.untracked_allocations > 0)
-        root.warnings.push_back(kIncompleteWarning);
-    note_unrecorded(root);
-    note_unprobed(root);
-    tracked_warnings(root);
 }
+
+namespace {
+
+// Once each, however often the figures are said.
+void warn(Report& report, std::string w)
+{
+    if (std::find(report.warnings.begin(), report.warnings.end(), w) == report.warnings.end())
+        report.warnings.push_back(std::move(w));
+}
+
+} // namespace
 
 void note_unrecorded(Report& report)
 {
-    std::erase_if(report.warnings, [](const std::string& w) { return w.rfind(kUnrecordedWarning, 0) == 0; });
     const std::uint64_t n = report.dropped.untracked_allocations;
     if (n == 0)
         return;
     report.live_bytes_exact = false;
     report.peak_live_bytes_exact = false;
-    report.warnings.push_back(std::string(kUnrecordedWarning) + ": the allocation table was full, so " +
-                              std::to_string(n) + " allocation" + (n == 1 ? " was" : "s were") +
-                              " counted but not recorded; live and peak bytes leave them out (raise "
-                              "--max-allocations)");
+    warn(report, std::string(kUnrecordedWarning) + ": the allocation table was full, so " + std::to_string(n) +
+                     " allocation" + (n == 1 ? " was" : "s were") +
+                     " counted but not recorded; live and peak bytes leave them out (raise --max-allocations)");
 }
 
 void note_unprobed(Report& report)
 {
-    std::erase_if(report.warnings, [](const std::string& w) { return w.rfind(kUnprobedWarning, 0) == 0; });
     if (report.unprobed_allocators.empty())
         return;
     std::string files;
@@ -259,8 +254,24 @@ void note_unprobed(Report& report)
         }
         files += (files.empty() ? "" : "; ") + u.file + " (pid " + std::to_string(u.pid) + ": " + what + ")";
     }
-    report.warnings.push_back(std::string(kUnprobedWarning) + ": " + files +
-                              "; their calls are not counted, and the gate refuses this report");
+    warn(report, std::string(kUnprobedWarning) + ": " + files +
+                     "; their calls are not counted, and the gate refuses this report");
+}
+
+void derive_warnings(Report& r)
+{
+    const Counters& t = r.totals;
+    if (t.alloc_count == 0 && t.free_count == 0 && t.unmatched_free_count == 0)
+        warn(r, std::string(kNoAllocatorCallWarning) +
+                    ": the target may not use the probed allocator, or did no allocation while traced");
+    if (!r.followed_children && (r.children.forks > 0 || r.children.execs > 0))
+        warn(r, "the target started other processes (" + std::to_string(r.children.forks) + " forked, " +
+                    std::to_string(r.children.execs) + " exec'd); they were seen, not traced");
+    note_unrecorded(r);
+    note_unprobed(r);
+    tracked_warnings(r);
+    if (r.dropped.events > 0 || r.dropped.untracked_allocations > 0 || r.dropped.reasons.count("probes_lapsed"))
+        warn(r, kIncompleteWarning);
 }
 
 void add_tracked(Report& report, Tracked tracked)
@@ -268,10 +279,8 @@ void add_tracked(Report& report, Tracked tracked)
     if (tracked.dropped_variables > 0) {
         report.dropped.events += tracked.dropped_variables;
         report.dropped.reasons["variable_table_full"] += tracked.dropped_variables;
-        report.warnings.push_back(kIncompleteWarning);
     }
     report.tracked = std::move(tracked);
-    tracked_warnings(report);
 }
 
 } // namespace memscope

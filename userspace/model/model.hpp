@@ -301,11 +301,19 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
 // Put the tracker's findings in the report; variables that did not fit count as dropped.
 void add_tracked(Report& report, Tracked tracked);
 
-// Allocations counted but not recorded (the allocation table was full):
-// their blocks are in no live or peak figure, and their frees match
-// nothing. The figures they affect are marked inexact, the shortfall said.
+// What the figures mean, said once the report is whole (after its
+// processes are merged): that no allocator call was seen, that children
+// were seen but not traced, that figures are incomplete (dropped), that
+// allocations were counted but not recorded (live and peak then inexact),
+// which allocators went unprobed, what the tracker could not read. Warnings
+// made from figures are made only here, never while a report is assembled,
+// so that merging never takes one back. Saying them again adds nothing.
+void derive_warnings(Report& report);
+
+// Two of them alone: allocations counted but not recorded (the allocation
+// table was full) mark live and peak inexact and say the shortfall; the
+// warning for report.unprobed_allocators names each file.
 void note_unrecorded(Report& report);
-// The warning for report.unprobed_allocators (one, naming each file).
 void note_unprobed(Report& report);
 
 } // namespace memscope
