@@ -983,7 +983,6 @@ std::vector<std::uint64_t> Tracer::stack(std::uint64_t hash) const
 Snapshot Tracer::snapshot(int pid, std::uint32_t end_slot) const
 {
     Snapshot s;
-    const int ncpu = libbpf_num_possible_cpus();
     const __u32 tgid = static_cast<__u32>(pid);
 
     int counters_fd = bpf_map__fd(skel_->maps.thread_counters);
@@ -992,7 +991,7 @@ Snapshot Tracer::snapshot(int pid, std::uint32_t end_slot) const
     int names_fd = bpf_map__fd(skel_->maps.thread_names);
 
     std::map<std::pair<__u32, __u64>, ThreadStats> threads;
-    std::vector<ms_thread_counters> per_cpu(static_cast<size_t>(ncpu));
+    PerCpu<ms_thread_counters> counters(counters_fd);
     // Slots handed out so far; one whose owner is not written yet reads as tgid 0.
     const __u32 used = std::min({__atomic_load_n(&skel_->bss->next_slot, __ATOMIC_ACQUIRE),
                                  bpf_map__max_entries(skel_->maps.thread_slots), end_slot});
@@ -1002,21 +1001,20 @@ Snapshot Tracer::snapshot(int pid, std::uint32_t end_slot) const
         // with a zero tid or start time: it shows at the next snapshot.
         if (bpf_map_lookup_elem(slots_fd, &slot, &k) != 0 || k.tgid != tgid || k.tid == 0 || k.start_ns == 0)
             continue;
-        if (bpf_map_lookup_elem(counters_fd, &slot, per_cpu.data()) != 0)
+        const std::optional<ms_thread_counters> c = counters.sum(slot);
+        if (!c)
             continue;
-        std::vector<CpuCounters> slices;
-        for (const auto& c : per_cpu)
-            slices.push_back({c.alloc_count, c.alloc_bytes, c.free_count, c.free_bytes,
-                              c.failed_alloc_count, c.unmatched_free_count, c.untracked_alloc_count,
-                              c.exit_unmatched_free_count, c.track_count, c.untracked_free_count});
+        const RawCounters sums{c->alloc_count, c->alloc_bytes, c->free_count, c->free_bytes,
+                               c->failed_alloc_count, c->unmatched_free_count, c->untracked_alloc_count,
+                               c->exit_unmatched_free_count, c->track_count, c->untracked_free_count};
         ms_thread_live live{};
         bpf_map_lookup_elem(live_fd, &slot, &live);
         ThreadStats& t = threads[{k.tid, k.start_ns}];
         t.pid = tgid;
         t.tid = k.tid;
         t.start_ns = k.start_ns;
-        t.counters = sum_counters(slices, {live.live_bytes, live.live_count, live.peak_live_bytes},
-                                  &t.untracked_alloc_count);
+        t.counters = counters_of(sums, {live.live_bytes, live.live_count, live.peak_live_bytes},
+                                 &t.untracked_alloc_count);
     }
 
     for (auto& [key, t] : threads) {
