@@ -5,20 +5,18 @@
 
 using namespace memscope;
 
-TEST(Model, SumsPerCpuSlices)
+TEST(Model, CountersTakeTheSumsAndLiveFigures)
 {
-    std::vector<CpuCounters> cpus(3);
-    cpus[0].alloc_count = 2;
-    cpus[0].alloc_bytes = 100;
-    cpus[1].alloc_count = 5;
-    cpus[1].alloc_bytes = 50;
-    cpus[1].free_count = 1;
-    cpus[1].free_bytes = 10;
-    cpus[2].unmatched_free_count = 4;
-    cpus[2].untracked_alloc_count = 3;
-    cpus[2].exit_unmatched_free_count = 6;
+    RawCounters sums;
+    sums.alloc_count = 7;
+    sums.alloc_bytes = 150;
+    sums.free_count = 1;
+    sums.free_bytes = 10;
+    sums.unmatched_free_count = 4;
+    sums.untracked_alloc_count = 3;
+    sums.exit_unmatched_free_count = 6;
     std::uint64_t untracked = 0;
-    Counters c = sum_counters(cpus, {140, 6, 150}, &untracked);
+    Counters c = counters_of(sums, {140, 6, 150}, &untracked);
     EXPECT_EQ(c.alloc_count, 7u);
     EXPECT_EQ(c.alloc_bytes, 150u);
     EXPECT_EQ(c.free_count, 1u);
@@ -33,7 +31,7 @@ TEST(Model, SumsPerCpuSlices)
 
 TEST(Model, TransientNegativeLiveReadsAsZero)
 {
-    Counters c = sum_counters({}, {-8, -1, 0});
+    Counters c = counters_of({}, {-8, -1, 0});
     EXPECT_EQ(c.live_bytes, 0u);
     EXPECT_EQ(c.live_count, 0u);
 }

@@ -121,7 +121,7 @@ std::string calibrate_hit_costs(Tracer& tracer, double (&cost_ns)[3])
     }
     tracer.set_calibration_mode(0, Mode::normal);
     write(h.cmd, "q", 1);
-    Tracer::destroy_probes(links);
+    links.clear(); // detached here, before the maps forget the helper
     tracer.forget_process(h.pid);
     if (!err.empty())
         return err;

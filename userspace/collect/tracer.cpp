@@ -251,7 +251,7 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
         error = "cannot attach to the tracker entry point in " + shown(path) + ": " + std::strerror(errno);
         return false;
     }
-    attached_.push_back({spec, probe});
+    attached_.push_back({spec, std::move(probe)});
     add_site({shown(path), "__memscope_probe_v1", note.site_offset, false, 0, "nop",
                       site_cost_name(SiteCost::nop5_rewritten), "tracker entry point"});
     return true;
@@ -265,11 +265,7 @@ Tracer::~Tracer()
             stop_releasing_ = true;
         }
         release_cv_.notify_one();
-        releaser_.join();
-        // What it had not released yet goes with the rest.
-        for (auto* l : releasing_)
-            attached_.push_back({{}, {l, -1}});
-        releasing_.clear();
+        releaser_.join(); // what it had not released yet goes with the rest
     }
     if (skel_) {
         set_mode(Mode::off);
@@ -282,15 +278,11 @@ Tracer::~Tracer()
     }
     // The processes' own perf events close now, at no cost: the targets run
     // free of probes from here on. A second binding's link is one more.
-    std::vector<Probe> links;
-    for (auto& a : attached_) {
-        for (int fd : {a.probe.fd, a.probe.fd2})
-            if (fd >= 0)
-                close(fd);
-        for (bpf_link* l : {a.probe.link, a.probe.link2})
-            if (l)
-                links.push_back({l, -1});
-    }
+    std::vector<Link> links = std::exchange(releasing_, {});
+    for (auto& a : attached_)
+        for (Binding* b : {&a.probe.first, &a.probe.second})
+            if (b->link)
+                links.push_back(std::move(b->link));
     attached_.clear();
     // What is left waits out a grace period under a kernel-wide lock per
     // probe (~0.1 s here): the programs' links on the shared sites, and
@@ -298,8 +290,8 @@ Tracer::~Tracer()
     // a detached helper holding the last references pays that, and then
     // removes the shared sites' events, so the tracer's exit does not wait.
     std::vector<int> keep;
-    for (auto& p : links)
-        keep.push_back(bpf_link__fd(p.link));
+    for (const Link& l : links)
+        keep.push_back(l.fd());
     UprobeEvents::Handover handover;
     if (shared_ && options_.detach_in_background) {
         handover = shared_->hand_over();
@@ -344,7 +336,7 @@ Tracer::~Tracer()
         if (!no_helper && shared_)
             shared_->handed_over(); // else the events are removed here
     }
-    destroy_probes(links);
+    links.clear();
     shared_.reset(); // its links; its events too unless the helper has them
     if (events_)
         ring_buffer__free(events_);
@@ -516,16 +508,14 @@ std::uint64_t Tracer::map_bytes() const
 Probe Tracer::attach(const AttachSpec& spec)
 {
     const std::vector<int> tasks = tasks_of(spec.pid);
-    Probe p = open_probe(spec, tasks[0]);
-    if (p && tasks.size() > 1) {
-        Probe second = open_probe(spec, tasks[1]); // without it, the first still fires
-        p.link2 = second.link;
-        p.fd2 = second.fd;
-    }
+    Probe p;
+    p.first = open_probe(spec, tasks[0]);
+    if (p && tasks.size() > 1)
+        p.second = open_probe(spec, tasks[1]); // without it, the first still fires
     return p;
 }
 
-Probe Tracer::open_probe(const AttachSpec& spec, int task)
+Binding Tracer::open_probe(const AttachSpec& spec, int task)
 {
     bpf_program* prog = program(spec.prog, spec.retprobe);
     if (shared_) {
@@ -534,7 +524,7 @@ Probe Tracer::open_probe(const AttachSpec& spec, int task)
         int fd = shared_->open_for(prog, spec.path, spec.offset, spec.retprobe, spec.ref_ctr_offset, spec.cookie,
                                    task, unshared, err);
         if (fd >= 0 || !unshared)
-            return {nullptr, fd};
+            return {Link(), UniqueFd(fd)};
         // A site tracefs would not take (a path with blanks, say): this
         // probe gets a link of its own.
         if (getenv("MEMSCOPE_DEBUG_LIBBPF"))
@@ -546,18 +536,7 @@ Probe Tracer::open_probe(const AttachSpec& spec, int task)
     opts.retprobe = spec.retprobe;
     opts.ref_ctr_offset = spec.ref_ctr_offset;
     opts.bpf_cookie = spec.cookie;
-    return {bpf_program__attach_uprobe_opts(prog, task, spec.path.c_str(), spec.offset, &opts), -1};
-}
-
-void Tracer::destroy(Probe& probe)
-{
-    for (bpf_link* l : {probe.link, probe.link2})
-        if (l)
-            bpf_link__destroy(l);
-    for (int fd : {probe.fd, probe.fd2})
-        if (fd >= 0)
-            close(fd);
-    probe = {};
+    return {Link(bpf_program__attach_uprobe_opts(prog, task, spec.path.c_str(), spec.offset, &opts)), UniqueFd()};
 }
 
 // The cheapest correct site of a function, from its own bytes in the file.
@@ -611,7 +590,7 @@ int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& sc
                         std::strerror(errno);
                 return -1;
             }
-            attached_.push_back({ret_spec, ret});
+            attached_.push_back({ret_spec, std::move(ret)});
             add_site({shown(path), sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
                               site.reason});
         }
@@ -621,7 +600,7 @@ int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& sc
             error = "cannot attach a uprobe to " + sym.name + " in " + shown(path) + ": " + std::strerror(errno);
             return -1;
         }
-        attached_.push_back({spec, entry});
+        attached_.push_back({spec, std::move(entry)});
         add_site({shown(path), sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
                           site.reason});
         probed += is_allocator(sym.kind);
@@ -641,23 +620,16 @@ std::string Tracer::attach_allocator_temporary(int pid, const std::string& path,
         Probe l = attach(spec);
         if (!l)
             return "cannot attach a uprobe to " + sym.name + " in " + shown(path) + ": " + std::strerror(errno);
-        links.push_back(l);
+        links.push_back(std::move(l));
         if (needs_return_probe(sym.kind)) {
             spec.prog = skel_->progs.alloc_return;
             spec.retprobe = true;
             if (!(l = attach(spec)))
                 return "cannot attach a return probe to " + sym.name + " in " + shown(path) + ": " + std::strerror(errno);
-            links.push_back(l);
+            links.push_back(std::move(l));
         }
     }
     return {};
-}
-
-void Tracer::destroy_probes(std::vector<Probe>& probes)
-{
-    for (auto& p : probes)
-        destroy(p);
-    probes.clear();
 }
 
 void Tracer::release_slots(std::uint32_t tgid, std::uint32_t end_slot)
@@ -715,16 +687,15 @@ void Tracer::forget_image(int pid, std::uint32_t exec_slot)
 
 void Tracer::release_process(int pid)
 {
-    std::vector<bpf_link*> gone;
-    std::erase_if(attached_, [&](const Attachment& a) {
+    // A shared site's event closes with its Attachment, at no cost; a link
+    // of its own goes to the releaser.
+    std::vector<Link> gone;
+    std::erase_if(attached_, [&](Attachment& a) {
         if (a.spec.pid != pid)
             return false;
-        for (int fd : {a.probe.fd, a.probe.fd2})
-            if (fd >= 0)
-                close(fd); // a shared site's event: closed at no cost
-        for (bpf_link* l : {a.probe.link, a.probe.link2})
-            if (l)
-                gone.push_back(l);
+        for (Binding* b : {&a.probe.first, &a.probe.second})
+            if (b->link)
+                gone.push_back(std::move(b->link));
         return true;
     });
     const std::vector<int> bound = tasks_of(pid);
@@ -829,11 +800,9 @@ void Tracer::add_binding(int pid, int task)
     if (off_)
         return; // opened on both when the probes come back
     for (Attachment& a : attached_) {
-        if (a.spec.pid != pid || !a.probe || a.probe.link2 || a.probe.fd2 >= 0)
+        if (a.spec.pid != pid || !a.probe || a.probe.second)
             continue;
-        Probe p = open_probe(a.spec, task);
-        a.probe.link2 = p.link;
-        a.probe.fd2 = p.fd;
+        a.probe.second = open_probe(a.spec, task);
     }
 }
 
@@ -854,43 +823,37 @@ void Tracer::rebind(int pid, std::size_t slot, int task)
         bound_[pid] = tasks;
     if (task)
         bound_since_[task] = monotonic_ns();
-    std::vector<bpf_link*> gone;
+    std::vector<Link> gone;
     for (Attachment& a : attached_) {
         const AttachSpec& spec = a.spec;
         Probe& p = a.probe;
         if (spec.pid != pid || !p)
             continue; // while off, opened on the new threads when they come back
-        bpf_link*& link = slot == 0 ? p.link : p.link2;
-        int& fd = slot == 0 ? p.fd : p.fd2;
+        Binding& binding = slot == 0 ? p.first : p.second;
         // The new one before the old one goes: the process is never without.
-        Probe fresh = task ? open_probe(spec, task) : Probe{};
+        Binding fresh = task ? open_probe(spec, task) : Binding{};
         if (task && !fresh)
             continue; // the old one stays: it fires while its thread lives
-        if (fd >= 0)
-            close(fd);
-        if (link)
-            gone.push_back(link);
-        link = fresh.link;
-        fd = fresh.fd;
+        if (binding.link)
+            gone.push_back(std::move(binding.link));
+        binding = std::move(fresh); // the old event closes here
         if (slot == 0 && !task) { // the second becomes the first
-            p.link = p.link2;
-            p.fd = p.fd2;
-            p.link2 = nullptr;
-            p.fd2 = -1;
+            p.first = std::move(p.second);
+            p.second = {};
             if (!p) // it never opened there: now, on the thread that stays
-                p = open_probe(spec, tasks[0]);
+                p.first = open_probe(spec, tasks[0]);
         }
     }
     release_links(std::move(gone));
 }
 
-void Tracer::release_links(std::vector<bpf_link*> gone)
+void Tracer::release_links(std::vector<Link> gone)
 {
     if (gone.empty())
         return;
     {
         std::lock_guard<std::mutex> lock(release_mutex_);
-        releasing_.insert(releasing_.end(), gone.begin(), gone.end());
+        std::move(gone.begin(), gone.end(), std::back_inserter(releasing_));
     }
     release_cv_.notify_one();
     if (!releaser_.joinable())
@@ -900,10 +863,10 @@ void Tracer::release_links(std::vector<bpf_link*> gone)
                 release_cv_.wait(lock, [this] { return stop_releasing_ || !releasing_.empty(); });
                 if (stop_releasing_)
                     return;
-                bpf_link* l = releasing_.front();
+                Link l = std::move(releasing_.front());
                 releasing_.erase(releasing_.begin());
                 lock.unlock();
-                bpf_link__destroy(l);
+                l.reset();
                 lock.lock();
             }
         });
@@ -935,7 +898,7 @@ void Tracer::detach_probes()
     set_mode(Mode::off);
     usleep(20 * 1000);
     for (Attachment& a : attached_)
-        destroy(a.probe);
+        a.probe = {};
 }
 
 std::string Tracer::reattach_probes()
@@ -1016,7 +979,6 @@ std::vector<std::uint64_t> Tracer::stack(std::uint64_t hash) const
 Snapshot Tracer::snapshot(int pid, std::uint32_t end_slot) const
 {
     Snapshot s;
-    const int ncpu = libbpf_num_possible_cpus();
     const __u32 tgid = static_cast<__u32>(pid);
 
     int counters_fd = bpf_map__fd(skel_->maps.thread_counters);
@@ -1025,7 +987,7 @@ Snapshot Tracer::snapshot(int pid, std::uint32_t end_slot) const
     int names_fd = bpf_map__fd(skel_->maps.thread_names);
 
     std::map<std::pair<__u32, __u64>, ThreadStats> threads;
-    std::vector<ms_thread_counters> per_cpu(static_cast<size_t>(ncpu));
+    PerCpu<ms_thread_counters> counters(counters_fd);
     // Slots handed out so far; one whose owner is not written yet reads as tgid 0.
     const __u32 used = std::min({__atomic_load_n(&skel_->bss->next_slot, __ATOMIC_ACQUIRE),
                                  bpf_map__max_entries(skel_->maps.thread_slots), end_slot});
@@ -1035,21 +997,20 @@ Snapshot Tracer::snapshot(int pid, std::uint32_t end_slot) const
         // with a zero tid or start time: it shows at the next snapshot.
         if (bpf_map_lookup_elem(slots_fd, &slot, &k) != 0 || k.tgid != tgid || k.tid == 0 || k.start_ns == 0)
             continue;
-        if (bpf_map_lookup_elem(counters_fd, &slot, per_cpu.data()) != 0)
+        const std::optional<ms_thread_counters> c = counters.sum(slot);
+        if (!c)
             continue;
-        std::vector<CpuCounters> slices;
-        for (const auto& c : per_cpu)
-            slices.push_back({c.alloc_count, c.alloc_bytes, c.free_count, c.free_bytes,
-                              c.failed_alloc_count, c.unmatched_free_count, c.untracked_alloc_count,
-                              c.exit_unmatched_free_count, c.track_count, c.untracked_free_count});
+        const RawCounters sums{c->alloc_count, c->alloc_bytes, c->free_count, c->free_bytes,
+                               c->failed_alloc_count, c->unmatched_free_count, c->untracked_alloc_count,
+                               c->exit_unmatched_free_count, c->track_count, c->untracked_free_count};
         ms_thread_live live{};
         bpf_map_lookup_elem(live_fd, &slot, &live);
         ThreadStats& t = threads[{k.tid, k.start_ns}];
         t.pid = tgid;
         t.tid = k.tid;
         t.start_ns = k.start_ns;
-        t.counters = sum_counters(slices, {live.live_bytes, live.live_count, live.peak_live_bytes},
-                                  &t.untracked_alloc_count);
+        t.counters = counters_of(sums, {live.live_bytes, live.live_count, live.peak_live_bytes},
+                                 &t.untracked_alloc_count);
     }
 
     for (auto& [key, t] : threads) {

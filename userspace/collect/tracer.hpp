@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "attached.hpp"
 #include "elf_symbols.hpp"
 #include "events.hpp"
 #include "model.hpp"
@@ -22,7 +23,6 @@
 #include "trace_source.hpp"
 
 struct memscope_bpf;
-struct bpf_link;
 struct bpf_program;
 struct ring_buffer;
 
@@ -50,20 +50,6 @@ struct TracerOptions {
     // Benchmarks only: false walks every frame by its epilogue and frame
     // pointer (the walker before unwind tables).
     bool unwind_tables = true;
-};
-
-// One probe of one process: a perf event on a site shared by the run's
-// processes (uprobe_events.hpp), or, where tracefs is missing, a uprobe PMU
-// link of its own.
-// An attached probe: a shared site's perf event (fd) or a link of its own,
-// on the process's first bound thread, and the same on its second when it
-// has one (see Tracer::watch_threads).
-struct Probe {
-    bpf_link* link = nullptr;
-    int fd = -1;
-    bpf_link* link2 = nullptr;
-    int fd2 = -1;
-    explicit operator bool() const { return link || fd >= 0; }
 };
 
 class UprobeEvents;
@@ -159,12 +145,12 @@ public:
     std::uint32_t stack_depth() const override { return options_.stack_depth; }
 
     // Probes for a measurement, not for tracing: attached to `pid` like
-    // attach_allocator's, owned by the caller (destroy_links), never part of
-    // off/on. Returns an error sentence, empty on success.
+    // attach_allocator's, owned by the caller (detached as they go, and
+    // waited for), never part of off/on. Returns an error sentence, empty
+    // on success.
     std::string attach_allocator_temporary(int pid, const std::string& path,
                                            const std::vector<AllocatorSymbol>& symbols,
                                            std::vector<Probe>& probes);
-    static void destroy_probes(std::vector<Probe>& probes);
     // Drop what the maps hold about process `pid` (a calibration helper;
     // a program that exec'd another).
     void forget_process(int pid) override;
@@ -231,7 +217,7 @@ private:
         auto it = bound_.find(pid);
         return it == bound_.end() ? std::vector<int>{pid} : it->second;
     }
-    Probe open_probe(const AttachSpec& spec, int task);
+    Binding open_probe(const AttachSpec& spec, int task);
     // Move binding `slot` of `pid` to `task` (0: drop it, when there is another).
     void rebind(int pid, std::size_t slot, int task);
     void add_binding(int pid, int task);
@@ -249,8 +235,8 @@ private:
     };
     std::vector<BindingWork> binding_work_;
     int rebind_depth_ = 0;
-    void release_links(std::vector<bpf_link*> links);
-    static void destroy(Probe& probe);
+    // Links that go without the caller waiting: the releaser destroys them.
+    void release_links(std::vector<Link> links);
     bpf_program* program(bpf_program* real, bool retprobe) const;
 
     Tracer();
@@ -272,7 +258,7 @@ private:
     std::thread releaser_;
     std::mutex release_mutex_;
     std::condition_variable release_cv_;
-    std::vector<bpf_link*> releasing_;
+    std::vector<Link> releasing_;
     bool stop_releasing_ = false;
     std::function<void(const DecodedEvent&)> handler_;
     // The unwind_rows array's size, its next free row; files done.

@@ -99,8 +99,7 @@ UprobeEvents::~UprobeEvents()
 {
     std::vector<std::string> names;
     for (auto& [key, e] : events_) {
-        if (e.link)
-            bpf_link__destroy(e.link);
+        e.link.reset(); // an event in use cannot be removed
         names.push_back(e.name);
     }
     if (!names.empty() && !handed_over_)
@@ -329,7 +328,7 @@ UprobeEvents::Event* UprobeEvents::event_for(bpf_program* prog, const std::strin
     bpf_perf_event_opts opts{};
     opts.sz = sizeof opts;
     opts.bpf_cookie = cookie;
-    e.link = bpf_program__attach_perf_event_opts(prog, fd, &opts);
+    e.link = Link(bpf_program__attach_perf_event_opts(prog, fd, &opts));
     if (!e.link) {
         int saved = errno;
         close(fd);
@@ -360,7 +359,7 @@ UprobeEvents::Handover UprobeEvents::hand_over() const
     Handover h;
     h.uprobe_events = dir_ + "/uprobe_events";
     for (auto& [key, e] : events_) {
-        h.fds.push_back(bpf_link__fd(e.link));
+        h.fds.push_back(e.link.fd());
         h.events.push_back(e.name);
     }
     return h;

@@ -17,7 +17,8 @@
 #include <tuple>
 #include <vector>
 
-struct bpf_link;
+#include "attached.hpp"
+
 struct bpf_program;
 
 namespace memscope {
@@ -67,7 +68,7 @@ public:
 private:
     struct Event {
         std::string name; // "group/name"
-        bpf_link* link = nullptr; // the program, on the anchor's perf event
+        Link link; // the program, on the anchor's perf event
         int id = 0;
     };
     // Site: device, inode, offset, return probe, ref_ctr offset, cookie, program.

@@ -4,30 +4,25 @@
 
 namespace memscope {
 
-Counters sum_counters(const std::vector<CpuCounters>& per_cpu, const LiveFigures& live,
-                      std::uint64_t* untracked)
+Counters counters_of(const RawCounters& s, const LiveFigures& live, std::uint64_t* untracked)
 {
     Counters c;
-    std::uint64_t untracked_sum = 0;
-    for (const auto& s : per_cpu) {
-        c.alloc_count += s.alloc_count;
-        c.alloc_bytes += s.alloc_bytes;
-        c.free_count += s.free_count;
-        c.free_bytes += s.free_bytes;
-        c.failed_alloc_count += s.failed_alloc_count;
-        c.unmatched_free_count += s.unmatched_free_count;
-        c.exit_unmatched_free_count += s.exit_unmatched_free_count;
-        c.track_count += s.track_count;
-        c.untracked_free_count += s.untracked_free_count;
-        untracked_sum += s.untracked_alloc_count;
-    }
+    c.alloc_count = s.alloc_count;
+    c.alloc_bytes = s.alloc_bytes;
+    c.free_count = s.free_count;
+    c.free_bytes = s.free_bytes;
+    c.failed_alloc_count = s.failed_alloc_count;
+    c.unmatched_free_count = s.unmatched_free_count;
+    c.exit_unmatched_free_count = s.exit_unmatched_free_count;
+    c.track_count = s.track_count;
+    c.untracked_free_count = s.untracked_free_count;
     // A sample taken while another thread frees can read a transient
     // negative; live figures never go below zero.
     c.live_bytes = live.live_bytes > 0 ? static_cast<std::uint64_t>(live.live_bytes) : 0;
     c.live_count = live.live_count > 0 ? static_cast<std::uint64_t>(live.live_count) : 0;
     c.peak_live_bytes = live.peak_live_bytes;
     if (untracked)
-        *untracked = untracked_sum;
+        *untracked = s.untracked_alloc_count;
     return c;
 }
 

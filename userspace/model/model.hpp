@@ -267,8 +267,9 @@ struct Report {
     bool followed_children = false;
 };
 
-// One CPU's slice of a thread's counters, as the per-CPU map holds it.
-struct CpuCounters {
+// A thread's counters as the BPF side keeps them, already summed over the
+// CPUs (the per-CPU map's one reader sums them).
+struct RawCounters {
     std::uint64_t alloc_count = 0, alloc_bytes = 0, free_count = 0, free_bytes = 0,
                   failed_alloc_count = 0, unmatched_free_count = 0, untracked_alloc_count = 0,
                   exit_unmatched_free_count = 0, track_count = 0, untracked_free_count = 0;
@@ -280,9 +281,10 @@ struct LiveFigures {
     std::uint64_t peak_live_bytes = 0;
 };
 
-// Fold per-CPU slices and the live figures into a thread's counters.
-Counters sum_counters(const std::vector<CpuCounters>& per_cpu, const LiveFigures& live,
-                      std::uint64_t* untracked = nullptr);
+// A thread's counters from the BPF side's sums and its live figures; the
+// allocations left without a record go to `untracked` (reported with the
+// drops, not in the counters).
+Counters counters_of(const RawCounters& sums, const LiveFigures& live, std::uint64_t* untracked = nullptr);
 
 // Totals over threads. The process peak is the largest of the sampled
 // process-wide live sums and every thread's exact peak; it is exact only
