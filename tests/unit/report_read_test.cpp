@@ -13,22 +13,14 @@
 #include "report_json.hpp"
 #include "report_text.hpp"
 #include "../temp_dir.hpp"
+#include "frames.hpp"
 
 using namespace memscope;
 using nlohmann::json;
 using memscope_test::TempDir;
+using memscope_test::frame;
 
 namespace {
-
-Frame frame(const char* symbol, const char* module, std::uint64_t offset, std::uint64_t addr)
-{
-    Frame f;
-    f.symbol = symbol;
-    f.module = module;
-    f.offset = offset;
-    f.addr = addr;
-    return f;
-}
 
 // A report with something in every part the writer writes.
 Report everything()

@@ -12,20 +12,12 @@
 #include "report_text.hpp"
 #include "sites.hpp"
 #include "symbolizer.hpp"
+#include "frames.hpp"
 
 using namespace memscope;
+using memscope_test::frame;
 
 namespace {
-
-Frame frame(const char* symbol, const char* module = "/usr/bin/app", std::uint64_t offset = 0x1000)
-{
-    Frame f;
-    f.addr = 0x555500000000 + offset;
-    f.symbol = symbol;
-    f.module = module;
-    f.offset = offset;
-    return f;
-}
 
 Report report_with_threads()
 {
@@ -169,14 +161,6 @@ TEST(Sites, JsonAndTextCarrySitesAndLeaks)
 
 TEST(Collapsed, FoldedStacksRootFirstWithSafeNames)
 {
-    auto frame = [](const char* symbol, const char* module, std::uint64_t offset, std::uint64_t addr) {
-        Frame f;
-        f.symbol = symbol;
-        f.module = module;
-        f.offset = offset;
-        f.addr = addr;
-        return f;
-    };
     Report doc;
     Site a;
     a.alloc_bytes = 300;

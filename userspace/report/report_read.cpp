@@ -35,6 +35,11 @@ std::string item(const std::string& where, std::size_t i)
     return where + "[" + std::to_string(i) + "]";
 }
 
+bool is_int64(const json& v)
+{
+    return v.is_number_integer() && !(v.is_number_unsigned() && v.get<std::uint64_t>() > INT64_MAX);
+}
+
 std::string not_a_count(const json& v)
 {
     if (v.is_number_float())
@@ -91,26 +96,32 @@ public:
         return it == obj.end() || it->is_null() || count(*it, at(where, key), out);
     }
 
-    bool i(const json& obj, const std::string& where, const char* key, std::int64_t& out)
+    // A field of one JSON kind (`is` says whether a value is one), read as T.
+    template <typename T, typename Is>
+    bool scalar(const json& obj, const std::string& where, const char* key, T& out, Is is, const char* expected)
     {
         auto it = obj.find(key);
         if (it == obj.end())
             return true;
-        if (!it->is_number_integer() || (it->is_number_unsigned() && it->get<std::uint64_t>() > INT64_MAX))
-            return fail(at(where, key) + " is " + json_kind(*it) + ", expected a 64-bit integer");
-        out = it->get<std::int64_t>();
+        if (!is(*it))
+            return fail(at(where, key) + " is " + json_kind(*it) + ", expected " + expected);
+        out = it->get<T>();
         return true;
+    }
+
+    bool i(const json& obj, const std::string& where, const char* key, std::int64_t& out)
+    {
+        return scalar(obj, where, key, out, is_int64, "a 64-bit integer");
     }
 
     bool real(const json& obj, const std::string& where, const char* key, double& out)
     {
-        auto it = obj.find(key);
-        if (it == obj.end())
-            return true;
-        if (!it->is_number())
-            return fail(at(where, key) + " is " + json_kind(*it) + ", expected a number");
-        out = it->get<double>();
-        return true;
+        return scalar(obj, where, key, out, [](const json& v) { return v.is_number(); }, "a number");
+    }
+
+    bool boolean(const json& obj, const std::string& where, const char* key, bool& out)
+    {
+        return scalar(obj, where, key, out, [](const json& v) { return v.is_boolean(); }, "true or false");
     }
 
     // Null reads as empty: the writer writes null for a name it lacks.
@@ -124,17 +135,6 @@ public:
         if (!it->is_string())
             return fail(at(where, key) + " is " + json_kind(*it) + ", expected a string");
         out = S(it->get_ref<const std::string&>());
-        return true;
-    }
-
-    bool boolean(const json& obj, const std::string& where, const char* key, bool& out)
-    {
-        auto it = obj.find(key);
-        if (it == obj.end())
-            return true;
-        if (!it->is_boolean())
-            return fail(at(where, key) + " is " + json_kind(*it) + ", expected true or false");
-        out = it->get<bool>();
         return true;
     }
 
@@ -675,7 +675,7 @@ bool ReportReader::timeline(const json& doc)
                              : in_.fail(where + " is " + json_kind(v) + ", expected a number");
     };
     auto integer = [&](const json& v, const std::string& where, std::int64_t& out) {
-        if (v.is_number_integer() && !(v.is_number_unsigned() && v.get<std::uint64_t>() > INT64_MAX))
+        if (is_int64(v))
             return out = v.get<std::int64_t>(), true;
         return in_.fail(where + " is " + json_kind(v) + ", expected a 64-bit integer");
     };
