@@ -28,6 +28,7 @@
 
 #include "memscope.skel.h"
 #include "calibrate.hpp"
+#include "map_reader.hpp"
 #include "probe_sites.hpp"
 #include "safe_files.hpp"
 #include "proc.hpp"
@@ -60,71 +61,6 @@ bpf_program* entry_program(memscope_bpf* skel, ms_alloc_kind kind)
     default: return nullptr;
     }
 }
-
-const char* drop_reason_name(ms_drop_reason r)
-{
-#define MS_DROP_NAME(e, name) #name,
-    static constexpr const char* kNames[] = {MS_DROP_REASONS(MS_DROP_NAME)};
-#undef MS_DROP_NAME
-    static_assert(std::size(kNames) == MS_DROP__COUNT);
-    return r < MS_DROP__COUNT ? kNames[r] : "unknown";
-}
-
-// Walk a hash map's keys. The callback must not delete entries.
-template <typename Key, typename Fn>
-void for_each_key(int fd, Fn&& fn)
-{
-    Key key{}, next{};
-    Key* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        fn(next);
-        key = next;
-        prev = &key;
-    }
-}
-
-// The keys of a hash map that belong to process `tgid` (keys with a tgid field).
-template <typename Key>
-std::vector<Key> keys_of_process(int fd, __u32 tgid)
-{
-    std::vector<Key> out;
-    for_each_key<Key>(fd, [&](const Key& k) {
-        if (k.tgid == tgid)
-            out.push_back(k);
-    });
-    return out;
-}
-
-// A per-CPU map's counters: their sum over the CPUs, field by field.
-template <typename Value>
-class PerCpu {
-    static_assert(std::is_trivially_copyable_v<Value> && sizeof(Value) % sizeof(__u64) == 0,
-                  "a value of __u64 counters");
-
-public:
-    explicit PerCpu(int fd) : fd_(fd), slices_(static_cast<std::size_t>(libbpf_num_possible_cpus())) {}
-    // The value at `key`, summed; nothing when the map has no such key.
-    template <typename Key>
-    std::optional<Value> sum(const Key& key)
-    {
-        if (bpf_map_lookup_elem(fd_, &key, slices_.data()) != 0)
-            return std::nullopt;
-        __u64 total[sizeof(Value) / sizeof(__u64)] = {};
-        for (const Value& v : slices_) {
-            __u64 fields[sizeof(Value) / sizeof(__u64)];
-            std::memcpy(fields, &v, sizeof v);
-            for (std::size_t i = 0; i < std::size(total); ++i)
-                total[i] += fields[i];
-        }
-        Value out;
-        std::memcpy(&out, total, sizeof out);
-        return out;
-    }
-
-private:
-    int fd_;
-    std::vector<Value> slices_;
-};
 
 __u32 bpf_mode(Mode mode)
 {
@@ -205,6 +141,7 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     // Rows go in with batched updates: mapping the array instead would put
     // all of it (16 MiB) in the tracer's RSS at once.
     t->unwind_capacity_ = depth ? bpf_map__max_entries(maps->unwind_rows) : 0;
+    t->maps_ = std::make_unique<MapReader>(*t->skel_, t->options_.stack_depth);
     t->events_ = ring_buffer__new(bpf_map__fd(maps->events), on_event, t.get(), nullptr);
     if (!t->events_) {
         error = std::string("cannot open the event ring buffer: ") + std::strerror(errno);
@@ -934,139 +871,22 @@ std::string Tracer::measure_hit_costs(double (&cost_ns)[3])
 
 std::vector<RawRecord> Tracer::records(int pid) const
 {
-    std::vector<RawRecord> out;
-    const int fd = bpf_map__fd(skel_->maps.allocs);
-    const int slots_fd = bpf_map__fd(skel_->maps.thread_slots);
-    std::map<__u32, ms_thread_key> owners;
-    for_each_key<ms_alloc_key>(fd, [&](const ms_alloc_key& k) {
-        ms_alloc_rec rec{};
-        if (k.tgid != static_cast<__u32>(pid) || bpf_map_lookup_elem(fd, &k, &rec) != 0)
-            return;
-        auto it = owners.find(rec.owner_slot);
-        if (it == owners.end()) {
-            ms_thread_key owner{};
-            bpf_map_lookup_elem(slots_fd, &rec.owner_slot, &owner);
-            it = owners.emplace(rec.owner_slot, owner).first;
-        }
-        out.push_back({k.addr, rec.size, rec.alloc_ns, rec.stack, it->second.tid, it->second.start_ns});
-    });
-    return out;
+    return maps_->records(pid);
 }
 
 std::vector<RawSite> Tracer::sites(int pid) const
 {
-    std::vector<RawSite> out;
-    const int fd = bpf_map__fd(skel_->maps.sites);
-    PerCpu<ms_site_totals> totals(fd);
-    for_each_key<ms_site_key>(fd, [&](const ms_site_key& k) {
-        if (k.tgid != static_cast<__u32>(pid))
-            return;
-        if (auto v = totals.sum(k))
-            out.push_back({k.stack, v->alloc_count, v->alloc_bytes});
-    });
-    return out;
+    return maps_->sites(pid);
 }
 
 std::vector<std::uint64_t> Tracer::stack(std::uint64_t hash) const
 {
-    std::vector<__u64> value(1 + std::max<std::uint32_t>(options_.stack_depth, 1));
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.stacks), &hash, value.data()) != 0)
-        return {};
-    const std::size_t nr = std::min<std::size_t>(value[0], value.size() - 1);
-    return {value.begin() + 1, value.begin() + 1 + static_cast<std::ptrdiff_t>(nr)};
+    return maps_->stack(hash);
 }
 
 Snapshot Tracer::snapshot(int pid, std::uint32_t end_slot) const
 {
-    Snapshot s;
-    const __u32 tgid = static_cast<__u32>(pid);
-
-    int counters_fd = bpf_map__fd(skel_->maps.thread_counters);
-    int live_fd = bpf_map__fd(skel_->maps.thread_live);
-    int slots_fd = bpf_map__fd(skel_->maps.thread_slots);
-    int names_fd = bpf_map__fd(skel_->maps.thread_names);
-
-    std::map<std::pair<__u32, __u64>, ThreadStats> threads;
-    PerCpu<ms_thread_counters> counters(counters_fd);
-    // Slots handed out so far; one whose owner is not written yet reads as tgid 0.
-    const __u32 used = std::min({__atomic_load_n(&skel_->bss->next_slot, __ATOMIC_ACQUIRE),
-                                 bpf_map__max_entries(skel_->maps.thread_slots), end_slot});
-    for (__u32 slot = 0; slot < used; ++slot) {
-        ms_thread_key k{};
-        // An owner still being written (a thread at its first event) reads
-        // with a zero tid or start time: it shows at the next snapshot.
-        if (bpf_map_lookup_elem(slots_fd, &slot, &k) != 0 || k.tgid != tgid || k.tid == 0 || k.start_ns == 0)
-            continue;
-        const std::optional<ms_thread_counters> c = counters.sum(slot);
-        if (!c)
-            continue;
-        const RawCounters sums{c->alloc_count, c->alloc_bytes, c->free_count, c->free_bytes,
-                               c->failed_alloc_count, c->unmatched_free_count, c->untracked_alloc_count,
-                               c->exit_unmatched_free_count, c->track_count, c->untracked_free_count};
-        ms_thread_live live{};
-        bpf_map_lookup_elem(live_fd, &slot, &live);
-        ThreadStats& t = threads[{k.tid, k.start_ns}];
-        t.pid = tgid;
-        t.tid = k.tid;
-        t.start_ns = k.start_ns;
-        t.counters = counters_of(sums, {live.live_bytes, live.live_count, live.peak_live_bytes},
-                                 &t.untracked_alloc_count);
-    }
-
-    for (auto& [key, t] : threads) {
-        ms_thread_key k{tgid, t.tid, t.start_ns};
-        ms_thread_name name{};
-        if (bpf_map_lookup_elem(names_fd, &k, &name) == 0)
-            t.name.assign(name.comm, strnlen(name.comm, sizeof name.comm));
-        else
-            t.name = thread_comm(pid, static_cast<int>(t.tid));
-        s.live_bytes_sum += t.counters.live_bytes;
-        s.threads.push_back(std::move(t));
-    }
-
-    PerCpu<__u64> drops(bpf_map__fd(skel_->maps.drops));
-    for (__u32 reason = 0; reason < MS_DROP__COUNT; ++reason) {
-        const std::uint64_t n = drops.sum(reason).value_or(0);
-        if (n == 0)
-            continue;
-        s.dropped.reasons[drop_reason_name(static_cast<ms_drop_reason>(reason))] = n;
-        // Records that did not fit are counted per thread as untracked.
-        if (reason != MS_DROP_ALLOC_TABLE_FULL)
-            s.dropped.events += n;
-    }
-
-    int groups_fd = bpf_map__fd(skel_->maps.group_totals);
-    PerCpu<ms_group_totals> groups(groups_fd);
-    for_each_key<ms_group_key>(groups_fd, [&](const ms_group_key& k) {
-        if (k.tgid != tgid)
-            return;
-        if (auto g = groups.sum(k))
-            s.groups.push_back({k.kind, k.id, k.desc, k.site, g->alloc_count, g->alloc_bytes});
-    });
-
-    int vars_fd = bpf_map__fd(skel_->maps.var_totals);
-    PerCpu<ms_var_totals> vars(vars_fd);
-    for_each_key<ms_var_key>(vars_fd, [&](const ms_var_key& k) {
-        if (k.tgid != tgid)
-            return;
-        if (auto v = vars.sum(k))
-            s.variable_totals.push_back({k.desc, k.site, 0, 0, v->count, v->bytes});
-    });
-
-    ms_target target{};
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.targets), &tgid, &target) == 0) {
-        s.children.forks = target.forks;
-        s.children.execs = target.execs;
-        s.exited = target.exited != 0;
-        s.wait_status = target.exit_code;
-    }
-    int children_fd = bpf_map__fd(skel_->maps.children);
-    for_each_key<__u32>(children_fd, [&](const __u32& child) {
-        __u32 parent = 0;
-        if (bpf_map_lookup_elem(children_fd, &child, &parent) == 0 && parent == tgid)
-            s.children.pids.push_back(static_cast<int>(child));
-    });
-    return s;
+    return maps_->snapshot(pid, end_slot);
 }
 
 } // namespace memscope

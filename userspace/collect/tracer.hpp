@@ -52,6 +52,7 @@ struct TracerOptions {
     bool unwind_tables = true;
 };
 
+class MapReader;
 class UprobeEvents;
 
 struct AttachedSite {
@@ -242,6 +243,7 @@ private:
     Tracer();
     TracerOptions options_;
     memscope_bpf* skel_ = nullptr;
+    std::unique_ptr<MapReader> maps_; // reads skel_'s maps
     std::unique_ptr<UprobeEvents> shared_; // null: uprobe PMU links per process
     // One probe site of one process: how it is attached, and its probe
     // (none while probes are off).
