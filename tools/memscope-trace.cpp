@@ -175,7 +175,8 @@ int run_report(const Options& opt)
 {
     Report report;
     const bool text = opt.html_path.empty() && opt.collapsed_path.empty();
-    if (std::string err = read_report_json(opt.report_in, report, !text); !err.empty())
+    // Everything: the text report lists the variables, the page draws the timeline.
+    if (std::string err = read_report_json(opt.report_in, report); !err.empty())
         return fail(escape_for_terminal(err), 2);
     if (text) {
         std::fputs(format_report(report).c_str(), stdout);

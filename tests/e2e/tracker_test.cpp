@@ -2,6 +2,7 @@
 // probes/include/memscope/track.h or the Rust crate, traced for real.
 #include "harness.hpp"
 
+#include <fstream>
 #include <set>
 
 using namespace e2e;
@@ -283,6 +284,15 @@ TEST_F(E2E, CxxOwnersJoinTheirBlocks)
     expect_variable(vars, "buffer", "app::Buffer", true, 333); // named through ADL
     expect_variable(vars, "plain", "double", false, sizeof(double));
     EXPECT_FALSE(vars["buffer"]["free_ns"].is_null());
+
+    // Its text report read back later counts the variables one by one, as the live one did.
+    std::string in = temp_json("kinds-report");
+    std::ofstream(in) << r.dump();
+    Result text = run({kBin, "report", in});
+    EXPECT_EQ(text.status, 0) << text.err;
+    EXPECT_NE(text.out.find("tracked variables " + std::to_string(r["variables"].size()) + " ("), std::string::npos)
+        << text.out;
+    std::remove(in.c_str());
 }
 
 TEST_F(E2E, RustOwnersJoinTheirBlocks)
