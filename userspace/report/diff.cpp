@@ -1005,6 +1005,12 @@ bool read_file(const std::string& path, std::string& text, std::string& error)
     return true;
 }
 
+// "the base report PATH", escaped, for errors.
+std::string report_name(const char* side, const std::string& label)
+{
+    return std::string("the ") + side + " report" + (label.empty() ? "" : " " + escape_text(label));
+}
+
 int compare_reports(const Report& base, const Report& current, const std::string& base_label,
                     const std::string& current_label, const DiffOptions& options, std::FILE* out, std::FILE* err)
 {
@@ -1015,8 +1021,8 @@ int compare_reports(const Report& base, const Report& current, const std::string
         std::string e;
         thresholds.push_back(*parse_threshold(spec, e)); // checked above
     }
-    std::string base_name = "the base report" + (base_label.empty() ? "" : " " + escape_text(base_label));
-    std::string current_name = "the new report" + (current_label.empty() ? "" : " " + escape_text(current_label));
+    const std::string base_name = report_name("base", base_label);
+    const std::string current_name = report_name("new", current_label);
     // Calls of an allocator the tracer could not probe are missing from its
     // figures: nothing sound to gate on.
     for (const auto& [r, name] : {std::pair{&base, &base_name}, std::pair{&current, &current_name}}) {
@@ -1065,8 +1071,8 @@ int compare_documents(const json& base_doc, const json& current_doc, const std::
                       const std::string& current_label, const DiffOptions& options, std::FILE* out, std::FILE* err)
 {
     Report base, current;
-    std::string base_name = "the base report" + (base_label.empty() ? "" : " " + escape_text(base_label));
-    std::string current_name = "the new report" + (current_label.empty() ? "" : " " + escape_text(current_label));
+    const std::string base_name = report_name("base", base_label);
+    const std::string current_name = report_name("new", current_label);
     if (std::string e = read_document(base_doc, base_name, base); !e.empty())
         return bad_input(err, e);
     if (std::string e = read_document(current_doc, current_name, current); !e.empty())
