@@ -339,4 +339,68 @@ struct ms_block_event {
 	__u64 old_addr;
 };
 
+/* --- System-wide (-a), tier 0: every process, tracepoints only ----------
+ * system.bpf.c keeps one entry per live process (tgid), filled by rss_stat,
+ * the brk/mmap/munmap syscalls and the scheduler's fork/exec/exit; a
+ * process's entry leaves the map at its exit, its last figures sent in the
+ * exit event. No uprobe: nothing in any process's code is patched. */
+#define MS_DEFAULT_MAX_SYS_PROCS 65536
+#define MS_DEFAULT_SYS_RING (4u << 20) /* bytes */
+/* rss_stat's members, as the kernel numbers them (MM_FILEPAGES...). */
+enum ms_rss_member {
+	MS_RSS_FILE = 0,
+	MS_RSS_ANON = 1,
+	MS_RSS_SWAP = 2,
+	MS_RSS_SHMEM = 3,
+	MS_RSS_MEMBERS = 4,
+};
+struct ms_sys_proc {
+	__u64 rss[MS_RSS_MEMBERS];  /* bytes now (swap: bytes swapped out) */
+	__u64 peak_rss_anon;        /* bytes */
+	__u64 peak_rss;             /* file + anon + shmem, bytes */
+	__u64 brk_bytes;            /* the heap's size now: brk - start_brk */
+	__u64 peak_brk_bytes;
+	__u64 mmap_anon_bytes;      /* anonymous private mappings made, bytes (cumulative) */
+	__u64 munmap_bytes;         /* unmapped, any kind (cumulative) */
+	__u64 brk_calls, mmap_anon_calls, munmap_calls;
+	__u64 start_ns;             /* the kernel's start time of its leader (a pid's reuse tells apart) */
+	__u64 first_seen_ns;        /* CLOCK_MONOTONIC: when this entry began */
+	__u64 cgroup_id;            /* cgroup v2 id of its last thread seen */
+	__u32 ppid;
+	__u32 ns_pid;               /* its pid in its own pid namespace */
+	__u32 ns_level;             /* 0: the host's namespace */
+	__u32 execs;
+	__u32 forks;                /* processes it started */
+	__u32 flags;                /* MS_SYS_* */
+	char comm[MS_COMM_LEN];
+};
+#define MS_SYS_SEEN_FORK 1u     /* born while the tracer watched */
+#define MS_SYS_EXITED 2u
+#define MS_SYS_OOM_KILLED 4u
+
+enum ms_sys_event_kind {
+	MS_SYS_EV_FORK = 1, /* a new process (pid), its parent (ppid) */
+	MS_SYS_EV_EXEC,     /* pid ran a new program (comm is the new one) */
+	MS_SYS_EV_EXIT,     /* pid's last thread left; proc holds its last figures */
+	MS_SYS_EV_OOM,      /* pid was chosen by the OOM killer; its figures then */
+};
+struct ms_sys_event {
+	__u32 kind;
+	__u32 pid;
+	__u64 ts;          /* CLOCK_MONOTONIC ns */
+	__s32 exit_code;   /* MS_SYS_EV_EXIT: as wait(2) encodes it */
+	__u32 pad;
+	struct ms_sys_proc proc;
+};
+/* Why tier 0 lost something: the counters userspace reports. */
+#define MS_SYS_DROP_REASONS(X) \
+	X(sys_table_full)      /* a process not tracked: the process table is full */ \
+	X(sys_ring_full)       /* a fork, exec, exit or OOM event lost: the ring was full */
+enum ms_sys_drop {
+#define MS_SYS_DROP_ENUM(name) MS_SYS_DROP_##name,
+	MS_SYS_DROP_REASONS(MS_SYS_DROP_ENUM)
+#undef MS_SYS_DROP_ENUM
+	MS_SYS_DROP_COUNT
+};
+
 #endif /* MEMSCOPE_ABI_H */

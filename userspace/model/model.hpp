@@ -208,14 +208,82 @@ struct Timeline {
     std::vector<Thread> threads;
 };
 
+// -a, tier 0: one process's memory as the kernel's tracepoints told it
+// (rss_stat, brk, mmap, munmap), no uprobe. Each figure is named once here:
+// the struct, the JSON writer and reader walk this list.
+#define MEMSCOPE_MEMORY_FIGURES(X)                                                            \
+    X(rss_anon_bytes)      /* resident now (at exit: when it exited) */                      \
+    X(rss_file_bytes)                                                                         \
+    X(rss_shmem_bytes)                                                                        \
+    X(swap_bytes)                                                                             \
+    X(peak_rss_anon_bytes) /* the most seen while traced */                                  \
+    X(peak_rss_bytes)      /* anon + file + shmem */                                         \
+    X(brk_bytes)           /* the heap's size (brk - start_brk) */                           \
+    X(peak_brk_bytes)                                                                         \
+    X(mmap_anon_bytes)     /* anonymous private mappings made while traced (cumulative) */   \
+    X(munmap_bytes)        /* unmapped while traced, any kind (cumulative) */                \
+    X(brk_calls)                                                                              \
+    X(mmap_anon_calls)                                                                        \
+    X(munmap_calls)
+
+struct MemoryFigures {
+#define MEMSCOPE_MEMORY_FIELD(name) std::uint64_t name = 0;
+    MEMSCOPE_MEMORY_FIGURES(MEMSCOPE_MEMORY_FIELD)
+#undef MEMSCOPE_MEMORY_FIELD
+    // Anonymous resident memory's change per second over the time it was
+    // watched (negative: it shrank), and that time.
+    double anon_growth_bytes_per_s = 0;
+    double watched_s = 0;
+};
+struct MemoryField {
+    const char* name;
+    std::uint64_t MemoryFigures::*member;
+};
+inline constexpr MemoryField kMemoryFields[] = {
+#define MEMSCOPE_MEMORY_ENTRY(name) {#name, &MemoryFigures::name},
+    MEMSCOPE_MEMORY_FIGURES(MEMSCOPE_MEMORY_ENTRY)
+#undef MEMSCOPE_MEMORY_ENTRY
+};
+
 // One process of a traced command (the root, and each it started, one
-// section per program it ran: an exec closes a section).
+// section per program it ran: an exec closes a section); with -a, one
+// process of the machine.
 struct ProcessSection {
     Target target;
     int parent_pid = 0;
     Counters totals;
     bool peak_live_bytes_exact = true;
     std::size_t threads = 0;
+    // -a only (mode_scope "system"):
+    std::optional<MemoryFigures> memory;
+    std::string cgroup;          // its cgroup v2 path ("/" the root; empty: unknown)
+    bool heap_traced = false;    // chosen: its allocator probed (totals, threads, sites)
+    int ns_pid = 0;              // its pid in its own pid namespace (0: unknown)
+    bool other_pid_namespace = false;
+    bool born_while_traced = false;
+    bool exited = false;
+    bool oom_killed = false;
+    std::uint64_t execs = 0, forks = 0;
+};
+
+// -a: a process the OOM killer chose, with its figures then.
+struct OomKill {
+    int pid = 0;
+    int ns_pid = 0;
+    std::string comm;
+    std::string cgroup;
+    double t_s = 0; // since tracing began
+    MemoryFigures memory;
+};
+
+// -a: the whole machine's counts, and how heap tracing was chosen.
+struct SystemSummary {
+    std::uint64_t processes_seen = 0; // listed, plus those folded into not_listed
+    std::uint64_t births = 0, execs = 0, exits = 0, oom_kills = 0;
+    // Exited processes past --max-exited: counted here, not listed one by one.
+    std::uint64_t not_listed = 0;
+    std::uint64_t not_listed_peak_rss_anon_bytes = 0; // the largest among them
+    std::vector<std::string> heap_selectors;          // --heap, --heap-top, as given
 };
 
 // A file a process maps whose allocator calls go uncounted: it defines a
@@ -265,6 +333,10 @@ struct Report {
     // Every process traced (the root first); empty when only the root was.
     std::vector<ProcessSection> processes;
     bool followed_children = false;
+    // "process" (-p, run: one process and those it started) or "system" (-a).
+    std::string mode_scope = "process";
+    SystemSummary system;    // mode_scope "system" only
+    std::vector<OomKill> oom_kills;
 };
 
 // A thread's counters as the BPF side keeps them, already summed over the

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* System-wide tier 0 (-a): every process's memory from kernel tracepoints,
+ * no uprobe anywhere.
+ *
+ * One entry per live process (tgid) in `procs`: resident memory by kind
+ * from rss_stat (the kernel's own counters, as /proc/PID/status reads
+ * them), the heap's size from brk, anonymous mappings from mmap, unmapped
+ * bytes from munmap, births, execs and exits from the scheduler, OOM kills
+ * from the OOM killer. A process's entry leaves the map when its last
+ * thread exits; its last figures go to userspace in the exit event, so the
+ * map holds live processes only, however many come and go. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "memscope.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define PF_EXITING_FLAG 0x00000004
+#define MAP_SHARED_FLAG 0x01
+#define MAP_ANONYMOUS_FLAG 0x20
+#define PAGE_BYTES 4096ull
+
+/* Wake the reader only when the ring is this full; it polls anyway. */
+const volatile __u64 event_wakeup_bytes = MS_DEFAULT_SYS_RING / 8;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_SYS_PROCS);
+	__type(key, __u32);
+	__type(value, struct ms_sys_proc);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MS_DEFAULT_SYS_RING);
+} sys_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MS_SYS_DROP_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} sys_drops SEC(".maps");
+
+/* An anonymous mmap in flight on this thread: its length, from the
+ * syscall's entry to its return (per thread: it may sleep and migrate). */
+struct mmap_pending {
+	__u64 len;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct mmap_pending);
+} pending_mmap SEC(".maps");
+
+static __always_inline void count_drop(__u32 reason)
+{
+	__u64 *n = bpf_map_lookup_elem(&sys_drops, &reason);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline __u64 pages_to_bytes(long pages)
+{
+	return pages > 0 ? (__u64)pages * PAGE_BYTES : 0;
+}
+
+static __always_inline __u64 round_to_pages(__u64 len)
+{
+	return (len + PAGE_BYTES - 1) & ~(PAGE_BYTES - 1);
+}
+
+/* The kernel's counters of `mm`, as /proc/PID/status reads them. */
+static __always_inline void read_rss(struct ms_sys_proc *p, struct mm_struct *mm)
+{
+	p->rss[MS_RSS_FILE] = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[0].count));
+	p->rss[MS_RSS_ANON] = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[1].count));
+	p->rss[MS_RSS_SWAP] = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[2].count));
+	p->rss[MS_RSS_SHMEM] = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[3].count));
+}
+
+static __always_inline void note_peaks(struct ms_sys_proc *p)
+{
+	__u64 resident = p->rss[MS_RSS_FILE] + p->rss[MS_RSS_ANON] + p->rss[MS_RSS_SHMEM];
+
+	if (p->rss[MS_RSS_ANON] > p->peak_rss_anon)
+		p->peak_rss_anon = p->rss[MS_RSS_ANON];
+	if (resident > p->peak_rss)
+		p->peak_rss = resident;
+}
+
+/* Who `task` is: its process's name and parent, its pid in its own pid
+ * namespace, its leader's start time (a reused pid is another process). */
+static __always_inline void describe(struct ms_sys_proc *p, struct task_struct *task)
+{
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	struct pid *pid = BPF_CORE_READ(leader, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+
+	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), leader->comm);
+	p->ppid = BPF_CORE_READ(leader, real_parent, tgid);
+	p->start_ns = BPF_CORE_READ(leader, start_time);
+	p->ns_level = level;
+	if (level < 32 && pid)
+		bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level]);
+	p->ns_pid = up.nr;
+}
+
+/* The entry of `task`'s process, made now if it has none (a process that
+ * ran before the tracer and userspace did not list, or one whose fork the
+ * table had no room for then). */
+static __always_inline struct ms_sys_proc *entry_of(struct task_struct *task, __u32 tgid)
+{
+	struct ms_sys_proc *p = bpf_map_lookup_elem(&procs, &tgid);
+	struct ms_sys_proc fresh = {};
+	struct mm_struct *mm;
+
+	if (p)
+		return p;
+	describe(&fresh, task);
+	fresh.first_seen_ns = bpf_ktime_get_ns();
+	fresh.cgroup_id = bpf_get_current_cgroup_id();
+	mm = BPF_CORE_READ(task, mm);
+	if (mm) {
+		read_rss(&fresh, mm);
+		fresh.brk_bytes = BPF_CORE_READ(mm, brk) - BPF_CORE_READ(mm, start_brk);
+		fresh.peak_brk_bytes = fresh.brk_bytes;
+		note_peaks(&fresh);
+	}
+	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST) != 0) {
+		p = bpf_map_lookup_elem(&procs, &tgid);
+		if (!p)
+			count_drop(MS_SYS_DROP_sys_table_full);
+		return p;
+	}
+	return bpf_map_lookup_elem(&procs, &tgid);
+}
+
+static __always_inline void send(__u32 kind, __u32 pid, const struct ms_sys_proc *p, __s32 exit_code)
+{
+	struct ms_sys_event *e = bpf_ringbuf_reserve(&sys_events, sizeof(*e), 0);
+	__u64 flags;
+
+	if (!e) {
+		count_drop(MS_SYS_DROP_sys_ring_full);
+		return;
+	}
+	e->kind = kind;
+	e->pid = pid;
+	e->ts = bpf_ktime_get_ns();
+	e->exit_code = exit_code;
+	e->pad = 0;
+	if (p)
+		__builtin_memcpy(&e->proc, p, sizeof(e->proc));
+	else
+		__builtin_memset(&e->proc, 0, sizeof(e->proc));
+	flags = bpf_ringbuf_query(&sys_events, BPF_RB_AVAIL_DATA) >= event_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+											: BPF_RB_NO_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+/* A resident-memory counter of `mm` changed (every fault, every unmap). */
+SEC("tp_btf/rss_stat")
+int BPF_PROG(on_rss_stat, struct mm_struct *mm, int member)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+	struct task_struct *owner = cur;
+	struct ms_sys_proc *p;
+	__u64 bytes;
+	__u32 tgid;
+
+	if (member < 0 || member >= MS_RSS_MEMBERS)
+		return 0;
+	if (cur->mm != mm) {
+		/* Another process's memory (reclaim, a fork copying it): its
+		 * owner's, while the owner still uses it (not an exec's or an
+		 * exit's teardown of memory no program runs in any more). */
+		owner = BPF_CORE_READ(mm, owner);
+		if (!owner || BPF_CORE_READ(owner, mm) != mm ||
+		    (BPF_CORE_READ(owner, flags) & PF_EXITING_FLAG))
+			return 0;
+		tgid = BPF_CORE_READ(owner, tgid);
+		p = bpf_map_lookup_elem(&procs, &tgid);
+		if (!p)
+			return 0;
+	} else {
+		tgid = cur->tgid;
+		p = entry_of(cur, tgid);
+		if (!p)
+			return 0;
+	}
+	switch (member) {
+	case MS_RSS_FILE:
+		bytes = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[0].count));
+		break;
+	case MS_RSS_ANON:
+		bytes = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[1].count));
+		break;
+	case MS_RSS_SWAP:
+		bytes = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[2].count));
+		break;
+	default:
+		bytes = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[3].count));
+		break;
+	}
+	p->rss[member & 3] = bytes;
+	note_peaks(p);
+	return 0;
+}
+
+/* The heap's size after each brk (it returns the break, moved or not). */
+SEC("tp/syscalls/sys_exit_brk")
+int on_brk_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+	struct ms_sys_proc *p = entry_of(cur, cur->tgid);
+	struct mm_struct *mm = cur->mm;
+
+	if (!p || !mm)
+		return 0;
+	p->brk_calls += 1;
+	p->brk_bytes = BPF_CORE_READ(mm, brk) - BPF_CORE_READ(mm, start_brk);
+	if (p->brk_bytes > p->peak_brk_bytes)
+		p->peak_brk_bytes = p->brk_bytes;
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_mmap")
+int on_mmap_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 flags = ctx->args[3];
+	struct mmap_pending *m;
+
+	if (!(flags & MAP_ANONYMOUS_FLAG) || (flags & MAP_SHARED_FLAG))
+		return 0;
+	m = bpf_task_storage_get(&pending_mmap, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (m)
+		m->len = round_to_pages(ctx->args[1]);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_mmap")
+int on_mmap_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+	struct mmap_pending *m = bpf_task_storage_get(&pending_mmap, cur, 0, 0);
+	struct ms_sys_proc *p;
+	__u64 len;
+
+	if (!m || !m->len)
+		return 0;
+	len = m->len;
+	m->len = 0;
+	if (ctx->ret < 0 && ctx->ret > -4096)
+		return 0; /* failed */
+	p = entry_of(cur, cur->tgid);
+	if (!p)
+		return 0;
+	__sync_fetch_and_add(&p->mmap_anon_bytes, len);
+	__sync_fetch_and_add(&p->mmap_anon_calls, 1);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_enter_munmap")
+int on_munmap_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+	struct ms_sys_proc *p = entry_of(cur, cur->tgid);
+
+	if (!p)
+		return 0;
+	__sync_fetch_and_add(&p->munmap_bytes, round_to_pages(ctx->args[1]));
+	__sync_fetch_and_add(&p->munmap_calls, 1);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sys_on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	struct ms_sys_proc fresh = {};
+	struct ms_sys_proc *pp;
+	struct mm_struct *mm;
+
+	if (ptgid == ctgid)
+		return 0; /* a thread */
+	pp = bpf_map_lookup_elem(&procs, &ptgid);
+	if (pp)
+		__sync_fetch_and_add(&pp->forks, 1);
+	/* The child's memory was copied before this tracepoint: its counters
+	 * are read here, not waited for. */
+	bpf_probe_read_kernel_str(fresh.comm, sizeof(fresh.comm), child->comm);
+	fresh.ppid = ptgid;
+	fresh.start_ns = child->start_time;
+	fresh.first_seen_ns = bpf_ktime_get_ns();
+	fresh.cgroup_id = bpf_get_current_cgroup_id();
+	fresh.flags = MS_SYS_SEEN_FORK;
+	{
+		struct pid *pid = child->thread_pid;
+		unsigned int level = BPF_CORE_READ(pid, level);
+		struct upid up = {};
+
+		fresh.ns_level = level;
+		if (level < 32 && pid)
+			bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level]);
+		fresh.ns_pid = up.nr;
+	}
+	mm = child->mm;
+	if (mm) {
+		read_rss(&fresh, mm);
+		fresh.brk_bytes = BPF_CORE_READ(mm, brk) - BPF_CORE_READ(mm, start_brk);
+		fresh.peak_brk_bytes = fresh.brk_bytes;
+		note_peaks(&fresh);
+	}
+	if (bpf_map_update_elem(&procs, &ctgid, &fresh, BPF_ANY) != 0)
+		count_drop(MS_SYS_DROP_sys_table_full);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sys_on_exec, struct task_struct *p, pid_t old_pid)
+{
+	__u32 tgid = p->tgid;
+	struct ms_sys_proc *e = entry_of(p, tgid);
+	struct mm_struct *mm = p->mm;
+
+	if (!e)
+		return 0;
+	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), p->comm);
+	e->execs += 1;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	/* The new program's memory; the peaks stay the process's. */
+	if (mm) {
+		read_rss(e, mm);
+		e->brk_bytes = 0;
+	}
+	send(MS_SYS_EV_EXEC, tgid, e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sys_on_exit, struct task_struct *p, bool group_dead)
+{
+	__u32 tgid = p->tgid;
+	struct ms_sys_proc *e;
+
+	if (!group_dead)
+		return 0;
+	e = bpf_map_lookup_elem(&procs, &tgid);
+	if (!e) {
+		/* Born before the tracer, never faulted nor mapped since: its
+		 * exit is still told (userspace listed it at start). */
+		send(MS_SYS_EV_EXIT, tgid, 0, p->exit_code);
+		return 0;
+	}
+	e->flags |= MS_SYS_EXITED;
+	send(MS_SYS_EV_EXIT, tgid, e, p->exit_code);
+	bpf_map_delete_elem(&procs, &tgid);
+	return 0;
+}
+
+SEC("tp_btf/mark_victim")
+int BPF_PROG(sys_on_oom_victim, struct task_struct *task)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	struct ms_sys_proc *e = bpf_map_lookup_elem(&procs, &tgid);
+	struct ms_sys_proc last = {};
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+
+	if (e) {
+		e->flags |= MS_SYS_OOM_KILLED;
+		__builtin_memcpy(&last, e, sizeof(last));
+	} else {
+		describe(&last, task);
+	}
+	/* The kernel's figures at the kill, whatever the last event said. */
+	if (mm) {
+		read_rss(&last, mm);
+		note_peaks(&last);
+	}
+	last.flags |= MS_SYS_OOM_KILLED;
+	send(MS_SYS_EV_OOM, tgid, &last, 0);
+	return 0;
+}
