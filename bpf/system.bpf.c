@@ -18,6 +18,7 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define PF_EXITING_FLAG 0x00000004
+#define PF_KTHREAD_FLAG 0x00200000
 #define MAP_SHARED_FLAG 0x01
 #define MAP_ANONYMOUS_FLAG 0x20
 #define PAGE_BYTES 4096ull
@@ -287,8 +288,8 @@ int BPF_PROG(sys_on_fork, struct task_struct *parent, struct task_struct *child)
 	struct ms_sys_proc *pp;
 	struct mm_struct *mm;
 
-	if (ptgid == ctgid)
-		return 0; /* a thread */
+	if (ptgid == ctgid || (child->flags & PF_KTHREAD_FLAG))
+		return 0; /* a thread, or a kernel thread: no memory of its own */
 	pp = bpf_map_lookup_elem(&procs, &ptgid);
 	if (pp)
 		__sync_fetch_and_add(&pp->forks, 1);

@@ -32,6 +32,7 @@
 #include "report_text.hpp"
 #include "session.hpp"
 #include "signals.hpp"
+#include "system_run.hpp"
 #include "trace_run.hpp"
 #include "tracer.hpp"
 
@@ -42,6 +43,10 @@ namespace {
 
 struct Options {
     int pid = 0;
+    bool all = false;                      // -a: every process
+    std::vector<std::string> heap;         // -a --heap SELECTOR
+    std::size_t heap_top = 0;              // -a --heap-top N
+    std::size_t max_exited = 20000;        // -a: exited processes listed one by one
     double duration = 0;
     double interval = 0.1; // live figures sampled this often (the timeline, the process peak)
     double live = 0;       // a live per-thread table every N seconds
@@ -434,6 +439,34 @@ int run_command(const Options& opt)
     return status;
 }
 
+// -a: every process's memory from tracepoints, until a signal or --duration.
+int run_system(const Options& opt)
+{
+    if (auto e = check_privileges(); !e.empty())
+        return fail(e);
+    int sigfd = trace_signal_fd();
+    std::string err;
+    auto watch = SystemWatch::open(SystemWatchOptions{}, err);
+    if (!watch)
+        return fail(err);
+    for (const auto& note : watch->notes())
+        std::fprintf(stderr, "memscope-trace: %s\n", note.c_str());
+    SystemSettings settings;
+    settings.duration = opt.duration;
+    settings.interval = opt.interval;
+    settings.live = opt.live;
+    settings.max_exited = opt.max_exited;
+    settings.heap_selectors = opt.heap;
+    SystemRun run(*watch, settings, sigfd);
+    run.on_snapshot = [&opt](const Report& snapshot) {
+        if (auto e = write_outputs(snapshot, opt, 1000); !e.empty())
+            std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(e).c_str());
+    };
+    std::fprintf(stderr, "memscope-trace: watching every process (tracepoints, no uprobe)\n");
+    raise_priority(opt.nice);
+    return finish(run.run(), opt);
+}
+
 int run_diff(const Options& opt)
 {
     if (auto err = check_diff_options(opt.gate); !err.empty())
@@ -543,6 +576,12 @@ int main(int argc, char** argv)
         "PID");
     app.add_option("-p,--pid", opt.pid, "attach to a running process")->check(pid_number);
     app.add_option("--duration", opt.duration, "stop after SECONDS")->check(CLI::PositiveNumber);
+    app.add_flag("-a,--all", opt.all,
+                 "every process, present and future: resident memory by kind, heap growth, births, execs, "
+                 "exits and OOM kills, from kernel tracepoints (no uprobe in any process)");
+    app.add_option("--max-exited", opt.max_exited,
+                   "-a: exited processes listed one by one in the report (default 20000); the rest are counted")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 24));
     add_common(&app, opt);
 
     CLI::App* run = app.add_subcommand("run", "start a command traced from its first instruction");
@@ -590,11 +629,18 @@ int main(int argc, char** argv)
     if (diff->parsed())
         return run_diff(opt);
     if (run->parsed()) {
-        if (opt.pid)
-            return fail("-p and run are exclusive", 2);
+        if (opt.pid || opt.all)
+            return fail(opt.pid ? "-p and run are exclusive" : "-a and run are exclusive", 2);
         return run_command(opt);
     }
+    if (opt.all) {
+        if (opt.pid)
+            return fail("-a and -p are exclusive", 2);
+        if (app.get_option("--interval")->count() == 0)
+            opt.interval = 1.0; // -a reads every process's entry: once a second unless asked
+        return run_system(opt);
+    }
     if (!opt.pid)
-        return fail("nothing to trace: use -p PID or run -- CMD (see --help)", 2);
+        return fail("nothing to trace: use -p PID, -a, or run -- CMD (see --help)", 2);
     return run_attach(opt);
 }

@@ -1,5 +1,7 @@
 #include "tracer.hpp"
 
+#include "bpf_stats.hpp"
+
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -39,13 +41,6 @@ namespace memscope {
 
 namespace {
 
-int silent_libbpf(enum libbpf_print_level level, const char* fmt, va_list args)
-{
-    if (level == LIBBPF_WARN && getenv("MEMSCOPE_DEBUG_LIBBPF"))
-        return vfprintf(stderr, fmt, args);
-    return 0;
-}
-
 bpf_program* entry_program(memscope_bpf* skel, ms_alloc_kind kind)
 {
     switch (kind) {
@@ -78,7 +73,7 @@ Tracer::Tracer() = default;
 
 std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& error)
 {
-    libbpf_set_print(silent_libbpf);
+    quiet_libbpf();
     std::unique_ptr<Tracer> t(new Tracer());
     t->options_ = options;
     t->skel_ = memscope_bpf__open();
@@ -413,33 +408,13 @@ void Tracer::add_unwind_file(const MappedFile& mapped)
 std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> Tracer::program_stats() const
 {
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> out;
-    bpf_program* prog;
-    bpf_object__for_each_program(prog, skel_->obj)
-    {
-        bpf_prog_info info{};
-        __u32 len = sizeof info;
-        const int fd = bpf_program__fd(prog);
-        if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || !info.run_cnt)
-            continue;
-        auto& v = out[bpf_program__name(prog)];
-        v.first += info.run_cnt;
-        v.second += info.run_time_ns;
-    }
+    add_program_stats(skel_->obj, out);
     return out;
 }
 
 std::uint64_t Tracer::map_bytes() const
 {
-    std::uint64_t total = 0;
-    bpf_map* map;
-    bpf_object__for_each_map(map, skel_->obj)
-    {
-        std::ifstream info("/proc/self/fdinfo/" + std::to_string(bpf_map__fd(map)));
-        for (std::string line; std::getline(info, line);)
-            if (line.rfind("memlock:", 0) == 0)
-                total += std::strtoull(line.c_str() + 8, nullptr, 10);
-    }
-    return total;
+    return object_map_bytes(skel_->obj);
 }
 
 Probe Tracer::attach(const AttachSpec& spec)

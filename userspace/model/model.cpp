@@ -256,7 +256,11 @@ void note_unprobed(Report& report)
 void derive_warnings(Report& r)
 {
     const Counters& t = r.totals;
-    if (t.alloc_count == 0 && t.free_count == 0 && t.unmatched_free_count == 0)
+    // -a: no allocator is probed unless a process was chosen for its heap.
+    const bool heap_traced = r.mode_scope != "system" ||
+                             std::any_of(r.processes.begin(), r.processes.end(),
+                                         [](const ProcessSection& p) { return p.heap_traced; });
+    if (heap_traced && t.alloc_count == 0 && t.free_count == 0 && t.unmatched_free_count == 0)
         warn(r, std::string(kNoAllocatorCallWarning) +
                     ": the target may not use the probed allocator, or did no allocation while traced");
     if (!r.followed_children && (r.children.forks > 0 || r.children.execs > 0))
@@ -265,7 +269,8 @@ void derive_warnings(Report& r)
     note_unrecorded(r);
     note_unprobed(r);
     tracked_warnings(r);
-    if (r.dropped.events > 0 || r.dropped.untracked_allocations > 0 || r.dropped.reasons.count("probes_lapsed"))
+    if (r.dropped.events > 0 || r.dropped.untracked_allocations > 0 || r.dropped.reasons.count("probes_lapsed") ||
+        r.dropped.reasons.count("sys_table_full") || r.dropped.reasons.count("sys_ring_full"))
         warn(r, kIncompleteWarning);
 }
 

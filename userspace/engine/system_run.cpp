@@ -1,0 +1,232 @@
+#include "system_run.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+
+#include "signals.hpp"
+#include "proc.hpp"
+#include "report_text.hpp" // escape_for_terminal
+
+namespace memscope {
+
+namespace {
+
+double seconds(const timeval& tv)
+{
+    return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6;
+}
+
+std::string mib(double bytes)
+{
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f", bytes / (1024.0 * 1024.0));
+    return buf;
+}
+
+} // namespace
+
+SystemRun::SystemRun(SystemWatch& watch, const SystemSettings& settings, int sigfd)
+    : watch_(watch), settings_(settings), sigfd_(sigfd), table_(settings.max_exited), tty_(isatty(2))
+{
+    rusage at_start{};
+    getrusage(RUSAGE_SELF, &at_start);
+    at_start_user_ = seconds(at_start.ru_utime);
+    at_start_sys_ = seconds(at_start.ru_stime);
+    table_.cgroup_name = [this](std::uint64_t id, int pid) { return cgroups_.path_of(id, pid); };
+    handler_ = [this](const SystemEvent& e) { on_event(e); };
+}
+
+// Processes running before the tracer: what /proc says of them now; the
+// BPF side's figures take over at their first fault, brk or mmap.
+void SystemRun::list_running()
+{
+    for (int pid : all_pids()) {
+        auto f = read_proc_facts(pid);
+        if (!f)
+            continue;
+        ProcessSection s;
+        s.target.pid = pid;
+        s.target.comm = f->comm;
+        s.target.exe = process_exe(pid);
+        s.parent_pid = f->ppid;
+        s.ns_pid = f->ns_pid;
+        s.other_pid_namespace = f->other_pid_namespace;
+        MemoryFigures m;
+        m.rss_anon_bytes = m.peak_rss_anon_bytes = f->rss_anon;
+        m.rss_file_bytes = f->rss_file;
+        m.rss_shmem_bytes = f->rss_shmem;
+        m.swap_bytes = f->swap;
+        m.peak_rss_bytes = f->rss_anon + f->rss_file + f->rss_shmem;
+        s.memory = m;
+        s.cgroup = cgroups_.path_of(0, pid);
+        table_.list(s, elapsed());
+    }
+}
+
+void SystemRun::on_event(const SystemEvent& e)
+{
+    const double t = elapsed();
+    switch (e.kind) {
+    case MS_SYS_EV_EXEC:
+        if (WatchedProcess* w = table_.exec(e.pid, e.proc, t))
+            w->section.target.exe = process_exe(e.pid);
+        break;
+    case MS_SYS_EV_EXIT:
+        table_.exit(e.pid, e.has_figures ? &e.proc : nullptr, e.exit_code, t);
+        break;
+    case MS_SYS_EV_OOM:
+        table_.oom(e.pid, e.proc, t);
+        break;
+    default:
+        break;
+    }
+}
+
+void SystemRun::drain()
+{
+    watch_.drain(handler_);
+}
+
+bool SystemRun::on_signals()
+{
+    signalfd_siginfo si{};
+    bool stop = false;
+    while (read(sigfd_, &si, sizeof si) == sizeof si) {
+        if (si.ssi_signo == SIGUSR1) {
+            if (on_snapshot)
+                on_snapshot(report(false));
+        } else if (si.ssi_signo != SIGCHLD) {
+            stop = true;
+        }
+    }
+    return stop;
+}
+
+void SystemRun::sample()
+{
+    // Events first: an exit read after the map would find its pid taken
+    // by a new process already (the table tells them apart either way).
+    drain();
+    const double t = elapsed();
+    for (const auto& [pid, raw] : watch_.processes())
+        table_.update(pid, raw, t);
+}
+
+std::string format_system_live(const ProcessTable& table, double elapsed, std::size_t rows)
+{
+    std::vector<const WatchedProcess*> order;
+    for (const auto& [pid, w] : table.live())
+        order.push_back(&w);
+    std::sort(order.begin(), order.end(), [](const WatchedProcess* a, const WatchedProcess* b) {
+        if (a->recent_rate != b->recent_rate)
+            return a->recent_rate > b->recent_rate;
+        return a->section.memory->rss_anon_bytes > b->section.memory->rss_anon_bytes;
+    });
+    const SystemSummary s = table.summary();
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "memscope-trace -a  %.0fs  processes %zu live, %llu born, %llu exited, %llu OOM kills\n", elapsed,
+                  table.live().size(), static_cast<unsigned long long>(s.births),
+                  static_cast<unsigned long long>(s.exits), static_cast<unsigned long long>(s.oom_kills));
+    std::string out = line;
+    std::snprintf(line, sizeof line, "%8s %-16s %10s %10s %10s %10s %12s  %s\n", "PID", "COMM", "ANON MiB", "PEAK MiB",
+                  "FILE MiB", "SHMEM MiB", "GROWTH MiB/s", "CGROUP");
+    out += line;
+    for (std::size_t i = 0; i < order.size() && i < rows; ++i) {
+        const ProcessSection& p = order[i]->section;
+        const MemoryFigures& m = *p.memory;
+        std::snprintf(line, sizeof line, "%8d %-16s %10s %10s %10s %10s %12s  ", p.target.pid,
+                      escape_for_terminal(p.target.comm).c_str(), mib(static_cast<double>(m.rss_anon_bytes)).c_str(),
+                      mib(static_cast<double>(m.peak_rss_anon_bytes)).c_str(),
+                      mib(static_cast<double>(m.rss_file_bytes)).c_str(),
+                      mib(static_cast<double>(m.rss_shmem_bytes)).c_str(), mib(order[i]->recent_rate).c_str());
+        out += line;
+        out += escape_for_terminal(p.cgroup.substr(0, 60)) + "\n";
+    }
+    return out;
+}
+
+void SystemRun::draw_live()
+{
+    std::string frame = format_system_live(table_, elapsed(), 20);
+    if (tty_ && live_lines_ > 0)
+        std::fprintf(stderr, "\x1b[%dA\x1b[J", live_lines_);
+    std::fputs(frame.c_str(), stderr);
+    std::fflush(stderr);
+    live_lines_ = static_cast<int>(std::count(frame.begin(), frame.end(), '\n'));
+}
+
+Report SystemRun::report(bool final)
+{
+    Report r;
+    r.mode_scope = "system";
+    r.duration_s = elapsed();
+    r.mode = "normal";
+    r.mode_source = "-a";
+    r.processes = table_.sections();
+    r.system = table_.summary();
+    r.system.heap_selectors = settings_.heap_selectors;
+    r.oom_kills = table_.oom_kills();
+    r.dropped.reasons = watch_.drops();
+    for (const auto& note : watch_.notes())
+        r.warnings.push_back(note);
+    rusage self{};
+    getrusage(RUSAGE_SELF, &self);
+    r.tracer.cpu_user_s = seconds(self.ru_utime);
+    r.tracer.cpu_sys_s = seconds(self.ru_stime);
+    r.tracer.startup_cpu_user_s = at_start_user_;
+    r.tracer.startup_cpu_sys_s = at_start_sys_;
+    r.tracer.tracing_cpu_user_s = r.tracer.cpu_user_s - at_start_user_;
+    r.tracer.tracing_cpu_sys_s = r.tracer.cpu_sys_s - at_start_sys_;
+    r.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
+    r.tracer.bpf_map_bytes = watch_.map_bytes();
+    watch_.add_program_stats(r.tracer.programs);
+    (void)final;
+    derive_warnings(r);
+    return r;
+}
+
+Report SystemRun::run()
+{
+    list_running();
+    sample();
+    const int tick_ms = std::max(1, static_cast<int>(settings_.interval * 1000));
+    double next_sample = settings_.interval;
+    next_live_ = settings_.live;
+    for (;;) {
+        pollfd fds[2] = {{sigfd_, POLLIN, 0}, {watch_.events_fd(), POLLIN, 0}};
+        int timeout = std::max(0, static_cast<int>((next_sample - elapsed()) * 1000) + 1);
+        timeout = std::min(timeout, tick_ms);
+        if (settings_.duration > 0) {
+            const double left = settings_.duration - elapsed();
+            if (left <= 0)
+                break;
+            timeout = std::min(timeout, static_cast<int>(left * 1000) + 1);
+        }
+        if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+            break;
+        drain();
+        if ((fds[0].revents & POLLIN) && on_signals())
+            break;
+        if (elapsed() >= next_sample) {
+            sample();
+            next_sample = elapsed() + settings_.interval;
+        }
+        if (settings_.live > 0 && elapsed() >= next_live_) {
+            draw_live();
+            next_live_ += settings_.live;
+        }
+    }
+    end_on_signals_again(sigfd_);
+    sample();
+    return report(true);
+}
+
+} // namespace memscope
