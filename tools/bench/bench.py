@@ -37,6 +37,8 @@ import shutil
 import statistics
 import subprocess
 import sys
+import resource
+import signal
 import tempfile
 import time
 
@@ -462,6 +464,86 @@ def section_tracer(results):
         rate, cpu_pct, results["tracer"]["user_cpu_pct_per_100k_events_per_s"] or 0, r["tracer"]["max_rss_kb"]))
 
 
+def system_watcher(json_path=None):
+    """memscope-trace -a in the background, once it watches."""
+    cmd = [build_path("memscope-trace"), "-a"] + (["--json", json_path] if json_path else [])
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for line in p.stderr:
+        if "watching every process" in line:
+            return p
+    raise RuntimeError("memscope-trace -a did not start")
+
+
+def stop_watcher(p):
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=120)
+
+
+def children_cpu(cmd):
+    """The command's CPU time (user + system, its waited children too)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rc, out, err = run(cmd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if rc != 0:
+        raise RuntimeError("%s failed: %s" % (cmd[0], err.strip()))
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def section_system(results):
+    """-a's tier 0 (tracepoints, no uprobe) on bystanders it watches: a
+    page-fault-heavy one (every fault updates a resident-memory counter,
+    one BPF program run) and a fork/exec-heavy one, their CPU time untraced
+    and watched, alternated; then the tracer's own CPU per 100,000 tier-0
+    events per second (program runs, counted with kernel.bpf_stats_enabled)."""
+    faults = [build_path("fault_loop"), str(ARGS.fault_rounds), "64"]
+    storm = [build_path("target_storm"), str(ARGS.storm)]
+    rows = {k: [] for k in ("faults_alone", "faults_watched", "storm_alone", "storm_watched")}
+    for rep in range(ARGS.reps + 2):
+        rows["faults_alone"].append(children_cpu(faults))
+        rows["storm_alone"].append(children_cpu(storm))
+        w = system_watcher()
+        rows["faults_watched"].append(children_cpu(faults))
+        rows["storm_watched"].append(children_cpu(storm))
+        stop_watcher(w)
+        log("  system rep %d: faults cpu %.3f s alone, %.3f s watched; storm cpu %.3f s alone, %.3f s watched" % (
+            rep + 1, rows["faults_alone"][-1], rows["faults_watched"][-1], rows["storm_alone"][-1],
+            rows["storm_watched"][-1]))
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    # The tracer's cost per event: one watched run with the kernel's program counters on.
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "r.json")
+        stats = "/proc/sys/kernel/bpf_stats_enabled"
+        old = open(stats).read().strip()
+        open(stats, "w").write("1")
+        try:
+            w = system_watcher(path)
+            run(faults)
+            run(storm)
+            stop_watcher(w)
+        finally:
+            open(stats, "w").write(old)
+        r = json.load(open(path))
+    events = sum(v["run_count"] for v in r["tracer"]["bpf_programs"].values())
+    dur = r["duration_s"]
+    tr = r["tracer"]
+    cpu_pct = 100.0 * (tr["tracing_cpu_user_s"] + tr["tracing_cpu_sys_s"]) / dur
+    rate = events / dur
+    results["system"] = {
+        "fault_workload": "fault_loop %d 64 (mmap, touch, munmap 64 MiB)" % ARGS.fault_rounds,
+        "storm_workload": "target_storm %d (fork + exec + exit, one at a time)" % ARGS.storm,
+        "faults_alone_cpu_s": med["faults_alone"], "faults_watched_cpu_s": med["faults_watched"],
+        "faults_cpu_ratio": med["faults_watched"] / med["faults_alone"],
+        "storm_alone_cpu_s": med["storm_alone"], "storm_watched_cpu_s": med["storm_watched"],
+        "storm_cpu_ratio": med["storm_watched"] / med["storm_alone"],
+        "tier0_events": events, "tier0_events_per_s": rate, "tracer_cpu_pct_of_a_core": cpu_pct,
+        "tracer_cpu_pct_per_100k_events_per_s": cpu_pct / (rate / 1e5) if rate else None,
+        "tracer_max_rss_kb": tr["max_rss_kb"], "bpf_map_bytes": tr["bpf_map_bytes"],
+        "processes_listed": len(r["processes"]),
+    }
+    log("  system: faults x%.3f, storm x%.3f; tracer %.2f%% of a core at %.0f events/s" % (
+        results["system"]["faults_cpu_ratio"], results["system"]["storm_cpu_ratio"], cpu_pct, rate))
+
+
 # --- output -------------------------------------------------------------------------
 
 def machine():
@@ -610,6 +692,21 @@ def markdown(res):
         if "startup_cpu_user_s" in t:
             lines += ["Its start, once per run: %.2f s user, %.2f s system (mostly the kernel verifying the BPF "
                       "programs)." % (t["startup_cpu_user_s"], t["startup_cpu_sys_s"]), ""]
+    if "system" in res:
+        s = res["system"]
+        lines += ["## System-wide, tier 0 (`-a`: tracepoints, no uprobe), median of %d" % res["reps"], "",
+                  "| bystander | CPU s untraced | CPU s watched by -a | watched / untraced |",
+                  "|---|---|---|---|",
+                  "| %s | %.3f | %.3f | **%.3f** |" % (s["fault_workload"], s["faults_alone_cpu_s"],
+                                                  s["faults_watched_cpu_s"], s["faults_cpu_ratio"]),
+                  "| %s | %.3f | %.3f | **%.3f** |" % (s["storm_workload"], s["storm_alone_cpu_s"],
+                                                  s["storm_watched_cpu_s"], s["storm_cpu_ratio"]),
+                  "",
+                  "The tracer, watching both: %d tier-0 program runs (%.0f per s), its own CPU (user + system) %.2f%% "
+                  "of one core, **%.2f%% per 100,000 tier-0 events/s**; RSS %d KiB with %d processes listed; BPF maps "
+                  "%.1f MiB." % (s["tier0_events"], s["tier0_events_per_s"], s["tracer_cpu_pct_of_a_core"],
+                                 s["tracer_cpu_pct_per_100k_events_per_s"] or 0, s["tracer_max_rss_kb"],
+                                 s["processes_listed"], s["bpf_map_bytes"] / 2**20), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -627,7 +724,9 @@ def main():
     ap.add_argument("--threads", default="1,2,8,50,200")
     ap.add_argument("--entry-calls", type=int, default=100000)
     ap.add_argument("--children", default="20,200", help="children per run in the follow section")
-    ap.add_argument("--sections", default="pairs,stacks,tables,scaling,bystander,entry,follow,tracer")
+    ap.add_argument("--fault-rounds", type=int, default=20, help="fault_loop rounds (64 MiB each) in the system section")
+    ap.add_argument("--storm", type=int, default=1000, help="processes started in the system section's storm")
+    ap.add_argument("--sections", default="pairs,stacks,tables,scaling,bystander,entry,follow,tracer,system")
     ap.add_argument("--json", default=os.path.join(ROOT, "tools", "bench", "results.json"))
     ap.add_argument("--markdown", default=os.path.join(ROOT, "tools", "bench", "RESULTS.md"))
     ARGS = ap.parse_args()
@@ -635,7 +734,7 @@ def main():
     ARGS.children = [int(c) for c in ARGS.children.split(",")]
     if os.geteuid() != 0:
         sys.exit("bench: needs root (BPF)")
-    for exe in ("memscope-trace", "alloc_pairs", "track_cost", "target_tracked_threads"):
+    for exe in ("memscope-trace", "alloc_pairs", "track_cost", "target_tracked_threads", "fault_loop", "target_storm"):
         if not os.access(build_path(exe), os.X_OK):
             sys.exit("bench: %s not built (run tools/setup.sh)" % build_path(exe))
     res = {"machine": machine(), "reps": ARGS.reps}
@@ -644,13 +743,14 @@ def main():
     try:
         old = json.load(open(ARGS.json))
         if old.get("machine", {}).get("kernel") == res["machine"]["kernel"]:
-            for k in ("pairs", "stacks", "tables", "scaling", "bystander", "entry", "follow", "tracer"):
+            for k in ("pairs", "stacks", "tables", "scaling", "bystander", "entry", "follow", "tracer", "system"):
                 if k not in sections and k in old:
                     res[k] = old[k]
     except (OSError, ValueError):
         pass
     for name, fn in (("pairs", section_pairs), ("stacks", section_stacks), ("tables", section_tables), ("scaling", section_scaling), ("bystander", section_bystander),
-                     ("entry", section_entry), ("follow", section_follow), ("tracer", section_tracer)):
+                     ("entry", section_entry), ("follow", section_follow), ("tracer", section_tracer),
+                     ("system", section_system)):
         if name in sections:
             log("bench: %s" % name)
             fn(res)

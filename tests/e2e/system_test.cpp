@@ -1,0 +1,213 @@
+// -a: every process's memory from tracepoints (issue 15), against real
+// processes: a bystander's figures and its untouched allocator code, a
+// fork/exec storm counted whole, an OOM kill in a small memory cgroup.
+#include "harness.hpp"
+
+#include <sys/stat.h>
+
+namespace e2e {
+namespace {
+
+// memscope-trace -a running until stop(): its report.
+class SystemTrace {
+public:
+    explicit SystemTrace(const std::string& name, std::vector<std::string> extra = {})
+        : path_(temp_json(name)), tracer_([&] {
+              std::vector<std::string> argv{kBin, "-a", "--json", path_};
+              argv.insert(argv.end(), extra.begin(), extra.end());
+              return argv;
+          }())
+    {
+        ready_ = tracer_.wait_for("watching every process", true, 30s);
+    }
+    bool ready() const { return ready_; }
+    const std::string& err() const { return tracer_.err_text; }
+    json stop(int* status = nullptr)
+    {
+        // One interval at least: the map is read once a second.
+        std::this_thread::sleep_for(1200ms);
+        kill(tracer_.pid, SIGINT);
+        const int st = tracer_.finish();
+        if (status)
+            *status = st;
+        max_rss_kb_ = tracer_.max_rss_kb;
+        return load(path_);
+    }
+    long max_rss_kb() const { return max_rss_kb_; }
+
+private:
+    std::string path_;
+    Child tracer_;
+    bool ready_ = false;
+    long max_rss_kb_ = 0;
+};
+
+const json* process_of(const json& r, int pid)
+{
+    for (const auto& p : r["processes"])
+        if (p["pid"] == pid)
+            return &p;
+    return nullptr;
+}
+
+// The bytes at `addr` in process `pid`, and those the file mapped there holds.
+std::pair<std::string, std::string> code_and_file(int pid, std::uint64_t addr, std::size_t n)
+{
+    std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+    for (std::string line; std::getline(maps, line);) {
+        unsigned long lo = 0, hi = 0, off = 0;
+        char perms[8] = {};
+        if (std::sscanf(line.c_str(), "%lx-%lx %7s %lx", &lo, &hi, perms, &off) != 4 || addr < lo || addr >= hi)
+            continue;
+        const std::string path = line.substr(line.find('/'));
+        std::string code(n, '\0'), file(n, '\0');
+        std::ifstream mem("/proc/" + std::to_string(pid) + "/mem", std::ios::binary);
+        mem.seekg(static_cast<std::streamoff>(addr));
+        mem.read(code.data(), static_cast<std::streamsize>(n));
+        std::ifstream elf(path, std::ios::binary);
+        elf.seekg(static_cast<std::streamoff>(addr - lo + off));
+        elf.read(file.data(), static_cast<std::streamsize>(n));
+        return {code, file};
+    }
+    return {};
+}
+
+class System : public E2E {};
+
+TEST_F(System, BystanderIsListedWithItsMemoryAndItsAllocatorIsUnpatched)
+{
+    SystemTrace trace("system_bystander");
+    ASSERT_TRUE(trace.ready()) << trace.err();
+    Child hog({target("mem_hog"), "64"});
+    ASSERT_TRUE(hog.wait_for("ready ", false, 30s)) << hog.err_text;
+    const std::uint64_t malloc_at = std::stoull(hog.out_text.substr(hog.out_text.find("ready ") + 6), nullptr, 16);
+    auto [code, file] = code_and_file(hog.pid, malloc_at, 32);
+    ASSERT_FALSE(code.empty());
+    EXPECT_EQ(code, file) << "malloc's code in a process that was not chosen differs from its file's";
+    const int hog_pid = hog.pid;
+    json r = trace.stop();
+    hog.close_stdin();
+    EXPECT_EQ(hog.finish(), 0);
+
+    EXPECT_EQ(r["mode_scope"], "system");
+    EXPECT_GT(r["processes"].size(), 5u) << "every process is listed, not only the new one";
+    EXPECT_NE(process_of(r, 1), nullptr) << "pid 1, running before the tracer, is listed";
+    const json* p = process_of(r, hog_pid);
+    ASSERT_NE(p, nullptr) << r["processes"].dump().substr(0, 2000);
+    EXPECT_EQ((*p)["comm"], "target_mem_hog");
+    EXPECT_EQ((*p)["heap_traced"], false);
+    EXPECT_EQ((*p)["exited"], false);
+    EXPECT_EQ((*p)["born_while_traced"], true);
+    const json& m = (*p)["memory"];
+    const std::uint64_t mib = 1 << 20;
+    EXPECT_GE(m["rss_anon_bytes"].get<std::uint64_t>(), 72 * mib) << m.dump();
+    EXPECT_LE(m["rss_anon_bytes"].get<std::uint64_t>(), 80 * mib) << m.dump();
+    EXPECT_GE(m["peak_rss_anon_bytes"].get<std::uint64_t>(), m["rss_anon_bytes"].get<std::uint64_t>());
+    EXPECT_EQ(m["brk_bytes"].get<std::uint64_t>(), 8 * mib) << m.dump();
+    EXPECT_GE(m["mmap_anon_bytes"].get<std::uint64_t>(), 64 * mib) << m.dump();
+    EXPECT_GE(m["brk_calls"].get<std::uint64_t>(), 1u);
+    EXPECT_GE(m["anon_growth_bytes_per_s"].get<double>(), 0.0);
+    EXPECT_TRUE(r["dropped"]["reasons"].empty()) << r["dropped"].dump();
+}
+
+TEST_F(System, ForkExecStormIsCountedWhole)
+{
+    SystemTrace trace("system_storm");
+    ASSERT_TRUE(trace.ready()) << trace.err();
+    constexpr int kChildren = 10000;
+    Child storm({target("storm"), std::to_string(kChildren)});
+    ASSERT_TRUE(storm.wait_for("done", false, 240s)) << storm.err_text;
+    const int storm_pid = storm.pid;
+    EXPECT_EQ(storm.finish(), 0);
+    json r = trace.stop();
+
+    int children = 0, exec_d = 0, exit_ok = 0;
+    for (const auto& p : r["processes"]) {
+        if (p["parent_pid"] != storm_pid)
+            continue;
+        ++children;
+        exec_d += p["execs"] == 1 && p["comm"] == "target_storm";
+        exit_ok += p["exited"] == true && p["exit_code"] == 0;
+    }
+    EXPECT_EQ(children, kChildren);
+    EXPECT_EQ(exec_d, kChildren);
+    EXPECT_EQ(exit_ok, kChildren);
+    EXPECT_EQ(r["system"]["not_listed"], 0);
+    EXPECT_GE(r["system"]["births"].get<std::uint64_t>(), static_cast<std::uint64_t>(kChildren + 1));
+    EXPECT_TRUE(r["dropped"]["reasons"].empty()) << r["dropped"].dump();
+    // The tracer's memory stays bounded: ~10,000 processes listed.
+    EXPECT_LT(trace.max_rss_kb(), 96 * 1024) << "tracer max RSS " << trace.max_rss_kb() << " KiB";
+    std::fprintf(stderr, "storm of %d: tracer max RSS %ld KiB\n", kChildren, trace.max_rss_kb());
+}
+
+// A memory cgroup of 32 MiB (v2 where the memory controller is there,
+// else v1's), removed at the end.
+class MemoryCgroup {
+public:
+    MemoryCgroup()
+    {
+        const std::string name = "memscope-e2e-" + std::to_string(getpid());
+        for (auto [base, limit] : {std::pair{"/sys/fs/cgroup", "memory.max"},
+                                   std::pair{"/sys/fs/cgroup/unified", "memory.max"},
+                                   std::pair{"/sys/fs/cgroup/memory", "memory.limit_in_bytes"}}) {
+            std::string dir = std::string(base) + "/" + name;
+            if (mkdir(dir.c_str(), 0755) != 0)
+                continue;
+            std::ofstream(dir + "/" + limit) << (32 << 20);
+            if (access((dir + "/" + limit).c_str(), F_OK) == 0 && read_all(dir + "/" + limit).size() > 1) {
+                std::ofstream(dir + "/memory.swap.max") << 0;
+                std::ofstream(dir + "/memory.memsw.limit_in_bytes") << (32 << 20);
+                dir_ = dir;
+                return;
+            }
+            rmdir(dir.c_str());
+        }
+    }
+    ~MemoryCgroup()
+    {
+        if (!dir_.empty())
+            rmdir(dir_.c_str());
+    }
+    const std::string& dir() const { return dir_; }
+
+private:
+    std::string dir_;
+};
+
+TEST_F(System, OomKillIsReportedWithTheVictimsFigures)
+{
+    MemoryCgroup cg;
+    ASSERT_FALSE(cg.dir().empty()) << "no memory cgroup could be made (v2 memory.max or v1 limit_in_bytes)";
+    SystemTrace trace("system_oom");
+    ASSERT_TRUE(trace.ready()) << trace.err();
+    Child victim({"/bin/sh", "-c", "echo $$ > " + cg.dir() + "/cgroup.procs && exec " + target("mem_hog") + " 256"});
+    const int victim_pid = victim.pid;
+    EXPECT_EQ(victim.finish(60s), 128 + SIGKILL) << victim.err_text;
+    json r = trace.stop();
+
+    ASSERT_EQ(r["oom_kills"].size(), 1u) << r["oom_kills"].dump();
+    const json& k = r["oom_kills"][0];
+    EXPECT_EQ(k["pid"], victim_pid);
+    EXPECT_EQ(k["comm"], "target_mem_hog");
+    EXPECT_GE(k["memory"]["rss_anon_bytes"].get<std::uint64_t>(), 16u << 20) << k.dump();
+    EXPECT_LE(k["memory"]["rss_anon_bytes"].get<std::uint64_t>(), 33u << 20) << k.dump();
+    const json* p = process_of(r, victim_pid);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ((*p)["oom_killed"], true);
+    EXPECT_EQ((*p)["exited"], true);
+    EXPECT_EQ((*p)["exit_code"], 128 + SIGKILL);
+    EXPECT_EQ(r["system"]["oom_kills"], 1);
+}
+
+TEST_F(System, BadCombinationsExitTwoWithOneLine)
+{
+    for (const auto& argv : std::vector<std::vector<std::string>>{
+             {kBin, "-a", "-p", "1"}, {kBin, "-a", "run", "--", "/bin/true"}}) {
+        Result r = run(argv);
+        EXPECT_EQ(r.status, 2) << r.err;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    }
+}
+
+} // namespace
+} // namespace e2e
