@@ -1,0 +1,149 @@
+// -a's process table: a reused pid never mixes two processes, exits and
+// their statuses land on the right one, the exited list is bounded.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstring>
+
+#include "process_table.hpp"
+#include "system_procs.hpp"
+
+namespace memscope {
+namespace {
+
+ms_sys_proc entry(std::uint64_t start_ns, std::uint64_t anon, std::uint32_t flags = 0, const char* comm = "worker")
+{
+    ms_sys_proc p{};
+    p.start_ns = start_ns;
+    p.first_seen_ns = 1;
+    p.rss[MS_RSS_ANON] = anon;
+    p.peak_rss_anon = anon;
+    p.flags = flags;
+    p.ppid = 1;
+    std::strncpy(p.comm, comm, sizeof p.comm - 1);
+    return p;
+}
+
+ProcessSection listed(int pid, std::uint64_t anon)
+{
+    ProcessSection s;
+    s.target.pid = pid;
+    s.target.comm = "old";
+    s.memory.emplace();
+    s.memory->rss_anon_bytes = s.memory->peak_rss_anon_bytes = anon;
+    return s;
+}
+
+TEST(ProcessTable, ListedProcessTakesItsFirstEntryAndKeepsThePeakProcSaw)
+{
+    ProcessTable t(10);
+    t.list(listed(42, 5000), 0);
+    t.update(42, entry(777, 3000), 1.0);
+    ASSERT_EQ(t.live().size(), 1u);
+    const WatchedProcess& w = t.live().at(42);
+    EXPECT_EQ(w.start_ns, 777u);
+    EXPECT_EQ(w.section.memory->rss_anon_bytes, 3000u);
+    EXPECT_EQ(w.section.memory->peak_rss_anon_bytes, 5000u);
+    EXPECT_EQ(w.section.target.comm, "worker");
+    EXPECT_DOUBLE_EQ(w.section.memory->anon_growth_bytes_per_s, -2000.0);
+    EXPECT_EQ(t.summary().processes_seen, 1u);
+}
+
+TEST(ProcessTable, ListedProcessIsNotTakenForOneBornWhileTraced)
+{
+    ProcessTable t(10);
+    t.list(listed(42, 5000), 0);
+    t.update(42, entry(900, 100, MS_SYS_SEEN_FORK), 1.0);
+    auto all = t.sections();
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_TRUE(all[0].exited != all[1].exited);
+    EXPECT_EQ(t.summary().births, 1u);
+    EXPECT_EQ(t.summary().processes_seen, 2u);
+}
+
+TEST(ProcessTable, ReusedPidIsAnotherProcessAndTheLateExitFindsTheFirst)
+{
+    ProcessTable t(10);
+    t.update(7, entry(100, 1000, MS_SYS_SEEN_FORK, "first"), 0.5);
+    // The map shows a new process under pid 7 before the first one's exit event is read.
+    t.update(7, entry(200, 50, MS_SYS_SEEN_FORK, "second"), 1.0);
+    ms_sys_proc gone = entry(100, 1000, MS_SYS_SEEN_FORK | MS_SYS_EXITED, "first");
+    t.exit(7, &gone, 3 << 8, 1.1); // exit(3)
+    auto all = t.sections();
+    ASSERT_EQ(all.size(), 2u);
+    const ProcessSection& first = all[0].target.comm == "first" ? all[0] : all[1];
+    const ProcessSection& second = all[0].target.comm == "first" ? all[1] : all[0];
+    EXPECT_TRUE(first.exited);
+    EXPECT_EQ(first.target.exit_code, 3);
+    EXPECT_FALSE(second.exited);
+    EXPECT_FALSE(second.target.exit_code.has_value());
+    EXPECT_EQ(second.memory->rss_anon_bytes, 50u);
+    EXPECT_EQ(t.summary().exits, 1u);
+    EXPECT_EQ(t.summary().births, 2u);
+}
+
+TEST(ProcessTable, ExitWithLastFiguresAndSignalStatus)
+{
+    ProcessTable t(10);
+    t.update(9, entry(5, 10, MS_SYS_SEEN_FORK), 0.1);
+    ms_sys_proc last = entry(5, 4096, MS_SYS_SEEN_FORK);
+    t.exit(9, &last, SIGKILL, 0.2);
+    EXPECT_TRUE(t.live().empty());
+    auto all = t.sections();
+    ASSERT_EQ(all.size(), 1u);
+    EXPECT_EQ(all[0].target.exit_code, 128 + SIGKILL);
+    EXPECT_EQ(all[0].memory->rss_anon_bytes, 4096u);
+}
+
+TEST(ProcessTable, ExitOfAnUnknownPidIsAKernelThreadAndNotCounted)
+{
+    ProcessTable t(10);
+    t.exit(1234, nullptr, 0, 0.1);
+    EXPECT_TRUE(t.sections().empty());
+    EXPECT_EQ(t.summary().exits, 0u);
+}
+
+TEST(ProcessTable, ExitedPastTheLimitAreCountedNotListed)
+{
+    ProcessTable t(2);
+    for (int pid = 10; pid < 15; ++pid) {
+        ms_sys_proc p = entry(static_cast<std::uint64_t>(pid), static_cast<std::uint64_t>(pid) * 100, MS_SYS_SEEN_FORK);
+        t.exit(pid, &p, 0, 0.1);
+    }
+    EXPECT_EQ(t.sections().size(), 2u);
+    EXPECT_EQ(t.summary().not_listed, 3u);
+    EXPECT_EQ(t.summary().not_listed_peak_rss_anon_bytes, 1400u);
+    EXPECT_EQ(t.summary().exits, 5u);
+    EXPECT_EQ(t.summary().processes_seen, 5u);
+}
+
+TEST(ProcessTable, OomKillIsRecordedWithItsFiguresAndMarksTheProcess)
+{
+    ProcessTable t(10);
+    t.update(3, entry(1, 10), 0.1);
+    t.oom(3, entry(1, 32 << 20, MS_SYS_OOM_KILLED, "hog"), 0.5);
+    ASSERT_EQ(t.oom_kills().size(), 1u);
+    EXPECT_EQ(t.oom_kills()[0].comm, "hog");
+    EXPECT_EQ(t.oom_kills()[0].memory.rss_anon_bytes, 32u << 20);
+    EXPECT_TRUE(t.live().at(3).section.oom_killed);
+    EXPECT_EQ(t.summary().oom_kills, 1u);
+}
+
+TEST(ProcStatus, KernelThreadHasNoMemoryAndNamespacedPidIsTheInnermost)
+{
+    EXPECT_FALSE(parse_proc_status(2, "Name:\tkthreadd\nPPid:\t0\nNSpid:\t2\n").has_value());
+    auto f = parse_proc_status(4000, "Name:\tweb\\nserver\nPPid:\t3999\nNSpid:\t4000\t17\n"
+                                     "RssAnon:\t    2048 kB\nRssFile:\t 1024 kB\nRssShmem:\t 0 kB\nVmSwap:\t 4 kB\n");
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->comm, "web\\nserver");
+    EXPECT_EQ(f->ppid, 3999);
+    EXPECT_EQ(f->ns_pid, 17);
+    EXPECT_TRUE(f->other_pid_namespace);
+    EXPECT_EQ(f->rss_anon, 2048u * 1024);
+    EXPECT_EQ(f->rss_file, 1024u * 1024);
+    EXPECT_EQ(f->swap, 4096u);
+}
+
+} // namespace
+} // namespace memscope
