@@ -133,9 +133,9 @@ CgroupNames::CgroupNames(std::string mount) : mount_(mount.empty() ? cgroup2_mou
 
 std::string CgroupNames::path_of(std::uint64_t id, int pid)
 {
-    if (mount_.empty() || id == 0)
+    if (mount_.empty() || (id == 0 && pid <= 0))
         return {};
-    if (auto it = names_.find(id); it != names_.end())
+    if (auto it = names_.find(id); id && it != names_.end())
         return it->second;
     if (pid > 0) {
         // "0::/path": the v2 line. Its path is the kernel's, and checked
@@ -146,6 +146,8 @@ std::string CgroupNames::path_of(std::uint64_t id, int pid)
             if (line.rfind("0::", 0) != 0)
                 continue;
             std::string path = line.substr(3);
+            if (id == 0)
+                return path; // no id to check it against: the kernel's word now
             struct stat st{};
             if (stat((mount_ + path).c_str(), &st) == 0 && static_cast<std::uint64_t>(st.st_ino) == id) {
                 names_[id] = path;
@@ -164,6 +166,8 @@ std::string CgroupNames::path_of(std::uint64_t id, int pid)
 void CgroupNames::walk()
 {
     last_walk_ = monotonic_s();
+    if (names_.size() > 4 * kMaxCgroupDirs)
+        names_.clear(); // cgroups come and go: the names of those gone are let go now and then
     struct stat root{};
     if (lstat(mount_.c_str(), &root) != 0)
         return;

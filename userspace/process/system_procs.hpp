@@ -37,7 +37,8 @@ public:
     // `mount`: the cgroup2 mount point; empty: found in /proc/self/mountinfo.
     explicit CgroupNames(std::string mount = {});
     // "/a/b" for id (empty when unknown); `pid` (0: none) is a process in
-    // it, whose /proc/PID/cgroup names it without a walk of the tree.
+    // it, whose /proc/PID/cgroup names it without a walk of the tree (id 0:
+    // that process's cgroup, whatever its id).
     std::string path_of(std::uint64_t id, int pid = 0);
     // The ids of `prefix` and every cgroup below it (a --heap cgroup: selector).
     std::vector<std::uint64_t> ids_under(const std::string& prefix);
