@@ -383,7 +383,32 @@ enum ms_sys_event_kind {
 	MS_SYS_EV_EXEC,     /* pid ran a new program (comm is the new one) */
 	MS_SYS_EV_EXIT,     /* pid's last thread left; proc holds its last figures */
 	MS_SYS_EV_OOM,      /* pid was chosen by the OOM killer; its figures then */
+	MS_SYS_EV_HELD,     /* pid waits at its loader for its heap probes (exit_code: the call's number) */
 };
+/* MS_SYS_EV_EXEC's exit_code: the new program matched a --heap selector
+ * and waits at its loader's _dl_debug_state until userspace releases it. */
+#define MS_SYS_EXEC_HELD 1
+
+/* -a --heap: a new process chosen for heap tracing waits in a sleepable
+ * uprobe on ld.so's _dl_debug_state (which the loader calls once the
+ * program's libraries are mapped, before any of their code runs) until
+ * userspace has attached its probes, at most MS_DEFAULT_HOLD_NS a call.
+ * No signal, no ptrace: its parent sees nothing. */
+#define MS_DEFAULT_HOLD_NS (500ull * 1000 * 1000)
+struct ms_hold {
+	__u32 calls;    /* _dl_debug_state calls that waited (BPF) */
+	__u32 released; /* the last call userspace let go (userspace) */
+};
+/* The selectors the exec tracepoint matches in the kernel. */
+struct ms_hold_comm {
+	char comm[MS_COMM_LEN];
+};
+struct ms_hold_inode {
+	__u64 ino;
+	__u32 dev; /* major << 20 | minor, as the kernel encodes it */
+	__u32 pad;
+};
+#define MS_MAX_HOLD_SELECTORS 256
 struct ms_sys_event {
 	__u32 kind;
 	__u32 pid;
@@ -395,7 +420,8 @@ struct ms_sys_event {
 /* Why tier 0 lost something: the counters userspace reports. */
 #define MS_SYS_DROP_REASONS(X) \
 	X(sys_table_full)      /* a process not tracked: the process table is full */ \
-	X(sys_ring_full)       /* a fork, exec, exit or OOM event lost: the ring was full */
+	X(sys_ring_full)       /* a fork, exec, exit or OOM event lost: the ring was full */ \
+	X(hold_timeout)        /* a chosen process went on before its heap probes were in place */
 enum ms_sys_drop {
 #define MS_SYS_DROP_ENUM(name) MS_SYS_DROP_##name,
 	MS_SYS_DROP_REASONS(MS_SYS_DROP_ENUM)

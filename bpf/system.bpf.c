@@ -57,6 +57,35 @@ struct {
 	__type(value, struct mmap_pending);
 } pending_mmap SEC(".maps");
 
+/* --heap selectors for new programs: their name, their file, their cgroup
+ * (or an ancestor); and the processes that matched, held at their loader. */
+volatile __u32 hold_selectors = 0;
+const volatile __u64 hold_ns = MS_DEFAULT_HOLD_NS;
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_MAX_HOLD_SELECTORS);
+	__type(key, struct ms_hold_comm);
+	__type(value, __u8);
+} hold_comms SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_MAX_HOLD_SELECTORS);
+	__type(key, struct ms_hold_inode);
+	__type(value, __u8);
+} hold_inodes SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16 * MS_MAX_HOLD_SELECTORS);
+	__type(key, __u64);
+	__type(value, __u8);
+} hold_cgroups SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct ms_hold);
+} holds SEC(".maps");
+
 static __always_inline void count_drop(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&sys_drops, &reason);
@@ -323,8 +352,92 @@ int BPF_PROG(sys_on_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+static long cgroup_level_matches(__u64 level, void *data)
+{
+	__u64 id = bpf_get_current_ancestor_cgroup_id((int)level);
+	int *found = data;
+
+	if (!id)
+		return 1;
+	if (bpf_map_lookup_elem(&hold_cgroups, &id)) {
+		*found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Does the new program match a --heap selector? Then it is held at its
+ * loader until userspace has probed it. */
+static __always_inline bool chosen(const struct ms_sys_proc *e, struct linux_binprm *bprm)
+{
+	struct ms_hold_comm comm = {};
+	struct ms_hold_inode file = {};
+	struct ms_hold hold = {};
+	struct inode *inode;
+	int found = 0;
+	__u32 tgid;
+
+	if (!hold_selectors)
+		return false;
+	__builtin_memcpy(comm.comm, e->comm, sizeof(comm.comm));
+	inode = BPF_CORE_READ(bprm, file, f_inode);
+	file.ino = BPF_CORE_READ(inode, i_ino);
+	file.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	if (bpf_map_lookup_elem(&hold_comms, &comm) || bpf_map_lookup_elem(&hold_inodes, &file))
+		found = 1;
+	else
+		bpf_loop(64, cgroup_level_matches, &found, 0);
+	if (!found)
+		return false;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	return bpf_map_update_elem(&holds, &tgid, &hold, BPF_ANY) == 0;
+}
+
+struct hold_wait {
+	__u32 tgid;
+	__u32 call;
+	__u64 deadline;
+	int timed_out;
+};
+
+static long still_held(__u64 i, void *data)
+{
+	struct hold_wait *w = data;
+	struct ms_hold *h = bpf_map_lookup_elem(&holds, &w->tgid);
+
+	if (!h || h->released >= w->call)
+		return 1;
+	if (bpf_ktime_get_ns() > w->deadline) {
+		w->timed_out = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* ld.so has mapped (or is about to map) libraries: a held process waits
+ * here, in the kernel, until userspace has attached its probes to what it
+ * maps now, or the hold's time is up. Sleepable: preemptible while it waits. */
+SEC("uprobe.s")
+int hold_at_loader(struct pt_regs *ctx)
+{
+	struct hold_wait w = { .tgid = bpf_get_current_pid_tgid() >> 32 };
+	struct ms_hold *h = bpf_map_lookup_elem(&holds, &w.tgid);
+
+	if (!h)
+		return 0;
+	w.call = __sync_add_and_fetch(&h->calls, 1);
+	w.deadline = bpf_ktime_get_ns() + hold_ns;
+	send(MS_SYS_EV_HELD, w.tgid, 0, (__s32)w.call);
+	/* Each round reads the map and the clock: 2^23 of them outlast the
+	 * deadline on any machine this runs on; the deadline bounds the wait. */
+	bpf_loop(1 << 23, still_held, &w, 0);
+	if (w.timed_out)
+		count_drop(MS_SYS_DROP_hold_timeout);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_exec")
-int BPF_PROG(sys_on_exec, struct task_struct *p, pid_t old_pid)
+int BPF_PROG(sys_on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = p->tgid;
 	struct ms_sys_proc *e = entry_of(p, tgid);
@@ -332,6 +445,7 @@ int BPF_PROG(sys_on_exec, struct task_struct *p, pid_t old_pid)
 
 	if (!e)
 		return 0;
+	__builtin_memset(e->comm, 0, sizeof(e->comm));
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), p->comm);
 	e->execs += 1;
 	e->cgroup_id = bpf_get_current_cgroup_id();
@@ -340,7 +454,7 @@ int BPF_PROG(sys_on_exec, struct task_struct *p, pid_t old_pid)
 		read_rss(e, mm);
 		e->brk_bytes = 0;
 	}
-	send(MS_SYS_EV_EXEC, tgid, e, 0);
+	send(MS_SYS_EV_EXEC, tgid, e, chosen(e, bprm) ? MS_SYS_EXEC_HELD : 0);
 	return 0;
 }
 
@@ -352,6 +466,7 @@ int BPF_PROG(sys_on_exit, struct task_struct *p, bool group_dead)
 
 	if (!group_dead)
 		return 0;
+	bpf_map_delete_elem(&holds, &tgid);
 	e = bpf_map_lookup_elem(&procs, &tgid);
 	if (!e) {
 		/* Born before the tracer, never faulted nor mapped since: its

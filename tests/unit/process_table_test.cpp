@@ -147,3 +147,44 @@ TEST(ProcStatus, KernelThreadHasNoMemoryAndNamespacedPidIsTheInnermost)
 
 } // namespace
 } // namespace memscope
+
+#include "selectors.hpp"
+
+namespace memscope {
+namespace {
+
+TEST(HeapSelector, ParsesEachKindAndRefusesMalformedOnesInOneSentence)
+{
+    std::string why;
+    auto p = parse_heap_selector("pid:42", why);
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->pid, 42);
+    auto c = parse_heap_selector("cgroup:/system.slice/", why);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->value, "/system.slice");
+    for (const char* bad : {"42", "pid:", "pid:-1", "pid:x", "comm:0123456789abcdef", "exe:relative/path",
+                            "cgroup:nope", "uid:0"}) {
+        why.clear();
+        EXPECT_FALSE(parse_heap_selector(bad, why)) << bad;
+        EXPECT_NE(why.find(bad), std::string::npos) << why;
+        EXPECT_EQ(why.find('\n'), std::string::npos);
+    }
+}
+
+TEST(HeapSelector, CgroupPrefixMatchesWholeComponentsOnly)
+{
+    std::string why;
+    auto s = *parse_heap_selector("cgroup:/a/b", why);
+    EXPECT_TRUE(selector_matches(s, {1, "x", "", "/a/b"}));
+    EXPECT_TRUE(selector_matches(s, {1, "x", "", "/a/b/c"}));
+    EXPECT_FALSE(selector_matches(s, {1, "x", "", "/a/bc"}));
+    EXPECT_FALSE(selector_matches(s, {1, "x", "", ""}));
+    auto root = *parse_heap_selector("cgroup:/", why);
+    EXPECT_TRUE(selector_matches(root, {1, "x", "", "/anything"}));
+    auto comm = *parse_heap_selector("comm:web", why);
+    EXPECT_TRUE(selector_matches(comm, {1, "web", "", ""}));
+    EXPECT_FALSE(selector_matches(comm, {1, "webx", "", ""}));
+}
+
+} // namespace
+} // namespace memscope

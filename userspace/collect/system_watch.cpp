@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -78,6 +79,8 @@ bool SystemWatch::attach(std::string& error)
     bool syscalls_missing = false;
     bpf_object__for_each_program(prog, skel_->obj)
     {
+        if (prog == skel_->progs.hold_at_loader)
+            continue; // attached by hold_new_programs, to a file
         bpf_link* link = bpf_program__attach(prog);
         if (link) {
             links_.emplace_back(link);
@@ -155,6 +158,51 @@ std::map<std::string, std::uint64_t> SystemWatch::drops() const
             out[kDropNames[r]] = sum;
     }
     return out;
+}
+
+std::string SystemWatch::hold_new_programs(const std::vector<std::string>& comms,
+                                           const std::vector<std::pair<std::uint64_t, std::uint32_t>>& inodes,
+                                           const std::vector<std::uint64_t>& cgroups, const std::string& loader,
+                                           std::uint64_t offset)
+{
+    const __u8 one = 1;
+    for (const auto& c : comms) {
+        ms_hold_comm key{};
+        std::memcpy(key.comm, c.data(), std::min(c.size(), sizeof key.comm - 1));
+        bpf_map_update_elem(bpf_map__fd(skel_->maps.hold_comms), &key, &one, BPF_ANY);
+    }
+    for (const auto& [ino, dev] : inodes) {
+        ms_hold_inode key{ino, dev, 0};
+        bpf_map_update_elem(bpf_map__fd(skel_->maps.hold_inodes), &key, &one, BPF_ANY);
+    }
+    for (std::uint64_t id : cgroups)
+        bpf_map_update_elem(bpf_map__fd(skel_->maps.hold_cgroups), &id, &one, BPF_ANY);
+    if (!hold_link_) {
+        bpf_link* link = bpf_program__attach_uprobe(skel_->progs.hold_at_loader, false, -1, loader.c_str(), offset);
+        if (!link)
+            return "cannot hold new processes at " + loader + "'s _dl_debug_state: " + std::strerror(errno);
+        hold_link_ = Link(link);
+    }
+    skel_->bss->hold_selectors = 1;
+    return {};
+}
+
+void SystemWatch::release(int pid, std::uint32_t call)
+{
+    const int fd = bpf_map__fd(skel_->maps.holds);
+    __u32 key = static_cast<__u32>(pid);
+    ms_hold h{};
+    // The process waits in the kernel meanwhile: nothing else writes its entry.
+    if (bpf_map_lookup_elem(fd, &key, &h) != 0)
+        return;
+    h.released = std::max(h.released, call);
+    bpf_map_update_elem(fd, &key, &h, BPF_EXIST);
+}
+
+void SystemWatch::end_hold(int pid)
+{
+    __u32 key = static_cast<__u32>(pid);
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.holds), &key);
 }
 
 std::uint64_t SystemWatch::map_bytes() const

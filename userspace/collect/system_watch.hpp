@@ -52,6 +52,18 @@ public:
     std::map<std::string, std::uint64_t> drops() const;
     std::uint64_t map_bytes() const;
     void add_program_stats(std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>& out) const;
+    // --heap: new programs that match these (by comm, by file, by cgroup v2
+    // id or an ancestor's) wait at `loader`'s _dl_debug_state (at
+    // `offset` in it) until release()d, for every process that maps it.
+    // Returns an error sentence, empty on success.
+    std::string hold_new_programs(const std::vector<std::string>& comms,
+                                  const std::vector<std::pair<std::uint64_t, std::uint32_t>>& inodes,
+                                  const std::vector<std::uint64_t>& cgroups, const std::string& loader,
+                                  std::uint64_t offset);
+    // Let call `call` of a held process go on; end_hold: hold it no more.
+    void release(int pid, std::uint32_t call);
+    void end_hold(int pid);
+
     // What could not be watched, once each (no tracefs: no brk/mmap figures).
     const std::vector<std::string>& notes() const { return notes_; }
 
@@ -61,6 +73,7 @@ private:
     system_bpf* skel_ = nullptr;
     ring_buffer* ring_ = nullptr;
     std::vector<Link> links_;
+    Link hold_link_;
     std::vector<std::string> notes_;
     const std::function<void(const SystemEvent&)>* handler_ = nullptr;
 };

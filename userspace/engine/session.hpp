@@ -101,6 +101,8 @@ public:
     const std::vector<ModeChange>& mode_changes() const { return changes_; }
 
     std::size_t tracker_modules() const { return modules_.size(); }
+    // Allocator functions probed in this process so far (0: its allocator's file is not mapped yet).
+    int allocator_functions() const { return allocator_functions_; }
     const std::vector<std::string>& notes() const { return notes_; }
 
     // The tracked variables, scopes and tasks. `final`: the variables are

@@ -1,0 +1,83 @@
+// -a --heap: the processes chosen for exact heap tracing, each probed alone
+// (its allocator's probes bound to it; no other process gets a breakpoint)
+// through one Tracer, a Session each. A new program that matches waits at
+// its loader (tier 0's hold, no signal, no ptrace) until its probes are in
+// place, so it is exact from its first allocator call.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model.hpp"
+#include "selectors.hpp"
+#include "session.hpp"
+#include "system_procs.hpp"
+#include "system_watch.hpp"
+#include "tracer.hpp"
+
+namespace memscope {
+
+struct HeapSettings {
+    std::vector<HeapSelector> selectors;
+    std::size_t top = 0; // --heap-top N: the N fastest-growing (anon RSS) as they appear
+    std::size_t max_variables = kDefaultMaxVariables;
+    TracerOptions tracer;
+};
+
+class HeapSet {
+public:
+    HeapSet(SystemWatch& watch, CgroupNames& cgroups, HeapSettings settings);
+    ~HeapSet();
+
+    // Load the heap tracer, hold new programs that match, probe the running
+    // processes that match. Returns an error sentence, empty on success;
+    // `notes` gets what the user should know (a selector that matches nothing yet).
+    std::string start(std::vector<std::string>& notes);
+    bool active() const { return tracer_ != nullptr; }
+    int events_fd() const;
+
+    // Tier 0's events: a new program (held when its exec matched in the
+    // kernel), a held process at its loader, a process gone.
+    void on_exec(int pid, bool held, double t);
+    void on_held(int pid, std::uint32_t call, double t);
+    void on_exit(int pid, double t);
+    // The heap tracer's events, each to its process's session.
+    void drain(double t);
+    // --heap-top: choose among the fastest-growing now (pid -> anon bytes/s).
+    void consider_growth(const std::vector<std::pair<int, double>>& fastest, double t);
+
+    // Every chosen process's report (those gone, and the live ones now).
+    std::vector<Report> sections(double t, bool final);
+    std::size_t chosen() const { return chosen_.size(); }
+    const std::vector<std::string>& notes() const { return notes_; }
+
+private:
+    struct Chosen {
+        std::unique_ptr<Session> session;
+        Target target;
+        std::string why; // the selector, or "--heap-top"
+    };
+    ProcessIdentity identity(int pid);
+    bool matches(int pid, std::string& why);
+    void choose(int pid, const std::string& why, bool held, double t);
+    Report section(Chosen& c, double t, bool final);
+    std::string hold_new_programs();
+
+    SystemWatch& watch_;
+    CgroupNames& cgroups_;
+    HeapSettings settings_;
+    std::unique_ptr<Tracer> tracer_;
+    std::map<int, Chosen> chosen_;
+    std::vector<Report> done_; // processes that exited: their final reports
+    std::vector<std::string> notes_;
+};
+
+// Fold the chosen processes' reports into -a's: its threads, sites, leaks,
+// variables and totals are theirs; each one's entry in `processes` is
+// marked heap_traced with its own totals.
+void fold_heap_sections(Report& system, std::vector<Report> sections);
+
+} // namespace memscope
