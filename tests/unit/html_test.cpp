@@ -1030,6 +1030,7 @@ TEST(HtmlReport, SystemReportInChromium)
     ASSERT_NE(dom.first("body"), nullptr);
     EXPECT_EQ(dom.first("body")->attr("data-rendered"), "ok") << dom.text_by_id("errors");
     expect_no_injected_markup(dom);
+    EXPECT_EQ(dom.find_id("warnings"), -1) << dom.text_by_id("warnings"); // schema 2 is this page's own
     EXPECT_FALSE(dom.tags()[dom.find_id("processes-section")].has("hidden"));
 
     const auto rows = dom.rows("processes-table"); // largest anonymous peak first, none last

@@ -393,8 +393,8 @@ function renderSummary(R, variablesCount) {
   }
 
   const warnings = arr(R.warnings).map(str).filter((w) => w);
-  if (R.schema !== 'memscope-trace/1')
-    warnings.unshift(`Unexpected schema ${JSON.stringify(str(R.schema))}: this page reads memscope-trace/1.`);
+  if (R.schema !== 'memscope-trace/1' && R.schema !== 'memscope-trace/2')
+    warnings.unshift(`Unexpected schema ${JSON.stringify(str(R.schema))}: this page reads memscope-trace/1 and /2.`);
   if (warnings.length) {
     const box = el('div', 'warnings');
     box.id = 'warnings';
