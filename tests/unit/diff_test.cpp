@@ -990,3 +990,31 @@ TEST(DiffBadInput, Files)
     std::remove(base.c_str());
     std::remove(current.c_str());
 }
+
+// A system-wide report (-a) is read, then refused with a sentence: its
+// figures are the kernel's per process, not one command's allocator calls.
+TEST(DiffBadInput, SystemWideReportsAreReadAndRefusedClearly)
+{
+    json system = report(10000, 1000);
+    system["mode_scope"] = "system";
+    system["processes"] = json::array();
+    system["system"] = {{"processes_seen", 3}, {"births", 1}};
+    system["oom_kills"] = json::array();
+    json process = report(10000, 1000);
+    process["mode_scope"] = "process";
+    for (const auto& [base, current] : {std::pair{system, system}, {process, system}, {system, process}}) {
+        Outcome r = diff(base, current, gate({"alloc_count=2%"}));
+        EXPECT_EQ(r.code, 2) << r.out;
+        expect_one_line(r.err);
+        EXPECT_NE(r.err.find("is a system-wide report (memscope-trace -a): diff compares the allocator figures of "
+                             "one traced command"),
+                  std::string::npos)
+            << r.err;
+    }
+    EXPECT_EQ(diff(process, process, gate({"alloc_count=2%"})).code, 0);
+    system["system"]["births"] = "many"; // read first: a wrong field is said as such
+    Outcome r = diff(system, system, gate({}));
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("system.births is a string, expected an unsigned 64-bit integer"), std::string::npos)
+        << r.err;
+}

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "report_html.hpp"
+#include "report_json.hpp"
 
 using nlohmann::json;
 namespace fs = std::filesystem;
@@ -729,6 +730,7 @@ TEST(HtmlReport, SmallReportInChromium)
     const Tag* body = dom.first("body");
     ASSERT_NE(body, nullptr);
     EXPECT_EQ(body->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+    EXPECT_TRUE(dom.tags()[dom.find_id("processes-section")].has("hidden")) << "a system report's only";
 
     // Header figures.
     std::map<std::string, std::string> fields;
@@ -994,4 +996,63 @@ TEST(HtmlReport, EmptyReportInChromium)
         EXPECT_GE(dom.find_id(id), 0) << id;
         EXPECT_TRUE(dom.rows(id).empty()) << id;
     }
+}
+
+// -a: the machine's processes drawn from the writer's own document, the
+// target's strings as text.
+TEST(HtmlReport, SystemReportInChromium)
+{
+    REQUIRE_CHROMIUM(chromium);
+    using namespace memscope;
+    Report r;
+    r.mode_scope = "system";
+    for (int pid : {200, 300, 400}) {
+        ProcessSection p;
+        p.target = {pid, pid == 300 ? kHostile : "svc", "/usr/bin/svc", std::nullopt};
+        p.cgroup = pid == 300 ? kQuotes : "/system.slice/svc.service";
+        if (pid != 400) {
+            p.memory.emplace();
+            p.memory->peak_rss_anon_bytes = std::uint64_t(pid) << 20;
+            p.memory->rss_file_bytes = 4096;
+            p.memory->anon_growth_bytes_per_s = -2048;
+        }
+        p.ns_pid = 7;
+        p.other_pid_namespace = pid == 300;
+        p.heap_traced = pid == 200;
+        p.oom_killed = pid == 300;
+        r.processes.push_back(p);
+    }
+    r.oom_kills.push_back({300, 7, kHostile, kQuotes, 1.5, {}});
+    r.system = {40, 5, 6, 7, 1, 30, 1 << 30, {"--heap=" + kHostile}};
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    const Dom dom(dump_dom(chromium, tmp, write_page(tmp, "system.html", report_summary_json(r))));
+    ASSERT_NE(dom.first("body"), nullptr);
+    EXPECT_EQ(dom.first("body")->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+    expect_no_injected_markup(dom);
+    EXPECT_EQ(dom.find_id("warnings"), -1) << dom.text_by_id("warnings"); // schema 2 is this page's own
+    EXPECT_FALSE(dom.tags()[dom.find_id("processes-section")].has("hidden"));
+
+    const auto rows = dom.rows("processes-table"); // largest anonymous peak first, none last
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows[0].value("pid"), "300");
+    EXPECT_EQ(rows[0].value("ns_pid"), "7");
+    EXPECT_EQ(rows[0].cell("comm").text, kHostile);
+    EXPECT_EQ(rows[0].cell("cgroup").text, kQuotes);
+    EXPECT_EQ(rows[0].value("peak_rss_anon_bytes"), std::to_string(300ull << 20));
+    EXPECT_EQ(rows[0].value("anon_growth_bytes_per_s"), "-2048");
+    EXPECT_EQ(rows[0].cell("flags").text, "OOM");
+    EXPECT_EQ(rows[1].value("pid"), "200");
+    EXPECT_FALSE(rows[1].cell("ns_pid").has_value); // same namespace
+    EXPECT_EQ(rows[1].cell("flags").text, "heap-traced");
+    EXPECT_EQ(rows[2].value("pid"), "400");
+    EXPECT_FALSE(rows[2].cell("rss_file_bytes").has_value); // no figures
+
+    const auto kills = dom.rows("oom-table");
+    ASSERT_EQ(kills.size(), 1u);
+    EXPECT_EQ(kills[0].cell("comm").text, kHostile);
+    EXPECT_EQ(kills[0].value("t_s"), "1.5");
+    EXPECT_NE(dom.text_by_id("system-counts").find("40 processes seen: 5 born"), std::string::npos)
+        << dom.text_by_id("system-counts");
+    EXPECT_NE(dom.text_by_id("processes-body").find("Heap traced by: --heap=" + kHostile), std::string::npos);
 }

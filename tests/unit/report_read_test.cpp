@@ -149,6 +149,54 @@ Report everything()
     return r;
 }
 
+MemoryFigures figures(std::uint64_t anon, std::uint64_t peak_anon)
+{
+    MemoryFigures m;
+    std::uint64_t n = 1;
+    for (const auto& f : kMemoryFields)
+        m.*f.member = 4096 * n++; // each its own
+    m.rss_anon_bytes = anon;
+    m.peak_rss_anon_bytes = peak_anon;
+    m.anon_growth_bytes_per_s = -1234.5;
+    m.watched_s = 2.25;
+    return m;
+}
+
+// -a: the machine's processes (one heap-traced, one without figures, one
+// in another pid namespace with a hostile name), an OOM kill, the counts.
+Report system_report()
+{
+    Report r;
+    r.mode_scope = "system";
+    r.duration_s = 3.5;
+    r.target = {0, "", "", std::nullopt};
+    ProcessSection a;
+    a.target = {200, "postgres", "/usr/lib/postgresql/bin/postgres", std::nullopt};
+    a.parent_pid = 1;
+    a.memory = figures(1 << 20, 3 << 20);
+    a.cgroup = "/system.slice/postgresql.service";
+    a.heap_traced = true;
+    a.totals.alloc_count = 10;
+    a.execs = 1;
+    a.forks = 4;
+    ProcessSection b;
+    b.target = {201, "kworker", "", std::nullopt};
+    b.exited = true;
+    ProcessSection c;
+    c.target = {300, "\x1b[2J<script>x</script>", "/tmp/\x07evil", 137};
+    c.memory = figures(5 << 20, 9 << 20);
+    c.cgroup = "/kubepods/\x1b]0;pod\x07";
+    c.ns_pid = 7;
+    c.other_pid_namespace = true;
+    c.born_while_traced = true;
+    c.exited = true;
+    c.oom_killed = true;
+    r.processes = {a, b, c};
+    r.oom_kills.push_back({300, 7, c.target.comm, c.cgroup, 1.25, *c.memory});
+    r.system = {40, 5, 6, 7, 1, 30, 1 << 30, {"--heap=postgres", "--heap-top=2"}};
+    return r;
+}
+
 Report read(const std::string& text)
 {
     json doc;
@@ -291,4 +339,131 @@ TEST(ReportRead, ATextReportOfAFileReadBackEscapesWhatTheFileSays)
     EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
     EXPECT_EQ(text.find('\x07'), std::string::npos) << text;
     EXPECT_EQ(text.find("\xc2\x9b"), std::string::npos) << text;
+}
+
+TEST(ReportRead, ASystemReportComesBackWhole)
+{
+    const std::string text = report_to_json_text(system_report());
+    Report back = read(text);
+    EXPECT_EQ(report_to_json_text(back), text); // byte for byte
+    EXPECT_EQ(back.mode_scope, "system");
+    ASSERT_EQ(back.processes.size(), 3u);
+    ASSERT_TRUE(back.processes[0].memory);
+    EXPECT_EQ(back.processes[0].memory->peak_rss_anon_bytes, 3u << 20);
+    EXPECT_EQ(back.processes[0].memory->munmap_calls, figures(0, 0).munmap_calls);
+    EXPECT_EQ(back.processes[0].memory->anon_growth_bytes_per_s, -1234.5);
+    EXPECT_EQ(back.processes[0].cgroup, "/system.slice/postgresql.service");
+    EXPECT_TRUE(back.processes[0].heap_traced);
+    EXPECT_EQ(back.processes[0].forks, 4u);
+    EXPECT_FALSE(back.processes[1].memory);
+    EXPECT_TRUE(back.processes[1].exited);
+    EXPECT_EQ(back.processes[2].ns_pid, 7);
+    EXPECT_TRUE(back.processes[2].other_pid_namespace && back.processes[2].born_while_traced &&
+                back.processes[2].oom_killed);
+    ASSERT_EQ(back.oom_kills.size(), 1u);
+    EXPECT_EQ(back.oom_kills[0].ns_pid, 7);
+    EXPECT_EQ(back.oom_kills[0].t_s, 1.25);
+    EXPECT_EQ(back.oom_kills[0].memory.rss_anon_bytes, 5u << 20);
+    EXPECT_EQ(back.system.not_listed_peak_rss_anon_bytes, 1u << 30);
+    EXPECT_EQ(back.system.heap_selectors, (std::vector<std::string>{"--heap=postgres", "--heap-top=2"}));
+    EXPECT_EQ(format_report(back), format_report(system_report()));
+
+    // A process without figures is written as null; a machine of no
+    // processes lists none (no root is made up).
+    const json doc = json::parse(text);
+    EXPECT_TRUE(doc["processes"][1]["memory"].is_null());
+    Report none = system_report();
+    none.processes.clear();
+    const json empty = json::parse(report_to_json_text(none));
+    EXPECT_EQ(empty["processes"], json::array());
+    EXPECT_EQ(read(empty.dump()).processes.size(), 0u);
+}
+
+TEST(ReportRead, AProcessReportHasNoSystemPartsAndAnOlderOneReadsAsProcess)
+{
+    json doc = json::parse(report_to_json_text(everything()));
+    EXPECT_EQ(doc["mode_scope"], "process");
+    EXPECT_EQ(doc["oom_kills"], json::array());
+    EXPECT_FALSE(doc.contains("system"));
+    EXPECT_FALSE(doc["processes"][0].contains("memory"));
+    EXPECT_FALSE(doc["processes"][0].contains("cgroup"));
+    doc.erase("mode_scope"); // written before -a
+    doc.erase("oom_kills");
+    Report r;
+    ASSERT_EQ(report_from_json(doc, r), "");
+    EXPECT_EQ(r.mode_scope, "process");
+    EXPECT_TRUE(r.oom_kills.empty());
+    EXPECT_FALSE(r.processes[0].memory);
+    EXPECT_EQ(report_to_json_text(r), report_to_json_text(everything()));
+}
+
+TEST(ReportRead, AWrongSystemFieldIsSaidWithItsPlace)
+{
+    const json good = json::parse(report_to_json_text(system_report()));
+    struct Case {
+        std::function<void(json&)> spoil;
+        std::string says;
+    } cases[] = {
+        {[](json& j) { j["processes"][0]["memory"]["rss_anon_bytes"] = "1 MiB"; },
+         "processes[0].memory.rss_anon_bytes is a string, expected an unsigned 64-bit integer"},
+        {[](json& j) { j["processes"][2]["memory"]["peak_rss_anon_bytes"] = -5; },
+         "processes[2].memory.peak_rss_anon_bytes is negative, expected an unsigned 64-bit integer"},
+        {[](json& j) { j["processes"][0]["memory"]["watched_s"] = true; },
+         "processes[0].memory.watched_s is a boolean, expected a number"},
+        {[](json& j) { j["processes"][1]["memory"] = 3; },
+         "processes[1].memory is a number, expected an object or null"},
+        {[](json& j) { j["processes"][0]["heap_traced"] = "yes"; },
+         "processes[0].heap_traced is a string, expected true or false"},
+        {[](json& j) { j["processes"][2]["ns_pid"] = 1.5; },
+         "processes[2].ns_pid is a number, expected a 64-bit integer"},
+        {[](json& j) { j["processes"][0]["cgroup"] = json::array(); },
+         "processes[0].cgroup is an array, expected a string"},
+        {[](json& j) { j["oom_kills"][0]["memory"]["swap_bytes"] = nullptr; },
+         "oom_kills[0].memory.swap_bytes is null, expected an unsigned 64-bit integer"},
+        {[](json& j) { j["oom_kills"][0]["memory"] = "x"; }, "oom_kills[0].memory is a string, expected an object"},
+        {[](json& j) { j["oom_kills"] = json::object(); }, "oom_kills is an object, expected an array"},
+        {[](json& j) { j["system"]["births"] = -1; },
+         "system.births is negative, expected an unsigned 64-bit integer"},
+        {[](json& j) { j["system"]["heap_selectors"][1] = 2; }, "system.heap_selectors[1] is a number, expected a string"},
+        {[](json& j) { j["system"] = json::array(); }, "system is an array, expected an object"},
+        {[](json& j) { j["mode_scope"] = 1; }, "mode_scope is a number, expected a string"},
+        {[](json& j) { j["mode_scope"] = "galaxy"; }, "mode_scope is not \"process\" or \"system\""},
+    };
+    for (const auto& c : cases) {
+        json bad = good;
+        c.spoil(bad);
+        EXPECT_EQ(error_of(bad), c.says);
+    }
+}
+
+TEST(ReportRead, ASystemTextReportListsTheLargestAndEscapesWhatProcessesSay)
+{
+    Report r = system_report();
+    const std::string text = format_report(r);
+    EXPECT_NE(text.find("system-wide"), std::string::npos) << text;
+    for (char c : {'\x1b', '\x07'})
+        EXPECT_EQ(text.find(c), std::string::npos) << text;
+    EXPECT_NE(text.find("\\x1b[2J<script>~ /kubepods/\\x1b]0;pod\\x07"), std::string::npos) << text; // comm clipped
+    EXPECT_NE(text.find("~lice/postgresql.service"), std::string::npos) << text; // a cgroup's end kept
+    EXPECT_NE(text.find("300/7"), std::string::npos) << text;                  // pid and ns pid
+    EXPECT_NE(text.find("exited,OOM"), std::string::npos) << text;
+    EXPECT_NE(text.find("heap-traced"), std::string::npos) << text;
+    EXPECT_NE(text.find("-1.2 KiB/s"), std::string::npos) << text;
+    EXPECT_NE(text.find("processes seen 40: 5 born, 6 exec'd, 7 exited, 30 not listed"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("heap traced by: --heap=postgres --heap-top=2"), std::string::npos) << text;
+    EXPECT_NE(text.find("OOM kills: 1"), std::string::npos) << text;
+    // Largest anonymous peak first; without figures last.
+    const auto c = text.find("300/7"), a = text.find("200 "), b = text.find("201 ");
+    EXPECT_LT(c, a);
+    EXPECT_LT(a, b);
+
+    // Twenty rows at most, the rest counted.
+    for (int pid = 1000; pid < 1030; ++pid) {
+        ProcessSection p;
+        p.target = {pid, "many", "", std::nullopt};
+        p.memory = figures(1, 1);
+        r.processes.push_back(p);
+    }
+    EXPECT_NE(format_report(r).find("... 13 more in the JSON report"), std::string::npos);
 }

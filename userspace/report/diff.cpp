@@ -1034,6 +1034,12 @@ int compare_reports(const Report& base, const Report& current, const std::string
                                   (r->unprobed_allocators.size() > 1 ? " and others" : "") +
                                   "): their calls are not counted, so there is nothing sound to gate on");
     }
+    // A system-wide report's figures are the kernel's per process (-a), not
+    // one command's allocator calls: not what this comparison gates on.
+    for (const auto& [r, name] : {std::pair{&base, &base_name}, std::pair{&current, &current_name}})
+        if (r->mode_scope == "system")
+            return bad_input(err, *name + " is a system-wide report (memscope-trace -a): diff compares the "
+                                          "allocator figures of one traced command, not a machine's processes");
     Model base_model, current_model;
     if (std::string e = ModelBuilder(base).build(base_model); !e.empty())
         return bad_input(err, base_name + ": " + e);

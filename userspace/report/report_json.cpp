@@ -309,23 +309,84 @@ void add_sites_json(const Report& r, json& out, bool lists)
     out["timeline"] = std::move(tl);
 }
 
-// The process tree: the root alone when no other process was traced.
+bool system_scope(const Report& r)
+{
+    return r.mode_scope == "system";
+}
+
+// Every figure of kMemoryFields, then the growth rate and the time watched.
+json memory_json(const MemoryFigures& m)
+{
+    json out = json::object();
+    for (const auto& f : kMemoryFields)
+        out[f.name] = m.*f.member;
+    out["anon_growth_bytes_per_s"] = m.anon_growth_bytes_per_s;
+    out["watched_s"] = m.watched_s;
+    return out;
+}
+
+// What -a knows of a process besides its heap (mode_scope "system" only).
+void add_system_process_json(const ProcessSection& p, json& out)
+{
+    out["memory"] = p.memory ? memory_json(*p.memory) : json(nullptr);
+    out["cgroup"] = p.cgroup;
+    out["heap_traced"] = p.heap_traced;
+    out["ns_pid"] = p.ns_pid;
+    out["other_pid_namespace"] = p.other_pid_namespace;
+    out["born_while_traced"] = p.born_while_traced;
+    out["exited"] = p.exited;
+    out["oom_killed"] = p.oom_killed;
+    out["execs"] = p.execs;
+    out["forks"] = p.forks;
+}
+
+// The process tree: the root alone when no other process was traced. A
+// system report lists the machine's processes, none when it saw none.
 json processes_json(const Report& r)
 {
     json out = json::array();
     const ProcessSection root{r.target, 0, r.totals, r.peak_live_bytes_exact && r.live_bytes_exact, r.threads.size()};
-    for (const auto& p : r.processes.empty() ? std::vector<ProcessSection>{root} : r.processes) {
+    const bool system = system_scope(r);
+    for (const auto& p : r.processes.empty() && !system ? std::vector<ProcessSection>{root} : r.processes) {
         json totals = counters_json(p.totals);
         totals["peak_live_bytes_exact"] = p.peak_live_bytes_exact;
-        out.push_back(json{{"pid", p.target.pid},
-                           {"parent_pid", p.parent_pid},
-                           {"exe", p.target.exe},
-                           {"comm", p.target.comm},
-                           {"exit_code", p.target.exit_code ? json(*p.target.exit_code) : json(nullptr)},
-                           {"threads", p.threads},
-                           {"totals", std::move(totals)}});
+        json entry{{"pid", p.target.pid},
+                   {"parent_pid", p.parent_pid},
+                   {"exe", p.target.exe},
+                   {"comm", p.target.comm},
+                   {"exit_code", p.target.exit_code ? json(*p.target.exit_code) : json(nullptr)},
+                   {"threads", p.threads},
+                   {"totals", std::move(totals)}};
+        if (system)
+            add_system_process_json(p, entry);
+        out.push_back(std::move(entry));
     }
     return out;
+}
+
+json oom_kills_json(const Report& r)
+{
+    json out = json::array();
+    for (const auto& k : r.oom_kills)
+        out.push_back(json{{"pid", k.pid},
+                           {"ns_pid", k.ns_pid},
+                           {"comm", k.comm},
+                           {"cgroup", k.cgroup},
+                           {"t_s", k.t_s},
+                           {"memory", memory_json(k.memory)}});
+    return out;
+}
+
+json system_json(const SystemSummary& s)
+{
+    return json{{"processes_seen", s.processes_seen},
+                {"births", s.births},
+                {"execs", s.execs},
+                {"exits", s.exits},
+                {"oom_kills", s.oom_kills},
+                {"not_listed", s.not_listed},
+                {"not_listed_peak_rss_anon_bytes", s.not_listed_peak_rss_anon_bytes},
+                {"heap_selectors", s.heap_selectors}};
 }
 
 json report_without_variables(const Report& r, bool lists)
@@ -383,6 +444,8 @@ json report_without_variables(const Report& r, bool lists)
          {{"forks", r.children.forks}, {"execs", r.children.execs}, {"pids", r.children.pids},
           {"traced", r.followed_children}}},
         {"processes", processes_json(r)},
+        {"mode_scope", r.mode_scope},
+        {"oom_kills", oom_kills_json(r)},
         {"warnings", r.warnings},
         {"unprobed_allocators", [&] {
              json list = json::array();
@@ -391,6 +454,8 @@ json report_without_variables(const Report& r, bool lists)
              return list;
          }()},
     };
+    if (system_scope(r))
+        out["system"] = system_json(r.system);
     add_tracked_json(r.tracked, out);
     add_sites_json(r, out, lists);
     return out;

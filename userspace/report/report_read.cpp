@@ -213,8 +213,9 @@ public:
 
     std::string read(const json& doc)
     {
-        if (schema(doc) && head(doc) && tracer(doc) && threads(doc) && processes(doc) && tracked(doc) &&
-            stacks(doc) && sites(doc) && leaks(doc) && timeline(doc) && variables(doc))
+        if (schema(doc) && head(doc) && tracer(doc) && threads(doc) && processes(doc) && system(doc) &&
+            oom_kills(doc) && tracked(doc) && stacks(doc) && sites(doc) && leaks(doc) && timeline(doc) &&
+            variables(doc))
             return {};
         return in_.error;
     }
@@ -225,6 +226,11 @@ private:
     bool tracer(const json& doc);
     bool threads(const json& doc);
     bool processes(const json& doc);
+    bool process_system(const json& p, const std::string& where, ProcessSection& s);
+    bool system(const json& doc);
+    bool oom_kills(const json& doc);
+    bool memory(const json& m, const std::string& where, MemoryFigures& out);
+    bool pid(const json& obj, const std::string& where, const char* key, int& out);
     bool tracked(const json& doc);
     bool stacks(const json& doc);
     bool sites(const json& doc);
@@ -436,12 +442,93 @@ bool ReportReader::processes(const json& doc)
                 s.threads = k + 1;
             }
         }
+        if (!process_system(p, where, s))
+            return false;
         r_.processes.push_back(std::move(s));
         return true;
     });
     if (read && !own.empty())
         r_.threads = std::move(own);
     return read;
+}
+
+bool ReportReader::pid(const json& obj, const std::string& where, const char* key, int& out)
+{
+    std::int64_t v = out;
+    if (!in_.i(obj, where, key, v))
+        return false;
+    out = static_cast<int>(v);
+    return true;
+}
+
+// A memory object: each figure of kMemoryFields (absent: 0), the growth
+// rate and the time watched.
+bool ReportReader::memory(const json& m, const std::string& where, MemoryFigures& out)
+{
+    if (!m.is_object())
+        return in_.fail(where + " is " + json_kind(m) + ", expected an object");
+    for (const auto& f : kMemoryFields)
+        if (!in_.u(m, where, f.name, out.*f.member))
+            return false;
+    return in_.real(m, where, "anon_growth_bytes_per_s", out.anon_growth_bytes_per_s) &&
+           in_.real(m, where, "watched_s", out.watched_s);
+}
+
+// What -a knows of a process besides its heap; absent in other reports.
+bool ReportReader::process_system(const json& p, const std::string& where, ProcessSection& s)
+{
+    auto m = p.find("memory");
+    if (m != p.end() && !m->is_null()) {
+        if (!m->is_object())
+            return in_.fail(at(where, "memory") + " is " + json_kind(*m) + ", expected an object or null");
+        if (!memory(*m, at(where, "memory"), s.memory.emplace()))
+            return false;
+    }
+    return in_.str(p, where, "cgroup", s.cgroup) && in_.boolean(p, where, "heap_traced", s.heap_traced) &&
+           pid(p, where, "ns_pid", s.ns_pid) &&
+           in_.boolean(p, where, "other_pid_namespace", s.other_pid_namespace) &&
+           in_.boolean(p, where, "born_while_traced", s.born_while_traced) &&
+           in_.boolean(p, where, "exited", s.exited) && in_.boolean(p, where, "oom_killed", s.oom_killed) &&
+           in_.u(p, where, "execs", s.execs) && in_.u(p, where, "forks", s.forks);
+}
+
+// The scope ("process" when an older report does not say) and, with -a,
+// the machine's counts.
+bool ReportReader::system(const json& doc)
+{
+    if (!in_.str(doc, "", "mode_scope", r_.mode_scope))
+        return false;
+    if (r_.mode_scope != "process" && r_.mode_scope != "system")
+        return in_.fail("mode_scope is not \"process\" or \"system\"");
+    const json* s = in_.object(doc, "", "system");
+    if (!s)
+        return in_.error.empty();
+    SystemSummary& y = r_.system;
+    const std::string w = "system";
+    return in_.u(*s, w, "processes_seen", y.processes_seen) && in_.u(*s, w, "births", y.births) &&
+           in_.u(*s, w, "execs", y.execs) && in_.u(*s, w, "exits", y.exits) &&
+           in_.u(*s, w, "oom_kills", y.oom_kills) && in_.u(*s, w, "not_listed", y.not_listed) &&
+           in_.u(*s, w, "not_listed_peak_rss_anon_bytes", y.not_listed_peak_rss_anon_bytes) &&
+           in_.each(*s, w, "heap_selectors", [&](const json& h, const std::string& where) {
+               return h.is_string() ? (y.heap_selectors.push_back(h), true)
+                                    : in_.fail(where + " is " + json_kind(h) + ", expected a string");
+           });
+}
+
+bool ReportReader::oom_kills(const json& doc)
+{
+    return in_.objects(doc, "", "oom_kills", [&](const json& k, const std::string& where) {
+        OomKill kill;
+        if (!pid(k, where, "pid", kill.pid) || !pid(k, where, "ns_pid", kill.ns_pid) ||
+            !in_.str(k, where, "comm", kill.comm) || !in_.str(k, where, "cgroup", kill.cgroup) ||
+            !in_.real(k, where, "t_s", kill.t_s))
+            return false;
+        const json* m = in_.object(k, where, "memory");
+        if (!in_.error.empty() || (m && !memory(*m, at(where, "memory"), kill.memory)))
+            return false;
+        r_.oom_kills.push_back(std::move(kill));
+        return true;
+    });
 }
 
 std::uint32_t ReportReader::descriptor(const std::string& name, const std::string& type, const std::string& file,

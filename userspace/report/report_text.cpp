@@ -2,6 +2,7 @@
 #include "paths.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 
@@ -115,18 +116,22 @@ std::string format_tracked(const Report& r, std::size_t top)
     return out;
 }
 
-std::string format_report(const Report& r)
+namespace {
+
+std::string mode_change_lines(const Report& r)
 {
     std::string out;
-    const Counters& t = r.totals;
-    out += row("memscope-trace: pid %d (%s) %s, traced %.3f s, mode %s\n", r.target.pid,
-               escape_for_terminal(r.target.comm).c_str(),
-               escape_for_terminal(r.target.exe).c_str(), r.duration_s, escape_for_terminal(r.mode).c_str());
-    if (r.target.exit_code)
-        out += row("  exit status %d\n", *r.target.exit_code);
     for (const auto& c : r.mode_changes)
         out += row("  mode %s -> %s at %.3f s: %s\n", mode_name(c.from), mode_name(c.to), c.t_s,
                    escape_for_terminal(c.reason).c_str());
+    return out;
+}
+
+// The allocator's figures: totals and the per-thread table.
+std::string heap_lines(const Report& r)
+{
+    std::string out;
+    const Counters& t = r.totals;
     out += row("  allocations %llu (%s), frees %llu (%s), failed %llu, unmatched frees %llu\n",
                (unsigned long long)t.alloc_count, human_bytes(t.alloc_bytes).c_str(),
                (unsigned long long)t.free_count, human_bytes(t.free_bytes).c_str(),
@@ -146,6 +151,37 @@ std::string format_report(const Report& r)
                    human_bytes(c.free_bytes).c_str(), human_bytes(c.live_bytes).c_str(),
                    human_bytes(c.peak_live_bytes).c_str());
     }
+    return out;
+}
+
+std::string drop_and_warning_lines(const Report& r)
+{
+    std::string out;
+    if (r.dropped.events || r.dropped.untracked_allocations)
+        out += row("  DROPPED: %llu events, %llu allocations untracked\n",
+                   (unsigned long long)r.dropped.events,
+                   (unsigned long long)r.dropped.untracked_allocations);
+    for (const auto& w : r.warnings)
+        out += "  WARNING: " + escape_for_terminal(w) + "\n";
+    return out;
+}
+
+std::string format_system_report(const Report& r);
+
+} // namespace
+
+std::string format_report(const Report& r)
+{
+    if (r.mode_scope == "system")
+        return format_system_report(r);
+    std::string out;
+    out += row("memscope-trace: pid %d (%s) %s, traced %.3f s, mode %s\n", r.target.pid,
+               escape_for_terminal(r.target.comm).c_str(),
+               escape_for_terminal(r.target.exe).c_str(), r.duration_s, escape_for_terminal(r.mode).c_str());
+    if (r.target.exit_code)
+        out += row("  exit status %d\n", *r.target.exit_code);
+    out += mode_change_lines(r);
+    out += heap_lines(r);
     out += format_tracked(r);
     out += format_sites(r);
     if (r.followed_children && r.processes.size() > 1) {
@@ -159,12 +195,7 @@ std::string format_report(const Report& r)
         out += row("  children: %llu forked, %llu exec'd (seen, not traced)\n",
                    (unsigned long long)r.children.forks, (unsigned long long)r.children.execs);
     }
-    if (r.dropped.events || r.dropped.untracked_allocations)
-        out += row("  DROPPED: %llu events, %llu allocations untracked\n",
-                   (unsigned long long)r.dropped.events,
-                   (unsigned long long)r.dropped.untracked_allocations);
-    for (const auto& w : r.warnings)
-        out += "  WARNING: " + escape_for_terminal(w) + "\n";
+    out += drop_and_warning_lines(r);
     return out;
 }
 
@@ -259,6 +290,135 @@ std::string format_sites(const Report& r, std::size_t top)
                    (unsigned long long)expected_count, human_bytes(expected_bytes).c_str());
     return out;
 }
+
+namespace {
+
+constexpr std::size_t kSystemTop = 20; // processes in the text report's table
+
+// A cgroup path says most at its end: "~" and its last n-1 characters
+// ("-": unknown).
+std::string clip_tail(std::string_view s, std::size_t n)
+{
+    std::string e = escape_for_terminal(s);
+    if (e.size() > n)
+        e = "~" + e.substr(e.size() - (n - 1));
+    return e.empty() ? "-" : e;
+}
+
+std::string signed_rate(double bytes_per_s)
+{
+    const double a = std::fabs(bytes_per_s);
+    if (!(a < 1.8e19)) // NaN, or beyond 64 bits
+        return "?";
+    return (bytes_per_s < 0 ? "-" : "+") + human_bytes(static_cast<std::uint64_t>(a)) + "/s";
+}
+
+std::string pid_text(int pid, int ns_pid, bool other_namespace)
+{
+    return std::to_string(pid) + (other_namespace ? "/" + std::to_string(ns_pid) : "");
+}
+
+std::string flags_text(const ProcessSection& p)
+{
+    std::string f;
+    for (auto [on, word] : {std::pair{p.heap_traced, "heap-traced"}, {p.exited, "exited"}, {p.oom_killed, "OOM"}})
+        if (on)
+            f += (f.empty() ? "" : ",") + std::string(word);
+    return f.empty() ? "-" : f;
+}
+
+constexpr const char* kProcessRow = "    %-15s %-16s %-24s %10s %10s %10s %10s %10s %10s %12s %s\n";
+
+std::string process_row(const ProcessSection& p)
+{
+    std::string fig[7] = {"-", "-", "-", "-", "-", "-", "-"};
+    if (const auto& m = p.memory) {
+        std::uint64_t v[] = {m->rss_anon_bytes,  m->peak_rss_anon_bytes, m->rss_file_bytes,
+                             m->rss_shmem_bytes, m->brk_bytes,           m->mmap_anon_bytes};
+        for (std::size_t i = 0; i < std::size(v); ++i)
+            fig[i] = human_bytes(v[i]);
+        fig[6] = signed_rate(m->anon_growth_bytes_per_s);
+    }
+    return row(kProcessRow, pid_text(p.target.pid, p.ns_pid, p.other_pid_namespace).c_str(),
+               clip(p.target.comm, 16).c_str(), clip_tail(p.cgroup, 24).c_str(), fig[0].c_str(), fig[1].c_str(),
+               fig[2].c_str(), fig[3].c_str(), fig[4].c_str(), fig[5].c_str(), fig[6].c_str(),
+               flags_text(p).c_str());
+}
+
+// The largest by anonymous peak; those without figures last.
+std::string process_table(const Report& r, std::size_t top)
+{
+    std::vector<const ProcessSection*> list;
+    for (const auto& p : r.processes)
+        list.push_back(&p);
+    auto peak = [](const ProcessSection* p) { return p->memory ? p->memory->peak_rss_anon_bytes + 1 : 0; };
+    std::stable_sort(list.begin(), list.end(), [&](const ProcessSection* a, const ProcessSection* b) {
+        return peak(a) != peak(b) ? peak(a) > peak(b) : a->target.pid < b->target.pid;
+    });
+    std::string out = row("  processes by peak anonymous memory (%zu listed; pid/its pid in its namespace):\n",
+                          list.size());
+    out += row(kProcessRow, "pid", "comm", "cgroup", "anon now", "anon peak", "file", "shmem", "brk", "mmap anon",
+               "growth/s", "flags");
+    for (std::size_t i = 0; i < list.size() && i < top; ++i)
+        out += process_row(*list[i]);
+    if (list.size() > top)
+        out += row("    ... %zu more in the JSON report\n", list.size() - top);
+    return out;
+}
+
+std::string system_counts(const SystemSummary& s)
+{
+    std::string out = row("  processes seen %llu: %llu born, %llu exec'd, %llu exited, %llu not listed",
+                          (unsigned long long)s.processes_seen, (unsigned long long)s.births,
+                          (unsigned long long)s.execs, (unsigned long long)s.exits, (unsigned long long)s.not_listed);
+    if (s.not_listed)
+        out += " (the largest anonymous peak among them " + human_bytes(s.not_listed_peak_rss_anon_bytes) + ")";
+    out += "\n";
+    if (!s.heap_selectors.empty()) {
+        out += "  heap traced by:";
+        for (const auto& h : s.heap_selectors)
+            out += " " + escape_for_terminal(h);
+        out += "\n";
+    }
+    return out;
+}
+
+std::string oom_kill_lines(const Report& r)
+{
+    if (r.oom_kills.empty())
+        return row("  OOM kills: %llu\n", (unsigned long long)r.system.oom_kills);
+    std::string out = row("  OOM kills: %zu\n", r.oom_kills.size());
+    for (const auto& k : r.oom_kills)
+        out += row("    at %.3f s  pid %-15s %-16s %-24s anon %s, file %s, shmem %s, swap %s\n", k.t_s,
+                   pid_text(k.pid, k.ns_pid, k.ns_pid != 0 && k.ns_pid != k.pid).c_str(), clip(k.comm, 16).c_str(),
+                   clip_tail(k.cgroup, 24).c_str(), human_bytes(k.memory.rss_anon_bytes).c_str(),
+                   human_bytes(k.memory.rss_file_bytes).c_str(), human_bytes(k.memory.rss_shmem_bytes).c_str(),
+                   human_bytes(k.memory.swap_bytes).c_str());
+    return out;
+}
+
+// -a: the machine's processes; the allocator's figures only when some
+// process's heap was traced.
+std::string format_system_report(const Report& r)
+{
+    std::string out = row("memscope-trace: system-wide, traced %.3f s, mode %s\n", r.duration_s,
+                          escape_for_terminal(r.mode).c_str());
+    out += mode_change_lines(r);
+    bool heap = !r.threads.empty() || r.totals.alloc_count != 0;
+    for (const auto& p : r.processes)
+        heap = heap || p.heap_traced;
+    if (heap) {
+        out += "  heap-traced processes together:\n";
+        out += heap_lines(r) + format_tracked(r) + format_sites(r);
+    }
+    out += process_table(r, kSystemTop);
+    out += system_counts(r.system);
+    out += oom_kill_lines(r);
+    out += drop_and_warning_lines(r);
+    return out;
+}
+
+} // namespace
 
 std::string format_live_table(const Report& snap,
                               const std::map<std::uint32_t, std::uint64_t>& previous,

@@ -322,7 +322,7 @@ class PagedTable {
 function renderSummary(R, variablesCount) {
   const tool = obj(R.tool), target = obj(R.target), totals = obj(R.totals);
   const dropped = obj(R.dropped);
-  const exe = str(target.exe) || str(target.comm);
+  const exe = R.mode_scope === 'system' ? 'system-wide' : str(target.exe) || str(target.comm);
   document.title = exe ? `memscope-trace: ${exe}` : 'memscope-trace report';
   const line = byId('target-line');
   line.appendChild(el('span', 'exe', exe || 'unknown target'));
@@ -393,8 +393,8 @@ function renderSummary(R, variablesCount) {
   }
 
   const warnings = arr(R.warnings).map(str).filter((w) => w);
-  if (R.schema !== 'memscope-trace/1')
-    warnings.unshift(`Unexpected schema ${JSON.stringify(str(R.schema))}: this page reads memscope-trace/1.`);
+  if (R.schema !== 'memscope-trace/1' && R.schema !== 'memscope-trace/2')
+    warnings.unshift(`Unexpected schema ${JSON.stringify(str(R.schema))}: this page reads memscope-trace/1 and /2.`);
   if (warnings.length) {
     const box = el('div', 'warnings');
     box.id = 'warnings';
@@ -807,6 +807,69 @@ function renderVariables(R, variablesCount) {
   });
 }
 
+// -a: the machine's processes with the kernel's figures, its counts and the
+// OOM kills; hidden in a report of one command.
+const memoryColumn = (key, label, type) => ({ key, label, type: type || 'bytes', get: (p) => obj(p.memory)[key] });
+const PROCESS_FLAGS = [['heap_traced', 'heap-traced'], ['exited', 'exited'], ['oom_killed', 'OOM']];
+
+function renderFlags(td, p) {
+  const on = PROCESS_FLAGS.filter(([key]) => p[key] === true);
+  for (const [, word] of on) td.appendChild(el('span', word === 'OOM' ? 'badge warn' : 'badge', word));
+  if (!on.length) { td.textContent = DASH; td.classList.add('none'); }
+}
+
+function renderSystemCounts(host, s) {
+  const counts = `${fmtNum(s.processes_seen)} processes seen: ${fmtNum(s.births)} born, ${fmtNum(s.execs)} exec'd, ` +
+                 `${fmtNum(s.exits)} exited, ${fmtNum(s.oom_kills)} killed by the OOM killer, ` +
+                 `${fmtNum(s.not_listed)} exited ones not listed`;
+  const p = el('p', 'note', isNum(s.not_listed) && s.not_listed > 0
+    ? `${counts} (the largest anonymous peak among them ${human(s.not_listed_peak_rss_anon_bytes)}).` : `${counts}.`);
+  p.id = 'system-counts';
+  host.appendChild(p);
+  const selectors = arr(s.heap_selectors).map(str);
+  if (selectors.length) host.appendChild(el('p', 'note', `Heap traced by: ${selectors.join(' ')}`));
+}
+
+function renderProcesses(R) {
+  if (R.mode_scope !== 'system') return;
+  byId('processes-section').hidden = false;
+  byId('processes-link').hidden = false;
+  const host = byId('processes-body');
+  renderSystemCounts(host, obj(R.system));
+  const rows = arr(R.processes).map(obj);
+  new PagedTable({
+    host, id: 'processes-table', noun: 'processes', rows, sortKey: 'peak_rss_anon_bytes',
+    filter: (p) => [p.pid, p.comm, p.cgroup, p.exe].map(str).join('\n'),
+    filterHint: 'Filter by pid, command, cgroup or executable',
+    rowAttrs: (tr, p) => { if (p.pid !== undefined) tr.dataset.pid = str(p.pid); },
+    columns: [
+      { key: 'pid', label: 'PID', type: 'id' },
+      { key: 'ns_pid', label: 'NS PID', type: 'id', get: (p) => (p.other_pid_namespace === true ? p.ns_pid : null) },
+      { key: 'comm', label: 'Command', type: 'text', mono: true },
+      { key: 'cgroup', label: 'Cgroup', type: 'text', mono: true },
+      memoryColumn('rss_anon_bytes', 'Anon now'), memoryColumn('peak_rss_anon_bytes', 'Anon peak'),
+      memoryColumn('rss_file_bytes', 'File'), memoryColumn('rss_shmem_bytes', 'Shmem'),
+      memoryColumn('brk_bytes', 'Brk'), memoryColumn('mmap_anon_bytes', 'Mmap anon'),
+      memoryColumn('anon_growth_bytes_per_s', 'Anon growth/s'),
+      { key: 'flags', label: 'Flags', type: 'text', sortable: false, render: renderFlags },
+    ],
+  });
+  host.appendChild(el('h3', null, 'OOM kills'));
+  new PagedTable({
+    host, id: 'oom-table', noun: 'OOM kills', rows: arr(R.oom_kills).map(obj), sortKey: 't_s', sortDesc: false,
+    emptyText: 'No process was killed by the OOM killer.',
+    columns: [
+      { key: 't_s', label: 'Time', type: 'sec' },
+      { key: 'pid', label: 'PID', type: 'id' },
+      { key: 'ns_pid', label: 'NS PID', type: 'id' },
+      { key: 'comm', label: 'Command', type: 'text', mono: true },
+      { key: 'cgroup', label: 'Cgroup', type: 'text', mono: true },
+      memoryColumn('rss_anon_bytes', 'Anon'), memoryColumn('rss_file_bytes', 'File'),
+      memoryColumn('rss_shmem_bytes', 'Shmem'), memoryColumn('swap_bytes', 'Swap'),
+    ],
+  });
+}
+
 function renderThreads(R) {
   const host = byId('threads-body');
   const rows = arr(R.threads).map(obj);
@@ -852,7 +915,8 @@ const data = byId('report');
 const variablesCount = Number(data.dataset.variablesCount) || 0;
 let R = {};
 try { R = obj(JSON.parse(data.textContent)); } catch (e) { showError('report data', e); }
-const sections = [['summary', () => renderSummary(R, variablesCount)], ['timeline', () => renderTimeline(R)],
+const sections = [['summary', () => renderSummary(R, variablesCount)], ['processes', () => renderProcesses(R)],
+                  ['timeline', () => renderTimeline(R)],
                   ['modes', () => renderModes(R)], ['sites', () => renderSites(R)], ['leaks', () => renderLeaks(R)],
                   ['variables', () => renderVariables(R, variablesCount)], ['threads', () => renderThreads(R)]];
 for (const [name, draw] of sections) {
