@@ -365,6 +365,7 @@ struct ms_sys_proc {
 	__u64 brk_calls, mmap_anon_calls, munmap_calls;
 	__u64 start_ns;             /* the kernel's start time of its leader (a pid's reuse tells apart) */
 	__u64 first_seen_ns;        /* CLOCK_MONOTONIC: when this entry began */
+	__u64 first_rss_anon;       /* bytes then */
 	__u64 cgroup_id;            /* cgroup v2 id of its last thread seen */
 	__u32 ppid;
 	__u32 ns_pid;               /* its pid in its own pid namespace */

@@ -162,6 +162,7 @@ static __always_inline struct ms_sys_proc *entry_of(struct task_struct *task, __
 		fresh.peak_brk_bytes = fresh.brk_bytes;
 		note_peaks(&fresh);
 	}
+	fresh.first_rss_anon = fresh.rss[MS_RSS_ANON];
 	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST) != 0) {
 		p = bpf_map_lookup_elem(&procs, &tgid);
 		if (!p)
@@ -347,6 +348,7 @@ int BPF_PROG(sys_on_fork, struct task_struct *parent, struct task_struct *child)
 		fresh.peak_brk_bytes = fresh.brk_bytes;
 		note_peaks(&fresh);
 	}
+	fresh.first_rss_anon = fresh.rss[MS_RSS_ANON];
 	if (bpf_map_update_elem(&procs, &ctgid, &fresh, BPF_ANY) != 0)
 		count_drop(MS_SYS_DROP_sys_table_full);
 	return 0;

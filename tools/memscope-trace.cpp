@@ -451,13 +451,33 @@ int run_system(const Options& opt)
         return fail(err);
     for (const auto& note : watch->notes())
         std::fprintf(stderr, "memscope-trace: %s\n", note.c_str());
+    HeapSettings heap;
+    heap.top = opt.heap_top;
+    heap.max_variables = opt.max_variables;
+    heap.tracer = tracer_options(opt);
+    for (const auto& text : opt.heap) {
+        std::string why;
+        auto sel = parse_heap_selector(text, why);
+        if (!sel)
+            return fail(escape_for_terminal(why), 2);
+        heap.selectors.push_back(*sel);
+    }
     SystemSettings settings;
     settings.duration = opt.duration;
     settings.interval = opt.interval;
     settings.live = opt.live;
     settings.max_exited = opt.max_exited;
     settings.heap_selectors = opt.heap;
-    SystemRun run(*watch, settings, sigfd);
+    if (opt.heap_top)
+        settings.heap_selectors.push_back("top:" + std::to_string(opt.heap_top));
+    CgroupNames cgroups;
+    HeapSet heap_set(*watch, cgroups, std::move(heap));
+    std::vector<std::string> notes;
+    if (auto e = heap_set.start(notes); !e.empty())
+        return fail(e);
+    for (const auto& note : notes)
+        std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(note).c_str());
+    SystemRun run(*watch, settings, sigfd, heap_set.active() ? &heap_set : nullptr);
     run.on_snapshot = [&opt](const Report& snapshot) {
         if (auto e = write_outputs(snapshot, opt, 1000); !e.empty())
             std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(e).c_str());
@@ -579,6 +599,13 @@ int main(int argc, char** argv)
     app.add_flag("-a,--all", opt.all,
                  "every process, present and future: resident memory by kind, heap growth, births, execs, "
                  "exits and OOM kills, from kernel tracepoints (no uprobe in any process)");
+    app.add_option("--heap", opt.heap,
+                   "-a: trace the heap exactly (allocator probes, in these processes alone) of processes matching "
+                   "pid:N, comm:NAME, exe:PATH or cgroup:PREFIX (repeatable); a new one is held at its loader "
+                   "until probed");
+    app.add_option("--heap-top", opt.heap_top,
+                   "-a: also trace the heap of the N processes whose anonymous memory grows fastest, as they appear")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
     app.add_option("--max-exited", opt.max_exited,
                    "-a: exited processes listed one by one in the report (default 20000); the rest are counted")
         ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 24));
@@ -633,6 +660,8 @@ int main(int argc, char** argv)
             return fail(opt.pid ? "-p and run are exclusive" : "-a and run are exclusive", 2);
         return run_command(opt);
     }
+    if (!opt.all && (!opt.heap.empty() || opt.heap_top))
+        return fail("--heap and --heap-top go with -a", 2);
     if (opt.all) {
         if (opt.pid)
             return fail("-a and -p are exclusive", 2);

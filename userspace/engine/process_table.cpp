@@ -19,8 +19,9 @@ void growth(WatchedProcess& w, double t)
     MemoryFigures& m = *w.section.memory;
     const double dt = t - w.first_t;
     m.watched_s = std::max(0.0, dt);
-    m.anon_growth_bytes_per_s =
-        dt > 0 ? (static_cast<double>(m.rss_anon_bytes) - static_cast<double>(w.first_anon)) / dt : 0;
+    m.anon_growth_bytes_per_s = dt >= ProcessTable::kMinGrowthWindow
+                                    ? (static_cast<double>(m.rss_anon_bytes) - static_cast<double>(w.first_anon)) / dt
+                                    : 0;
 }
 
 } // namespace
@@ -82,7 +83,14 @@ void ProcessTable::apply(WatchedProcess& w, const ms_sys_proc& raw, double t)
         if (cgroup_name)
             s.cgroup = cgroup_name(raw.cgroup_id, s.exited ? 0 : s.target.pid);
     }
-    if (w.first_t < 0) {
+    if (w.first_t < 0 && raw.first_seen_ns) {
+        // Since the kernel first saw it (a process born and gone between
+        // two reads of the map has its whole life here).
+        w.first_t = std::min(t, static_cast<double>(raw.first_seen_ns) / 1e9 - mono_start_s_);
+        w.first_anon = raw.first_rss_anon;
+        w.recent_t = t;
+        w.recent_anon = m.rss_anon_bytes;
+    } else if (w.first_t < 0) {
         w.first_t = w.recent_t = t;
         w.first_anon = w.recent_anon = m.rss_anon_bytes;
     }

@@ -34,7 +34,15 @@ struct WatchedProcess {
 
 class ProcessTable {
 public:
-    explicit ProcessTable(std::size_t max_exited) : max_exited_(max_exited) {}
+    // `mono_start_s`: CLOCK_MONOTONIC seconds when tracing began (the BPF
+    // side's times are that clock's; the table's t are since then).
+    explicit ProcessTable(std::size_t max_exited, double mono_start_s = 0)
+        : max_exited_(max_exited), mono_start_s_(mono_start_s)
+    {
+    }
+    // Growth is said of a process watched this long at least (a shorter
+    // life's rate is mostly its start).
+    static constexpr double kMinGrowthWindow = 1.0;
 
     // A process /proc listed at start (figures as /proc said them).
     void list(const ProcessSection& s, double t);
@@ -52,6 +60,7 @@ public:
     std::vector<ProcessSection> sections() const;
     SystemSummary summary() const;
     const std::vector<OomKill>& oom_kills() const { return oom_kills_; }
+    double mono_start_s() const { return mono_start_s_; }
     // The cgroup path of an id (set by the caller, which reads /proc).
     std::function<std::string(std::uint64_t id, int pid)> cgroup_name;
 
@@ -59,6 +68,7 @@ private:
     void retire(int pid, WatchedProcess w, std::optional<int> wait_status);
     void apply(WatchedProcess& w, const ms_sys_proc& raw, double t);
     std::size_t max_exited_;
+    double mono_start_s_;
     std::map<int, WatchedProcess> live_;
     std::vector<ProcessSection> exited_;
     std::map<std::pair<int, std::uint64_t>, std::size_t> exited_at_; // (pid, start_ns) -> exited_ index

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +18,13 @@
 namespace memscope {
 
 namespace {
+
+double monotonic_s()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
 
 double seconds(const timeval& tv)
 {
@@ -32,8 +40,9 @@ std::string mib(double bytes)
 
 } // namespace
 
-SystemRun::SystemRun(SystemWatch& watch, const SystemSettings& settings, int sigfd)
-    : watch_(watch), settings_(settings), sigfd_(sigfd), table_(settings.max_exited), tty_(isatty(2))
+SystemRun::SystemRun(SystemWatch& watch, const SystemSettings& settings, int sigfd, HeapSet* heap)
+    : watch_(watch), heap_(heap), settings_(settings), sigfd_(sigfd),
+      table_(settings.max_exited, monotonic_s()), tty_(isatty(2))
 {
     rusage at_start{};
     getrusage(RUSAGE_SELF, &at_start);
@@ -72,13 +81,24 @@ void SystemRun::list_running()
 
 void SystemRun::on_event(const SystemEvent& e)
 {
-    const double t = elapsed();
+    // When it happened, not when it is read: an exit's figures are its last.
+    const double t = std::min(elapsed(), static_cast<double>(e.ts_ns) / 1e9 - table_.mono_start_s());
     switch (e.kind) {
     case MS_SYS_EV_EXEC:
         if (WatchedProcess* w = table_.exec(e.pid, e.proc, t))
             w->section.target.exe = process_exe(e.pid);
+        if (heap_)
+            heap_->on_exec(e.pid, e.exit_code == MS_SYS_EXEC_HELD, t);
+        break;
+    case MS_SYS_EV_HELD:
+        if (heap_)
+            heap_->on_held(e.pid, static_cast<std::uint32_t>(e.exit_code), t);
+        else
+            watch_.end_hold(e.pid);
         break;
     case MS_SYS_EV_EXIT:
+        if (heap_)
+            heap_->on_exit(e.pid, t);
         table_.exit(e.pid, e.has_figures ? &e.proc : nullptr, e.exit_code, t);
         break;
     case MS_SYS_EV_OOM:
@@ -92,6 +112,16 @@ void SystemRun::on_event(const SystemEvent& e)
 void SystemRun::drain()
 {
     watch_.drain(handler_);
+    if (heap_) {
+        heap_->drain(elapsed());
+        say_heap_notes();
+    }
+}
+
+void SystemRun::say_heap_notes()
+{
+    for (; heap_notes_said_ < heap_->notes().size(); ++heap_notes_said_)
+        std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(heap_->notes()[heap_notes_said_]).c_str());
 }
 
 bool SystemRun::on_signals()
@@ -117,6 +147,15 @@ void SystemRun::sample()
     const double t = elapsed();
     for (const auto& [pid, raw] : watch_.processes())
         table_.update(pid, raw, t);
+    if (heap_) {
+        std::vector<std::pair<int, double>> fastest;
+        for (const auto& [pid, w] : table_.live())
+            if (w.recent_rate > 0)
+                fastest.emplace_back(pid, w.recent_rate);
+        std::sort(fastest.begin(), fastest.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+        heap_->consider_growth(fastest, t);
+        say_heap_notes();
+    }
 }
 
 std::string format_system_live(const ProcessTable& table, double elapsed, std::size_t rows)
@@ -188,7 +227,8 @@ Report SystemRun::report(bool final)
     r.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
     r.tracer.bpf_map_bytes = watch_.map_bytes();
     watch_.add_program_stats(r.tracer.programs);
-    (void)final;
+    if (heap_)
+        fold_heap_sections(r, heap_->sections(r.duration_s, final));
     derive_warnings(r);
     return r;
 }
@@ -201,7 +241,8 @@ Report SystemRun::run()
     double next_sample = settings_.interval;
     next_live_ = settings_.live;
     for (;;) {
-        pollfd fds[2] = {{sigfd_, POLLIN, 0}, {watch_.events_fd(), POLLIN, 0}};
+        pollfd fds[3] = {{sigfd_, POLLIN, 0}, {watch_.events_fd(), POLLIN, 0},
+                         {heap_ ? heap_->events_fd() : -1, POLLIN, 0}};
         int timeout = std::max(0, static_cast<int>((next_sample - elapsed()) * 1000) + 1);
         timeout = std::min(timeout, tick_ms);
         if (settings_.duration > 0) {
@@ -210,7 +251,7 @@ Report SystemRun::run()
                 break;
             timeout = std::min(timeout, static_cast<int>(left * 1000) + 1);
         }
-        if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+        if (poll(fds, 3, timeout) < 0 && errno != EINTR)
             break;
         drain();
         if ((fds[0].revents & POLLIN) && on_signals())

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "heap_set.hpp"
 #include "model.hpp"
 #include "process_table.hpp"
 #include "system_procs.hpp"
@@ -26,7 +27,9 @@ struct SystemSettings {
 
 class SystemRun {
 public:
-    SystemRun(SystemWatch& watch, const SystemSettings& settings, int sigfd);
+    // `heap`: the processes chosen for exact heap tracing (null: none).
+    SystemRun(SystemWatch& watch, const SystemSettings& settings, int sigfd, HeapSet* heap = nullptr);
+    CgroupNames& cgroups() { return cgroups_; }
 
     // Called with a snapshot report on SIGUSR1 (tracing goes on).
     std::function<void(const Report&)> on_snapshot;
@@ -45,7 +48,10 @@ private:
     void draw_live();
     Report report(bool final);
 
+    void say_heap_notes();
     SystemWatch& watch_;
+    HeapSet* heap_;
+    std::size_t heap_notes_said_ = 0;
     SystemSettings settings_;
     int sigfd_;
     Clock::time_point start_ = Clock::now();

@@ -342,25 +342,37 @@ void add_system_process_json(const ProcessSection& p, json& out)
 
 // The process tree: the root alone when no other process was traced. A
 // system report lists the machine's processes, none when it saw none.
+// (`root`: where the made-up root lives; the report's own list is not copied.)
+const std::vector<ProcessSection>& listed_processes(const Report& r, std::vector<ProcessSection>& root)
+{
+    if (!r.processes.empty() || system_scope(r))
+        return r.processes;
+    root = {{r.target, 0, r.totals, r.peak_live_bytes_exact && r.live_bytes_exact, r.threads.size()}};
+    return root;
+}
+
+json process_json(const ProcessSection& p, bool system)
+{
+    json totals = counters_json(p.totals);
+    totals["peak_live_bytes_exact"] = p.peak_live_bytes_exact;
+    json entry{{"pid", p.target.pid},
+               {"parent_pid", p.parent_pid},
+               {"exe", p.target.exe},
+               {"comm", p.target.comm},
+               {"exit_code", p.target.exit_code ? json(*p.target.exit_code) : json(nullptr)},
+               {"threads", p.threads},
+               {"totals", std::move(totals)}};
+    if (system)
+        add_system_process_json(p, entry);
+    return entry;
+}
+
 json processes_json(const Report& r)
 {
     json out = json::array();
-    const ProcessSection root{r.target, 0, r.totals, r.peak_live_bytes_exact && r.live_bytes_exact, r.threads.size()};
-    const bool system = system_scope(r);
-    for (const auto& p : r.processes.empty() && !system ? std::vector<ProcessSection>{root} : r.processes) {
-        json totals = counters_json(p.totals);
-        totals["peak_live_bytes_exact"] = p.peak_live_bytes_exact;
-        json entry{{"pid", p.target.pid},
-                   {"parent_pid", p.parent_pid},
-                   {"exe", p.target.exe},
-                   {"comm", p.target.comm},
-                   {"exit_code", p.target.exit_code ? json(*p.target.exit_code) : json(nullptr)},
-                   {"threads", p.threads},
-                   {"totals", std::move(totals)}};
-        if (system)
-            add_system_process_json(p, entry);
-        out.push_back(std::move(entry));
-    }
+    std::vector<ProcessSection> root;
+    for (const auto& p : listed_processes(r, root))
+        out.push_back(process_json(p, system_scope(r)));
     return out;
 }
 
@@ -443,7 +455,6 @@ json report_without_variables(const Report& r, bool lists)
         {"children",
          {{"forks", r.children.forks}, {"execs", r.children.execs}, {"pids", r.children.pids},
           {"traced", r.followed_children}}},
-        {"processes", processes_json(r)},
         {"mode_scope", r.mode_scope},
         {"oom_kills", oom_kills_json(r)},
         {"warnings", r.warnings},
@@ -456,6 +467,8 @@ json report_without_variables(const Report& r, bool lists)
     };
     if (system_scope(r))
         out["system"] = system_json(r.system);
+    if (lists)
+        out["processes"] = processes_json(r);
     add_tracked_json(r.tracked, out);
     add_sites_json(r, out, lists);
     return out;
@@ -489,6 +502,10 @@ bool write_report_json(const Report& r, std::FILE* out)
         }
         std::fputs(n ? "\n  ]" : "]", out);
     };
+    // A machine's processes (-a: thousands) one per line too.
+    std::vector<ProcessSection> root;
+    const std::vector<ProcessSection>& processes = listed_processes(r, root);
+    stream("processes", processes.size(), [&](std::size_t i) { return process_json(processes[i], system_scope(r)); });
     stream("sites", r.sites.size(), [&](std::size_t i) { return each.site(i); });
     stream("leaks", r.leaks.size(), [&](std::size_t i) { return each.leak(i); });
     json frames = each.take_frames();
