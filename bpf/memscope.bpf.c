@@ -28,6 +28,9 @@ volatile __u32 gap_seen = 0;
  * leaving the target's alone. */
 volatile __u32 calib_tgid = 0;
 volatile __u32 calib_mode = 0;
+/* -a: each heap-traced process may run in a mode of its own (its budget's
+ * step); set once any does, so that -p and run pay no lookup. */
+volatile __u32 per_process_modes = 0;
 /* Bumped each time the probes come back on: state left by a call that was
  * in flight when they went off (its return never seen) is stale. */
 volatile __u32 epoch = 0;
@@ -116,6 +119,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ms_target);
 } targets SEC(".maps");
+
+/* tgid -> its own mode (per_process_modes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, __u32);
+} process_modes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -323,13 +334,21 @@ static __always_inline void *lookup_or_init(void *map, const void *key, const vo
 	return v;
 }
 
-/* The mode for the calling process (the calibration helper has its own). */
+/* The mode for the calling process (the calibration helper has its own;
+ * under -a, a process may have its own). */
 static __always_inline __u32 mode_now(void)
 {
 	__u32 c = calib_tgid;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 *own;
 
-	if (c && c == bpf_get_current_pid_tgid() >> 32)
+	if (c && c == tgid)
 		return calib_mode;
+	if (per_process_modes) {
+		own = bpf_map_lookup_elem(&process_modes, &tgid);
+		if (own)
+			return *own;
+	}
 	return mode;
 }
 

@@ -364,6 +364,7 @@ struct ms_sys_proc {
 	__u64 munmap_bytes;         /* unmapped, any kind (cumulative) */
 	__u64 brk_calls, mmap_anon_calls, munmap_calls;
 	__u64 start_ns;             /* the kernel's start time of its leader (a pid's reuse tells apart) */
+	__u64 start_boottime_ns;    /* the same on the boot clock (what /proc/PID/stat says, in ticks) */
 	__u64 first_seen_ns;        /* CLOCK_MONOTONIC: when this entry began */
 	__u64 first_rss_anon;       /* bytes then */
 	__u64 cgroup_id;            /* cgroup v2 id of its last thread seen */

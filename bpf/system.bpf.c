@@ -135,6 +135,7 @@ static __always_inline void describe(struct ms_sys_proc *p, struct task_struct *
 	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), leader->comm);
 	p->ppid = BPF_CORE_READ(leader, real_parent, tgid);
 	p->start_ns = BPF_CORE_READ(leader, start_time);
+	p->start_boottime_ns = BPF_CORE_READ(leader, start_boottime);
 	p->ns_level = level;
 	if (level < 32 && pid)
 		bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level]);
@@ -172,7 +173,9 @@ static __always_inline struct ms_sys_proc *entry_of(struct task_struct *task, __
 	return bpf_map_lookup_elem(&procs, &tgid);
 }
 
-static __always_inline void send(__u32 kind, __u32 pid, const struct ms_sys_proc *p, __s32 exit_code)
+/* `urgent`: someone waits on it (a held process): wake the reader now. */
+static __always_inline void send_event(__u32 kind, __u32 pid, const struct ms_sys_proc *p, __s32 exit_code,
+				       bool urgent)
 {
 	struct ms_sys_event *e = bpf_ringbuf_reserve(&sys_events, sizeof(*e), 0);
 	__u64 flags;
@@ -190,9 +193,14 @@ static __always_inline void send(__u32 kind, __u32 pid, const struct ms_sys_proc
 		__builtin_memcpy(&e->proc, p, sizeof(e->proc));
 	else
 		__builtin_memset(&e->proc, 0, sizeof(e->proc));
-	flags = bpf_ringbuf_query(&sys_events, BPF_RB_AVAIL_DATA) >= event_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-											: BPF_RB_NO_WAKEUP;
+	flags = urgent || bpf_ringbuf_query(&sys_events, BPF_RB_AVAIL_DATA) >= event_wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+												   : BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
+}
+
+static __always_inline void send(__u32 kind, __u32 pid, const struct ms_sys_proc *p, __s32 exit_code)
+{
+	send_event(kind, pid, p, exit_code, false);
 }
 
 /* A resident-memory counter of `mm` changed (every fault, every unmap). */
@@ -328,6 +336,7 @@ int BPF_PROG(sys_on_fork, struct task_struct *parent, struct task_struct *child)
 	bpf_probe_read_kernel_str(fresh.comm, sizeof(fresh.comm), child->comm);
 	fresh.ppid = ptgid;
 	fresh.start_ns = child->start_time;
+	fresh.start_boottime_ns = child->start_boottime;
 	fresh.first_seen_ns = bpf_ktime_get_ns();
 	fresh.cgroup_id = bpf_get_current_cgroup_id();
 	fresh.flags = MS_SYS_SEEN_FORK;
@@ -429,7 +438,7 @@ int hold_at_loader(struct pt_regs *ctx)
 		return 0;
 	w.call = __sync_add_and_fetch(&h->calls, 1);
 	w.deadline = bpf_ktime_get_ns() + hold_ns;
-	send(MS_SYS_EV_HELD, w.tgid, 0, (__s32)w.call);
+	send_event(MS_SYS_EV_HELD, w.tgid, 0, (__s32)w.call, true);
 	/* Each round reads the map and the clock: 2^23 of them outlast the
 	 * deadline on any machine this runs on; the deadline bounds the wait. */
 	bpf_loop(1 << 23, still_held, &w, 0);
@@ -444,6 +453,7 @@ int BPF_PROG(sys_on_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	__u32 tgid = p->tgid;
 	struct ms_sys_proc *e = entry_of(p, tgid);
 	struct mm_struct *mm = p->mm;
+	bool held;
 
 	if (!e)
 		return 0;
@@ -456,7 +466,8 @@ int BPF_PROG(sys_on_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 		read_rss(e, mm);
 		e->brk_bytes = 0;
 	}
-	send(MS_SYS_EV_EXEC, tgid, e, chosen(e, bprm) ? MS_SYS_EXEC_HELD : 0);
+	held = chosen(e, bprm);
+	send_event(MS_SYS_EV_EXEC, tgid, e, held ? MS_SYS_EXEC_HELD : 0, held);
 	return 0;
 }
 

@@ -72,6 +72,7 @@ struct Options {
     std::string mode; // empty: not given
     bool auto_mode = false;
     double overhead_budget = 5.0;
+    bool budget_given = false; // -a: a budget per heap-traced process only when asked
     int ctl_pid = 0;
     std::vector<std::string> ctl_request;
     std::vector<std::string> command;
@@ -454,6 +455,7 @@ int run_system(const Options& opt)
     HeapSettings heap;
     heap.top = opt.heap_top;
     heap.max_variables = opt.max_variables;
+    heap.budget_pct = opt.budget_given || opt.auto_mode ? opt.overhead_budget : 0;
     heap.tracer = tracer_options(opt);
     for (const auto& text : opt.heap) {
         std::string why;
@@ -482,7 +484,6 @@ int run_system(const Options& opt)
         if (auto e = write_outputs(snapshot, opt, 1000); !e.empty())
             std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(e).c_str());
     };
-    std::fprintf(stderr, "memscope-trace: watching every process (tracepoints, no uprobe)\n");
     raise_priority(opt.nice);
     return finish(run.run(), opt);
 }
@@ -633,7 +634,8 @@ int main(int argc, char** argv)
 
     CLI::App* ctl = app.add_subcommand("ctl", "talk to a running memscope-trace: `mode NAME` or `status`");
     ctl->add_option("--pid", opt.ctl_pid, "the tracer's pid (not the target's)")->required()->check(pid_number);
-    ctl->add_option("request", opt.ctl_request, "mode normal|fast|async|off, or status")->required();
+    ctl->add_option("request", opt.ctl_request,
+                    "mode normal|fast|async|off, status, or (-a) heap add|drop SELECTOR")->required();
 
     try {
         app.parse(argc, argv);
@@ -649,6 +651,7 @@ int main(int argc, char** argv)
             if (std::string err = check_output(*path); !err.empty())
                 return fail(escape_for_terminal(err), 2);
     opt.auto_mode = opt.mode == "auto";
+    opt.budget_given = app.get_option("--overhead-budget")->count() > 0;
     if (ctl->parsed())
         return run_ctl(opt);
     if (report->parsed())
@@ -663,6 +666,8 @@ int main(int argc, char** argv)
     if (!opt.all && (!opt.heap.empty() || opt.heap_top))
         return fail("--heap and --heap-top go with -a", 2);
     if (opt.all) {
+        if (!opt.mode.empty() && !opt.auto_mode)
+            return fail("-a: each heap-traced process has its own mode; set a budget with --overhead-budget", 2);
         if (opt.pid)
             return fail("-a and -p are exclusive", 2);
         if (app.get_option("--interval")->count() == 0)

@@ -18,9 +18,11 @@ public:
               return argv;
           }())
     {
-        ready_ = tracer_.wait_for("watching every process", true, 30s);
+        // A budget first measures what a hit costs: seconds.
+        ready_ = tracer_.wait_for("watching every process", true, 60s);
     }
     bool ready() const { return ready_; }
+    int pid() const { return tracer_.pid; }
     const std::string& err() const { return tracer_.err_text; }
     json stop(int* status = nullptr)
     {
@@ -41,6 +43,11 @@ private:
     bool ready_ = false;
     long max_rss_kb_ = 0;
 };
+
+std::string build_dir()
+{
+    return kTargets;
+}
 
 const json* process_of(const json& r, int pid)
 {
@@ -285,6 +292,109 @@ TEST_F(System, HeapTopPicksTheGrowingProcessWithinTwoSeconds)
         ASSERT_NE(q, nullptr);
         EXPECT_EQ((*q)["heap_traced"], false);
     }
+}
+
+// A symlink to mem_hog, so that it runs under a name of its own (its comm).
+class NamedHog {
+public:
+    explicit NamedHog(const std::string& name)
+        : dir_("/tmp/memscope-e2e-" + std::to_string(getpid()) + "-" + name), path_(dir_ + "/" + name)
+    {
+        mkdir(dir_.c_str(), 0755);
+        unlink(path_.c_str());
+        if (symlink(target("mem_hog").c_str(), path_.c_str()) != 0)
+            path_.clear();
+    }
+    ~NamedHog()
+    {
+        unlink(path_.c_str());
+        rmdir(dir_.c_str());
+    }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string dir_, path_;
+};
+
+std::string ctl(int tracer, const std::vector<std::string>& words, int* status = nullptr)
+{
+    std::vector<std::string> argv{kBin, "ctl", "--pid", std::to_string(tracer)};
+    argv.insert(argv.end(), words.begin(), words.end());
+    Result r = run(argv);
+    if (status)
+        *status = r.status;
+    return r.out + r.err;
+}
+
+// Each heap-traced process has its own budget: the hot one steps down
+// (fast, async, then its probes go), the idle one stays in normal.
+TEST_F(System, BudgetPerProcessStepsTheHotOneDownAndLeavesTheIdleOne)
+{
+    NamedHog idle_hog("idle_hog");
+    ASSERT_FALSE(idle_hog.path().empty());
+    SystemTrace trace("system_budget", {"--heap", "comm:alloc_pairs", "--heap", "comm:idle_hog", "--overhead-budget", "5"});
+    ASSERT_TRUE(trace.ready()) << trace.err();
+    Child idle({idle_hog.path(), "2"});
+    ASSERT_TRUE(idle.wait_for("ready ", false, 30s));
+    Child hot({build_dir() + "/alloc_pairs", "1", "600000", "64"});
+    std::this_thread::sleep_for(2500ms);
+    const std::string status = ctl(trace.pid(), {"status"});
+    const int hot_pid = hot.pid, idle_pid = idle.pid;
+    EXPECT_EQ(hot.finish(), 0) << hot.err_text;
+    idle.close_stdin();
+    EXPECT_EQ(idle.finish(), 0);
+    json r = trace.stop();
+
+    json st = json::parse(status, nullptr, false);
+    ASSERT_TRUE(st.is_object()) << status;
+    EXPECT_EQ(st["scope"], "system");
+    bool listed_idle = false;
+    for (const auto& p : st["heap_traced"])
+        if (p["pid"] == idle_pid) {
+            listed_idle = true;
+            EXPECT_EQ(p["mode"], "normal") << p.dump();
+            EXPECT_TRUE(p.contains("estimated_overhead_pct")) << p.dump();
+        }
+    EXPECT_TRUE(listed_idle) << status;
+    const json* h = process_of(r, hot_pid);
+    const json* i = process_of(r, idle_pid);
+    ASSERT_TRUE(h && i);
+    EXPECT_EQ((*h)["heap_traced"], true);
+    EXPECT_NE((*h)["mode"], "normal") << h->dump();
+    EXPECT_GT((*h)["totals"]["alloc_count"].get<std::uint64_t>(), 0u);
+    EXPECT_EQ((*i)["heap_traced"], true) << i->dump() << "\n" << trace.err().substr(0, 3000);
+    EXPECT_EQ((*i)["mode"], "normal") << i->dump();
+}
+
+// `ctl heap add` chooses a running process live; `heap drop` lets it go
+// (its report so far stays); a malformed selector is refused by ctl itself.
+TEST_F(System, CtlHeapAddAndDropChangeTheChoiceLive)
+{
+    SystemTrace trace("system_ctl_heap", {"--heap", "comm:nothing-here"});
+    ASSERT_TRUE(trace.ready()) << trace.err();
+    Child hog({target("mem_hog"), "2"});
+    ASSERT_TRUE(hog.wait_for("ready ", false, 30s));
+    const std::string sel = "pid:" + std::to_string(hog.pid);
+    json added = json::parse(ctl(trace.pid(), {"heap", "add", sel}), nullptr, false);
+    ASSERT_TRUE(added.is_object());
+    EXPECT_EQ(added["ok"], true) << added.dump();
+    ASSERT_EQ(added["heap_traced"].size(), 1u) << added.dump();
+    EXPECT_EQ(added["heap_traced"][0]["pid"], hog.pid);
+    json dropped = json::parse(ctl(trace.pid(), {"heap", "drop", sel}), nullptr, false);
+    EXPECT_EQ(dropped["ok"], true) << dropped.dump();
+    EXPECT_TRUE(dropped["heap_traced"].empty()) << dropped.dump();
+    int status = 0;
+    const std::string bad = ctl(trace.pid(), {"heap", "add", "uid:0"}, &status);
+    EXPECT_EQ(status, 2) << bad;
+    json again = json::parse(ctl(trace.pid(), {"heap", "drop", sel}), nullptr, false);
+    EXPECT_TRUE(again.contains("error")) << again.dump();
+    const int hog_pid = hog.pid;
+    hog.close_stdin();
+    EXPECT_EQ(hog.finish(), 0);
+    json r = trace.stop();
+    const json* p = process_of(r, hog_pid);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ((*p)["heap_traced"], true);
 }
 
 TEST_F(System, SelectorThatMatchesNothingIsSaidAndTracingGoesOn)

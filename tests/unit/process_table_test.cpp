@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -60,6 +61,24 @@ TEST(ProcessTable, ListedProcessIsNotTakenForOneBornWhileTraced)
     EXPECT_TRUE(all[0].exited != all[1].exited);
     EXPECT_EQ(t.summary().births, 1u);
     EXPECT_EQ(t.summary().processes_seen, 2u);
+}
+
+TEST(ProcessTable, ListedProcessBornJustBeforeTheListingIsOneProcessByItsStartTime)
+{
+    // Forked while tracing started: /proc listed it, and the kernel saw its fork.
+    ProcessTable t(10);
+    const std::uint64_t tick_ns = 1000000000ull / static_cast<std::uint64_t>(sysconf(_SC_CLK_TCK));
+    t.list(listed(42, 5000), 0, 1234);
+    ms_sys_proc born = entry(777, 3000, MS_SYS_SEEN_FORK);
+    born.start_boottime_ns = 1234 * tick_ns + tick_ns / 3;
+    t.update(42, born, 1.0);
+    EXPECT_EQ(t.sections().size(), 1u);
+    // Another start time: the listed one is gone, this is a new process.
+    ProcessTable u(10);
+    u.list(listed(42, 5000), 0, 1234);
+    born.start_boottime_ns = 1300 * tick_ns;
+    u.update(42, born, 1.0);
+    EXPECT_EQ(u.sections().size(), 2u);
 }
 
 TEST(ProcessTable, ReusedPidIsAnotherProcessAndTheLateExitFindsTheFirst)

@@ -70,6 +70,7 @@ public:
     // --- the record ---
     mutable int snapshots = 0; // taken so far
     std::vector<Mode> modes_set;
+    std::map<int, Mode> process_modes;
     bool detached = false;
     int measured = 0;
     std::uint64_t events = 0;                  // eventfd counts drained
@@ -126,6 +127,7 @@ public:
         if (on_set_mode)
             on_set_mode(mode);
     }
+    void set_process_mode(int pid, Mode mode) override { process_modes[pid] = mode; }
     Mode mode() const override { return mode_; }
     void mark_gap() override {}
     void detach_probes() override { detached = true; }

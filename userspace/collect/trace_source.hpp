@@ -103,6 +103,8 @@ public:
 
     // --- modes ---
     virtual void set_mode(Mode mode) = 0;
+    // -a: process `pid` runs in `mode` whatever the others do.
+    virtual void set_process_mode(int pid, Mode mode) = 0;
     virtual Mode mode() const = 0;
     virtual void mark_gap() = 0;
     virtual void detach_probes() = 0;

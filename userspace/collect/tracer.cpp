@@ -293,6 +293,7 @@ void Tracer::remove_target(int pid)
 {
     __u32 key = static_cast<__u32>(pid);
     bpf_map__delete_elem(skel_->maps.targets, &key, sizeof key, 0);
+    bpf_map__delete_elem(skel_->maps.process_modes, &key, sizeof key, 0);
 }
 
 bool Tracer::take_hold_signal(int tid, int sig)
@@ -788,6 +789,13 @@ void Tracer::set_mode(Mode mode)
 {
     mode_ = mode;
     __atomic_store_n(&skel_->bss->mode, bpf_mode(mode), __ATOMIC_SEQ_CST);
+}
+
+void Tracer::set_process_mode(int pid, Mode mode)
+{
+    const __u32 key = static_cast<__u32>(pid), value = bpf_mode(mode);
+    bpf_map__update_elem(skel_->maps.process_modes, &key, sizeof key, &value, sizeof value, BPF_ANY);
+    __atomic_store_n(&skel_->bss->per_process_modes, 1u, __ATOMIC_SEQ_CST);
 }
 
 void Tracer::set_calibration_mode(int pid, Mode mode)

@@ -187,6 +187,7 @@ public:
     // The BPF side's mode (normal, fast, async; off keeps probes attached
     // but idle), in force for calls that enter from now on.
     void set_mode(Mode mode) override;
+    void set_process_mode(int pid, Mode mode) override;
     Mode mode() const override { return mode_; }
     // A stint without records began (async, off): frees of unknown blocks
     // are counted as untracked from now on.

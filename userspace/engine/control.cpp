@@ -1,4 +1,6 @@
 #include "control.hpp"
+
+#include "selectors.hpp"
 #include "paths.hpp"
 
 #include "proc.hpp"
@@ -109,11 +111,21 @@ std::optional<ControlRequest> parse_control_request(const std::vector<std::strin
             error = "mode takes one of normal, fast, async, off";
             return std::nullopt;
         }
-        return ControlRequest{ControlRequest::Kind::mode, *m};
+        return ControlRequest{ControlRequest::Kind::mode, *m, {}};
     }
     if (words[0] == "status" && words.size() == 1)
-        return ControlRequest{ControlRequest::Kind::status, Mode::normal};
-    error = "unknown request: use `mode NAME` or `status`";
+        return ControlRequest{ControlRequest::Kind::status, Mode::normal, {}};
+    if (words[0] == "heap") {
+        if (words.size() != 3 || (words[1] != "add" && words[1] != "drop")) {
+            error = "heap takes `add SELECTOR` or `drop SELECTOR`";
+            return std::nullopt;
+        }
+        if (!parse_heap_selector(words[2], error))
+            return std::nullopt;
+        return ControlRequest{words[1] == "add" ? ControlRequest::Kind::heap_add : ControlRequest::Kind::heap_drop,
+                              Mode::normal, words[2]};
+    }
+    error = "unknown request: use `mode NAME`, `status`, or (-a) `heap add|drop SELECTOR`";
     return std::nullopt;
 }
 

@@ -21,9 +21,11 @@ std::string control_socket_path(int tracer_pid);
 // The protocol's requests, one line each: `mode NAME` (normal, fast, async,
 // off) and `status`. Parsed here for both sides: `ctl` checks what it sends,
 // the tracer what it gets.
+// -a adds `heap add SELECTOR` and `heap drop SELECTOR` (selectors.hpp).
 struct ControlRequest {
-    enum class Kind { mode, status } kind = Kind::status;
+    enum class Kind { mode, status, heap_add, heap_drop } kind = Kind::status;
     Mode mode = Mode::normal; // with Kind::mode
+    std::string selector;     // with heap_add, heap_drop
 };
 // The request in `words`; empty `error` when it is one, else why not.
 std::optional<ControlRequest> parse_control_request(const std::vector<std::string>& words, std::string& error);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 
 #include "elf_symbols.hpp"
@@ -103,6 +104,13 @@ std::string HeapSet::start(std::vector<std::string>& notes)
         if (auto it = chosen_.find(static_cast<int>(ev.tgid)); it != chosen_.end())
             it->second.session->on_event(ev);
     });
+    if (settings_.budget_pct > 0) {
+        // Before any target's probes exist: calibration switches the BPF side's mode.
+        if (auto e = tracer_->measure_hit_costs(costs_); !e.empty())
+            notes.push_back(e + "; no budget per process: its cost per hit could not be measured");
+        else
+            calibrated_ = true;
+    }
     if (auto e = hold_new_programs(); !e.empty())
         return e;
     std::map<std::string, int> hits;
@@ -134,6 +142,7 @@ void HeapSet::choose(int pid, const std::string& why, bool held, double t)
     // Its later libraries are attached with the mode left as it is: the
     // BPF side's mode is every chosen process's, not this one's alone.
     c.session->held_at_loader(true);
+    c.session->own_mode(true);
     c.why = why;
     c.target.pid = pid;
     c.target.exe = process_exe(pid);
@@ -211,6 +220,99 @@ void HeapSet::drain(double t)
         c.session->drain(t);
 }
 
+void HeapSet::tick(double t)
+{
+    if (!tracer_)
+        return;
+    for (auto& [pid, c] : chosen_) {
+        if (c.released)
+            continue;
+        c.rates.sample(tracer_->snapshot(pid), pid, t);
+        if (calibrated_ && c.rates.take_fresh())
+            step(c, t);
+    }
+}
+
+// Its budget's step: down when over, up with room to spare; past async,
+// its probes go (the process runs untraced from then on).
+void HeapSet::step(Chosen& c, double t)
+{
+    const AutoPolicy policy(settings_.budget_pct, costs_);
+    const Mode now = c.session->mode();
+    const double hits = c.rates.hits_per_s(), cpu = c.rates.cpu_per_s();
+    std::string why;
+    if (auto s = policy.decide(now, hits, cpu)) {
+        c.session->switch_mode(s->first, s->second, t);
+        why = std::string("mode ") + mode_name(s->first) + " (" + s->second + ")";
+    } else if (now == Mode::async && policy.estimate_pct(now, hits, cpu) > settings_.budget_pct) {
+        char text[160];
+        std::snprintf(text, sizeof text, "auto: estimated overhead in async %.1f%% > budget %.1f%% (%.0f hits/s)",
+                      policy.estimate_pct(now, hits, cpu), settings_.budget_pct, hits);
+        c.session->switch_mode(Mode::off, text, t);
+        tracer_->release_process(c.target.pid);
+        c.released = true;
+        why = std::string("released, its probes detached (") + text + ")";
+    }
+    if (!why.empty())
+        notes_.push_back("pid " + std::to_string(c.target.pid) + " (" + c.target.comm + "): " + why);
+}
+
+nlohmann::json HeapSet::status() const
+{
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& [pid, c] : chosen_) {
+        const Mode m = c.session->mode();
+        nlohmann::json p{{"pid", pid},
+                         {"comm", c.target.comm},
+                         {"chosen_by", c.why},
+                         {"mode", c.released ? "released" : mode_name(m)},
+                         {"event_rate", c.rates.hits_per_s()},
+                         {"target_cpu", c.rates.cpu_per_s()}};
+        if (calibrated_ && !c.released)
+            p["estimated_overhead_pct"] =
+                m == Mode::off ? 0.0
+                               : AutoPolicy(settings_.budget_pct, costs_)
+                                     .estimate_pct(m, c.rates.hits_per_s(), c.rates.cpu_per_s());
+        list.push_back(std::move(p));
+    }
+    return list;
+}
+
+std::string HeapSet::add_selector(const HeapSelector& s, double t)
+{
+    if (!tracer_)
+        return "heap tracing is not set up: start -a with --heap or --heap-top";
+    settings_.selectors.push_back(s);
+    if (auto e = hold_new_programs(); !e.empty())
+        return e;
+    for (int pid : all_pids())
+        if (pid != getpid() && !chosen_.count(pid) && selector_matches(s, identity(pid)))
+            choose(pid, s.text, false, t);
+    return {};
+}
+
+std::string HeapSet::drop_selector(const std::string& text, double t)
+{
+    auto it = std::find_if(settings_.selectors.begin(), settings_.selectors.end(),
+                           [&](const HeapSelector& s) { return s.text == text; });
+    if (it == settings_.selectors.end())
+        return "no --heap " + text + " in force";
+    settings_.selectors.erase(it);
+    for (auto c = chosen_.begin(); c != chosen_.end();) {
+        if (c->second.why != text) {
+            ++c;
+            continue;
+        }
+        done_.push_back(section(c->second, t, true));
+        tracer_->release_process(c->first);
+        tracer_->remove_target(c->first);
+        c = chosen_.erase(c);
+    }
+    // New programs are still held by what the kernel matches: only if no
+    // selector of that kind is left does it forget (it keeps the others').
+    return {};
+}
+
 void HeapSet::consider_growth(const std::vector<std::pair<int, double>>& fastest, double t)
 {
     if (!tracer_ || settings_.top == 0)
@@ -237,6 +339,8 @@ Report HeapSet::section(Chosen& c, double t, bool final)
     if (snap.exited)
         r.target.exit_code = shell_status(snap.wait_status);
     c.session->describe_modes(r);
+    if (c.released)
+        r.mode = "released";
     c.session->add_sites(r);
     add_tracked(r, c.session->tracked(snap, final));
     return r;
@@ -255,8 +359,10 @@ void fold_heap_sections(Report& system, std::vector<Report> sections)
     if (sections.empty())
         return;
     std::vector<ProcessSection> own;
-    for (const auto& s : sections)
+    for (const auto& s : sections) {
         own.push_back({s.target, 0, s.totals, s.peak_live_bytes_exact, s.threads.size()});
+        own.back().mode = s.mode;
+    }
     Report heap = std::move(sections.front());
     sections.erase(sections.begin());
     merge_processes(heap, std::move(sections), 0);
@@ -290,6 +396,7 @@ void fold_heap_sections(Report& system, std::vector<Report> sections)
         best->totals = o.totals;
         best->peak_live_bytes_exact = o.peak_live_bytes_exact;
         best->threads = o.threads;
+        best->mode = o.mode;
     }
 }
 

@@ -11,8 +11,11 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "model.hpp"
 #include "selectors.hpp"
+#include "trace_run.hpp" // RateMeter
 #include "session.hpp"
 #include "system_procs.hpp"
 #include "system_watch.hpp"
@@ -24,6 +27,9 @@ struct HeapSettings {
     std::vector<HeapSelector> selectors;
     std::size_t top = 0; // --heap-top N: the N fastest-growing (anon RSS) as they appear
     std::size_t max_variables = kDefaultMaxVariables;
+    // --overhead-budget with -a: each chosen process steps down on its own
+    // (normal -> fast -> async -> released) to stay under it; 0: no budget.
+    double budget_pct = 0;
     TracerOptions tracer;
 };
 
@@ -46,6 +52,14 @@ public:
     void on_exit(int pid, double t);
     // The heap tracer's events, each to its process's session.
     void drain(double t);
+    // Each interval: every chosen process's rates, and its budget's step.
+    void tick(double t);
+    // `ctl status`: each chosen process's mode, rates and estimated overhead.
+    nlohmann::json status() const;
+    // `ctl heap add|drop SELECTOR`: choose the running processes it
+    // matches (and new ones from now on), or let go of those it chose.
+    std::string add_selector(const HeapSelector& s, double t);
+    std::string drop_selector(const std::string& text, double t);
     // --heap-top: choose among the fastest-growing now (pid -> anon bytes/s).
     void consider_growth(const std::vector<std::pair<int, double>>& fastest, double t);
 
@@ -59,7 +73,10 @@ private:
         std::unique_ptr<Session> session;
         Target target;
         std::string why; // the selector, or "--heap-top"
+        RateMeter rates;
+        bool released = false; // its budget let it go: probes detached
     };
+    void step(Chosen& c, double t);
     ProcessIdentity identity(int pid);
     bool matches(int pid, std::string& why);
     void choose(int pid, const std::string& why, bool held, double t);
@@ -73,6 +90,8 @@ private:
     std::map<int, Chosen> chosen_;
     std::vector<Report> done_; // processes that exited: their final reports
     std::vector<std::string> notes_;
+    bool calibrated_ = false;
+    double costs_[3] = {0, 0, 0};
 };
 
 // Fold the chosen processes' reports into -a's: its threads, sites, leaks,

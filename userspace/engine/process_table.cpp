@@ -1,7 +1,10 @@
 #include "process_table.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+
+#include <unistd.h>
 
 #include "session.hpp" // shell_status
 
@@ -45,10 +48,11 @@ MemoryFigures memory_figures(const ms_sys_proc& raw)
     return m;
 }
 
-void ProcessTable::list(const ProcessSection& s, double t)
+void ProcessTable::list(const ProcessSection& s, double t, std::uint64_t start_ticks)
 {
     WatchedProcess w;
     w.section = s;
+    w.start_ticks = start_ticks;
     if (!w.section.memory)
         w.section.memory.emplace();
     w.first_t = w.recent_t = t;
@@ -102,12 +106,25 @@ void ProcessTable::apply(WatchedProcess& w, const ms_sys_proc& raw, double t)
     growth(w, t);
 }
 
+// A listed process and a kernel entry of its pid: the same process when
+// their start times agree (to /proc's tick); without one, unless the entry
+// was born while traced (then the listed one is gone).
+bool ProcessTable::same_start(const WatchedProcess& w, const ms_sys_proc& raw)
+{
+    static const double tick_ns = 1e9 / static_cast<double>(sysconf(_SC_CLK_TCK));
+    if (w.start_ticks && raw.start_boottime_ns) {
+        const double ticks = static_cast<double>(raw.start_boottime_ns) / tick_ns;
+        return std::abs(ticks - static_cast<double>(w.start_ticks)) <= 1.0;
+    }
+    return !(raw.flags & MS_SYS_SEEN_FORK);
+}
+
 WatchedProcess& ProcessTable::update(int pid, const ms_sys_proc& raw, double t)
 {
     auto it = live_.find(pid);
     if (it != live_.end()) {
         WatchedProcess& w = it->second;
-        const bool other = w.start_ns ? w.start_ns != raw.start_ns : (raw.flags & MS_SYS_SEEN_FORK) != 0;
+        const bool other = w.start_ns ? w.start_ns != raw.start_ns : !same_start(w, raw);
         if (other) {
             // The process we knew exited (its event still on the way); this is a new one.
             WatchedProcess gone = std::move(w);

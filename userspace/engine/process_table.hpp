@@ -24,6 +24,7 @@ namespace memscope {
 struct WatchedProcess {
     ProcessSection section; // memory always set
     std::uint64_t start_ns = 0; // 0: listed from /proc, no event yet
+    std::uint64_t start_ticks = 0; // listed: /proc's start time (clock ticks after boot), 0 unknown
     std::uint64_t cgroup_id = 0;
     double first_t = -1;          // when first seen, and its anon RSS then
     std::uint64_t first_anon = 0;
@@ -44,8 +45,9 @@ public:
     // life's rate is mostly its start).
     static constexpr double kMinGrowthWindow = 1.0;
 
-    // A process /proc listed at start (figures as /proc said them).
-    void list(const ProcessSection& s, double t);
+    // A process /proc listed at start (figures as /proc said them;
+    // `start_ticks`: its start time as /proc/PID/stat says it).
+    void list(const ProcessSection& s, double t, std::uint64_t start_ticks = 0);
     // A map snapshot's entry (t: seconds since tracing began).
     WatchedProcess& update(int pid, const ms_sys_proc& raw, double t);
     // Events. exec: the new program's name; exit: its last figures (when
@@ -67,6 +69,7 @@ public:
 private:
     void retire(int pid, WatchedProcess w, std::optional<int> wait_status);
     void apply(WatchedProcess& w, const ms_sys_proc& raw, double t);
+    static bool same_start(const WatchedProcess& w, const ms_sys_proc& raw);
     std::size_t max_exited_;
     double mono_start_s_;
     std::map<int, WatchedProcess> live_;

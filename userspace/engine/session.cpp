@@ -312,7 +312,9 @@ std::string Session::switch_mode(Mode to, const std::string& reason, double t_s)
         return {};
     if (to == Mode::async)
         tracer_.mark_gap();
-    if (mode_ == Mode::off) {
+    if (own_mode_) {
+        tracer_.set_process_mode(pid_, to);
+    } else if (mode_ == Mode::off) {
         // Probes first (they come back idle), then the mode they run in.
         if (auto err = tracer_.reattach_probes(); !err.empty())
             return err;

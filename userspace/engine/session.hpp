@@ -45,6 +45,9 @@ public:
     // Family: the process is held at its loader until its new files are
     // probed (attach_new_files() there); others are probed while they run.
     void held_at_loader(bool held) { held_at_loader_ = held; }
+    // -a: this process's mode is its own (a budget per process), not the
+    // tracer's; off leaves its probes attached, idle.
+    void own_mode(bool own) { own_mode_ = own; }
 
     // Events from the BPF side for this process (the caller dispatches by tgid).
     void on_event(const DecodedEvent& ev);
@@ -143,6 +146,7 @@ private:
     std::vector<UnprobedAllocator> unprobed_;
     std::vector<ExecMark> execs_;
     bool held_at_loader_ = false;
+    bool own_mode_ = false;
     TrackerModules modules_;
     TrackerEvents events_;
     std::set<std::pair<dev_t, ino_t>> seen_;  // files attached: fstat's device and inode

@@ -12,6 +12,7 @@
 #include <cstdio>
 
 #include "signals.hpp"
+#include "selectors.hpp"
 #include "proc.hpp"
 #include "report_text.hpp" // escape_for_terminal
 
@@ -49,6 +50,9 @@ SystemRun::SystemRun(SystemWatch& watch, const SystemSettings& settings, int sig
     at_start_user_ = seconds(at_start.ru_utime);
     at_start_sys_ = seconds(at_start.ru_stime);
     table_.cgroup_name = [this](std::uint64_t id, int pid) { return cgroups_.path_of(id, pid); };
+    const std::string path = settings_.control_path.empty() ? control_socket_path(getpid()) : settings_.control_path;
+    if (auto err = control_.listen(path, settings_.control_uid); !err.empty())
+        std::fprintf(stderr, "memscope-trace: %s (live control disabled)\n", escape_for_terminal(err).c_str());
     handler_ = [this](const SystemEvent& e) { on_event(e); };
 }
 
@@ -75,7 +79,7 @@ void SystemRun::list_running()
         m.peak_rss_bytes = f->rss_anon + f->rss_file + f->rss_shmem;
         s.memory = m;
         s.cgroup = cgroups_.path_of(0, pid);
-        table_.list(s, elapsed());
+        table_.list(s, elapsed(), f->start_ticks);
     }
 }
 
@@ -139,6 +143,45 @@ bool SystemRun::on_signals()
     return stop;
 }
 
+// `ctl status`: the machine's counts and each heap-traced process's mode
+// and estimated overhead; `heap add|drop SELECTOR` changes the choice.
+std::string SystemRun::on_control(const std::string& line)
+{
+    auto reply = [](const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); };
+    std::string why;
+    auto request = parse_control_line(line, why);
+    if (!request)
+        return reply({{"error", why}});
+    switch (request->kind) {
+    case ControlRequest::Kind::status: {
+        const SystemSummary s = table_.summary();
+        return reply({{"scope", "system"},
+                      {"processes_live", table_.live().size()},
+                      {"births", s.births},
+                      {"exits", s.exits},
+                      {"oom_kills", s.oom_kills},
+                      {"heap_traced", heap_ ? heap_->status() : nlohmann::json::array()}});
+    }
+    case ControlRequest::Kind::mode:
+        return reply({{"error", "with -a each heap-traced process has its own mode (--overhead-budget); "
+                                "choose them with heap add|drop"}});
+    default: break;
+    }
+    if (!heap_)
+        return reply({{"error", "heap tracing is not set up: start -a with --heap or --heap-top"}});
+    std::string err;
+    if (request->kind == ControlRequest::Kind::heap_add) {
+        auto sel = parse_heap_selector(request->selector, why);
+        err = sel ? heap_->add_selector(*sel, elapsed()) : why;
+    } else {
+        err = heap_->drop_selector(request->selector, elapsed());
+    }
+    say_heap_notes();
+    if (!err.empty())
+        return reply({{"error", err}});
+    return reply({{"ok", true}, {"heap_traced", heap_->status()}});
+}
+
 void SystemRun::sample()
 {
     // Events first: an exit read after the map would find its pid taken
@@ -154,6 +197,7 @@ void SystemRun::sample()
                 fastest.emplace_back(pid, w.recent_rate);
         std::sort(fastest.begin(), fastest.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
         heap_->consider_growth(fastest, t);
+        heap_->tick(t);
         say_heap_notes();
     }
 }
@@ -237,12 +281,14 @@ Report SystemRun::run()
 {
     list_running();
     sample();
+    // Said once every process running is listed: one started from now on is born traced.
+    std::fprintf(stderr, "memscope-trace: watching every process (tracepoints, no uprobe)\n");
     const int tick_ms = std::max(1, static_cast<int>(settings_.interval * 1000));
     double next_sample = settings_.interval;
     next_live_ = settings_.live;
     for (;;) {
-        pollfd fds[3] = {{sigfd_, POLLIN, 0}, {watch_.events_fd(), POLLIN, 0},
-                         {heap_ ? heap_->events_fd() : -1, POLLIN, 0}};
+        pollfd fds[4] = {{sigfd_, POLLIN, 0}, {watch_.events_fd(), POLLIN, 0},
+                         {heap_ ? heap_->events_fd() : -1, POLLIN, 0}, {control_.fd(), POLLIN, 0}};
         int timeout = std::max(0, static_cast<int>((next_sample - elapsed()) * 1000) + 1);
         timeout = std::min(timeout, tick_ms);
         if (settings_.duration > 0) {
@@ -251,11 +297,12 @@ Report SystemRun::run()
                 break;
             timeout = std::min(timeout, static_cast<int>(left * 1000) + 1);
         }
-        if (poll(fds, 3, timeout) < 0 && errno != EINTR)
+        if (poll(fds, 4, timeout) < 0 && errno != EINTR)
             break;
         drain();
         if ((fds[0].revents & POLLIN) && on_signals())
             break;
+        control_.serve([this](const std::string& line) { return on_control(line); });
         if (elapsed() >= next_sample) {
             sample();
             next_sample = elapsed() + settings_.interval;

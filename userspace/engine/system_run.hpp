@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "control.hpp"
 #include "heap_set.hpp"
 #include "model.hpp"
 #include "process_table.hpp"
@@ -21,6 +22,8 @@ struct SystemSettings {
     double duration = 0;   // 0: until a signal
     double interval = 1.0; // the process map read this often
     double live = 0;       // a top-like table on stderr every N seconds
+    std::string control_path; // the control socket (empty: control_socket_path() of this process)
+    uid_t control_uid = 0;
     std::size_t max_exited = 20000; // exited processes listed one by one; the rest counted
     std::vector<std::string> heap_selectors; // as given, for the report
 };
@@ -49,6 +52,8 @@ private:
     Report report(bool final);
 
     void say_heap_notes();
+    std::string on_control(const std::string& line);
+    ControlServer control_;
     SystemWatch& watch_;
     HeapSet* heap_;
     std::size_t heap_notes_said_ = 0;

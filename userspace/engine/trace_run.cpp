@@ -238,6 +238,8 @@ std::string TraceRun::on_control(const std::string& line)
         return json_line({{"error", why}});
     if (request->kind == ControlRequest::Kind::status)
         return control_status();
+    if (request->kind != ControlRequest::Kind::mode)
+        return json_line({{"error", "heap add and heap drop are -a's: this tracer follows one command or process"}});
     std::string err = session_.switch_mode(request->mode, "ctl", elapsed());
     if (!err.empty())
         return json_line({{"error", err}});

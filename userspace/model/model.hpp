@@ -258,6 +258,7 @@ struct ProcessSection {
     std::optional<MemoryFigures> memory;
     std::string cgroup;          // its cgroup v2 path ("/" the root; empty: unknown)
     bool heap_traced = false;    // chosen: its allocator probed (totals, threads, sites)
+    std::string mode;            // heap-traced: its mode at the end (its own budget's), or "released"
     int ns_pid = 0;              // its pid in its own pid namespace (0: unknown)
     bool other_pid_namespace = false;
     bool born_while_traced = false;

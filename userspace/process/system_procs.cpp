@@ -126,7 +126,10 @@ std::optional<ProcFacts> read_proc_facts(int pid)
     auto text = read_bounded("/proc/" + std::to_string(pid) + "/status", kMaxStatusBytes);
     if (!text)
         return std::nullopt;
-    return parse_proc_status(pid, *text);
+    auto facts = parse_proc_status(pid, *text);
+    if (facts)
+        facts->start_ticks = std::strtoull(stat_field(pid, 22).c_str(), nullptr, 10);
+    return facts;
 }
 
 CgroupNames::CgroupNames(std::string mount) : mount_(mount.empty() ? cgroup2_mount() : std::move(mount)) {}

@@ -20,6 +20,7 @@ struct ProcFacts {
     bool other_pid_namespace = false;
     std::string comm;
     std::uint64_t rss_anon = 0, rss_file = 0, rss_shmem = 0, swap = 0; // bytes
+    std::uint64_t start_ticks = 0; // /proc/PID/stat's starttime: clock ticks after boot
 };
 
 // Every process's pid, from /proc (threads not included).

@@ -331,6 +331,7 @@ void add_system_process_json(const ProcessSection& p, json& out)
     out["memory"] = p.memory ? memory_json(*p.memory) : json(nullptr);
     out["cgroup"] = p.cgroup;
     out["heap_traced"] = p.heap_traced;
+    out["mode"] = p.mode;
     out["ns_pid"] = p.ns_pid;
     out["other_pid_namespace"] = p.other_pid_namespace;
     out["born_while_traced"] = p.born_while_traced;

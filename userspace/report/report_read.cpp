@@ -485,7 +485,7 @@ bool ReportReader::process_system(const json& p, const std::string& where, Proce
             return false;
     }
     return in_.str(p, where, "cgroup", s.cgroup) && in_.boolean(p, where, "heap_traced", s.heap_traced) &&
-           pid(p, where, "ns_pid", s.ns_pid) &&
+           in_.str(p, where, "mode", s.mode) && pid(p, where, "ns_pid", s.ns_pid) &&
            in_.boolean(p, where, "other_pid_namespace", s.other_pid_namespace) &&
            in_.boolean(p, where, "born_while_traced", s.born_while_traced) &&
            in_.boolean(p, where, "exited", s.exited) && in_.boolean(p, where, "oom_killed", s.oom_killed) &&

@@ -324,6 +324,8 @@ std::string flags_text(const ProcessSection& p)
     for (auto [on, word] : {std::pair{p.heap_traced, "heap-traced"}, {p.exited, "exited"}, {p.oom_killed, "OOM"}})
         if (on)
             f += (f.empty() ? "" : ",") + std::string(word);
+    if (p.heap_traced && !p.mode.empty() && p.mode != "normal")
+        f += "(" + p.mode + ")";
     return f.empty() ? "-" : f;
 }
 

@@ -815,6 +815,8 @@ const PROCESS_FLAGS = [['heap_traced', 'heap-traced'], ['exited', 'exited'], ['o
 function renderFlags(td, p) {
   const on = PROCESS_FLAGS.filter(([key]) => p[key] === true);
   for (const [, word] of on) td.appendChild(el('span', word === 'OOM' ? 'badge warn' : 'badge', word));
+  if (p.heap_traced === true && typeof p.mode === 'string' && p.mode && p.mode !== 'normal')
+    td.appendChild(el('span', 'badge warn', p.mode));
   if (!on.length) { td.textContent = DASH; td.classList.add('none'); }
 }
 
