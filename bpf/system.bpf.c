@@ -203,18 +203,48 @@ static __always_inline void send(__u32 kind, __u32 pid, const struct ms_sys_proc
 	send_event(kind, pid, p, exit_code, false);
 }
 
+/* What this CPU last wrote for the process it last saw: a fault that moves
+ * a counter by less than MS_RSS_STEP from it is not written (nor looked up:
+ * the hash lookup is most of the program's cost, and a fault-heavy process
+ * faults on one CPU at a time). The kernel's own counters are approximate
+ * by more than that (per-CPU batches of 64 pages and up). */
+#define MS_RSS_STEP (64u << 10)
+struct rss_seen {
+	__u32 tgid;
+	__u32 pad;
+	__u64 bytes[MS_RSS_MEMBERS];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rss_seen);
+} rss_last SEC(".maps");
+
+static __always_inline __u64 member_bytes(struct mm_struct *mm, int member)
+{
+	switch (member) {
+	case MS_RSS_FILE: return pages_to_bytes(mm->rss_stat[0].count);
+	case MS_RSS_ANON: return pages_to_bytes(mm->rss_stat[1].count);
+	case MS_RSS_SWAP: return pages_to_bytes(mm->rss_stat[2].count);
+	default: return pages_to_bytes(mm->rss_stat[3].count);
+	}
+}
+
 /* A resident-memory counter of `mm` changed (every fault, every unmap). */
 SEC("tp_btf/rss_stat")
 int BPF_PROG(on_rss_stat, struct mm_struct *mm, int member)
 {
 	struct task_struct *cur = bpf_get_current_task_btf();
-	struct task_struct *owner = cur;
+	struct task_struct *owner;
 	struct ms_sys_proc *p;
-	__u64 bytes;
-	__u32 tgid;
+	struct rss_seen *seen;
+	__u32 zero = 0, tgid;
+	__u64 bytes, was;
 
 	if (member < 0 || member >= MS_RSS_MEMBERS)
 		return 0;
+	bytes = member_bytes(mm, member);
 	if (cur->mm != mm) {
 		/* Another process's memory (reclaim, a fork copying it): its
 		 * owner's, while the owner still uses it (not an exec's or an
@@ -227,28 +257,29 @@ int BPF_PROG(on_rss_stat, struct mm_struct *mm, int member)
 		p = bpf_map_lookup_elem(&procs, &tgid);
 		if (!p)
 			return 0;
-	} else {
-		tgid = cur->tgid;
-		p = entry_of(cur, tgid);
-		if (!p)
+		p->rss[member & 3] = bytes;
+		note_peaks(p);
+		return 0;
+	}
+	tgid = cur->tgid;
+	seen = bpf_map_lookup_elem(&rss_last, &zero);
+	if (seen && seen->tgid == tgid) {
+		was = seen->bytes[member & 3];
+		if ((bytes > was ? bytes - was : was - bytes) < MS_RSS_STEP)
 			return 0;
 	}
-	switch (member) {
-	case MS_RSS_FILE:
-		bytes = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[0].count));
-		break;
-	case MS_RSS_ANON:
-		bytes = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[1].count));
-		break;
-	case MS_RSS_SWAP:
-		bytes = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[2].count));
-		break;
-	default:
-		bytes = pages_to_bytes(BPF_CORE_READ(mm, rss_stat[3].count));
-		break;
-	}
+	p = entry_of(cur, tgid);
+	if (!p)
+		return 0;
 	p->rss[member & 3] = bytes;
 	note_peaks(p);
+	if (seen) {
+		if (seen->tgid != tgid) {
+			seen->tgid = tgid;
+			__builtin_memcpy(seen->bytes, p->rss, sizeof(seen->bytes));
+		}
+		seen->bytes[member & 3] = bytes;
+	}
 	return 0;
 }
 

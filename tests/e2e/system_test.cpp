@@ -397,6 +397,28 @@ TEST_F(System, CtlHeapAddAndDropChangeTheChoiceLive)
     EXPECT_EQ((*p)["heap_traced"], true);
 }
 
+// A process in a pid namespace of its own is listed by its host pid, with
+// the pid it has there (1: it is that namespace's first).
+TEST_F(System, ProcessInAnotherPidNamespaceHasBothPids)
+{
+    SystemTrace trace("system_pidns");
+    ASSERT_TRUE(trace.ready()) << trace.err();
+    Child c({"/usr/bin/unshare", "--pid", "--fork", target("mem_hog"), "2"});
+    ASSERT_TRUE(c.wait_for("ready ", false, 30s)) << c.err_text;
+    const int unshare_pid = c.pid;
+    c.close_stdin();
+    EXPECT_EQ(c.finish(), 0);
+    json r = trace.stop();
+    const json* hog = nullptr;
+    for (const auto& p : r["processes"])
+        if (p["parent_pid"] == unshare_pid && p["comm"] == "target_mem_hog")
+            hog = &p;
+    ASSERT_NE(hog, nullptr);
+    EXPECT_EQ((*hog)["other_pid_namespace"], true) << hog->dump();
+    EXPECT_EQ((*hog)["ns_pid"], 1) << hog->dump();
+    EXPECT_NE((*hog)["pid"], 1);
+}
+
 TEST_F(System, SelectorThatMatchesNothingIsSaidAndTracingGoesOn)
 {
     Result r = run({kBin, "-a", "--duration", "1", "--heap", "comm:no-such-comm", "--heap", "pid:999999999"});

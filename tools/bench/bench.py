@@ -464,9 +464,9 @@ def section_tracer(results):
         rate, cpu_pct, results["tracer"]["user_cpu_pct_per_100k_events_per_s"] or 0, r["tracer"]["max_rss_kb"]))
 
 
-def system_watcher(json_path=None):
+def system_watcher(json_path=None, extra=()):
     """memscope-trace -a in the background, once it watches."""
-    cmd = [build_path("memscope-trace"), "-a"] + (["--json", json_path] if json_path else [])
+    cmd = [build_path("memscope-trace"), "-a"] + list(extra) + (["--json", json_path] if json_path else [])
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for line in p.stderr:
         if "watching every process" in line:
@@ -497,17 +497,28 @@ def section_system(results):
     events per second (program runs, counted with kernel.bpf_stats_enabled)."""
     faults = [build_path("fault_loop"), str(ARGS.fault_rounds), "64"]
     storm = [build_path("target_storm"), str(ARGS.storm)]
-    rows = {k: [] for k in ("faults_alone", "faults_watched", "storm_alone", "storm_watched")}
+    # A busy allocator user that is not chosen, while -a traces the heap of
+    # another: its own code is unpatched, so its CPU per pair must not move.
+    pairs = [build_path("alloc_pairs"), "1", str(ARGS.ops * 200), "64"]
+    rows = {k: [] for k in ("faults_alone", "faults_watched", "storm_alone", "storm_watched",
+                            "pairs_alone", "pairs_beside_heap")}
     for rep in range(ARGS.reps + 2):
         rows["faults_alone"].append(children_cpu(faults))
         rows["storm_alone"].append(children_cpu(storm))
+        rows["pairs_alone"].append(parse_pairs(run(pairs)[1])[1])
         w = system_watcher()
         rows["faults_watched"].append(children_cpu(faults))
         rows["storm_watched"].append(children_cpu(storm))
         stop_watcher(w)
-        log("  system rep %d: faults cpu %.3f s alone, %.3f s watched; storm cpu %.3f s alone, %.3f s watched" % (
-            rep + 1, rows["faults_alone"][-1], rows["faults_watched"][-1], rows["storm_alone"][-1],
-            rows["storm_watched"][-1]))
+        w = system_watcher(extra=["--heap", "comm:fault_loop"])
+        chosen = subprocess.Popen(faults, stdout=subprocess.DEVNULL)
+        rows["pairs_beside_heap"].append(parse_pairs(run(pairs)[1])[1])
+        chosen.wait()
+        stop_watcher(w)
+        log("  system rep %d: faults cpu %.3f s alone, %.3f s watched; storm cpu %.3f s alone, %.3f s watched; "
+            "unchosen pairs cpu %.1f ns alone, %.1f ns beside a heap-traced process" % (
+                rep + 1, rows["faults_alone"][-1], rows["faults_watched"][-1], rows["storm_alone"][-1],
+                rows["storm_watched"][-1], rows["pairs_alone"][-1], rows["pairs_beside_heap"][-1]))
     med = {k: statistics.median(v) for k, v in rows.items()}
     # The tracer's cost per event: one watched run with the kernel's program counters on.
     with tempfile.TemporaryDirectory() as d:
@@ -535,6 +546,8 @@ def section_system(results):
         "faults_cpu_ratio": med["faults_watched"] / med["faults_alone"],
         "storm_alone_cpu_s": med["storm_alone"], "storm_watched_cpu_s": med["storm_watched"],
         "storm_cpu_ratio": med["storm_watched"] / med["storm_alone"],
+        "unchosen_pairs_alone_cpu_ns": med["pairs_alone"], "unchosen_pairs_beside_heap_cpu_ns": med["pairs_beside_heap"],
+        "unchosen_pairs_cpu_ratio": med["pairs_beside_heap"] / med["pairs_alone"],
         "tier0_events": events, "tier0_events_per_s": rate, "tracer_cpu_pct_of_a_core": cpu_pct,
         "tracer_cpu_pct_per_100k_events_per_s": cpu_pct / (rate / 1e5) if rate else None,
         "tracer_max_rss_kb": tr["max_rss_kb"], "bpf_map_bytes": tr["bpf_map_bytes"],
@@ -701,6 +714,11 @@ def markdown(res):
                                                   s["faults_watched_cpu_s"], s["faults_cpu_ratio"]),
                   "| %s | %.3f | %.3f | **%.3f** |" % (s["storm_workload"], s["storm_alone_cpu_s"],
                                                   s["storm_watched_cpu_s"], s["storm_cpu_ratio"]),
+                  "",
+                  "A busy allocator user not chosen (`alloc_pairs`, CPU ns per malloc+free pair) while `-a --heap` "
+                  "traces another process's heap: %.1f alone, %.1f beside it, **x%.3f** (its code is not patched)." % (
+                      s["unchosen_pairs_alone_cpu_ns"], s["unchosen_pairs_beside_heap_cpu_ns"],
+                      s["unchosen_pairs_cpu_ratio"]),
                   "",
                   "The tracer, watching both: %d tier-0 program runs (%.0f per s), its own CPU (user + system) %.2f%% "
                   "of one core, **%.2f%% per 100,000 tier-0 events/s**; RSS %d KiB with %d processes listed; BPF maps "
