@@ -123,23 +123,41 @@ static __always_inline void note_peaks(struct ms_sys_proc *p)
 		p->peak_rss = resident;
 }
 
+/* A new entry's memory figures: `mm`'s counters and heap now. */
+static __always_inline void first_figures(struct ms_sys_proc *p, struct mm_struct *mm)
+{
+	if (mm) {
+		read_rss(p, mm);
+		p->brk_bytes = BPF_CORE_READ(mm, brk) - BPF_CORE_READ(mm, start_brk);
+		p->peak_brk_bytes = p->brk_bytes;
+		note_peaks(p);
+	}
+	p->first_rss_anon = p->rss[MS_RSS_ANON];
+}
+
+/* `pid`'s number in its own (innermost) pid namespace, and that namespace's level. */
+static __always_inline void namespace_pid(struct ms_sys_proc *p, struct pid *pid)
+{
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+
+	p->ns_level = level;
+	if (level < 32 && pid)
+		bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level]);
+	p->ns_pid = up.nr;
+}
+
 /* Who `task` is: its process's name and parent, its pid in its own pid
  * namespace, its leader's start time (a reused pid is another process). */
 static __always_inline void describe(struct ms_sys_proc *p, struct task_struct *task)
 {
 	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
-	struct pid *pid = BPF_CORE_READ(leader, thread_pid);
-	unsigned int level = BPF_CORE_READ(pid, level);
-	struct upid up = {};
 
 	bpf_probe_read_kernel_str(p->comm, sizeof(p->comm), leader->comm);
 	p->ppid = BPF_CORE_READ(leader, real_parent, tgid);
 	p->start_ns = BPF_CORE_READ(leader, start_time);
 	p->start_boottime_ns = BPF_CORE_READ(leader, start_boottime);
-	p->ns_level = level;
-	if (level < 32 && pid)
-		bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level]);
-	p->ns_pid = up.nr;
+	namespace_pid(p, BPF_CORE_READ(leader, thread_pid));
 }
 
 /* The entry of `task`'s process, made now if it has none (a process that
@@ -149,21 +167,13 @@ static __always_inline struct ms_sys_proc *entry_of(struct task_struct *task, __
 {
 	struct ms_sys_proc *p = bpf_map_lookup_elem(&procs, &tgid);
 	struct ms_sys_proc fresh = {};
-	struct mm_struct *mm;
 
 	if (p)
 		return p;
 	describe(&fresh, task);
 	fresh.first_seen_ns = bpf_ktime_get_ns();
 	fresh.cgroup_id = bpf_get_current_cgroup_id();
-	mm = BPF_CORE_READ(task, mm);
-	if (mm) {
-		read_rss(&fresh, mm);
-		fresh.brk_bytes = BPF_CORE_READ(mm, brk) - BPF_CORE_READ(mm, start_brk);
-		fresh.peak_brk_bytes = fresh.brk_bytes;
-		note_peaks(&fresh);
-	}
-	fresh.first_rss_anon = fresh.rss[MS_RSS_ANON];
+	first_figures(&fresh, BPF_CORE_READ(task, mm));
 	if (bpf_map_update_elem(&procs, &tgid, &fresh, BPF_NOEXIST) != 0) {
 		p = bpf_map_lookup_elem(&procs, &tgid);
 		if (!p)
@@ -355,7 +365,6 @@ int BPF_PROG(sys_on_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 ptgid = parent->tgid, ctgid = child->tgid;
 	struct ms_sys_proc fresh = {};
 	struct ms_sys_proc *pp;
-	struct mm_struct *mm;
 
 	if (ptgid == ctgid || (child->flags & PF_KTHREAD_FLAG))
 		return 0; /* a thread, or a kernel thread: no memory of its own */
@@ -371,24 +380,8 @@ int BPF_PROG(sys_on_fork, struct task_struct *parent, struct task_struct *child)
 	fresh.first_seen_ns = bpf_ktime_get_ns();
 	fresh.cgroup_id = bpf_get_current_cgroup_id();
 	fresh.flags = MS_SYS_SEEN_FORK;
-	{
-		struct pid *pid = child->thread_pid;
-		unsigned int level = BPF_CORE_READ(pid, level);
-		struct upid up = {};
-
-		fresh.ns_level = level;
-		if (level < 32 && pid)
-			bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level]);
-		fresh.ns_pid = up.nr;
-	}
-	mm = child->mm;
-	if (mm) {
-		read_rss(&fresh, mm);
-		fresh.brk_bytes = BPF_CORE_READ(mm, brk) - BPF_CORE_READ(mm, start_brk);
-		fresh.peak_brk_bytes = fresh.brk_bytes;
-		note_peaks(&fresh);
-	}
-	fresh.first_rss_anon = fresh.rss[MS_RSS_ANON];
+	namespace_pid(&fresh, child->thread_pid);
+	first_figures(&fresh, child->mm);
 	if (bpf_map_update_elem(&procs, &ctgid, &fresh, BPF_ANY) != 0)
 		count_drop(MS_SYS_DROP_sys_table_full);
 	return 0;

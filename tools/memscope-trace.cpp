@@ -582,6 +582,24 @@ void add_gate(CLI::App* a, Options& opt)
         ->check(CLI::IsMember({"text", "markdown", "json", "junit"}));
 }
 
+// -a and its heap choice.
+void add_system(CLI::App* a, Options& opt)
+{
+    a->add_flag("-a,--all", opt.all,
+                 "every process, present and future: resident memory by kind, heap growth, births, execs, "
+                 "exits and OOM kills, from kernel tracepoints (no uprobe in any process)");
+    a->add_option("--heap", opt.heap,
+                   "-a: trace the heap exactly (allocator probes, in these processes alone) of processes matching "
+                   "pid:N, comm:NAME, exe:PATH or cgroup:PREFIX (repeatable); a new one is held at its loader "
+                   "until probed");
+    a->add_option("--heap-top", opt.heap_top,
+                   "-a: also trace the heap of the N processes whose anonymous memory grows fastest, as they appear")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
+    a->add_option("--max-exited", opt.max_exited,
+                   "-a: exited processes listed one by one in the report (default 20000); the rest are counted")
+        ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 24));
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -597,19 +615,7 @@ int main(int argc, char** argv)
         "PID");
     app.add_option("-p,--pid", opt.pid, "attach to a running process")->check(pid_number);
     app.add_option("--duration", opt.duration, "stop after SECONDS")->check(CLI::PositiveNumber);
-    app.add_flag("-a,--all", opt.all,
-                 "every process, present and future: resident memory by kind, heap growth, births, execs, "
-                 "exits and OOM kills, from kernel tracepoints (no uprobe in any process)");
-    app.add_option("--heap", opt.heap,
-                   "-a: trace the heap exactly (allocator probes, in these processes alone) of processes matching "
-                   "pid:N, comm:NAME, exe:PATH or cgroup:PREFIX (repeatable); a new one is held at its loader "
-                   "until probed");
-    app.add_option("--heap-top", opt.heap_top,
-                   "-a: also trace the heap of the N processes whose anonymous memory grows fastest, as they appear")
-        ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
-    app.add_option("--max-exited", opt.max_exited,
-                   "-a: exited processes listed one by one in the report (default 20000); the rest are counted")
-        ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 24));
+    add_system(&app, opt);
     add_common(&app, opt);
 
     CLI::App* run = app.add_subcommand("run", "start a command traced from its first instruction");
