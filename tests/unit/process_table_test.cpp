@@ -207,3 +207,55 @@ TEST(HeapSelector, CgroupPrefixMatchesWholeComponentsOnly)
 
 } // namespace
 } // namespace memscope
+
+#include "heap_set.hpp"
+
+namespace memscope {
+namespace {
+
+Report heap_section(int pid, std::uint32_t tid, std::uint64_t allocs, const std::string& mode, bool exited)
+{
+    Report r;
+    r.target.pid = pid;
+    r.target.comm = "p" + std::to_string(pid);
+    if (exited)
+        r.target.exit_code = 0;
+    r.mode = mode;
+    ThreadStats t;
+    t.pid = static_cast<std::uint32_t>(pid);
+    t.tid = tid;
+    t.counters.alloc_count = allocs;
+    t.counters.alloc_bytes = allocs * 16;
+    r.threads.push_back(t);
+    compute_totals(r, 0);
+    return r;
+}
+
+// The chosen processes' reports become -a's threads and totals; each goes
+// to its own entry, the exited one of a reused pid to the exited entry.
+TEST(FoldHeapSections, EachSectionMarksItsOwnProcessEntry)
+{
+    Report sys;
+    sys.mode_scope = "system";
+    ProcessSection a, gone, again, other;
+    a.target.pid = 10;
+    gone.target.pid = 20;
+    gone.exited = true;
+    again.target.pid = 20; // the pid reused by a process not chosen
+    other.target.pid = 30;
+    sys.processes = {a, gone, again, other};
+    fold_heap_sections(sys, {heap_section(10, 10, 5, "normal", false), heap_section(20, 21, 7, "released", true)});
+    EXPECT_EQ(sys.totals.alloc_count, 12u);
+    EXPECT_EQ(sys.threads.size(), 2u);
+    EXPECT_TRUE(sys.processes[0].heap_traced);
+    EXPECT_EQ(sys.processes[0].totals.alloc_count, 5u);
+    EXPECT_EQ(sys.processes[0].mode, "normal");
+    EXPECT_TRUE(sys.processes[1].heap_traced);
+    EXPECT_EQ(sys.processes[1].mode, "released");
+    EXPECT_EQ(sys.processes[1].totals.alloc_count, 7u);
+    EXPECT_FALSE(sys.processes[2].heap_traced);
+    EXPECT_FALSE(sys.processes[3].heap_traced);
+}
+
+} // namespace
+} // namespace memscope

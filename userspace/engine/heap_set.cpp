@@ -170,7 +170,7 @@ void HeapSet::on_exec(int pid, bool held, double t)
     if (auto it = chosen_.find(pid); it != chosen_.end()) {
         // A chosen process ran another program: the old one's report is
         // done; the new one is chosen again if it matches.
-        done_.push_back(section(it->second, t, true));
+        keep(section(it->second, t, true));
         tracer_->release_process(pid);
         tracer_->forget_process(pid);
         chosen_.erase(it);
@@ -205,10 +205,24 @@ void HeapSet::on_exit(int pid, double t)
     auto it = chosen_.find(pid);
     if (it == chosen_.end())
         return;
-    done_.push_back(section(it->second, t, true));
+    keep(section(it->second, t, true));
     tracer_->release_process(pid);
     tracer_->remove_target(pid);
+    tracer_->forget_process(pid); // its thread slots and records, for those chosen next
     chosen_.erase(it);
+}
+
+// A chosen process's final report, kept for the end; past kMaxKept (a
+// selector that matches every short-lived shell, say) counted, not kept.
+void HeapSet::keep(Report r)
+{
+    if (done_.size() < kMaxKept) {
+        done_.push_back(std::move(r));
+        return;
+    }
+    if (++not_kept_ == 1)
+        notes_.push_back("more than " + std::to_string(kMaxKept) +
+                         " chosen processes ended: the heap reports of those after are not kept");
 }
 
 void HeapSet::drain(double t)
@@ -303,9 +317,10 @@ std::string HeapSet::drop_selector(const std::string& text, double t)
             ++c;
             continue;
         }
-        done_.push_back(section(c->second, t, true));
+        keep(section(c->second, t, true));
         tracer_->release_process(c->first);
         tracer_->remove_target(c->first);
+        tracer_->forget_process(c->first);
         c = chosen_.erase(c);
     }
     // New programs are still held by what the kernel matches: only if no

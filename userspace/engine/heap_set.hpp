@@ -88,7 +88,10 @@ private:
     HeapSettings settings_;
     std::unique_ptr<Tracer> tracer_;
     std::map<int, Chosen> chosen_;
+    static constexpr std::size_t kMaxKept = 1000;
+    void keep(Report r);
     std::vector<Report> done_; // processes that exited: their final reports
+    std::size_t not_kept_ = 0;
     std::vector<std::string> notes_;
     bool calibrated_ = false;
     double costs_[3] = {0, 0, 0};
