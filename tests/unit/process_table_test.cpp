@@ -259,3 +259,30 @@ TEST(FoldHeapSections, EachSectionMarksItsOwnProcessEntry)
 
 } // namespace
 } // namespace memscope
+
+#include "system_run.hpp"
+
+namespace memscope {
+namespace {
+
+// The top-like view: fastest-growing first, the heap-traced ones' modes,
+// a hostile name escaped.
+TEST(SystemLive, FastestGrowingFirstWithHeapModesAndEscapedNames)
+{
+    ProcessTable t(10);
+    t.update(1, entry(1, 1 << 20, 0, "idle"), 0.0);
+    t.update(2, entry(2, 1 << 20, 0, "grow\x1b[2J"), 0.0);
+    t.update(1, entry(1, 1 << 20, 0, "idle"), 1.0);
+    t.update(2, entry(2, 9 << 20, 0, "grow\x1b[2J"), 1.0);
+    const std::string view = format_system_live(t, 1.0, 10, {{2, "fast"}});
+    const auto grow = view.find("grow"), idle = view.find("idle");
+    ASSERT_NE(grow, std::string::npos);
+    ASSERT_NE(idle, std::string::npos);
+    EXPECT_LT(grow, idle) << view;
+    EXPECT_EQ(view.find('\x1b'), std::string::npos) << view;
+    EXPECT_NE(view.find("fast"), std::string::npos) << view;
+    EXPECT_NE(view.find("8.0"), std::string::npos) << view; // MiB/s of growth
+}
+
+} // namespace
+} // namespace memscope

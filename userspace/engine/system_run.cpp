@@ -202,7 +202,8 @@ void SystemRun::sample()
     }
 }
 
-std::string format_system_live(const ProcessTable& table, double elapsed, std::size_t rows)
+std::string format_system_live(const ProcessTable& table, double elapsed, std::size_t rows,
+                               const std::map<int, std::string>& heap)
 {
     std::vector<const WatchedProcess*> order;
     for (const auto& [pid, w] : table.live())
@@ -219,17 +220,19 @@ std::string format_system_live(const ProcessTable& table, double elapsed, std::s
                   table.live().size(), static_cast<unsigned long long>(s.births),
                   static_cast<unsigned long long>(s.exits), static_cast<unsigned long long>(s.oom_kills));
     std::string out = line;
-    std::snprintf(line, sizeof line, "%8s %-16s %10s %10s %10s %10s %12s  %s\n", "PID", "COMM", "ANON MiB", "PEAK MiB",
-                  "FILE MiB", "SHMEM MiB", "GROWTH MiB/s", "CGROUP");
+    std::snprintf(line, sizeof line, "%8s %-16s %10s %10s %10s %10s %12s %-8s  %s\n", "PID", "COMM", "ANON MiB",
+                  "PEAK MiB", "FILE MiB", "SHMEM MiB", "GROWTH MiB/s", "HEAP", "CGROUP");
     out += line;
     for (std::size_t i = 0; i < order.size() && i < rows; ++i) {
         const ProcessSection& p = order[i]->section;
         const MemoryFigures& m = *p.memory;
-        std::snprintf(line, sizeof line, "%8d %-16s %10s %10s %10s %10s %12s  ", p.target.pid,
+        const auto traced = heap.find(p.target.pid);
+        std::snprintf(line, sizeof line, "%8d %-16s %10s %10s %10s %10s %12s %-8s  ", p.target.pid,
                       escape_for_terminal(p.target.comm).c_str(), mib(static_cast<double>(m.rss_anon_bytes)).c_str(),
                       mib(static_cast<double>(m.peak_rss_anon_bytes)).c_str(),
                       mib(static_cast<double>(m.rss_file_bytes)).c_str(),
-                      mib(static_cast<double>(m.rss_shmem_bytes)).c_str(), mib(order[i]->recent_rate).c_str());
+                      mib(static_cast<double>(m.rss_shmem_bytes)).c_str(), mib(order[i]->recent_rate).c_str(),
+                      traced == heap.end() ? "-" : traced->second.c_str());
         out += line;
         out += escape_for_terminal(p.cgroup.substr(0, 60)) + "\n";
     }
@@ -238,7 +241,11 @@ std::string format_system_live(const ProcessTable& table, double elapsed, std::s
 
 void SystemRun::draw_live()
 {
-    std::string frame = format_system_live(table_, elapsed(), 20);
+    std::map<int, std::string> heap;
+    if (heap_)
+        for (const auto& p : heap_->status())
+            heap[p["pid"].get<int>()] = p["mode"].get<std::string>();
+    std::string frame = format_system_live(table_, elapsed(), 20, heap);
     if (tty_ && live_lines_ > 0)
         std::fprintf(stderr, "\x1b[%dA\x1b[J", live_lines_);
     std::fputs(frame.c_str(), stderr);

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,6 +71,8 @@ private:
 };
 
 // The top-like view: the processes growing fastest first.
-std::string format_system_live(const ProcessTable& table, double elapsed, std::size_t rows);
+// `heap`: the heap-traced processes' modes by pid (a column of their own).
+std::string format_system_live(const ProcessTable& table, double elapsed, std::size_t rows,
+                               const std::map<int, std::string>& heap = {});
 
 } // namespace memscope
