@@ -419,6 +419,29 @@ TEST_F(System, ProcessInAnotherPidNamespaceHasBothPids)
     EXPECT_NE((*hog)["pid"], 1);
 }
 
+// A static program matched at its exec never reaches the host's loader:
+// traced from when its probes are in place, and the report says so.
+TEST_F(System, StaticProgramChosenIsTracedAndItsMissingHoldIsSaid)
+{
+    SystemTrace trace("system_static", {"--heap", "comm:target_static_a"});
+    ASSERT_TRUE(trace.ready()) << trace.err();
+    Child st({target("static_alloc")});
+    const int pid = st.pid;
+    EXPECT_EQ(st.finish(), 0);
+    json r = trace.stop();
+    const json* p = process_of(r, pid);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ((*p)["heap_traced"], true);
+    // Its 100 pairs come 300 ms after its start: its probes are in place by then.
+    EXPECT_GE((*p)["totals"]["alloc_count"].get<std::uint64_t>(), 100u) << p->dump();
+    bool said = false;
+    for (const auto& w : r["warnings"])
+        said = said || (w.get<std::string>().find("pid " + std::to_string(pid)) != std::string::npos &&
+                        w.get<std::string>().find("not held") != std::string::npos);
+    EXPECT_TRUE(said) << r["warnings"].dump();
+    EXPECT_FALSE(r["dropped"]["reasons"].contains("hold_timeout")) << r["dropped"].dump();
+}
+
 TEST_F(System, SelectorThatMatchesNothingIsSaidAndTracingGoesOn)
 {
     Result r = run({kBin, "-a", "--duration", "1", "--heap", "comm:no-such-comm", "--heap", "pid:999999999"});

@@ -41,6 +41,19 @@ int HeapSet::events_fd() const
     return tracer_ ? tracer_->events_fd() : -1;
 }
 
+// A static program, or one with a loader of its own (a container's), never
+// reaches the hold at the host's loader.
+bool HeapSet::maps_host_loader(int pid)
+{
+    static const std::string loader = host_loader();
+    if (loader.empty())
+        return false;
+    for (const auto& f : executable_mappings(pid))
+        if (f.path == loader || named_path(f.path) == loader)
+            return true;
+    return false;
+}
+
 ProcessIdentity HeapSet::identity(int pid)
 {
     ProcessIdentity id;
@@ -176,8 +189,19 @@ void HeapSet::on_exec(int pid, bool held, double t)
         chosen_.erase(it);
     }
     std::string why;
-    if (matches(pid, why) || held)
+    if (held && !maps_host_loader(pid)) {
+        // Matched in the kernel, but it never passes the host's loader.
+        watch_.end_hold(pid);
+        held = false;
+    }
+    if (matches(pid, why) || held) {
         choose(pid, why.empty() ? "--heap" : why, held, t);
+        if (!held && chosen_.count(pid))
+            warnings_.push_back("pid " + std::to_string(pid) + " (" + chosen_[pid].target.comm +
+                                ") was chosen at its exec but not held at its loader (a static program, or one "
+                                "with a loader of its own): its calls before its probes were in place are not "
+                                "counted");
+    }
     if (held && !chosen_.count(pid))
         watch_.end_hold(pid);
 }

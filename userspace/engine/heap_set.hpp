@@ -67,6 +67,8 @@ public:
     std::vector<Report> sections(double t, bool final);
     std::size_t chosen() const { return chosen_.size(); }
     const std::vector<std::string>& notes() const { return notes_; }
+    // What the report must say: chosen processes whose first calls went unseen.
+    const std::vector<std::string>& warnings() const { return warnings_; }
 
 private:
     struct Chosen {
@@ -78,6 +80,7 @@ private:
     };
     void step(Chosen& c, double t);
     ProcessIdentity identity(int pid);
+    bool maps_host_loader(int pid);
     bool matches(int pid, std::string& why);
     void choose(int pid, const std::string& why, bool held, double t);
     Report section(Chosen& c, double t, bool final);
@@ -93,6 +96,7 @@ private:
     std::vector<Report> done_; // processes that exited: their final reports
     std::size_t not_kept_ = 0;
     std::vector<std::string> notes_;
+    std::vector<std::string> warnings_;
     bool calibrated_ = false;
     double costs_[3] = {0, 0, 0};
 };

@@ -278,8 +278,10 @@ Report SystemRun::report(bool final)
     r.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
     r.tracer.bpf_map_bytes = watch_.map_bytes();
     watch_.add_program_stats(r.tracer.programs);
-    if (heap_)
+    if (heap_) {
         fold_heap_sections(r, heap_->sections(r.duration_s, final));
+        r.warnings.insert(r.warnings.end(), heap_->warnings().begin(), heap_->warnings().end());
+    }
     derive_warnings(r);
     return r;
 }
