@@ -422,9 +422,13 @@ static __always_inline bool chosen(const struct ms_sys_proc *e, struct linux_bin
 		found = 1;
 	else
 		bpf_loop(64, cgroup_level_matches, &found, 0);
-	if (!found)
-		return false;
 	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!found) {
+		/* A held process that runs another program, one not chosen:
+		 * that one goes on at once. */
+		bpf_map_delete_elem(&holds, &tgid);
+		return false;
+	}
 	return bpf_map_update_elem(&holds, &tgid, &hold, BPF_ANY) == 0;
 }
 

@@ -309,10 +309,35 @@ std::string check_kernel_features()
     return {};
 }
 
+namespace {
+
+// A /proc file read whole with read(2), up to `limit` bytes. A process that
+// exits meanwhile makes read fail (ESRCH): what was read stays, and nothing
+// throws (a stream's buffer iterator throws std::ios_failure there).
+std::string read_proc_text(const std::string& path, std::size_t limit)
+{
+    std::string out;
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return out;
+    char buf[4096];
+    while (out.size() < limit) {
+        const ssize_t n = read(fd, buf, std::min(sizeof buf, limit - out.size()));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    close(fd);
+    return out;
+}
+
+} // namespace
+
 std::string stat_field(int pid, int n)
 {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string text = read_proc_text("/proc/" + std::to_string(pid) + "/stat", 64 << 10);
     // comm may hold spaces and parentheses: fields resume after the last ')'.
     auto close = text.rfind(')');
     if (close == std::string::npos || n < 3)
@@ -339,8 +364,7 @@ double process_cpu_seconds(int pid)
 
 std::string process_environ(int pid)
 {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return read_proc_text("/proc/" + std::to_string(pid) + "/environ", 16 << 20);
 }
 
 } // namespace memscope
