@@ -267,15 +267,9 @@ Report SystemRun::report(bool final)
     r.dropped.reasons = watch_.drops();
     for (const auto& note : watch_.notes())
         r.warnings.push_back(note);
-    rusage self{};
-    getrusage(RUSAGE_SELF, &self);
-    r.tracer.cpu_user_s = seconds(self.ru_utime);
-    r.tracer.cpu_sys_s = seconds(self.ru_stime);
-    r.tracer.startup_cpu_user_s = at_start_user_;
-    r.tracer.startup_cpu_sys_s = at_start_sys_;
-    r.tracer.tracing_cpu_user_s = r.tracer.cpu_user_s - at_start_user_;
-    r.tracer.tracing_cpu_sys_s = r.tracer.cpu_sys_s - at_start_sys_;
-    r.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
+    rusage now{};
+    getrusage(RUSAGE_SELF, &now);
+    fill_tracer_cpu(r.tracer, at_start_user_, at_start_sys_, now);
     r.tracer.bpf_map_bytes = watch_.map_bytes();
     watch_.add_program_stats(r.tracer.programs);
     if (heap_) {

@@ -72,6 +72,19 @@ void LiveTable::draw(const Report& snap, double elapsed)
     last_ = elapsed;
 }
 
+void fill_tracer_cpu(Report::TracerCost& cost, double start_user_s, double start_sys_s, const rusage& at_end)
+{
+    rusage self{};
+    getrusage(RUSAGE_SELF, &self);
+    cost.cpu_user_s = seconds(self.ru_utime);
+    cost.cpu_sys_s = seconds(self.ru_stime);
+    cost.startup_cpu_user_s = start_user_s;
+    cost.startup_cpu_sys_s = start_sys_s;
+    cost.tracing_cpu_user_s = seconds(at_end.ru_utime) - start_user_s;
+    cost.tracing_cpu_sys_s = seconds(at_end.ru_stime) - start_sys_s;
+    cost.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
+}
+
 Calibration calibrate_for_auto(TraceSource& tracer, bool auto_mode)
 {
     Calibration c;
@@ -383,15 +396,7 @@ Report TraceRun::final_report()
     derive_warnings(report);
     // The whole run's cost: the report so far included (symbols, merging;
     // not the writing of its files).
-    rusage self{};
-    getrusage(RUSAGE_SELF, &self);
-    report.tracer.cpu_user_s = seconds(self.ru_utime);
-    report.tracer.cpu_sys_s = seconds(self.ru_stime);
-    report.tracer.startup_cpu_user_s = at_start_user_;
-    report.tracer.startup_cpu_sys_s = at_start_sys_;
-    report.tracer.tracing_cpu_user_s = seconds(at_end.ru_utime) - at_start_user_;
-    report.tracer.tracing_cpu_sys_s = seconds(at_end.ru_stime) - at_start_sys_;
-    report.tracer.max_rss_kb = static_cast<std::uint64_t>(self.ru_maxrss);
+    fill_tracer_cpu(report.tracer, at_start_user_, at_start_sys_, at_end);
     report.tracer.bpf_map_bytes = tracer_.map_bytes();
     report.tracer.programs = tracer_.program_stats();
     report.alloc_functions = settings_.alloc_fns;

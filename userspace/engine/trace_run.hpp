@@ -6,6 +6,8 @@
 // report and the tracer's own cost).
 #pragma once
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -56,6 +58,11 @@ struct Calibration {
     double costs[3] = {0, 0, 0};
 };
 Calibration calibrate_for_auto(TraceSource& tracer, bool auto_mode);
+
+// The tracer's own CPU and memory (RUSAGE_SELF) into `cost`: the whole run
+// so far, its start (CPU seconds when tracing began), and the tracing from
+// then until `at_end` (tracing done; what follows is the report's).
+void fill_tracer_cpu(Report::TracerCost& cost, double start_user_s, double start_sys_s, const rusage& at_end);
 
 // Probe hits per second and the target's CPU seconds per second, over the
 // last half second: what auto mode and `ctl status` go by.
