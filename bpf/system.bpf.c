@@ -489,11 +489,15 @@ int BPF_PROG(sys_on_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), p->comm);
 	e->execs += 1;
 	e->cgroup_id = bpf_get_current_cgroup_id();
-	/* The new program's memory; the peaks stay the process's. */
+	/* The new program's memory; the peaks stay the process's. Its growth
+	 * starts afresh: a child forked from a large parent has the parent's
+	 * memory until its exec, which is no shrinking of the new program. */
 	if (mm) {
 		read_rss(e, mm);
 		e->brk_bytes = 0;
 	}
+	e->first_seen_ns = bpf_ktime_get_ns();
+	e->first_rss_anon = e->rss[MS_RSS_ANON];
 	held = chosen(e, bprm);
 	send_event(MS_SYS_EV_EXEC, tgid, e, held ? MS_SYS_EXEC_HELD : 0, held);
 	return 0;

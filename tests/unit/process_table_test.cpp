@@ -51,6 +51,27 @@ TEST(ProcessTable, ListedProcessTakesItsFirstEntryAndKeepsThePeakProcSaw)
     EXPECT_EQ(t.summary().processes_seen, 1u);
 }
 
+TEST(ProcessTable, GrowthStartsAfreshAtExec)
+{
+    // A child forked from a large parent has the parent's memory until it
+    // execs: the new program's growth is measured from its exec.
+    ProcessTable t(10);
+    const std::uint64_t mib = 1 << 20;
+    ms_sys_proc forked = entry(900, 400 * mib, MS_SYS_SEEN_FORK);
+    forked.first_seen_ns = 0;
+    forked.first_rss_anon = 400 * mib;
+    t.update(42, forked, 0.0);
+    ms_sys_proc exec = entry(900, 1 * mib, MS_SYS_SEEN_FORK);
+    exec.first_seen_ns = 0;
+    exec.first_rss_anon = 1 * mib;
+    t.exec(42, exec, 1.0);
+    exec.rss[MS_RSS_ANON] = 3 * mib;
+    t.update(42, exec, 3.0);
+    const MemoryFigures& m = *t.live().at(42).section.memory;
+    EXPECT_DOUBLE_EQ(m.anon_growth_bytes_per_s, static_cast<double>(mib));
+    EXPECT_EQ(m.peak_rss_anon_bytes, 400 * mib); // the process's peak stays
+}
+
 TEST(ProcessTable, ListedProcessIsNotTakenForOneBornWhileTraced)
 {
     ProcessTable t(10);

@@ -149,6 +149,10 @@ WatchedProcess* ProcessTable::exec(int pid, const ms_sys_proc& raw, double t)
 {
     ++counts_.execs;
     WatchedProcess& w = update(pid, raw, t);
+    // Growth is the new program's, from its exec on (the kernel's entry
+    // starts afresh there too).
+    w.first_t = -1;
+    update(pid, raw, t);
     return &w;
 }
 
