@@ -121,8 +121,12 @@ static __always_inline bool take_record(__u32 tgid, __u64 addr, struct ms_alloc_
 	return bpf_map_delete_elem(&allocs, &k) == 0;
 }
 
+/* An allocator call's entry. Returns 1 when the call waits for its return
+ * (the outermost call on the thread, stashed here), 0 when its return has
+ * nothing to do: probes off, a call nested in another, or a leaf function
+ * (see MS_COOKIE_LEAF) that async mode counts here at once. */
 static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
-				    __u64 old_addr, __u64 memptr)
+				    __u64 old_addr, __u64 memptr, bool leaf)
 {
 	__u64 sp = PT_REGS_SP(ctx);
 	__u32 m;
@@ -148,6 +152,18 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
 						  .addr = st->old_addr };
 			bpf_map_update_elem(&allocs, &k, &st->old, BPF_NOEXIST);
 		}
+		st->entry_sp = 0;
+	}
+	if (leaf && m == MS_MODE_ASYNC && size < MS_ASYNC_ENTRY_MAX_SIZE) {
+		/* Nothing probed runs inside it, and a request this small fails
+		 * only when the machine is out of memory: counted now, one hit. */
+		struct ms_thread_counters *c = counters_of(thread_slot(st));
+
+		if (c) {
+			c->alloc_count += 1;
+			c->alloc_bytes += size;
+		}
+		return 0;
 	}
 	st->entry_sp = sp;
 	st->epoch = epoch;
@@ -159,7 +175,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
 	st->mode = m;
 	if (old_addr && st->mode != MS_MODE_ASYNC)
 		st->has_old = take_record(bpf_get_current_pid_tgid() >> 32, old_addr, &st->old);
-	return 0;
+	return 1;
 }
 
 static __always_inline __u64 mul_or_max(__u64 a, __u64 b)
@@ -179,37 +195,43 @@ static __always_inline __u64 mul_or_max(__u64 a, __u64 b)
 SEC("uprobe")
 int BPF_KPROBE(malloc_entry, __u64 size)
 {
-	return on_entry(ctx, MS_KIND_MALLOC, size, 0, 0);
+	on_entry(ctx, MS_KIND_MALLOC, size, 0, 0, false);
+	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(calloc_entry, __u64 n, __u64 size)
 {
-	return on_entry(ctx, MS_KIND_CALLOC, mul_or_max(n, size), 0, 0);
+	on_entry(ctx, MS_KIND_CALLOC, mul_or_max(n, size), 0, 0, false);
+	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(realloc_entry, __u64 ptr, __u64 size)
 {
-	return on_entry(ctx, MS_KIND_REALLOC, size, ptr, 0);
+	on_entry(ctx, MS_KIND_REALLOC, size, ptr, 0, false);
+	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(reallocarray_entry, __u64 ptr, __u64 n, __u64 size)
 {
-	return on_entry(ctx, MS_KIND_REALLOCARRAY, mul_or_max(n, size), ptr, 0);
+	on_entry(ctx, MS_KIND_REALLOCARRAY, mul_or_max(n, size), ptr, 0, false);
+	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(memalign_entry, __u64 align, __u64 size)
 {
-	return on_entry(ctx, MS_KIND_MEMALIGN, size, 0, 0);
+	on_entry(ctx, MS_KIND_MEMALIGN, size, 0, 0, false);
+	return 0;
 }
 
 SEC("uprobe")
 int BPF_KPROBE(posix_memalign_entry, __u64 memptr, __u64 align, __u64 size)
 {
-	return on_entry(ctx, MS_KIND_POSIX_MEMALIGN, size, 0, memptr);
+	on_entry(ctx, MS_KIND_POSIX_MEMALIGN, size, 0, memptr, false);
+	return 0;
 }
 
 /* Allocations made inside a scope or a task add to its totals. */
@@ -299,8 +321,8 @@ static __always_inline void account_resize(struct pt_regs *ctx, struct ms_thread
 	account_groups(st, tgid, st->size);
 }
 
-SEC("uretprobe")
-int BPF_KRETPROBE(alloc_return, __u64 ret)
+/* The outermost allocator call's return: its result accounted. */
+static __always_inline void on_return(struct pt_regs *ctx, __u64 ret)
 {
 	struct ms_thread_counters *c;
 	struct ms_inflight *st;
@@ -311,10 +333,10 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 
 	st = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
 	if (!st || !st->entry_sp || st->epoch != epoch)
-		return 0;
+		return;
 	/* A nested call returns onto a stack at or below the outer entry's. */
 	if (PT_REGS_SP(ctx) <= st->entry_sp)
-		return 0;
+		return;
 	st->entry_sp = 0;
 
 	slot = thread_slot(st);
@@ -325,7 +347,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		ok = (int)ret == 0;
 		if (ok && bpf_probe_read_user(&addr, sizeof(addr), (void *)st->memptr)) {
 			count_drop(MS_DROP_READ_FAULT);
-			return 0;
+			return;
 		}
 	} else {
 		ok = addr != 0;
@@ -341,11 +363,16 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	} else if (st->size > 0 && c) {
 		c->failed_alloc_count += 1;
 	}
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(alloc_return, __u64 ret)
+{
+	on_return(ctx, ret);
 	return 0;
 }
 
-SEC("uprobe")
-int BPF_KPROBE(free_entry, __u64 ptr)
+static __always_inline void on_free(struct pt_regs *ctx, __u64 ptr)
 {
 	struct ms_thread_counters *c;
 	struct ms_inflight *st;
@@ -354,12 +381,12 @@ int BPF_KPROBE(free_entry, __u64 ptr)
 	__u32 m;
 
 	if (!ptr)
-		return 0;
+		return;
 	st = state_unless_off(&m);
 	if (!st)
-		return 0;
+		return;
 	if (st->entry_sp && st->epoch == epoch && PT_REGS_SP(ctx) <= st->entry_sp)
-		return 0; /* inside realloc & co: the outer call accounts for it */
+		return; /* inside realloc & co: the outer call accounts for it */
 
 	c = counters_of(thread_slot(st));
 	if (m == MS_MODE_ASYNC) {
@@ -367,7 +394,7 @@ int BPF_KPROBE(free_entry, __u64 ptr)
 			c->exit_unmatched_free_count += 1;
 		else if (c)
 			c->free_count += 1; /* its size is not known here */
-		return 0;
+		return;
 	}
 	if (take_record(tgid, ptr, &rec)) {
 		account_free(c, &rec);
@@ -379,5 +406,11 @@ int BPF_KPROBE(free_entry, __u64 ptr)
 		c->untracked_free_count += 1;
 	else if (c)
 		c->unmatched_free_count += 1;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(free_entry, __u64 ptr)
+{
+	on_free(ctx, ptr);
 	return 0;
 }

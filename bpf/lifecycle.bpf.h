@@ -17,6 +17,27 @@ int empty_return(struct pt_regs *ctx)
 	return 0;
 }
 
+/* The same as a session: a return probe where alloc_session would ask for
+ * one (async mode's leaf calls go without, as there). The loader's and a
+ * thread's end, rare, do their real work: the tracer must still learn of
+ * libraries to probe. */
+SEC("uprobe")
+int empty_session(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 kind = (cookie >> MS_COOKIE_KIND_SHIFT) & MS_COOKIE_KIND_MASK;
+
+	if (bpf_session_is_return())
+		return 0;
+	if (kind == MS_KIND_LOADER_CHANGED)
+		on_loader_changed();
+	if (kind == MS_KIND_THREAD_EXIT)
+		on_thread_exit();
+	if (kind == MS_KIND_FREE || kind == MS_KIND_THREAD_EXIT || kind == MS_KIND_LOADER_CHANGED)
+		return 1;
+	return (cookie & MS_COOKIE_LEAF) && mode_now() == MS_MODE_ASYNC;
+}
+
 /* Process-level facts of traced processes; cheap lookups on rare events. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)

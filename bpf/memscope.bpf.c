@@ -417,4 +417,5 @@ static __always_inline void account_free(struct ms_thread_counters *c,
 #include "unwind.bpf.h"
 #include "accounting.bpf.h"
 #include "tracker.bpf.h"
+#include "session.bpf.h"
 #include "lifecycle.bpf.h"

@@ -183,6 +183,20 @@ enum ms_alloc_kind {
 	MS_KIND__COUNT,
 };
 
+/* uprobe_multi links (where the kernel has them): one session program
+ * serves every allocator site of a file in one process; each site's cookie
+ * carries its kind and how it may be counted. */
+#define MS_COOKIE_KIND_SHIFT 32
+#define MS_COOKIE_KIND_MASK 0xffULL
+/* The function calls no other probed function (glibc's malloc and calloc):
+ * async mode counts it at its entry, with no return probe, below this size
+ * (above it the call may well fail, and its return says so). */
+#define MS_COOKIE_LEAF (1ULL << 40)
+#define MS_ASYNC_ENTRY_MAX_SIZE (1ULL << 20)
+/* The kernel's attach types for them (libbpf 1.1 predates them). */
+#define MS_ATTACH_UPROBE_MULTI 48
+#define MS_ATTACH_UPROBE_SESSION 57
+
 /* What the BPF side had to give up, counted per CPU: each reason once,
  * with the name the report gives it (X(ENUM, report_name), why). */
 #define MS_DROP_REASONS(X)                                                             \

@@ -6,8 +6,7 @@
 
 /* Past this point the thread only tears down: glibc then frees its tcache,
  * blocks the program freed long ago, which must not read as unmatched. */
-SEC("uprobe")
-int BPF_KPROBE(thread_exit_entry)
+static __always_inline void on_thread_exit(void)
 {
 	struct ms_inflight *st;
 
@@ -15,6 +14,12 @@ int BPF_KPROBE(thread_exit_entry)
 				  BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (st)
 		st->exiting = 1;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(thread_exit_entry)
+{
+	on_thread_exit();
 	return 0;
 }
 
@@ -187,8 +192,7 @@ int tracker_entry(struct pt_regs *ctx)
 /* ld.so calls _dl_debug_state before and after it maps or unmaps libraries
  * (at start and at each dlopen/dlclose): the loader may find new allocators
  * and tracker entry points to attach to. */
-SEC("uprobe")
-int loader_changed(struct pt_regs *ctx)
+static __always_inline void on_loader_changed(void)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32, tid = (__u32)id;
@@ -200,5 +204,11 @@ int loader_changed(struct pt_regs *ctx)
 	if (sig && bpf_map_update_elem(&holds_sent, &tid, sig, BPF_ANY) == 0)
 		bpf_send_signal_thread(*sig);
 	report_event(MS_EV_LOADER_CHANGED, tgid, 0, 0, 0, true);
+}
+
+SEC("uprobe")
+int loader_changed(struct pt_regs *ctx)
+{
+	on_loader_changed();
 	return 0;
 }

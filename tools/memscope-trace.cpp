@@ -66,6 +66,7 @@ struct Options {
     std::size_t max_variables = kDefaultMaxVariables;
     int nice = -19;
     bool bench_floor = false, bench_tracker_on_ret = false, bench_pmu_uprobes = false;
+    std::string attach = "auto";
     bool bench_no_unwind_tables = false; // the walk by epilogue and frame pointer alone
     std::vector<std::string> alloc_fns;
     std::uint32_t max_stacks = MS_DEFAULT_MAX_STACKS;
@@ -199,7 +200,13 @@ TracerOptions tracer_options(const Options& opt)
     t.max_threads = opt.max_threads;
     t.max_allocations = opt.max_allocations;
     t.empty_programs = opt.bench_floor;
-    t.shared_sites = !opt.bench_pmu_uprobes;
+    using Attach = TracerOptions::Attach;
+    t.attach = opt.attach == "uprobe_multi"   ? Attach::uprobe_multi
+               : opt.attach == "shared_sites" ? Attach::shared_sites
+               : opt.attach == "uprobe_links" ? Attach::uprobe_links
+                                              : Attach::automatic;
+    if (opt.bench_pmu_uprobes)
+        t.attach = Attach::uprobe_links;
     t.tracker_site_on_ret = opt.bench_tracker_on_ret;
     t.stack_depth = opt.no_stacks ? 0 : opt.stack_depth;
     t.unwind_tables = !opt.bench_no_unwind_tables;
@@ -251,7 +258,14 @@ int run_attach(const Options& opt)
 
     int sigfd = trace_signal_fd(); // before anything slow: a signal meanwhile is queued, not fatal
     std::string err;
-    auto tracer = Tracer::open(tracer_options(opt), err);
+    TracerOptions options = tracer_options(opt);
+    // A zombie leader: uprobe_multi links reach a process through its
+    // leader's memory, which it no longer has; shared sites bind the probes
+    // to threads that live on.
+    if (int task = live_task(opt.pid);
+        task > 0 && task != opt.pid && options.attach == TracerOptions::Attach::automatic)
+        options.attach = TracerOptions::Attach::shared_sites;
+    auto tracer = Tracer::open(options, err);
     if (!tracer)
         return fail(err);
     if (!tracer->add_target(opt.pid, err))
@@ -557,6 +571,11 @@ void add_common(CLI::App* a, Options& opt)
     a->add_option("--overhead-budget", opt.overhead_budget,
                   "auto mode: the estimated overhead to stay under, percent of the target's CPU time")
         ->check(CLI::Range(0.001, 1000.0));
+    a->add_option("--attach", opt.attach,
+                  "how probes reach a process: uprobe_multi (pid-filtered links, released at once), "
+                  "shared_sites (tracefs events bound to its threads), uprobe_links (a link per probe), "
+                  "or auto (default: the first the kernel offers)")
+        ->check(CLI::IsMember({"auto", "uprobe_multi", "shared_sites", "uprobe_links"}));
     // For tools/bench only: the floor (empty programs on the same sites)
     // and the tracker probed on a site the kernel cannot rewrite.
     a->add_flag("--bench-floor", opt.bench_floor)->group("");

@@ -188,45 +188,50 @@ TEST_F(E2E, AttachToRunningProcess)
 
 TEST_F(E2E, KillNineLeavesTargetUnharmed)
 {
-    Child app({target("attach_target")});
-    ASSERT_TRUE(app.wait_for("ready ", false));
-    // The target prints where malloc lives; a uprobe shows there as int3 (0xcc).
-    unsigned long long malloc_addr = std::stoull(app.out_text.substr(app.out_text.find(' ') + 1), nullptr, 16);
-    auto first_byte = [&] {
-        unsigned char b = 0;
-        int fd = open(("/proc/" + std::to_string(app.pid) + "/mem").c_str(), O_RDONLY);
-        EXPECT_GE(fd, 0) << strerror(errno) << " pid " << app.pid;
-        EXPECT_EQ(pread(fd, &b, 1, static_cast<off_t>(malloc_addr)), 1);
-        close(fd);
-        return b;
-    };
-    unsigned char original = first_byte();
-    ASSERT_NE(original, 0xcc);
+    for (const std::string method : {"uprobe_multi", "shared_sites"}) {
+        SCOPED_TRACE(method);
+        Child app({target("attach_target")});
+        ASSERT_TRUE(app.wait_for("ready ", false));
+        // The target prints where malloc lives; a uprobe shows there as int3 (0xcc).
+        unsigned long long malloc_addr = std::stoull(app.out_text.substr(app.out_text.find(' ') + 1), nullptr, 16);
+        auto first_byte = [&] {
+            unsigned char b = 0;
+            int fd = open(("/proc/" + std::to_string(app.pid) + "/mem").c_str(), O_RDONLY);
+            EXPECT_GE(fd, 0) << strerror(errno) << " pid " << app.pid;
+            EXPECT_EQ(pread(fd, &b, 1, static_cast<off_t>(malloc_addr)), 1);
+            close(fd);
+            return b;
+        };
+        unsigned char original = first_byte();
+        ASSERT_NE(original, 0xcc);
 
-    Child tracer({kBin, "-p", std::to_string(app.pid)});
-    ASSERT_TRUE(tracer.wait_for("attached to pid", true)) << tracer.err_text;
-    EXPECT_EQ(first_byte(), 0xcc); // the probe is really there
-    app.write_stdin("spin\n");
-    std::this_thread::sleep_for(500ms); // mid-run, probes firing
-    const std::string group = "memscope_" + std::to_string(tracer.pid) + "_"; // finish() forgets the pid
-    kill(tracer.pid, SIGKILL);
-    EXPECT_EQ(tracer.finish(), 128 + SIGKILL);
-    EXPECT_EQ(first_byte(), original); // nothing of ours left in the target
-    EXPECT_EQ(app.finish(), 0);
-    EXPECT_EQ(app.out_text.substr(app.out_text.find('\n') + 1), "ok\n");
+        Child tracer({kBin, "-p", std::to_string(app.pid), "--attach", method});
+        ASSERT_TRUE(tracer.wait_for("attached to pid", true)) << tracer.err_text;
+        EXPECT_EQ(first_byte(), 0xcc); // the probe is really there
+        app.write_stdin("spin\n");
+        std::this_thread::sleep_for(500ms); // mid-run, probes firing
+        const std::string group = "memscope_" + std::to_string(tracer.pid) + "_"; // finish() forgets the pid
+        kill(tracer.pid, SIGKILL);
+        EXPECT_EQ(tracer.finish(), 128 + SIGKILL);
+        EXPECT_EQ(first_byte(), original); // nothing of ours left in the target
+        EXPECT_EQ(app.finish(), 0);
+        EXPECT_EQ(app.out_text.substr(app.out_text.find('\n') + 1), "ok\n");
+        if (method != "shared_sites")
+            continue; // a uprobe_multi link leaves no name behind
 
-    // The killed tracer's shared sites stay as names in tracefs (nothing
-    // fires: no process holds them) until the next tracer removes them.
-    auto uprobe_events = [] {
-        std::ifstream in(uprobe_events_file());
-        std::stringstream ss;
-        ss << in.rdbuf();
-        return ss.str();
-    };
-    EXPECT_NE(uprobe_events().find(group), std::string::npos) << uprobe_events();
-    Result next = run({kBin, "run", "--", "/bin/true"});
-    EXPECT_EQ(next.status, 0) << next.err;
-    EXPECT_EQ(uprobe_events().find(group), std::string::npos) << uprobe_events();
+        // The killed tracer's shared sites stay as names in tracefs (nothing
+        // fires: no process holds them) until the next tracer removes them.
+        auto uprobe_events = [] {
+            std::ifstream in(uprobe_events_file());
+            std::stringstream ss;
+            ss << in.rdbuf();
+            return ss.str();
+        };
+        EXPECT_NE(uprobe_events().find(group), std::string::npos) << uprobe_events();
+        Result next = run({kBin, "run", "--attach", "shared_sites", "--", "/bin/true"});
+        EXPECT_EQ(next.status, 0) << next.err;
+        EXPECT_EQ(uprobe_events().find(group), std::string::npos) << uprobe_events();
+    }
 }
 
 TEST_F(E2E, StaleProbeGroupsAreRemovedAndLiveOnesKept)
@@ -265,7 +270,8 @@ TEST_F(E2E, StaleProbeGroupsAreRemovedAndLiveOnesKept)
     };
     ASSERT_TRUE(add(reused) && add(live) && add(gone));
     ASSERT_TRUE(has(reused) && has(live) && has(gone));
-    Result r = run({kBin, "run", "--", "/bin/true"});
+    // The shared sites' tracer cleans them up (uprobe_multi makes none).
+    Result r = run({kBin, "run", "--attach", "shared_sites", "--", "/bin/true"});
     EXPECT_EQ(r.status, 0) << r.err;
     EXPECT_FALSE(has(reused));
     EXPECT_FALSE(has(gone));

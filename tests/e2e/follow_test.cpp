@@ -190,7 +190,7 @@ TEST_F(E2E, TheAnchorIgnoresSignalsAndIsStartedAgainIfKilled)
     // SIGKILL do not reach it; killed, a new one takes its place when a new
     // site needs it (here the tracker's entry point in a program exec'd after).
     const std::string path = temp_json("anchor");
-    Child tracer({kBin, "run", "--json", path, "--", "/bin/sh", "-c",
+    Child tracer({kBin, "run", "--attach", "shared_sites", "--json", path, "--", "/bin/sh", "-c",
                   "read go; " + target("tracked_threads") + " 2 10; read done"});
     auto anchor_of = [](pid_t parent) {
         for (const auto& e : std::filesystem::directory_iterator("/proc")) {

@@ -145,6 +145,11 @@ def measure(config, target):
     if config == "floor":
         r, rep = memscope(["--bench-floor"], target)
         return r + (rep,)
+    if config == "floor-async":
+        # Empty programs with async's hits: under uprobe_multi, malloc's
+        # entry and free's, no return probe.
+        r, rep = memscope(["--bench-floor", "--mode", "async"], target)
+        return r + (rep,)
     if config in ("normal", "fast", "async"):
         r, rep = memscope(["--mode", config], target)
         return r + (rep,)
@@ -163,7 +168,8 @@ def hits_per_pair(report, pairs):
 def section_pairs(results):
     ops = ARGS.ops
     target = [build_path("alloc_pairs"), "1", str(ops), "64"]
-    configs = ["untraced", "floor", "async", "fast", "normal", "bpftrace-count", "bpftrace-memleak", "bcc-memleak"]
+    configs = ["untraced", "floor", "floor-async", "async", "fast", "normal", "bpftrace-count", "bpftrace-memleak",
+               "bcc-memleak"]
     samples = {c: [] for c in configs}
     extra = {}
     unavailable = {}
@@ -180,6 +186,7 @@ def section_pairs(results):
             samples[c].append(wall)
             if report:
                 extra[c] = {
+                    "attach": report["tracer"].get("attach", ""),
                     "hits_per_pair": hits_per_pair(report, ops),
                     "tracer_cpu_s": report["tracer"]["cpu_user_s"] + report["tracer"]["cpu_sys_s"],
                     "tracer_rss_kb": report["tracer"]["max_rss_kb"],
@@ -194,10 +201,15 @@ def section_pairs(results):
             continue
         mn, med = min(samples[c]), statistics.median(samples[c])
         table[c] = {"min_ns": mn, "median_ns": med, "overhead_ns": max(med - base, 0.0), **extra.get(c, {})}
+    # Each mode against the floor with its number of hits: async's own
+    # (entries only, where uprobe_multi sessions waive the return), else
+    # the one with return probes.
     floor = table.get("floor", {}).get("overhead_ns")
+    floor_async = table.get("floor-async", {}).get("overhead_ns")
     for c in ("async", "fast", "normal"):
-        if c in table and floor:
-            table[c]["x_floor"] = table[c]["overhead_ns"] / floor
+        f = floor_async if c == "async" and floor_async else floor
+        if c in table and f:
+            table[c]["x_floor"] = table[c]["overhead_ns"] / f
     for p in ("bpftrace-memleak", "bcc-memleak", "bpftrace-count"):
         if p in table and "normal" in table:
             table["normal"]["x_" + p] = table["normal"]["overhead_ns"] / table[p]["overhead_ns"]
@@ -411,7 +423,8 @@ def section_follow(results):
     for n in ARGS.children:
         cmd = ["/bin/sh", "-c", "for i in $(seq %d); do /bin/true; done" % n]
         row = {}
-        for name, args in (("untraced", None), ("no_follow", ["--no-follow"]), ("shared", []),
+        for name, args in (("untraced", None), ("no_follow", ["--no-follow"]),
+                           ("multi", ["--attach", "uprobe_multi"]), ("shared", ["--attach", "shared_sites"]),
                            ("pmu", ["--bench-pmu-uprobes"])):
             walls, releases = [], []
             for _ in range(ARGS.reps):
@@ -425,13 +438,14 @@ def section_follow(results):
                 releases.append(wait_for_release() if args is not None else 0.0)
             row[name + "_s"] = statistics.median(walls)
             row[name + "_release_s"] = statistics.median(releases)
+        row["multi_ms_per_child"] = 1000 * (row["multi_s"] - row["no_follow_s"]) / n
         row["shared_ms_per_child"] = 1000 * (row["shared_s"] - row["no_follow_s"]) / n
         row["pmu_ms_per_child"] = 1000 * (row["pmu_s"] - row["no_follow_s"]) / n
         rows[str(n)] = row
-        log("  %d children: untraced %.2f s, --no-follow %.2f s, shared sites %.2f s (+%.0f s release), "
-            "per-process links %.2f s (+%.0f s release)" % (
-                n, row["untraced_s"], row["no_follow_s"], row["shared_s"], row["shared_release_s"], row["pmu_s"],
-                row["pmu_release_s"]))
+        log("  %d children: untraced %.2f s, --no-follow %.2f s, uprobe_multi %.2f s (+%.0f s release), "
+            "shared sites %.2f s (+%.0f s release), per-process links %.2f s (+%.0f s release)" % (
+                n, row["untraced_s"], row["no_follow_s"], row["multi_s"], row["multi_release_s"], row["shared_s"],
+                row["shared_release_s"], row["pmu_s"], row["pmu_release_s"]))
     results["follow"] = {"reps": ARGS.reps, "rows": rows}
 
 
@@ -590,6 +604,10 @@ def markdown(res):
         p = res["pairs"]
         lines += ["## malloc(64)+free pairs, 1 thread (%d pairs, %d repetitions, alternating)" % (
             p["ops"], p.get("reps", res["reps"])), "",
+                  "Probes attached by %s. x floor: overhead over that of empty programs on the same sites "
+                  "with the same hits (`floor`: malloc's entry and return and free's entry; `floor-async`: "
+                  "the entries alone, as async mode takes them); async is compared with floor-async." % (
+                      p["configs"].get("normal", {}).get("attach") or "shared sites"), "",
                   "| configuration | min ns/pair | median ns/pair | overhead ns/pair | x floor | hits/pair | tracer CPU s | tracer RSS KiB | BPF maps KiB | dropped |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for c, v in p["configs"].items():
@@ -688,14 +706,16 @@ def markdown(res):
     if "follow" in res:
         f = res["follow"]
         lines += ["## Following a command's children (`run -- sh -c 'for ...; do /bin/true; done'`, median of %d)" % f["reps"], "",
-                  "| children | untraced s | --no-follow s | followed, shared sites s | ms per child | release after exit s | followed, uprobe links per process s | ms per child | release after exit s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| children | untraced s | --no-follow s | followed, uprobe_multi s | ms per child | release after exit s | followed, shared sites s | ms per child | release after exit s | followed, uprobe links per process s | ms per child | release after exit s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for n, r in f["rows"].items():
-            lines.append("| %s | %.2f | %.2f | %.2f | **%.1f** | %.1f | %.2f | %.1f | %.1f |" % (
-                n, r["untraced_s"], r["no_follow_s"], r["shared_s"], r["shared_ms_per_child"], r["shared_release_s"],
+            lines.append("| %s | %.2f | %.2f | %.2f | **%.1f** | %.1f | %.2f | %.1f | %.1f | %.2f | %.1f | %.1f |" % (
+                n, r["untraced_s"], r["no_follow_s"], r.get("multi_s", 0), r.get("multi_ms_per_child", 0),
+                r.get("multi_release_s", 0), r["shared_s"], r["shared_ms_per_child"], r["shared_release_s"],
                 r["pmu_s"], r["pmu_ms_per_child"], r["pmu_release_s"]))
-        lines += ["", "Release: how long the detached helper goes on releasing probes after the tracer exits; "
-                  "meanwhile each uprobe release holds a kernel-wide lock that every other uprobe user waits on.", ""]
+        lines += ["", "Release: how long the detached helper goes on releasing probes after the tracer exits. A "
+                  "uprobe PMU link's release holds a kernel-wide lock that every other uprobe user waits on; a "
+                  "uprobe_multi link's takes its sites out first, then waits out a grace period holding no lock.", ""]
     if "tracer" in res:
         t = res["tracer"]
         lines += ["## The tracer's own cost", "",

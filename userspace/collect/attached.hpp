@@ -10,27 +10,40 @@ struct bpf_link;
 
 namespace memscope {
 
-// One libbpf link. Destroying a uprobe's link waits out a grace period
-// under a kernel-wide lock (~0.1 s): a loop that must not wait hands it to
-// a thread of its own (Tracer::release_links) rather than let it go here.
+// One BPF link: libbpf's, or the fd of one made with bpf(2) (a
+// uprobe_multi link). Destroying a uprobe's link waits out a grace period
+// (~0.1 s for a uprobe PMU link, under a kernel-wide lock; ~20 ms for a
+// uprobe_multi link, after its sites are gone): a loop that must not wait
+// hands it to a thread of its own (Tracer::release_links) rather than let
+// it go here.
 class Link {
 public:
     Link() = default;
     explicit Link(bpf_link* link) : link_(link) {}
+    static Link from_fd(int fd)
+    {
+        Link l;
+        l.fd_ = fd;
+        return l;
+    }
     ~Link() { reset(); }
-    Link(Link&& other) noexcept : link_(std::exchange(other.link_, nullptr)) {}
+    Link(Link&& other) noexcept
+        : link_(std::exchange(other.link_, nullptr)), fd_(std::exchange(other.fd_, -1))
+    {
+    }
     Link& operator=(Link&& other) noexcept
     {
         if (this != &other) {
             reset();
             link_ = std::exchange(other.link_, nullptr);
+            fd_ = std::exchange(other.fd_, -1);
         }
         return *this;
     }
     Link(const Link&) = delete;
     Link& operator=(const Link&) = delete;
 
-    explicit operator bool() const { return link_ != nullptr; }
+    explicit operator bool() const { return link_ != nullptr || fd_ >= 0; }
     // The link's own fd (-1: none), for a helper that holds the last reference.
     int fd() const;
     // Detach now (and wait for it).
@@ -38,6 +51,7 @@ public:
 
 private:
     bpf_link* link_ = nullptr;
+    int fd_ = -1;
 };
 
 // An fd this object closes.

@@ -110,6 +110,8 @@ public:
     virtual void detach_probes() = 0;
     virtual std::string reattach_probes() = 0;
     virtual bool probes_attached() const = 0;
+    // How the probes are attached (the report's tracer.attach); empty: not said.
+    virtual std::string attach_method() const { return {}; }
     // What one probe hit costs in normal, fast and async (calibrate.hpp's
     // calibrate_hit_costs for the real tracer). Error sentence or empty.
     virtual std::string measure_hit_costs(double (&cost_ns)[3]) = 0;

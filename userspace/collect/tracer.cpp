@@ -95,6 +95,46 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     bpf_map__set_max_entries(maps->stacks, depth ? options.max_stacks : 1);
     bpf_map__set_max_entries(maps->sites, depth ? options.max_stacks : 1);
     bpf_map__set_max_entries(maps->unwind_rows, depth ? std::max<std::uint32_t>(options.max_unwind_rows, 1) : 1);
+    using Attach = TracerOptions::Attach;
+    if (options.attach == Attach::automatic || options.attach == Attach::uprobe_multi) {
+        std::string why;
+        t->multi_ = uprobe_sessions_supported(why);
+        // Tests: the fallback a kernel without them gets.
+        if (t->multi_ && getenv("MEMSCOPE_ASSUME_NO_UPROBE_MULTI")) {
+            t->multi_ = false;
+            why = "MEMSCOPE_ASSUME_NO_UPROBE_MULTI is set";
+        }
+        if (!t->multi_ && options.attach == Attach::uprobe_multi) {
+            error = "--attach uprobe_multi: this kernel makes no uprobe_multi session links (" + why + ")";
+            return nullptr;
+        }
+        static std::once_flag said;
+        if (!t->multi_)
+            std::call_once(said, [&] {
+                std::fprintf(stderr,
+                             "memscope-trace: no uprobe_multi links (%s): probes go on shared sites, each "
+                             "async malloc pays its return probe\n",
+                             why.c_str());
+            });
+    }
+    // Only the programs this way of attaching uses are loaded (verifying
+    // them is most of the start's time).
+    auto* progs = &t->skel_->progs;
+    for (bpf_program* classic : {progs->malloc_entry, progs->calloc_entry, progs->realloc_entry,
+                                 progs->reallocarray_entry, progs->memalign_entry, progs->posix_memalign_entry,
+                                 progs->free_entry, progs->alloc_return, progs->thread_exit_entry,
+                                 progs->loader_changed})
+        bpf_program__set_autoload(classic, !t->multi_);
+    bpf_program__set_autoload(progs->empty_entry, options.empty_programs && !t->multi_);
+    bpf_program__set_autoload(progs->empty_return, options.empty_programs && !t->multi_);
+    bpf_program__set_autoload(progs->alloc_session, t->multi_);
+    bpf_program__set_autoload(progs->empty_session, options.empty_programs && t->multi_);
+    if (t->multi_) {
+        for (bpf_program* session : {progs->alloc_session, progs->empty_session})
+            bpf_program__set_expected_attach_type(session, static_cast<bpf_attach_type>(MS_ATTACH_UPROBE_SESSION));
+        bpf_program__set_expected_attach_type(progs->tracker_entry,
+                                              static_cast<bpf_attach_type>(MS_ATTACH_UPROBE_MULTI));
+    }
     if (int err = memscope_bpf__load(t->skel_)) {
         error = std::string("cannot load the BPF programs (") + std::strerror(-err) +
                 "); this kernel may lack task storage or BTF-enabled tracepoints";
@@ -125,11 +165,14 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
             self->handler_(*ev);
         return 0;
     };
-    // Sites shared by the run's processes where tracefs allows; else each
-    // process gets uprobe PMU links of its own (their release is slow).
+    // Without uprobe_multi: sites shared by the run's processes where
+    // tracefs allows; else each process gets uprobe PMU links of its own
+    // (their release is slow).
     auto shared = std::make_unique<UprobeEvents>();
     std::string why;
-    if (options.shared_sites && shared->open(why))
+    if (t->multi_ || options.attach == Attach::uprobe_links)
+        ;
+    else if (shared->open(why))
         t->shared_ = std::move(shared);
     else if (getenv("MEMSCOPE_DEBUG_LIBBPF"))
         std::fprintf(stderr, "memscope-trace: per-process uprobes: %s\n", why.c_str());
@@ -178,6 +221,8 @@ bool Tracer::attach_tracker(int pid, const std::string& path, const TrackerNote&
     // The kernel raises the module's semaphore while this probe is attached.
     const std::uint64_t at = note.site_offset + (options_.tracker_site_on_ret ? 5 : 0);
     AttachSpec spec{skel_->progs.tracker_entry, pid, path, at, false, note.semaphore_offset, module};
+    if (multi_)
+        spec.sites = {MultiSite{at, note.semaphore_offset, module}};
     Probe probe = off_ ? Probe{} : attach(spec); // while off: attached with the others when probes are back
     if (!probe && !off_) {
         error = "cannot attach to the tracker entry point in " + shown(path) + ": " + std::strerror(errno);
@@ -315,7 +360,9 @@ bool Tracer::hold_at_loader(int pid, int sig)
 
 bpf_program* Tracer::program(bpf_program* real, bool retprobe) const
 {
-    if (!options_.empty_programs)
+    // The loader's and a thread's end keep their real program: the tracer
+    // must still learn of libraries to probe.
+    if (!options_.empty_programs || real == skel_->progs.loader_changed || real == skel_->progs.thread_exit_entry)
         return real;
     return retprobe ? skel_->progs.empty_return : skel_->progs.empty_entry;
 }
@@ -418,8 +465,33 @@ std::uint64_t Tracer::map_bytes() const
     return object_map_bytes(skel_->obj);
 }
 
+std::string Tracer::attach_method() const
+{
+    return multi_ ? "uprobe_multi" : shared_ ? "shared_sites" : "uprobe_links";
+}
+
 Probe Tracer::attach(const AttachSpec& spec)
 {
+    if (multi_) {
+        // One link for the whole process: the kernel checks the process,
+        // not a thread, at each hit.
+        bpf_program* prog = spec.prog;
+        std::vector<MultiSite> sites = spec.sites;
+        if (options_.empty_programs) {
+            // The floor: the empty session program on the same sites, with
+            // no return probe where the real one asks for none.
+            if (prog == skel_->progs.tracker_entry)
+                for (MultiSite& site : sites)
+                    site.cookie = static_cast<std::uint64_t>(MS_KIND_FREE) << MS_COOKIE_KIND_SHIFT;
+            prog = skel_->progs.empty_session;
+        }
+        const bool session = prog == skel_->progs.alloc_session || prog == skel_->progs.empty_session;
+        int fd = uprobe_multi_link(bpf_program__fd(prog), session, spec.path, sites, spec.pid);
+        Probe p;
+        if (fd >= 0)
+            p.first.link = Link::from_fd(fd);
+        return p;
+    }
     const std::vector<int> tasks = tasks_of(spec.pid);
     Probe p;
     p.first = open_probe(spec, tasks[0]);
@@ -473,6 +545,59 @@ static ProbeSite site_of(const std::string& path, const AllocatorSymbol& sym)
     return site;
 }
 
+// glibc's malloc and calloc call no other probed function (its realloc,
+// memalign and valloc do: malloc, free): async mode counts them at entry.
+// glibc: the file has __call_tls_dtors, and no other allocator's functions.
+static bool leaf_allocator(const AllocatorSymbol& sym, const std::vector<AllocatorSymbol>& symbols)
+{
+    if (sym.name != "malloc" && sym.name != "calloc")
+        return false;
+    const bool glibc = std::any_of(symbols.begin(), symbols.end(),
+                                   [](const AllocatorSymbol& s) { return s.kind == MS_KIND_THREAD_EXIT; });
+    const bool other = std::any_of(symbols.begin(), symbols.end(), [](const AllocatorSymbol& s) {
+        return std::find(kOperatorAllocatorMarkers.begin(), kOperatorAllocatorMarkers.end(), s.name) !=
+               kOperatorAllocatorMarkers.end();
+    });
+    return glibc && !other;
+}
+
+std::vector<Tracer::AttachSpec> Tracer::allocator_specs(int pid, const std::string& path,
+                                                        const std::vector<AllocatorSymbol>& symbols, bool list)
+{
+    std::vector<AttachSpec> specs;
+    AttachSpec multi{skel_->progs.alloc_session, pid, path, 0, false, 0, 0};
+    multi.name = "its allocator functions";
+    for (const auto& sym : unique_by_address(symbols)) {
+        ProbeSite site = site_of(path, sym);
+        const std::uint64_t at = sym.file_offset + site.offset;
+        // The return probe first: a call entered between the two would
+        // otherwise leave an entry whose return is never seen. (A session
+        // has both at once.)
+        if (needs_return_probe(sym.kind)) {
+            // The site never moves past a change of rsp: [rsp] is still the return address.
+            if (!multi_)
+                specs.push_back({skel_->progs.alloc_return, pid, path, at, true, 0, 0, {}, "a return probe to " + sym.name});
+            if (list)
+                add_site({shown(path), sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
+                          site.reason});
+        }
+        if (multi_) {
+            std::uint64_t cookie = static_cast<std::uint64_t>(sym.kind) << MS_COOKIE_KIND_SHIFT;
+            if (leaf_allocator(sym, symbols))
+                cookie |= MS_COOKIE_LEAF;
+            multi.sites.push_back({at, 0, cookie});
+        } else {
+            specs.push_back({entry_program(skel_, sym.kind), pid, path, at, false, 0, 0, {}, "a uprobe to " + sym.name});
+        }
+        if (list)
+            add_site({shown(path), sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
+                      site.reason});
+    }
+    if (!multi.sites.empty())
+        specs.push_back(std::move(multi));
+    return specs;
+}
+
 int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& scan, std::string& error)
 {
     std::string why;
@@ -487,60 +612,34 @@ int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& sc
     const std::vector<AllocatorSymbol> symbols = without_forwarders(scan.symbols, scan.allocator_slots, read);
     if (fd >= 0)
         close(fd);
-    int probed = 0;
-    for (const auto& sym : unique_by_address(symbols)) {
-        ProbeSite site = site_of(path, sym);
-        const std::uint64_t at = sym.file_offset + site.offset;
-        // The return probe first: a call entered between the two would
-        // otherwise leave an entry whose return is never seen.
-        if (needs_return_probe(sym.kind)) {
-            // The site never moves past a change of rsp: [rsp] is still the return address.
-            AttachSpec ret_spec{skel_->progs.alloc_return, pid, path, at, true, 0, 0};
-            // While off, only kept: attached with the others when probes come back.
-            Probe ret = off_ ? Probe{} : attach(ret_spec);
-            if (!ret && !off_) {
-                error = "cannot attach a return probe to " + sym.name + " in " + shown(path) + ": " +
-                        std::strerror(errno);
-                return -1;
-            }
-            attached_.push_back({ret_spec, std::move(ret)});
-            add_site({shown(path), sym.name, at, true, site.offset, site.instruction, site_cost_name(site.cost),
-                              site.reason});
-        }
-        AttachSpec spec{entry_program(skel_, sym.kind), pid, path, at, false, 0, 0};
-        Probe entry = off_ ? Probe{} : attach(spec);
-        if (!entry && !off_) {
-            error = "cannot attach a uprobe to " + sym.name + " in " + shown(path) + ": " + std::strerror(errno);
+    if (unreachable_.count(pid)) {
+        error = "its main thread has exited, and uprobe_multi links reach a process through it "
+                "(--attach shared_sites does not need it)";
+        return -1;
+    }
+    for (AttachSpec& spec : allocator_specs(pid, path, symbols, true)) {
+        // While off, only kept: attached with the others when probes come back.
+        Probe probe = off_ ? Probe{} : attach(spec);
+        if (!probe && !off_) {
+            error = "cannot attach " + spec.name + " in " + shown(path) + ": " + std::strerror(errno);
             return -1;
         }
-        attached_.push_back({spec, std::move(entry)});
-        add_site({shown(path), sym.name, at, false, site.offset, site.instruction, site_cost_name(site.cost),
-                          site.reason});
-        probed += is_allocator(sym.kind);
+        attached_.push_back({std::move(spec), std::move(probe)});
     }
-    return probed;
+    const auto unique = unique_by_address(symbols);
+    return static_cast<int>(std::count_if(unique.begin(), unique.end(),
+                                          [](const AllocatorSymbol& s) { return is_allocator(s.kind); }));
 }
 
 std::string Tracer::attach_allocator_temporary(int pid, const std::string& path,
                                                const std::vector<AllocatorSymbol>& symbols,
                                                std::vector<Probe>& links)
 {
-    for (const auto& sym : unique_by_address(symbols)) {
-        if (!is_allocator(sym.kind))
-            continue;
-        AttachSpec spec{entry_program(skel_, sym.kind), pid, path, sym.file_offset + site_of(path, sym).offset,
-                        false, 0, 0};
+    for (const AttachSpec& spec : allocator_specs(pid, path, symbols, false)) {
         Probe l = attach(spec);
         if (!l)
-            return "cannot attach a uprobe to " + sym.name + " in " + shown(path) + ": " + std::strerror(errno);
+            return "cannot attach " + spec.name + " in " + shown(path) + ": " + std::strerror(errno);
         links.push_back(std::move(l));
-        if (needs_return_probe(sym.kind)) {
-            spec.prog = skel_->progs.alloc_return;
-            spec.retprobe = true;
-            if (!(l = attach(spec)))
-                return "cannot attach a return probe to " + sym.name + " in " + shown(path) + ": " + std::strerror(errno);
-            links.push_back(std::move(l));
-        }
     }
     return {};
 }
@@ -601,7 +700,12 @@ void Tracer::forget_image(int pid, std::uint32_t exec_slot)
 void Tracer::release_process(int pid)
 {
     // A shared site's event closes with its Attachment, at no cost; a link
-    // of its own goes to the releaser.
+    // of its own goes to the releaser. A uprobe_multi link of a process
+    // that lives on (a thread other than the leader exec'd; dropped from
+    // the choice) goes now: its program would still run for the process's
+    // threads beside the links that replace it.
+    const bool now = multi_ && live_task(pid) > 0;
+    unreachable_.erase(pid);
     std::vector<Link> gone;
     std::erase_if(attached_, [&](Attachment& a) {
         if (a.spec.pid != pid)
@@ -617,6 +721,8 @@ void Tracer::release_process(int pid)
     bound_.erase(pid);
     for (int t : bound)
         bound_since_.erase(t);
+    if (now)
+        gone.clear();
     release_links(std::move(gone));
 }
 
@@ -654,6 +760,8 @@ void Tracer::publish_bindings(int pid, const std::vector<int>& before)
 
 void Tracer::watch_threads(int pid)
 {
+    if (multi_)
+        return; // a uprobe_multi link is the whole process's
     watched_.insert(pid);
     const std::vector<int> before = tasks_of(pid);
     std::vector<int> bound = before;
@@ -667,12 +775,20 @@ void Tracer::watch_threads(int pid)
 
 void Tracer::bind_first(int pid, int task)
 {
+    if (multi_) {
+        // Its leader has exited: the kernel places a uprobe_multi link's
+        // sites through the leader's memory, which it no longer has.
+        unreachable_.insert(pid);
+        return;
+    }
     if (tasks_of(pid)[0] != task)
         rebind(pid, 0, task);
 }
 
 void Tracer::thread_exiting(int pid, int tid, std::uint64_t exit_ns)
 {
+    if (multi_)
+        return; // a uprobe_multi link is the whole process's
     const std::vector<int> before = tasks_of(pid);
     auto at = std::find(before.begin(), before.end(), tid);
     if (at == before.end())

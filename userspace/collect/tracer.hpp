@@ -21,6 +21,7 @@
 #include "modes.hpp"
 #include "proc.hpp"
 #include "trace_source.hpp"
+#include "uprobe_multi.hpp"
 
 struct memscope_bpf;
 struct bpf_program;
@@ -35,9 +36,14 @@ struct TracerOptions {
     // the tracker's probe on its `ret` instead of its 5-byte NOP.
     bool empty_programs = false;
     bool tracker_site_on_ret = false;
-    // Probe sites shared by the processes (uprobe_events.hpp); false: uprobe
-    // PMU links per process (what a machine without tracefs gets; benchmarks).
-    bool shared_sites = true;
+    // How probes reach a process. uprobe_multi: session links filtered by
+    // pid (uprobe_multi.hpp), one per file and process, released at once;
+    // shared_sites: a tracefs uprobe event per site, bound to each process's
+    // threads (uprobe_events.hpp); uprobe_links: a uprobe PMU link per probe
+    // and process (what a machine without tracefs gets). automatic: the
+    // first of these the machine offers.
+    enum class Attach { automatic, uprobe_multi, shared_sites, uprobe_links };
+    Attach attach = Attach::automatic;
     // Release the probes from a detached helper at exit (see ~Tracer).
     bool detach_in_background = true;
     // Frames kept per allocation stack in normal mode (0: no stacks), and
@@ -200,6 +206,8 @@ public:
     void detach_probes() override;
     std::string reattach_probes() override;
     bool probes_attached() const override { return !off_; }
+    // "uprobe_multi", "shared_sites" or "uprobe_links".
+    std::string attach_method() const override;
     // calibrate_hit_costs (calibrate.hpp) with this tracer.
     std::string measure_hit_costs(double (&cost_ns)[3]) override;
 
@@ -212,7 +220,16 @@ private:
         bool retprobe;
         std::uint64_t ref_ctr_offset;
         std::uint64_t cookie;
+        // uprobe_multi: every site of the link (offset, ref_ctr_offset and
+        // cookie above unused); empty: the one site above.
+        std::vector<MultiSite> sites = {};
+        std::string name = {}; // for messages: "a uprobe to malloc"
     };
+    // The allocator sites of `symbols` in `path` for process `pid`: one
+    // session link's spec under uprobe_multi, else an entry (and a return)
+    // probe's per function. Listed in the report's probe sites when `list`.
+    std::vector<AttachSpec> allocator_specs(int pid, const std::string& path,
+                                            const std::vector<AllocatorSymbol>& symbols, bool list);
     Probe attach(const AttachSpec& spec);
     std::vector<int> tasks_of(int pid) const
     {
@@ -245,7 +262,9 @@ private:
     TracerOptions options_;
     memscope_bpf* skel_ = nullptr;
     std::unique_ptr<MapReader> maps_; // reads skel_'s maps
-    std::unique_ptr<UprobeEvents> shared_; // null: uprobe PMU links per process
+    std::unique_ptr<UprobeEvents> shared_; // null: uprobe_multi, or uprobe PMU links per process
+    bool multi_ = false;                   // uprobe_multi session links
+    std::set<int> unreachable_;            // uprobe_multi: processes whose leader had exited at attach
     // One probe site of one process: how it is attached, and its probe
     // (none while probes are off).
     struct Attachment {

@@ -439,4 +439,9 @@ void fold_heap_sections(Report& system, std::vector<Report> sections)
     }
 }
 
+std::string HeapSet::attach_method() const
+{
+    return tracer_ ? tracer_->attach_method() : std::string();
+}
+
 } // namespace memscope

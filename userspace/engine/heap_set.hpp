@@ -69,6 +69,8 @@ public:
     const std::vector<std::string>& notes() const { return notes_; }
     // What the report must say: chosen processes whose first calls went unseen.
     const std::vector<std::string>& warnings() const { return warnings_; }
+    // How the chosen processes' probes are attached (empty: no tracer yet).
+    std::string attach_method() const;
 
 private:
     struct Chosen {

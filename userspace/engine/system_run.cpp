@@ -274,6 +274,7 @@ Report SystemRun::report(bool final)
     watch_.add_program_stats(r.tracer.programs);
     if (heap_) {
         fold_heap_sections(r, heap_->sections(r.duration_s, final));
+        r.tracer.attach = heap_->attach_method();
         r.warnings.insert(r.warnings.end(), heap_->warnings().begin(), heap_->warnings().end());
     }
     derive_warnings(r);

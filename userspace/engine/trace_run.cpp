@@ -393,6 +393,7 @@ Report TraceRun::final_report()
         merge_processes(report, family_->sections(), std::max(sampled_peak_, command_peak_));
     else if (!exec_sections_.empty())
         merge_processes(report, std::move(exec_sections_), std::max(sampled_peak_, command_peak_));
+    report.tracer.attach = tracer_.attach_method(); // before the warnings: one depends on it
     derive_warnings(report);
     // The whole run's cost: the report so far included (symbols, merging;
     // not the writing of its files).

@@ -265,7 +265,11 @@ void derive_warnings(Report& r)
                     ": the target may not use the probed allocator, or did no allocation while traced");
     if (!r.followed_children && (r.children.forks > 0 || r.children.execs > 0))
         warn(r, "the target started other processes (" + std::to_string(r.children.forks) + " forked, " +
-                    std::to_string(r.children.execs) + " exec'd); they were seen, not traced");
+                    std::to_string(r.children.execs) + " exec'd); they were seen, not traced" +
+                    (r.tracer.attach == "uprobe_multi" && r.children.forks > 0
+                         ? " (a child that did not exec kept the probes' breakpoints, a cost uncounted, "
+                           "until it exec'd; --attach shared_sites takes them out at its first hit)"
+                         : ""));
     note_unrecorded(r);
     note_unprobed(r);
     tracked_warnings(r);

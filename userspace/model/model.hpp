@@ -312,6 +312,7 @@ struct Report {
         double startup_cpu_user_s = 0, startup_cpu_sys_s = 0; // until the target ran traced
         double tracing_cpu_user_s = 0, tracing_cpu_sys_s = 0; // from then until tracing ended
         std::uint64_t max_rss_kb = 0, bpf_map_bytes = 0;
+        std::string attach; // how probes reached the processes (uprobe_multi, shared_sites, uprobe_links)
         // Per BPF program: runs and kernel time (kernel.bpf_stats_enabled=1; else empty).
         std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> programs;
     } tracer;

@@ -441,6 +441,7 @@ json report_without_variables(const Report& r, bool lists)
           {"tracing_cpu_sys_s", r.tracer.tracing_cpu_sys_s},
           {"max_rss_kb", r.tracer.max_rss_kb},
           {"bpf_map_bytes", r.tracer.bpf_map_bytes},
+          {"attach", r.tracer.attach},
           {"bpf_programs", [&] {
                json p = json::object();
                for (const auto& [name, v] : r.tracer.programs)

@@ -370,7 +370,7 @@ bool ReportReader::tracer(const json& doc)
         !in_.real(*t, w, "startup_cpu_sys_s", c.startup_cpu_sys_s) ||
         !in_.real(*t, w, "tracing_cpu_user_s", c.tracing_cpu_user_s) ||
         !in_.real(*t, w, "tracing_cpu_sys_s", c.tracing_cpu_sys_s) || !in_.u(*t, w, "max_rss_kb", c.max_rss_kb) ||
-        !in_.u(*t, w, "bpf_map_bytes", c.bpf_map_bytes))
+        !in_.u(*t, w, "bpf_map_bytes", c.bpf_map_bytes) || !in_.str(*t, w, "attach", c.attach))
         return false;
     const json* programs = in_.object(*t, w, "bpf_programs");
     if (!programs)
