@@ -89,7 +89,7 @@ public:
     bool take_hold_signal(int, int) override { return false; }
     void forget_image(int, std::uint32_t) override {}
     void forget_process(int) override {}
-    void release_process(int) override {}
+    void release_process(int, Release) override {}
     void thread_exiting(int, int, std::uint64_t) override {}
     void watch_threads(int) override {}
     std::uint64_t probe_lapses(int) const override { return 0; }

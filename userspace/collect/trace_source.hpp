@@ -78,7 +78,12 @@ public:
     virtual bool take_hold_signal(int tid, int sig) = 0;
     virtual void forget_image(int pid, std::uint32_t exec_slot) = 0;
     virtual void forget_process(int pid) = 0;
-    virtual void release_process(int pid) = 0;
+    // `now`: the process runs on (a thread other than the leader exec'd,
+    // it was dropped or released): its probes are out before this returns,
+    // or the program would still fire beside the probes that replace them.
+    // `background`: it is gone or going; the release waits for no one.
+    enum class Release { background, now };
+    virtual void release_process(int pid, Release how) = 0;
     virtual void thread_exiting(int pid, int tid, std::uint64_t exit_ns = 0) = 0;
     virtual void watch_threads(int pid) = 0;
     virtual std::uint64_t probe_lapses(int pid) const = 0;

@@ -697,14 +697,14 @@ void Tracer::forget_image(int pid, std::uint32_t exec_slot)
         bpf_map_delete_elem(sites_fd, &k);
 }
 
-void Tracer::release_process(int pid)
+void Tracer::release_process(int pid, Release how)
 {
     // A shared site's event closes with its Attachment, at no cost; a link
     // of its own goes to the releaser. A uprobe_multi link of a process
     // that lives on (a thread other than the leader exec'd; dropped from
     // the choice) goes now: its program would still run for the process's
     // threads beside the links that replace it.
-    const bool now = multi_ && live_task(pid) > 0;
+    const bool now = multi_ && how == Release::now;
     unreachable_.erase(pid);
     std::vector<Link> gone;
     std::erase_if(attached_, [&](Attachment& a) {

@@ -161,10 +161,11 @@ public:
     // Drop what the maps hold about process `pid` (a calibration helper;
     // a program that exec'd another).
     void forget_process(int pid) override;
-    // Process `pid` is gone: its probes go (a uprobe PMU link is released in
-    // the background: the kernel takes ~0.1 s each), and are not attached
-    // again after off.
-    void release_process(int pid) override;
+    // Process `pid`'s probes go (see TraceSource::Release; a uprobe PMU
+    // link is always released in the background: the kernel takes ~0.1 s
+    // each, and closing the perf events of shared sites is immediate), and
+    // are not attached again after off.
+    void release_process(int pid, Release how) override;
     // Process `pid`'s probes are bound to one or two of its threads: the
     // kernel lets a probe fire in the process while a thread its perf events
     // were opened on has the process's memory. The leader at first; should

@@ -184,7 +184,7 @@ void Family::on_exec(int pid, int former_tid)
     if (new_leader) {
         // Probes are owned by the task they were opened on; the old leader's
         // died with it, so the new program gets all of its files probed anew.
-        tracer_.release_process(pid);
+        tracer_.release_process(pid, TraceSource::Release::now);
     }
     s.on_exec(new_leader);
     m.exe = shown_path(pid, process_exe(pid));
@@ -217,7 +217,7 @@ void Family::on_exit(int pid, int status)
     // process given the same pid starts from nothing.
     tracer_.forget_process(pid);
     tracer_.remove_target(pid);
-    tracer_.release_process(pid);
+    tracer_.release_process(pid, TraceSource::Release::background);
 }
 
 bool Family::reap(double)

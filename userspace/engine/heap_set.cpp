@@ -166,7 +166,7 @@ void HeapSet::choose(int pid, const std::string& why, bool held, double t)
     err = c.session->attach(pid, executable_mappings(pid), probed, !held && chosen_.empty());
     if (!err.empty() && !held) {
         notes_.push_back("pid " + std::to_string(pid) + " (" + why + ") not heap-traced: " + err);
-        tracer_->release_process(pid);
+        tracer_->release_process(pid, TraceSource::Release::now);
         tracer_->remove_target(pid);
         return;
     }
@@ -184,7 +184,7 @@ void HeapSet::on_exec(int pid, bool held, double t)
         // A chosen process ran another program: the old one's report is
         // done; the new one is chosen again if it matches.
         keep(section(it->second, t, true));
-        tracer_->release_process(pid);
+        tracer_->release_process(pid, TraceSource::Release::now);
         tracer_->forget_process(pid);
         chosen_.erase(it);
     }
@@ -230,7 +230,7 @@ void HeapSet::on_exit(int pid, double t)
     if (it == chosen_.end())
         return;
     keep(section(it->second, t, true));
-    tracer_->release_process(pid);
+    tracer_->release_process(pid, TraceSource::Release::background);
     tracer_->remove_target(pid);
     tracer_->forget_process(pid); // its thread slots and records, for those chosen next
     chosen_.erase(it);
@@ -287,7 +287,7 @@ void HeapSet::step(Chosen& c, double t)
         std::snprintf(text, sizeof text, "auto: estimated overhead in async %.1f%% > budget %.1f%% (%.0f hits/s)",
                       policy.estimate_pct(now, hits, cpu), settings_.budget_pct, hits);
         c.session->switch_mode(Mode::off, text, t);
-        tracer_->release_process(c.target.pid);
+        tracer_->release_process(c.target.pid, TraceSource::Release::now);
         c.released = true;
         why = std::string("released, its probes detached (") + text + ")";
     }
@@ -342,7 +342,7 @@ std::string HeapSet::drop_selector(const std::string& text, double t)
             continue;
         }
         keep(section(c->second, t, true));
-        tracer_->release_process(c->first);
+        tracer_->release_process(c->first, TraceSource::Release::now);
         tracer_->remove_target(c->first);
         tracer_->forget_process(c->first);
         c = chosen_.erase(c);

@@ -154,7 +154,7 @@ void TraceRun::on_exec(const Session::ExecMark& e)
     // ptrace here to hold it, and a signal stop would show to its parent).
     const bool new_leader = e.former_tid > 0 && e.former_tid != pid;
     if (new_leader)
-        tracer_.release_process(pid);
+        tracer_.release_process(pid, TraceSource::Release::now);
     session_.on_exec(new_leader);
     traced_.target.exe = process_exe(pid);
     traced_.target.comm = read_first_line("/proc/" + std::to_string(pid) + "/comm").value_or("");
