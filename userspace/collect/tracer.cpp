@@ -293,6 +293,7 @@ Tracer::~Tracer()
             // pidfd, ring or map kept alive longer than the links need.
             close(done[1]); // first: EOF must come however the rest goes
             close_fds_except(keep.data(), keep.size());
+            std_streams_to_null(); // the caller's pipe closes with the tracer, not with the releases
             pollfd wait_for{done[0], POLLIN, 0};
             poll(&wait_for, 1, 30 * 1000); // the tracer's end closes: EOF
             for (int fd : keep)

@@ -164,6 +164,7 @@ bool UprobeEvents::start_anchor(std::string& why)
         setsid();
         prctl(PR_SET_NAME, "memscope-anchor");
         close_fds_except(nullptr, 0);
+        std_streams_to_null();
         for (;;)
             pause();
     }

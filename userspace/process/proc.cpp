@@ -51,6 +51,17 @@ void close_fds_except(const int* keep, std::size_t n)
     close_range_of(from, ~0u);
 }
 
+void std_streams_to_null()
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        return;
+    for (int fd = 0; fd < 3; ++fd)
+        dup2(null, fd); // dup2 clears O_CLOEXEC on the copy
+    if (null > 2)
+        close(null);
+}
+
 std::string path_in_process(int pid, const std::string& path)
 {
     return "/proc/" + std::to_string(pid) + "/root" + path;

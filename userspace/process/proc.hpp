@@ -82,6 +82,10 @@ std::string mappings_unavailable(int pid);
 // (sorted, n of them). Allocates nothing; close_range where the kernel (or a
 // seccomp profile) allows, else one close at a time.
 void close_fds_except(const int* keep, std::size_t n);
+// Standard input, output and error onto /dev/null (a helper that outlives
+// the tracer must not hold its caller's pipe open: a shell pipeline, or
+// subprocess's stderr=PIPE, would wait for it). Allocates nothing.
+void std_streams_to_null();
 
 std::optional<std::string> read_first_line(const std::string& path);
 std::string thread_comm(int pid, int tid);
