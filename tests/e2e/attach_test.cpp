@@ -4,6 +4,8 @@
 // machine without tracefs.
 #include "harness.hpp"
 
+#include <optional>
+
 namespace e2e {
 namespace {
 
@@ -114,6 +116,34 @@ TEST_F(E2E, AsyncModeTakesTwoHitsPerMallocAndFreePair)
     EXPECT_GE(runs_of(normal, "alloc_session"), total(normal, "alloc_count") * 2 + total(normal, "free_count"));
     EXPECT_LE(runs_of(async, "alloc_session"), calls + 100) << async["tracer"]["bpf_programs"].dump();
     EXPECT_GE(runs_of(async, "alloc_session"), calls);
+}
+
+TEST_F(E2E, TheReleasingHelperHoldsNoneOfTheCallersPipes)
+{
+    // 60 children: ~120 links left to release at exit, ~20 ms each, by a
+    // detached helper. The caller's pipe (a shell pipeline, CI's log) must
+    // reach EOF when the tracer exits, not when the helper is done.
+    Child tracer({kBin, "run", "--attach", "uprobe_multi", "--", "/bin/sh", "-c",
+                  "for i in $(seq 60); do /bin/true; done"});
+    using clock = std::chrono::steady_clock;
+    const auto deadline = clock::now() + 120s;
+    std::optional<clock::time_point> exited;
+    int status = -1;
+    while ((tracer.out >= 0 || tracer.err >= 0) && clock::now() < deadline) {
+        tracer.pump(50);
+        if (!exited && waitpid(tracer.pid, &status, WNOHANG) == tracer.pid) {
+            exited = clock::now();
+            tracer.pid = -1;
+        }
+    }
+    const auto eof = clock::now();
+    if (!exited) {
+        ASSERT_EQ(waitpid(tracer.pid, &status, 0), tracer.pid);
+        tracer.pid = -1;
+        exited = clock::now();
+    }
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << tracer.err_text;
+    EXPECT_LT(eof - *exited, 1s) << "the pipes stayed open after the tracer exited";
 }
 
 TEST_F(E2E, SystemWideWithoutTracefsGoesOnAndSaysWhatIsMissing)
