@@ -259,6 +259,10 @@ TEST_F(System, NewProcessChosenByCommIsExactAndBystanderIsUnpatched)
             EXPECT_TRUE(p["comm"] == "target_threads_" || p["pid"] == chosen_pid) << p.dump();
         }
     EXPECT_EQ(traced, 2);
+    // The tracer's cost counts both BPF objects: tier 0's (~21 MiB) and the
+    // heap tracer's (its allocation table alone ~96 MiB by default).
+    EXPECT_EQ(r["tracer"]["attach"], "uprobe_multi");
+    EXPECT_GT(r["tracer"]["bpf_map_bytes"].get<std::uint64_t>(), 100ull << 20) << r["tracer"].dump();
     const json* by = process_of(r, bystander_pid);
     ASSERT_NE(by, nullptr);
     EXPECT_EQ((*by)["heap_traced"], false);

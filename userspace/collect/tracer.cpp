@@ -170,11 +170,10 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     // (their release is slow).
     auto shared = std::make_unique<UprobeEvents>();
     std::string why;
-    if (t->multi_ || options.attach == Attach::uprobe_links)
-        ;
-    else if (shared->open(why))
+    const bool wants_shared = !t->multi_ && options.attach != Attach::uprobe_links;
+    if (wants_shared && shared->open(why))
         t->shared_ = std::move(shared);
-    else if (getenv("MEMSCOPE_DEBUG_LIBBPF"))
+    else if (wants_shared && getenv("MEMSCOPE_DEBUG_LIBBPF"))
         std::fprintf(stderr, "memscope-trace: per-process uprobes: %s\n", why.c_str());
     // Rows go in with batched updates: mapping the array instead would put
     // all of it (16 MiB) in the tracer's RSS at once.

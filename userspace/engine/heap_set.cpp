@@ -444,4 +444,20 @@ std::string HeapSet::attach_method() const
     return tracer_ ? tracer_->attach_method() : std::string();
 }
 
+std::uint64_t HeapSet::map_bytes() const
+{
+    return tracer_ ? tracer_->map_bytes() : 0;
+}
+
+void HeapSet::add_program_stats(std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>& out) const
+{
+    if (!tracer_)
+        return;
+    for (const auto& [name, v] : tracer_->program_stats()) {
+        auto& [runs, ns] = out[name];
+        runs += v.first;
+        ns += v.second;
+    }
+}
+
 } // namespace memscope

@@ -71,6 +71,10 @@ public:
     const std::vector<std::string>& warnings() const { return warnings_; }
     // How the chosen processes' probes are attached (empty: no tracer yet).
     std::string attach_method() const;
+    // The heap tracer's kernel memory and its programs' runs (nothing
+    // before a process was chosen: its BPF object is loaded then).
+    std::uint64_t map_bytes() const;
+    void add_program_stats(std::map<std::string, std::pair<std::uint64_t, std::uint64_t>>& out) const;
 
 private:
     struct Chosen {

@@ -275,6 +275,9 @@ Report SystemRun::report(bool final)
     if (heap_) {
         fold_heap_sections(r, heap_->sections(r.duration_s, final));
         r.tracer.attach = heap_->attach_method();
+        // Both BPF objects: tier 0's and the heap tracer's.
+        r.tracer.bpf_map_bytes += heap_->map_bytes();
+        heap_->add_program_stats(r.tracer.programs);
         r.warnings.insert(r.warnings.end(), heap_->warnings().begin(), heap_->warnings().end());
     }
     derive_warnings(r);
