@@ -20,13 +20,6 @@ namespace memscope {
 
 namespace {
 
-double monotonic_s()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
 double seconds(const timeval& tv)
 {
     return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6;

@@ -45,13 +45,6 @@ std::uint64_t kib_field(const std::string& value)
     return std::strtoull(value.c_str(), nullptr, 10) * 1024;
 }
 
-double monotonic_s()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
-}
-
 std::string cgroup2_mount()
 {
     std::ifstream in("/proc/self/mountinfo");
@@ -69,6 +62,13 @@ std::string cgroup2_mount()
 }
 
 } // namespace
+
+double monotonic_s()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
 
 std::vector<int> all_pids()
 {

@@ -426,10 +426,8 @@ bool ReportReader::processes(const json& doc)
         if (threads != p.end() && threads->is_array()) {
             for (std::size_t k = 0; k < threads->size(); ++k) {
                 const json& t = (*threads)[k];
-                if (t.is_number_unsigned()) {
-                    s.threads = k + 1; // a tid: the report's own list has the thread
-                    continue;
-                }
+                if (t.is_number_unsigned())
+                    continue; // a tid: the report's own list has the thread
                 ThreadStats th;
                 const std::string tw = item(at(where, "threads"), k);
                 if (!t.is_object())
@@ -439,8 +437,8 @@ bool ReportReader::processes(const json& doc)
                     !in_.counters(t, tw, th.counters))
                     return false;
                 own.push_back(std::move(th));
-                s.threads = k + 1;
             }
+            s.threads = threads->size();
         }
         if (!process_system(p, where, s))
             return false;
