@@ -612,7 +612,8 @@ void add_system(CLI::App* a, Options& opt)
                    "pid:N, comm:NAME, exe:PATH or cgroup:PREFIX (repeatable); a new one is held at its loader "
                    "until probed");
     a->add_option("--heap-top", opt.heap_top,
-                   "-a: also trace the heap of the N processes whose anonymous memory grows fastest, as they appear")
+                   "-a: also trace the heap of the N processes whose anonymous memory grows fastest (1 MiB/s or "
+                   "more), as they appear")
         ->check(CLI::Range(std::size_t{1}, std::size_t{64}));
     a->add_option("--max-exited", opt.max_exited,
                    "-a: exited processes listed one by one in the report (default 20000); the rest are counted")

@@ -16,6 +16,10 @@ namespace memscope {
 namespace {
 
 constexpr const char* kTopWhy = "--heap-top";
+// What --heap-top calls growing: anonymous memory up by 1 MiB/s or more
+// between two samples. Below it, any process that touched a page (a shell,
+// a logger) would take a slot for good before the one that grows came.
+constexpr double kTopMinBytesPerS = 1 << 20;
 
 // The loader every dynamic program of this machine's root runs under.
 std::string host_loader()
@@ -359,7 +363,7 @@ void HeapSet::consider_growth(const std::vector<std::pair<int, double>>& fastest
     std::size_t topped = static_cast<std::size_t>(
         std::count_if(chosen_.begin(), chosen_.end(), [](const auto& c) { return c.second.why == kTopWhy; }));
     for (const auto& [pid, rate] : fastest) {
-        if (topped >= settings_.top || rate <= 0)
+        if (topped >= settings_.top || rate < kTopMinBytesPerS)
             break;
         if (chosen_.count(pid) || pid == getpid())
             continue;
