@@ -548,10 +548,8 @@ static ProbeSite site_of(const std::string& path, const AllocatorSymbol& sym)
 // glibc's malloc and calloc call no other probed function (its realloc,
 // memalign and valloc do: malloc, free): async mode counts them at entry.
 // glibc: the file has __call_tls_dtors, and no other allocator's functions.
-static bool leaf_allocator(const AllocatorSymbol& sym, const std::vector<AllocatorSymbol>& symbols)
+static bool glibc_allocator(const std::vector<AllocatorSymbol>& symbols)
 {
-    if (sym.name != "malloc" && sym.name != "calloc")
-        return false;
     const bool glibc = std::any_of(symbols.begin(), symbols.end(),
                                    [](const AllocatorSymbol& s) { return s.kind == MS_KIND_THREAD_EXIT; });
     const bool other = std::any_of(symbols.begin(), symbols.end(), [](const AllocatorSymbol& s) {
@@ -565,6 +563,7 @@ std::vector<Tracer::AttachSpec> Tracer::allocator_specs(int pid, const std::stri
                                                         const std::vector<AllocatorSymbol>& symbols, bool list)
 {
     std::vector<AttachSpec> specs;
+    const bool glibc = multi_ && glibc_allocator(symbols);
     AttachSpec multi{skel_->progs.alloc_session, pid, path, 0, false, 0, 0};
     multi.name = "its allocator functions";
     for (const auto& sym : unique_by_address(symbols)) {
@@ -583,7 +582,7 @@ std::vector<Tracer::AttachSpec> Tracer::allocator_specs(int pid, const std::stri
         }
         if (multi_) {
             std::uint64_t cookie = static_cast<std::uint64_t>(sym.kind) << MS_COOKIE_KIND_SHIFT;
-            if (leaf_allocator(sym, symbols))
+            if (glibc && (sym.name == "malloc" || sym.name == "calloc"))
                 cookie |= MS_COOKIE_LEAF;
             multi.sites.push_back({at, 0, cookie});
         } else {
@@ -600,6 +599,11 @@ std::vector<Tracer::AttachSpec> Tracer::allocator_specs(int pid, const std::stri
 
 int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& scan, std::string& error)
 {
+    if (unreachable_.count(pid)) {
+        error = "its main thread has exited, and uprobe_multi links reach a process through it "
+                "(--attach shared_sites does not need it)";
+        return -1;
+    }
     std::string why;
     int fd = open_untrusted(path, {}, why);
     auto read = [&](std::uint64_t vaddr, std::size_t n) {
@@ -612,11 +616,6 @@ int Tracer::attach_allocator(int pid, const std::string& path, const ElfScan& sc
     const std::vector<AllocatorSymbol> symbols = without_forwarders(scan.symbols, scan.allocator_slots, read);
     if (fd >= 0)
         close(fd);
-    if (unreachable_.count(pid)) {
-        error = "its main thread has exited, and uprobe_multi links reach a process through it "
-                "(--attach shared_sites does not need it)";
-        return -1;
-    }
     for (AttachSpec& spec : allocator_specs(pid, path, symbols, true)) {
         // While off, only kept: attached with the others when probes come back.
         Probe probe = off_ ? Probe{} : attach(spec);
