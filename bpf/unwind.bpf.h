@@ -230,6 +230,19 @@ static __always_inline void rule_at(struct task_struct *task, __u64 prog, __u64 
 		     (__u64)(r->cfa_off & 0xffff);
 }
 
+/* rule_at as a global function: the kernel verifies it once, on its own,
+ * rather than again for every state of the walk that calls it (inlined,
+ * the table search and the vma walk within the walk's loop took the
+ * verifier past its million instructions). The calling task is the
+ * current one. Returns 0. */
+__noinline int rule_lookup(__u64 prog, __u64 ip, struct rule *r)
+{
+	if (!r)
+		return 0;
+	rule_at(bpf_get_current_task_btf(), prog, ip, r);
+	return 0;
+}
+
 /* The walk: per frame, the rule at its return address gives the caller's
  * CFA, return address (at CFA - 8) and rbp. Stack words are read from a
  * copy of the stack's top (4 KiB, re-copied from where a frame lies
@@ -285,7 +298,7 @@ static long unwind_step(__u32 i, struct unwind_walk *w)
 		return 1;
 	}
 	/* A return address: the call is the byte before it. */
-	rule_at(w->task, w->prog, w->ip - !w->exact, &r);
+	rule_lookup(w->prog, w->ip - !w->exact, &r);
 	w->exact = 0;
 	if (r.kind == MS_UNWIND_SIGNAL) {
 		/* A handler returned here: at the frame's CFA is the ucontext
