@@ -22,6 +22,10 @@
 #include "control.hpp"
 #include "safe_files.hpp"
 #include "diff.hpp"
+#include "exporter.hpp"
+#include "paths.hpp"
+#include "pprof.hpp"
+#include "system_procs.hpp"
 #include "family.hpp"
 #include "launcher.hpp"
 #include "modes.hpp"
@@ -53,6 +57,11 @@ struct Options {
     std::string json_path;
     std::string html_path;
     std::string collapsed_path;
+    std::string pprof_path;
+    std::string listen, push_url;      // live export
+    double push_interval = 10;
+    std::string service_name;
+    std::vector<std::string> push_labels; // K=V
     std::string weight = "bytes";
     std::uint32_t stack_depth = MS_DEFAULT_STACK_DEPTH;
     bool no_stacks = false;
@@ -101,6 +110,70 @@ int pidfd_open(int pid)
     return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 }
 
+std::int64_t wall_ns()
+{
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// --listen, --push: checked before tracing (a malformed one is exit 2);
+// what cannot be reached while tracing is said once, and tracing goes on.
+std::optional<ExportSettings> export_settings(const Options& opt, std::string& why)
+{
+    ExportSettings s;
+    if (!opt.listen.empty())
+        if (!(s.listen = parse_listen_address(opt.listen, why)))
+            return std::nullopt;
+    if (!opt.push_url.empty())
+        if (!(s.push = parse_push_url(opt.push_url, why)))
+            return std::nullopt;
+    s.push_interval = opt.push_interval;
+    s.service_name = opt.service_name;
+    for (const auto& kv : opt.push_labels) {
+        auto eq = kv.find('=');
+        const std::string k = kv.substr(0, eq);
+        const bool name_ok = !k.empty() && !std::isdigit(static_cast<unsigned char>(k[0])) &&
+                             k.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") ==
+                                 std::string::npos;
+        const std::string v = eq == std::string::npos ? "" : kv.substr(eq + 1);
+        if (eq == std::string::npos || !name_ok || v.empty() || v.find_first_of(",{}=\"") != std::string::npos) {
+            why = "--push-label " + kv + ": expected NAME=VALUE (a name of letters, digits and _; a value "
+                  "without , { } = or quotes)";
+            return std::nullopt;
+        }
+        s.labels.emplace_back(k, v);
+    }
+    return s;
+}
+
+// The live exporter when --listen or --push asks for one; its troubles said once on stderr.
+std::unique_ptr<Exporter> start_exporter(const Options& opt, ExportSettings settings, CgroupNames* cgroups)
+{
+    if (opt.listen.empty() && opt.push_url.empty())
+        return nullptr;
+    if (cgroups)
+        settings.cgroup_of = [cgroups](int pid) { return cgroups->path_of(0, pid); };
+    auto e = std::make_unique<Exporter>(std::move(settings), [](const std::string& line) {
+        std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(line).c_str());
+    });
+    if (e->listening())
+        std::fprintf(stderr, "memscope-trace: serving /metrics, /debug/pprof/heap and /healthz on port %d\n",
+                     e->port());
+    return e;
+}
+
+// What the exporter did, in the report's tracer section.
+void add_export_figures(Report& report, const Exporter* exporter)
+{
+    if (!exporter)
+        return;
+    const TracerFigures f = exporter->figures();
+    report.tracer.exported = {{"scrapes", f.scrapes},
+                              {"pushes", f.pushes},
+                              {"push_failures", f.push_failures},
+                              {"push_dropped", f.push_dropped}};
+}
+
 // The folded stacks and the HTML page, drawn from the report model.
 // `wait_ms`: how long a FIFO or device may keep us waiting (-1: as long as
 // it takes, once tracing is over and the ending signals work again).
@@ -110,6 +183,14 @@ std::string write_renderings(const Report& report, const Options& opt, int wait_
         std::string err = write_output(
             opt.collapsed_path, [&](std::FILE* f) { return write_collapsed(report, opt.weight, f); }, wait_ms);
         if (!err.empty())
+            return err;
+    }
+    if (!opt.pprof_path.empty()) {
+        const std::string profile = heap_profile(report, {wall_ns() - static_cast<std::int64_t>(report.duration_s * 1e9),
+                                                          static_cast<std::int64_t>(report.duration_s * 1e9)});
+        if (profile.empty())
+            return "cannot encode the pprof profile";
+        if (std::string err = write_output(opt.pprof_path, profile, wait_ms); !err.empty())
             return err;
     }
     if (!opt.html_path.empty())
@@ -181,7 +262,7 @@ int finish(const Report& report, const Options& opt)
 int run_report(const Options& opt)
 {
     Report report;
-    const bool text = opt.html_path.empty() && opt.collapsed_path.empty();
+    const bool text = opt.html_path.empty() && opt.collapsed_path.empty() && opt.pprof_path.empty();
     // Everything: the text report lists the variables, the page draws the timeline.
     if (std::string err = read_report_json(opt.report_in, report); !err.empty())
         return fail(escape_for_terminal(err), 2);
@@ -237,7 +318,18 @@ Report trace(TraceSource& tracer, Session& session, Traced& traced, const Option
         if (auto err = write_outputs(snapshot, opt, 1000); !err.empty())
             std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(err).c_str());
     };
-    return run.run(status);
+    std::string why;
+    CgroupNames cgroups;
+    ExportSettings settings = *export_settings(opt, why); // checked before tracing
+    if (settings.service_name.empty())
+        settings.service_name = traced.target.comm.empty() ? base_name(traced.target.exe) : traced.target.comm;
+    auto exporter = start_exporter(opt, std::move(settings), &cgroups);
+    run.set_exporter(exporter.get());
+    Report report = run.run(status);
+    if (exporter)
+        exporter->finish(report, run.elapsed_s());
+    add_export_figures(report, exporter.get());
+    return report;
 }
 
 int run_attach(const Options& opt)
@@ -498,8 +590,15 @@ int run_system(const Options& opt)
         if (auto e = write_outputs(snapshot, opt, 1000); !e.empty())
             std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(e).c_str());
     };
+    std::string why;
+    auto exporter = start_exporter(opt, *export_settings(opt, why), nullptr); // sections carry their cgroups
+    run.set_exporter(exporter.get());
     raise_priority(opt.nice);
-    return finish(run.run(), opt);
+    Report report = run.run();
+    if (exporter)
+        exporter->finish(report, run.elapsed_s());
+    add_export_figures(report, exporter.get());
+    return finish(report, opt);
 }
 
 int run_diff(const Options& opt)
@@ -533,6 +632,24 @@ void add_renderings(CLI::App* a, Options& opt)
                   "write the allocation sites as folded stacks (flamegraph.pl, inferno, speedscope) to FILE");
     a->add_option("--weight", opt.weight, "what the folded stacks weigh: bytes, count, live_bytes, live_count")
         ->check(CLI::IsMember({"bytes", "count", "live_bytes", "live_count"}));
+    a->add_option("--pprof", opt.pprof_path,
+                  "write a gzipped pprof heap profile (go tool pprof, Pyroscope, Parca) to FILE");
+}
+
+// Live export while tracing.
+void add_export(CLI::App* a, Options& opt)
+{
+    a->add_option("--listen", opt.listen,
+                  "serve /metrics (Prometheus), /debug/pprof/heap and /healthz on [ADDR:]PORT while tracing "
+                  "(ADDR defaults to 127.0.0.1; 0.0.0.0 exposes it, without authentication)");
+    a->add_option("--push", opt.push_url,
+                  "push a heap profile to a Pyroscope server (http(s)://HOST:PORT[/PATH], /ingest by default) "
+                  "every --push-interval");
+    a->add_option("--push-interval", opt.push_interval, "seconds between pushes (default 10)")
+        ->check(CLI::Range(0.1, 86400.0));
+    a->add_option("--service-name", opt.service_name,
+                  "the pushed profiles' service_name (default: the command's name; memscope-trace with -a)");
+    a->add_option("--push-label", opt.push_labels, "NAME=VALUE added to the pushed profiles' labels (repeatable)");
 }
 
 void add_common(CLI::App* a, Options& opt)
@@ -637,9 +754,11 @@ int main(int argc, char** argv)
     app.add_option("--duration", opt.duration, "stop after SECONDS")->check(CLI::PositiveNumber);
     add_system(&app, opt);
     add_common(&app, opt);
+    add_export(&app, opt);
 
     CLI::App* run = app.add_subcommand("run", "start a command traced from its first instruction");
     add_common(run, opt);
+    add_export(run, opt);
     run->add_flag("--no-follow", opt.no_follow,
                   "trace the command's own process only, not the processes it starts");
     run->add_option("command", opt.command, "CMD [ARGS...] (after --)")->required();
@@ -672,10 +791,12 @@ int main(int argc, char** argv)
         return 2;
     }
     // Fail before tracing, not after, when an output could not be written.
-    for (const std::string* path : {&opt.json_path, &opt.html_path, &opt.collapsed_path})
+    for (const std::string* path : {&opt.json_path, &opt.html_path, &opt.collapsed_path, &opt.pprof_path})
         if (!path->empty())
             if (std::string err = check_output(*path); !err.empty())
                 return fail(escape_for_terminal(err), 2);
+    if (std::string why; !export_settings(opt, why))
+        return fail(escape_for_terminal(why), 2);
     opt.auto_mode = opt.mode == "auto";
     opt.budget_given = app.get_option("--overhead-budget")->count() > 0;
     if (ctl->parsed())

@@ -12,6 +12,10 @@ packages=(
   chromium # the HTML report's test renders it headless
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 # allocators the tests link and preload
   btrfs-progs # a test traces a program whose files are on btrfs (a loop image)
+  # Export: pprof's profile.proto and libprotobuf, cpp-httplib; and the real
+  # consumers the tests run: Go's pprof, a Prometheus server, systemd-analyze.
+  libprotobuf-dev protobuf-compiler golang-github-google-pprof-dev libcpp-httplib-dev
+  golang-go prometheus systemd python3-yaml # python3-yaml: the DaemonSet manifest's test reads it
 )
 # The Rust crate's example is built with the machine's cargo; Debian's when none.
 if ! command -v cargo >/dev/null && [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ] && [ ! -x /root/.cargo/bin/cargo ]; then

@@ -287,8 +287,9 @@ Report SystemRun::run()
     double next_sample = settings_.interval;
     next_live_ = settings_.live;
     for (;;) {
-        pollfd fds[4] = {{sigfd_, POLLIN, 0}, {watch_.events_fd(), POLLIN, 0},
-                         {heap_ ? heap_->events_fd() : -1, POLLIN, 0}, {control_.fd(), POLLIN, 0}};
+        pollfd fds[5] = {{sigfd_, POLLIN, 0}, {watch_.events_fd(), POLLIN, 0},
+                         {heap_ ? heap_->events_fd() : -1, POLLIN, 0}, {control_.fd(), POLLIN, 0},
+                         {exporter_ ? exporter_->wake_fd() : -1, POLLIN, 0}};
         int timeout = std::max(0, static_cast<int>((next_sample - elapsed()) * 1000) + 1);
         timeout = std::min(timeout, tick_ms);
         if (settings_.duration > 0) {
@@ -297,7 +298,7 @@ Report SystemRun::run()
                 break;
             timeout = std::min(timeout, static_cast<int>(left * 1000) + 1);
         }
-        if (poll(fds, 4, timeout) < 0 && errno != EINTR)
+        if (poll(fds, 5, timeout) < 0 && errno != EINTR)
             break;
         drain();
         if ((fds[0].revents & POLLIN) && on_signals())
@@ -311,6 +312,9 @@ Report SystemRun::run()
             draw_live();
             next_live_ += settings_.live;
         }
+        // The processes' figures as of the last sample (an interval old at most).
+        if (exporter_ && exporter_->due(elapsed()))
+            exporter_->publish(report(false), elapsed());
     }
     end_on_signals_again(sigfd_);
     sample();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "control.hpp"
+#include "exporter.hpp"
 #include "heap_set.hpp"
 #include "model.hpp"
 #include "process_table.hpp"
@@ -37,6 +38,9 @@ public:
 
     // Called with a snapshot report on SIGUSR1 (tracing goes on).
     std::function<void(const Report&)> on_snapshot;
+    // Live export (--listen, --push): snapshots when it asks for them.
+    void set_exporter(Exporter* exporter) { exporter_ = exporter; }
+    double elapsed_s() const { return elapsed(); }
 
     // Watch until a signal or the duration; the final report.
     Report run();
@@ -55,6 +59,7 @@ private:
     void say_heap_notes();
     std::string on_control(const std::string& line);
     ControlServer control_;
+    Exporter* exporter_ = nullptr;
     SystemWatch& watch_;
     HeapSet* heap_;
     std::size_t heap_notes_said_ = 0;

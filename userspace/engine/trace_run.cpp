@@ -203,10 +203,25 @@ void TraceRun::sample_timeline(const Snapshot& root)
     timeline_.sample(elapsed(), threads);
 }
 
+// The target's name (its leader thread's) and the program it runs now.
+void TraceRun::name_target(const Snapshot& snap)
+{
+    for (const auto& t : snap.threads)
+        if (static_cast<int>(t.tid) == traced_.pid && !t.name.empty())
+            traced_.target.comm = t.name;
+    if (family_ && !family_->root_exe().empty())
+        traced_.target.exe = family_->root_exe(); // what it ran last
+    if (traced_.target.comm.empty())
+        traced_.target.comm = read_first_line("/proc/" + std::to_string(traced_.pid) + "/comm").value_or("");
+}
+
 Report TraceRun::snapshot_report(bool final)
 {
     Snapshot snap = tracer_.snapshot(traced_.pid);
+    name_target(snap);
     Report r = make_report(snap, traced_.target, elapsed(), std::max(sampled_peak_, snap.live_bytes_sum));
+    r.tracer.attach = tracer_.attach_method();
+    r.tracer.bpf_map_bytes = tracer_.map_bytes();
     describe(r);
     session_.add_sites(r);
     r.timeline = timeline_.timeline();
@@ -306,10 +321,12 @@ Report TraceRun::run(int& status)
 {
     const int sample_ms = std::max(1, static_cast<int>(settings_.interval * 1000));
     for (;;) {
-        pollfd fds[4] = {{sigfd_, POLLIN, 0},
+        // poll skips the fds that are -1 (no control socket, no exporter).
+        pollfd fds[5] = {{sigfd_, POLLIN, 0},
                          {traced_.pidfd, POLLIN, 0},
                          {tracer_.events_fd(), POLLIN, 0},
-                         {control_.fd(), POLLIN, 0}};
+                         {control_.fd(), POLLIN, 0},
+                         {exporter_ ? exporter_->wake_fd() : -1, POLLIN, 0}};
         int timeout = sample_ms;
         if (settings_.duration > 0) {
             double left = settings_.duration - elapsed();
@@ -317,7 +334,7 @@ Report TraceRun::run(int& status)
                 break;
             timeout = std::min(timeout, static_cast<int>(left * 1000) + 1);
         }
-        int n = poll(fds, control_.fd() >= 0 ? 4 : 3, timeout);
+        int n = poll(fds, 5, timeout);
         if (n < 0 && errno != EINTR)
             break;
         drain();
@@ -330,6 +347,8 @@ Report TraceRun::run(int& status)
         // Never waits: a client gets its turn when it is ready.
         control_.serve([this](const std::string& line) { return on_control(line); });
         on_tick();
+        if (exporter_ && exporter_->due(elapsed()))
+            exporter_->publish(snapshot_report(false), elapsed());
     }
     end_on_signals_again(sigfd_);
     reap(status);
@@ -375,13 +394,7 @@ Report TraceRun::final_report()
     if (!traced_.child && snap.exited)
         traced_.target.exit_code = shell_status(snap.wait_status);
     sampled_peak_ = std::max(sampled_peak_, snap.live_bytes_sum);
-    for (const auto& t : snap.threads)
-        if (static_cast<int>(t.tid) == traced_.pid && !t.name.empty())
-            traced_.target.comm = t.name;
-    if (family_ && !family_->root_exe().empty())
-        traced_.target.exe = family_->root_exe(); // what it ran last
-    if (traced_.target.comm.empty())
-        traced_.target.comm = read_first_line("/proc/" + std::to_string(traced_.pid) + "/comm").value_or("");
+    name_target(snap);
     Report report = make_report(snap, traced_.target, elapsed(), sampled_peak_);
     describe(report);
     if (timeline_.due(elapsed()))

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "control.hpp"
+#include "exporter.hpp"
 #include "family.hpp"
 #include "launcher.hpp"
 #include "model.hpp"
@@ -100,6 +101,9 @@ public:
 
     // Called with a snapshot report on SIGUSR1 (tracing goes on).
     std::function<void(const Report&)> on_snapshot;
+    // Live export (--listen, --push): snapshots when it asks for them.
+    void set_exporter(Exporter* exporter) { exporter_ = exporter; }
+    double elapsed_s() const { return elapsed(); }
 
     // Trace until the target exits, a signal, or the duration; the final
     // report. `status` gets the command's exit status (`run`).
@@ -118,12 +122,14 @@ private:
     bool calibrate();
     void sample_timeline(const Snapshot& root);
     Report snapshot_report(bool final);
+    void name_target(const Snapshot& snap);
     void reap(int& status);          // the target is gone: its exit status
     Report final_report();
     // -p: the target exec'd; its old program becomes a section of its own.
     void on_exec(const Session::ExecMark& e);
 
     TraceSource& tracer_;
+    Exporter* exporter_ = nullptr;
     Session& session_;
     Traced& traced_;
     RunSettings settings_;

@@ -315,6 +315,8 @@ struct Report {
         std::string attach; // how probes reached the processes (uprobe_multi, shared_sites, uprobe_links)
         // Per BPF program: runs and kernel time (kernel.bpf_stats_enabled=1; else empty).
         std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> programs;
+        // --listen, --push: scrapes served, pushes made, failed, dropped (empty: no export).
+        std::map<std::string, std::uint64_t> exported;
     } tracer;
     Counters totals;
     // Read from a report written before these counters existed: they are

@@ -4,6 +4,7 @@
 // names), the changes worst first, and the thresholds. Four outputs from the
 // same outcome: text, markdown, json, junit.
 #include "diff.hpp"
+#include "utf8.hpp"
 #include "json_bounded.hpp"
 #include "paths.hpp"
 #include "report_json.hpp"
@@ -51,61 +52,6 @@ bool is_byte_metric(const std::string& metric)
 }
 
 // --- UTF-8 and escaping ---------------------------------------------------------
-
-// The code point at s[i], advancing i past it; -1 (advancing one byte) for a
-// byte that does not start well-formed UTF-8 (overlong, surrogate, > U+10FFFF).
-long decode_utf8(std::string_view s, std::size_t& i)
-{
-    auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-    unsigned char c = b(i);
-    if (c < 0x80) {
-        ++i;
-        return c;
-    }
-    std::size_t len = 0;
-    unsigned long cp = 0, min = 0;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-        min = 0x80;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-        min = 0x800;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    } else {
-        ++i;
-        return -1;
-    }
-    if (i + len > s.size()) {
-        ++i;
-        return -1;
-    }
-    for (std::size_t k = 1; k < len; ++k) {
-        if ((b(i + k) & 0xC0) != 0x80) {
-            ++i;
-            return -1;
-        }
-        cp = (cp << 6) | (b(i + k) & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-        ++i;
-        return -1;
-    }
-    i += len;
-    return static_cast<long>(cp);
-}
-
-bool valid_utf8(std::string_view s)
-{
-    for (std::size_t i = 0; i < s.size();)
-        if (decode_utf8(s, i) < 0)
-            return false;
-    return true;
-}
 
 void append_hex_bytes(std::string& out, std::string_view bytes)
 {

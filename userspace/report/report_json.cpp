@@ -442,6 +442,7 @@ json report_without_variables(const Report& r, bool lists)
           {"max_rss_kb", r.tracer.max_rss_kb},
           {"bpf_map_bytes", r.tracer.bpf_map_bytes},
           {"attach", r.tracer.attach},
+          {"export", r.tracer.exported},
           {"bpf_programs", [&] {
                json p = json::object();
                for (const auto& [name, v] : r.tracer.programs)

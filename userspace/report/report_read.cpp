@@ -372,6 +372,13 @@ bool ReportReader::tracer(const json& doc)
         !in_.real(*t, w, "tracing_cpu_sys_s", c.tracing_cpu_sys_s) || !in_.u(*t, w, "max_rss_kb", c.max_rss_kb) ||
         !in_.u(*t, w, "bpf_map_bytes", c.bpf_map_bytes) || !in_.str(*t, w, "attach", c.attach))
         return false;
+    if (const json* e = in_.object(*t, w, "export")) {
+        for (const auto& [name, v] : e->items())
+            if (!in_.u(*e, at(w, "export"), name.c_str(), c.exported[name]))
+                return false;
+    } else if (!in_.error.empty()) {
+        return false;
+    }
     const json* programs = in_.object(*t, w, "bpf_programs");
     if (!programs)
         return in_.error.empty();
