@@ -23,6 +23,10 @@ Sections (all by default):
              release goes on after the tracer exits.
   tracer     the tracer's own cost on the 100,000-variable scenario: CPU per
              100,000 events/s, RSS, BPF map memory, drops.
+  system     -a's tier 0 on page-fault- and fork-heavy bystanders.
+  export     the tracer's CPU per /metrics and /debug/pprof/heap scrape
+             under -a with 1,000 processes; a traced target's speed with no
+             push, pushes answered, and pushes to a receiver that stalls.
 
 Writes the results as JSON (--json) and Markdown (--markdown), with the
 machine and kernel they came from.
@@ -39,6 +43,7 @@ import subprocess
 import sys
 import resource
 import signal
+import socket
 import tempfile
 import time
 
@@ -597,6 +602,140 @@ def section_system(results):
         results["system"]["faults_cpu_ratio"], results["system"]["storm_cpu_ratio"], cpu_pct, rate))
 
 
+def cpu_of(pid):
+    """A process's CPU seconds so far (user + system)."""
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Receiver:
+    """A push receiver on loopback: `stall` accepts connections (the kernel
+    does) and never answers; otherwise each push is read and answered 200."""
+
+    def __init__(self, stall):
+        import http.server
+        import socketserver
+        import threading
+        self.count = 0
+        if stall:
+            self.sock = socket.socket()
+            self.sock.bind(("127.0.0.1", 0))
+            self.sock.listen(64)
+            self.port = self.sock.getsockname()[1]
+            self.server = None
+            return
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.count += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+        else:
+            self.sock.close()
+
+
+def section_export(results):
+    """Fleet export's costs: the tracer's CPU per /metrics and per
+    /debug/pprof/heap scrape under -a with ~1,000 processes (each of its own
+    name: a label set each), over its idle CPU; and a traced target's speed
+    while pushes go to a receiver that answers, to one that never does, and
+    with no push at all, alternated."""
+    import urllib.request
+    n = ARGS.export_procs
+    with tempfile.TemporaryDirectory() as d:
+        idle = []
+        for i in range(n):
+            link = os.path.join(d, "idle_%04d" % i)
+            os.symlink(shutil.which("sleep"), link)
+            idle.append(subprocess.Popen([link, "600"]))
+        try:
+            p = subprocess.Popen([build_path("memscope-trace"), "-a", "--listen", "127.0.0.1:0"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            port = None
+            for line in p.stderr:
+                if "/healthz on port " in line:
+                    port = int(line.rsplit(" ", 1)[1])
+                if "watching every process" in line:
+                    break
+            time.sleep(2.5)  # two samples of every process
+            def scrape(path):
+                with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=30) as r:
+                    return r.read()
+            body = scrape("/metrics")
+            idle_s = 5.0
+            c0 = cpu_of(p.pid)
+            time.sleep(idle_s)
+            idle_rate = (cpu_of(p.pid) - c0) / idle_s
+            per = {}
+            for path in ("/metrics", "/debug/pprof/heap"):
+                t0, c0 = time.monotonic(), cpu_of(p.pid)
+                for _ in range(ARGS.scrapes):
+                    scrape(path)
+                wall = time.monotonic() - t0
+                per[path] = ((cpu_of(p.pid) - c0) - idle_rate * wall) / ARGS.scrapes
+            text = body.decode()
+            series = sum(1 for l in text.splitlines() if l and not l.startswith("#"))
+            listed = sum(1 for l in text.splitlines() if l.startswith("memscope_rss_anon_bytes{"))
+            p.send_signal(signal.SIGINT)
+            p.communicate(timeout=120)
+        finally:
+            for q in idle:
+                q.kill()
+                q.wait()
+    # Pushes: a target's CPU per pair, no push / a receiver that answers / one that stalls.
+    target = [build_path("alloc_pairs"), "1", str(ARGS.ops * 3), "64"]
+    rows = {"no_push": [], "push_ok": [], "push_stalled": []}
+    drops = []
+    for rep in range(ARGS.reps):
+        order = list(rows) if rep % 2 == 0 else list(reversed(list(rows)))
+        for config in order:
+            args = []
+            recv = None
+            if config != "no_push":
+                recv = Receiver(stall=config == "push_stalled")
+                args = ["--push", "http://127.0.0.1:%d" % recv.port, "--push-interval", "0.2"]
+            r, rep_json = memscope(args, target)
+            rows[config].append(r[1])
+            if config == "push_stalled":
+                drops.append(rep_json["tracer"]["export"])
+            if recv:
+                recv.close()
+        log("  export rep %d: cpu ns/pair no push %.1f, answered pushes %.1f, stalled receiver %.1f" % (
+            rep + 1, rows["no_push"][-1], rows["push_ok"][-1], rows["push_stalled"][-1]))
+    def ratio(a, b):
+        return statistics.median(x / y for x, y in zip(rows[a], rows[b]))
+    results["export"] = {
+        "processes": n, "processes_listed_in_metrics": listed, "metrics_series": series,
+        "metrics_bytes": len(body), "scrapes": ARGS.scrapes, "tracer_idle_cpu_pct": 100 * idle_rate,
+        "cpu_ms_per_metrics_scrape": 1000 * per["/metrics"],
+        "cpu_ms_per_profile_scrape": 1000 * per["/debug/pprof/heap"],
+        "push_workload": " ".join(os.path.basename(x) for x in target) + " (traced, normal mode; pushes every 0.2 s)",
+        "no_push_cpu_ns": statistics.median(rows["no_push"]),
+        "push_ok_cpu_ns": statistics.median(rows["push_ok"]),
+        "push_stalled_cpu_ns": statistics.median(rows["push_stalled"]),
+        "push_ok_ratio": ratio("push_ok", "no_push"), "push_stalled_ratio": ratio("push_stalled", "no_push"),
+        "stalled_export": drops[-1] if drops else {},
+    }
+    e = results["export"]
+    log("  export: %.2f ms CPU per /metrics scrape (%d series), %.2f ms per profile; stalled x%.3f, answered x%.3f" % (
+        e["cpu_ms_per_metrics_scrape"], series, e["cpu_ms_per_profile_scrape"], e["push_stalled_ratio"],
+        e["push_ok_ratio"]))
+
+
 # --- output -------------------------------------------------------------------------
 
 def machine():
@@ -622,6 +761,9 @@ def markdown(res):
              "(`--sections` reruns some and keeps the others).", "",
              "Machine: %s, %d CPUs (%s), kernel %s, glibc %s, %s." % (
                  m["cpu"], m["cpus"], m["virtualization"] or "bare metal?", m["kernel"], m["glibc"], m["date"]), ""]
+    if res.get("kept"):
+        lines += ["Sections kept from earlier runs (same kernel version, another build of it): %s." % ", ".join(
+            "%s (%s)" % kv for kv in sorted(res["kept"].items())), ""]
     if "pairs" in res:
         p = res["pairs"]
         lines += ["## malloc(64)+free pairs, 1 thread (%d pairs, %d repetitions, alternating)" % (
@@ -781,6 +923,21 @@ def markdown(res):
                   "%.1f MiB." % (s["tier0_events"], s["tier0_events_per_s"], s["tracer_cpu_pct_of_a_core"],
                                  s["tracer_cpu_pct_per_100k_events_per_s"] or 0, s["tracer_max_rss_kb"],
                                  s["processes_listed"], s["bpf_map_bytes"] / 2**20), ""]
+    if "export" in res:
+        e = res["export"]
+        lines += ["## Fleet export (`--listen`, `--push`)", "",
+                  "`-a --listen` with %d idle processes of their own names running (%d listed in /metrics: %d "
+                  "series, %d bytes): the tracer's CPU over its idle CPU (%.2f%% of a core), %d scrapes each: "
+                  "**%.2f ms per `/metrics` scrape**, %.2f ms per `/debug/pprof/heap` (no heap traced: an empty "
+                  "profile)." % (e["processes"], e["processes_listed_in_metrics"], e["metrics_series"],
+                                 e["metrics_bytes"], e["tracer_idle_cpu_pct"], e["scrapes"],
+                                 e["cpu_ms_per_metrics_scrape"], e["cpu_ms_per_profile_scrape"]), "",
+                  "A traced target (%s), CPU ns per pair, median of %d alternated reps:" % (e["push_workload"], res["reps"]), "",
+                  "| no push | pushes to a receiver that answers | pushes to one that never answers |",
+                  "|---|---|---|",
+                  "| %.1f | %.1f (x%.3f) | %.1f (**x%.3f**) |" % (e["no_push_cpu_ns"], e["push_ok_cpu_ns"], e["push_ok_ratio"],
+                                                            e["push_stalled_cpu_ns"], e["push_stalled_ratio"]), "",
+                  "Against the stalled receiver the tracer counted %s." % json.dumps(e["stalled_export"]), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -800,7 +957,9 @@ def main():
     ap.add_argument("--children", default="20,200", help="children per run in the follow section")
     ap.add_argument("--fault-rounds", type=int, default=20, help="fault_loop rounds (64 MiB each) in the system section")
     ap.add_argument("--storm", type=int, default=1000, help="processes started in the system section's storm")
-    ap.add_argument("--sections", default="pairs,stacks,tables,scaling,bystander,entry,follow,tracer,system")
+    ap.add_argument("--export-procs", type=int, default=1000, help="idle processes running in the export section")
+    ap.add_argument("--scrapes", type=int, default=50, help="scrapes of each path in the export section")
+    ap.add_argument("--sections", default="pairs,stacks,tables,scaling,bystander,entry,follow,tracer,system,export")
     ap.add_argument("--json", default=os.path.join(ROOT, "tools", "bench", "results.json"))
     ap.add_argument("--markdown", default=os.path.join(ROOT, "tools", "bench", "RESULTS.md"))
     ARGS = ap.parse_args()
@@ -816,15 +975,20 @@ def main():
     # Sections not rerun keep their last figures (same machine only).
     try:
         old = json.load(open(ARGS.json))
-        if old.get("machine", {}).get("kernel") == res["machine"]["kernel"]:
-            for k in ("pairs", "stacks", "tables", "scaling", "bystander", "entry", "follow", "tracer", "system"):
+        # The same kernel version (its build suffix aside) and CPU count.
+        same = (old.get("machine", {}).get("kernel", "").split("-")[0] == res["machine"]["kernel"].split("-")[0]
+                and old.get("machine", {}).get("cpus") == res["machine"]["cpus"])
+        if same:
+            for k in ("pairs", "stacks", "tables", "scaling", "bystander", "entry", "follow", "tracer", "system",
+                      "export"):
                 if k not in sections and k in old:
                     res[k] = old[k]
+                    res.setdefault("kept", {})[k] = old.get("kept", {}).get(k, old["machine"].get("date", "?"))
     except (OSError, ValueError):
         pass
     for name, fn in (("pairs", section_pairs), ("stacks", section_stacks), ("tables", section_tables), ("scaling", section_scaling), ("bystander", section_bystander),
                      ("entry", section_entry), ("follow", section_follow), ("tracer", section_tracer),
-                     ("system", section_system)):
+                     ("system", section_system), ("export", section_export)):
         if name in sections:
             log("bench: %s" % name)
             fn(res)

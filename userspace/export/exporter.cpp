@@ -1,6 +1,8 @@
 #include "exporter.hpp"
 
 #include <httplib.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -122,6 +124,12 @@ Exporter::Exporter(ExportSettings settings, std::function<void(const std::string
     : settings_(std::move(settings)), say_(std::move(say))
 {
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    // The server's and the pusher's threads never take SIGPIPE (a client
+    // gone mid-answer): blocked in them, a write there fails with EPIPE.
+    sigset_t pipe_only, before;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &before);
     if (settings_.listen) {
         server_ = std::make_unique<httplib::Server>();
         // A client that sends nothing, or reads nothing, holds a worker this long at most.
@@ -176,6 +184,7 @@ Exporter::Exporter(ExportSettings settings, std::function<void(const std::string
     }
     if (settings_.push)
         push_thread_ = std::thread([this] { push_loop(); });
+    pthread_sigmask(SIG_SETMASK, &before, nullptr);
 }
 
 Exporter::~Exporter()
