@@ -223,9 +223,14 @@ def section_pairs(results):
 
 
 def alloc_return_ns(report):
-    """alloc_return's mean kernel time per run (bpf_stats), from the report."""
-    p = report["tracer"].get("bpf_programs", {}).get("alloc_return")
-    return p["run_time_ns"] / p["run_count"] if p and p["run_count"] else None
+    """The allocator program's kernel time per allocation (bpf_stats), from
+    the report: alloc_return's, or under uprobe_multi alloc_session's, which
+    runs at entries, returns and frees alike (the same in every
+    configuration: what differs between them is the walk)."""
+    progs = report["tracer"].get("bpf_programs", {})
+    p = progs.get("alloc_session") or progs.get("alloc_return")
+    n = report["totals"]["alloc_count"]
+    return p["run_time_ns"] / n if p and p["run_time_ns"] and n else None
 
 
 def heaptrack_pairs(target):
