@@ -762,6 +762,9 @@ int main(int argc, char** argv)
     run->add_flag("--no-follow", opt.no_follow,
                   "trace the command's own process only, not the processes it starts");
     run->add_option("command", opt.command, "CMD [ARGS...] (after --)")->required();
+    // The tracer's options before the command, wherever the user puts them
+    // (`run --duration 1 -- cmd`); those that do not go with run say so.
+    run->fallthrough();
 
     add_gate(run, opt);
     run->add_option("--baseline", opt.baseline,

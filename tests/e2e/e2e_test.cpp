@@ -68,6 +68,21 @@ TEST_F(E2E, CxxContainers)
     expect_counters(*t, sizes.size(), bytes, sizes.size(), bytes, 0, 0, peak);
 }
 
+// The tracer's options go before the command wherever the user puts them:
+// `run --duration 1 -- cmd` traces one second; one that does not go with
+// run is said so.
+TEST_F(E2E, TracerOptionsAfterRunAreTaken)
+{
+    const std::string path = temp_json("options_after_run");
+    Result r = run({kBin, "run", "--duration", "1", "--json", path, "--", "/bin/sleep", "3"});
+    EXPECT_EQ(r.status, 0) << r.err;
+    json report = load(path); // traced for a second, while the command goes on
+    EXPECT_NEAR(report["duration_s"].get<double>(), 1.0, 0.3);
+    Result pid = run({kBin, "run", "--pid", "5", "--", "/bin/true"});
+    EXPECT_EQ(pid.status, 2);
+    EXPECT_EQ(pid.err, "memscope-trace: -p and run are exclusive\n");
+}
+
 TEST_F(E2E, RunPassesExitStatusAndStdio)
 {
     EXPECT_EQ(run({kBin, "run", "--", target("exit_status"), "7"}).status, 7);

@@ -65,6 +65,9 @@ TEST(Modes, AutoStepsUpWithRoomOnlyAndIgnoresNoise)
     // A few hundred hits a second on a target whose CPU reads zero: noise, not 100%.
     EXPECT_EQ(p.estimate_pct(Mode::normal, 500, 0), 0);
     EXPECT_FALSE(p.decide(Mode::normal, 500, 0));
+    // A sleeping target whose CPU is all probes: 100, not 100.00000000000001.
+    for (double hits : {3000.0, 7777.0, 123457.0})
+        EXPECT_LE(p.estimate_pct(Mode::normal, hits, 0), 100.0) << hits;
 }
 
 TEST(Control, OneParserForBothSidesOfTheProtocol)

@@ -79,7 +79,7 @@ double AutoPolicy::estimate_pct(Mode mode, double hits_per_s, double cpu_per_s) 
     // share of it. An idle target with hits (blocked in the kernel) counts
     // the overhead against at least that much CPU.
     double cpu = std::max(cpu_per_s, overhead_s);
-    return 100.0 * overhead_s / cpu;
+    return std::min(100.0, 100.0 * overhead_s / cpu); // a share: never past whole (100.00000000000001)
 }
 
 std::optional<std::pair<Mode, std::string>> AutoPolicy::decide(Mode current, double hits_per_s,
