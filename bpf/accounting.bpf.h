@@ -159,6 +159,7 @@ static __always_inline int on_entry(struct pt_regs *ctx, __u32 kind, __u64 size,
 		 * only when the machine is out of memory: counted now, one hit. */
 		struct ms_thread_counters *c = counters_of(thread_slot(st));
 
+		st->last_alloc = 0;
 		if (c) {
 			c->alloc_count += 1;
 			c->alloc_bytes += size;
@@ -353,13 +354,17 @@ static __always_inline void on_return(struct pt_regs *ctx, __u64 ret)
 		ok = addr != 0;
 	}
 
-	if (st->mode == MS_MODE_ASYNC)
+	if (st->mode == MS_MODE_ASYNC) {
+		st->last_alloc = 0; /* no address is kept: none is the latest */
 		count_async(c, st, ok);
-	else if (st->kind == MS_KIND_REALLOC || st->kind == MS_KIND_REALLOCARRAY)
+	} else if (st->kind == MS_KIND_REALLOC || st->kind == MS_KIND_REALLOCARRAY) {
 		account_resize(ctx, c, st, slot, tgid, addr, ok);
-	else if (ok) {
+		if (ok)
+			st->last_alloc = addr;
+	} else if (ok) {
 		account_alloc(ctx, c, slot, tgid, addr, st->size, 0, st->mode);
 		account_groups(st, tgid, st->size);
+		st->last_alloc = addr;
 	} else if (st->size > 0 && c) {
 		c->failed_alloc_count += 1;
 	}
@@ -398,6 +403,19 @@ static __always_inline void on_free(struct pt_regs *ctx, __u64 ptr)
 	}
 	if (take_record(tgid, ptr, &rec)) {
 		account_free(c, &rec);
+		/* Its own latest allocation, no other between: a temporary. */
+		if (ptr == st->last_alloc && rec.owner_slot == (__u32)thread_slot(st)) {
+			st->last_alloc = 0;
+			if (c)
+				c->temporary_count += 1;
+			if (rec.stack) {
+				struct ms_site_key sk = { .tgid = tgid, .stack = rec.stack };
+				struct ms_site_totals *t = bpf_map_lookup_elem(&sites, &sk);
+
+				if (t)
+					t->temporary_count += 1;
+			}
+		}
 		if (rec.flags & MS_REC_TRACKED)
 			report_block(MS_EV_VARIABLE_FREE, tgid, 0, ptr, rec.size);
 	} else if (c && st->exiting)

@@ -59,6 +59,7 @@ struct ms_inflight {
 	__u32 pad4;
 	__u32 slot_state;   /* 0: none yet, 1: slot holds it, 2: tables full */
 	__u32 pad3;
+	__u64 last_alloc;   /* the thread's latest allocation (normal, fast); 0: none */
 	struct ms_alloc_rec old;
 	__u64 scopes[MS_MAX_SCOPE_DEPTH]; /* descriptors, innermost at scope_depth - 1 */
 	__u64 scope_sites[MS_MAX_SCOPE_DEPTH];

@@ -107,6 +107,9 @@ struct ms_thread_counters {
 	/* Frees of unknown blocks after a stint without records (async mode,
 	 * or probes off): most were allocated then. */
 	__u64 untracked_free_count;
+	/* Blocks it freed that were its own latest allocation (no other
+	 * allocation of its between): temporaries, as heaptrack counts them. */
+	__u64 temporary_count;
 };
 
 /* Per-thread live figures, one copy: the owner adds, any freeing thread
@@ -145,6 +148,7 @@ struct ms_site_key {
 struct ms_site_totals {
 	__u64 alloc_count;
 	__u64 alloc_bytes;
+	__u64 temporary_count; /* of them, freed as temporaries (ms_thread_counters) */
 };
 
 /* A user stack, innermost first: the allocator's caller is ips[0] (the

@@ -311,3 +311,33 @@ TEST_F(E2E, SymbolsComeFromThisMachineOnlyNeverADebuginfodServer)
     close(server);
     EXPECT_EQ(queries, 0) << "the tracer asked " << url;
 }
+
+// Temporaries as heaptrack counts them (see tests/targets/temporaries.c):
+// per site, per thread and in total, exactly; and the text report lists them.
+TEST_F(E2E, TemporariesPerSiteExactly)
+{
+    json r = trace_run({target("temporaries")});
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> by_function; // temporaries, allocations
+    std::uint64_t sum = 0;
+    for (const auto& s : r["sites"]) {
+        ASSERT_TRUE(s.contains("temporary_count")) << s.dump();
+        auto& [temps, allocs] = by_function[s["function"].is_string() ? s["function"].get<std::string>() : "?"];
+        temps += s["temporary_count"].get<std::uint64_t>();
+        allocs += s["alloc_count"].get<std::uint64_t>();
+        sum += s["temporary_count"].get<std::uint64_t>();
+    }
+    using P = std::pair<std::uint64_t, std::uint64_t>;
+    EXPECT_EQ(by_function["temp_at_once"], (P{100, 100}));
+    EXPECT_EQ(by_function["pair_first"], (P{0, 50}));
+    EXPECT_EQ(by_function["pair_second"], (P{50, 50}));
+    EXPECT_EQ(by_function["grow"], (P{1, 2})); // malloc(16), then the realloc's block
+    EXPECT_EQ(by_function["hand_off"], (P{0, 20}));
+    EXPECT_EQ(r["totals"]["temporary_count"], sum) << r["totals"].dump();
+    EXPECT_EQ(sum, 151u);
+    const json* main_thread = thread_named(r, "target_temporar");
+    ASSERT_NE(main_thread, nullptr) << r["threads"].dump();
+    EXPECT_EQ((*main_thread)["temporary_count"], 151);
+    EXPECT_NE(last_.err.find("temporary 151 ("), std::string::npos) << last_.err;
+    EXPECT_NE(last_.err.find("top sites by temporaries:"), std::string::npos) << last_.err;
+    EXPECT_NE(last_.err.find("100 of       100 allocs temporary  temp_at_once"), std::string::npos) << last_.err;
+}

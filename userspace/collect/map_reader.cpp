@@ -51,7 +51,7 @@ std::vector<RawSite> MapReader::sites(int pid) const
         if (k.tgid != static_cast<__u32>(pid))
             return;
         if (auto v = totals.sum(k))
-            out.push_back({k.stack, v->alloc_count, v->alloc_bytes});
+            out.push_back({k.stack, v->alloc_count, v->alloc_bytes, v->temporary_count});
     });
     return out;
 }
@@ -91,7 +91,8 @@ Snapshot MapReader::snapshot(int pid, std::uint32_t end_slot) const
             continue;
         const RawCounters sums{c->alloc_count, c->alloc_bytes, c->free_count, c->free_bytes,
                                c->failed_alloc_count, c->unmatched_free_count, c->untracked_alloc_count,
-                               c->exit_unmatched_free_count, c->track_count, c->untracked_free_count};
+                               c->exit_unmatched_free_count, c->track_count, c->untracked_free_count,
+                               c->temporary_count};
         ms_thread_live live{};
         bpf_map_lookup_elem(live_fd, &slot, &live);
         ThreadStats& t = threads[{k.tid, k.start_ns}];

@@ -43,7 +43,7 @@ struct RawGroup {
 
 // An allocation site as the map holds it: counts by stack hash.
 struct RawSite {
-    std::uint64_t stack = 0, alloc_count = 0, alloc_bytes = 0;
+    std::uint64_t stack = 0, alloc_count = 0, alloc_bytes = 0, temporary_count = 0;
 };
 
 // An outstanding allocation's record.

@@ -140,7 +140,8 @@ void Session::add_sites(Report& report)
     std::vector<SiteInput> inputs;
     for (const RawSite& raw : tracer_.sites(pid_)) {
         const SymbolizedStack& s = symbolize(raw.stack);
-        inputs.push_back({raw.stack, s.frames, s.truncated, raw.alloc_count, raw.alloc_bytes, s.end});
+        inputs.push_back({raw.stack, s.frames, s.truncated, raw.alloc_count, raw.alloc_bytes, s.end,
+                          raw.temporary_count});
     }
     std::vector<OutstandingBlock> blocks;
     const VariableTable& table = events_.table();

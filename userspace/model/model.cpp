@@ -16,6 +16,7 @@ Counters counters_of(const RawCounters& s, const LiveFigures& live, std::uint64_
     c.exit_unmatched_free_count = s.exit_unmatched_free_count;
     c.track_count = s.track_count;
     c.untracked_free_count = s.untracked_free_count;
+    c.temporary_count = s.temporary_count;
     // A sample taken while another thread frees can read a transient
     // negative; live figures never go below zero.
     c.live_bytes = live.live_bytes > 0 ? static_cast<std::uint64_t>(live.live_bytes) : 0;

@@ -44,7 +44,9 @@ inline constexpr const char* kUnprobedWarning = "allocators not probed";
     X(exit_unmatched_free_count)                                                                     \
     X(track_count) /* tracker entry point calls naming a variable */                                 \
     /* frees of unknown blocks after a stint without records (async, off): blocks allocated then */  \
-    X(untracked_free_count)
+    X(untracked_free_count)                                                                          \
+    /* blocks freed by the thread that allocated them, no allocation of its between (heaptrack's) */ \
+    X(temporary_count)
 
 struct Counters {
 #define MEMSCOPE_COUNTER_FIELD(name) std::uint64_t name = 0;
@@ -142,6 +144,7 @@ struct Site {
     bool truncated = false; // the walk ended before main or a thread's start
     std::string end;        // why, when it did
     std::uint64_t alloc_count = 0, alloc_bytes = 0, live_count = 0, live_bytes = 0;
+    std::uint64_t temporary_count = 0; // of its allocations, freed as temporaries
 };
 
 // The first frame outside the allocator and its wrappers: operator new and
@@ -348,7 +351,7 @@ struct Report {
 struct RawCounters {
     std::uint64_t alloc_count = 0, alloc_bytes = 0, free_count = 0, free_bytes = 0,
                   failed_alloc_count = 0, unmatched_free_count = 0, untracked_alloc_count = 0,
-                  exit_unmatched_free_count = 0, track_count = 0, untracked_free_count = 0;
+                  exit_unmatched_free_count = 0, track_count = 0, untracked_free_count = 0, temporary_count = 0;
 };
 
 struct LiveFigures {

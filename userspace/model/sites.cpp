@@ -103,6 +103,7 @@ void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<Outst
             r.stacks.truncated_by[s.end.empty() ? "ended early" : s.end] += in.alloc_count;
         s.alloc_count = in.alloc_count;
         s.alloc_bytes = in.alloc_bytes;
+        s.temporary_count = in.temporary_count;
         with_stack += s.alloc_count;
         truncated += s.truncated ? s.alloc_count : 0;
         r.sites.push_back(std::move(s));

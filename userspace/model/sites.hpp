@@ -20,6 +20,7 @@ struct SiteInput {
     bool truncated = false;
     std::uint64_t alloc_count = 0, alloc_bytes = 0;
     std::string end; // why a truncated stack ended early
+    std::uint64_t temporary_count = 0;
 };
 
 // An outstanding allocation, with the variables naming it.

@@ -226,7 +226,8 @@ public:
                     {"alloc_count", s.alloc_count},
                     {"alloc_bytes", s.alloc_bytes},
                     {"live_count", s.live_count},
-                    {"live_bytes", s.live_bytes}};
+                    {"live_bytes", s.live_bytes},
+                    {"temporary_count", s.temporary_count}};
     }
 
     json leak(std::size_t i)

@@ -716,7 +716,8 @@ bool ReportReader::sites(const json& doc)
             !in_.u(s, where, "alloc_count", site.alloc_count, true) ||
             !in_.u(s, where, "alloc_bytes", site.alloc_bytes, true) ||
             !in_.u(s, where, "live_count", site.live_count, true) ||
-            !in_.u(s, where, "live_bytes", site.live_bytes, true))
+            !in_.u(s, where, "live_bytes", site.live_bytes, true) ||
+            !in_.u(s, where, "temporary_count", site.temporary_count)) // since issue 18
             return false;
         r_.sites.push_back(std::move(site));
         return true;

@@ -137,6 +137,9 @@ std::string heap_lines(const Report& r)
                (unsigned long long)t.free_count, human_bytes(t.free_bytes).c_str(),
                (unsigned long long)t.failed_alloc_count,
                (unsigned long long)t.unmatched_free_count);
+    if (t.temporary_count && t.alloc_count)
+        out += row("  temporary %llu (%.1f%% of allocations: freed by their thread before it allocated again)\n",
+                   (unsigned long long)t.temporary_count, 100.0 * (double)t.temporary_count / (double)t.alloc_count);
     out += row("  live at end %llu blocks (%s%s), peak %s (%s)\n", (unsigned long long)t.live_count,
                human_bytes(t.live_bytes).c_str(), r.live_bytes_exact ? "" : ", not exact",
                human_bytes(t.peak_live_bytes).c_str(),
@@ -253,6 +256,17 @@ std::string format_sites(const Report& r, std::size_t top)
     };
     list("bytes", [](const Site* a, const Site* b) { return a->alloc_bytes != b->alloc_bytes ? a->alloc_bytes > b->alloc_bytes : a->id < b->id; });
     list("count", [](const Site* a, const Site* b) { return a->alloc_count != b->alloc_count ? a->alloc_count > b->alloc_count : a->id < b->id; });
+    // Temporaries: allocations freed at once, each a malloc and free the program could spare.
+    std::sort(sites.begin(), sites.end(), [](const Site* a, const Site* b) {
+        return a->temporary_count != b->temporary_count ? a->temporary_count > b->temporary_count : a->id < b->id;
+    });
+    if (!sites.empty() && sites[0]->temporary_count) {
+        out += row("  top sites by temporaries:\n");
+        for (std::size_t i = 0; i < sites.size() && i < top && sites[i]->temporary_count; ++i)
+            out += row("    %9llu of %9llu allocs temporary  ", (unsigned long long)sites[i]->temporary_count,
+                       (unsigned long long)sites[i]->alloc_count) +
+                   describe_stack(sites[i]->stack, 3, r.alloc_functions) + "\n";
+    }
 
     std::uint64_t expected_count = 0, expected_bytes = 0;
     std::size_t shown = 0, program = 0;
