@@ -617,8 +617,18 @@ int run_ctl(const Options& opt)
     for (const auto& w : opt.ctl_request)
         request += (request.empty() ? "" : " ") + w;
     std::string reply;
-    if (auto err = control_request(control_socket_path(opt.ctl_pid), request, reply); !err.empty())
-        return fail(err);
+    // A tracer just started opens its socket once its probes are set up (a
+    // second or so): while that process is a memscope-trace, wait for it.
+    const auto until = Clock::now() + std::chrono::seconds(10);
+    for (;;) {
+        std::string err = control_request(control_socket_path(opt.ctl_pid), request, reply);
+        if (err.empty())
+            break;
+        if (Clock::now() >= until || read_first_line("/proc/" + std::to_string(opt.ctl_pid) + "/comm") !=
+                                          std::optional<std::string>("memscope-trace"))
+            return fail(err);
+        usleep(50 * 1000);
+    }
     std::printf("%s\n", reply.c_str());
     auto j = nlohmann::json::parse(reply, nullptr, false);
     return j.is_object() && !j.contains("error") ? 0 : 1;

@@ -356,3 +356,23 @@ TEST_F(E2E, Sigusr1WritesASnapshotAndTracingGoesOn)
     ASSERT_NE(w0, nullptr);
     EXPECT_EQ((*w0)["alloc_count"], 2 * kPairs);
 }
+
+// ctl right after the tracer starts waits for its socket, not "no
+// memscope-trace listening".
+TEST_F(E2E, CtlWaitsForATracerStillStarting)
+{
+    Child tracer({kBin, "run", "--", target("phases"), "1"});
+    // Once it is the tracer (exec'd), not yet listening: BPF is still loading.
+    for (int i = 0; i < 1000 && read_all("/proc/" + std::to_string(tracer.pid) + "/comm") != "memscope-trace\n"; ++i)
+        std::this_thread::sleep_for(1ms);
+    EXPECT_NE(access(("/run/memscope-trace/" + std::to_string(tracer.pid) + ".sock").c_str(), F_OK), 0);
+    json status = ctl(tracer.pid, "status");
+    EXPECT_EQ(status["mode"], "normal") << status.dump();
+    ASSERT_TRUE(tracer.wait_for("ready\n", false));
+    tracer.write_stdin("exit\n");
+    EXPECT_EQ(tracer.finish(), 0) << tracer.err_text;
+    // Not a tracer: said at once.
+    Result r = run({kBin, "ctl", "--pid", "1", "status"});
+    EXPECT_EQ(r.status, 1);
+    EXPECT_NE(r.err.find("no memscope-trace listening"), std::string::npos) << r.err;
+}
