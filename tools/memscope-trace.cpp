@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +40,8 @@
 #include "system_run.hpp"
 #include "trace_run.hpp"
 #include "tracer.hpp"
+#include "uprobe_multi.hpp"
+#include "version.hpp"
 
 using namespace memscope;
 using Clock = std::chrono::steady_clock;
@@ -634,6 +637,26 @@ int run_ctl(const Options& opt)
     return j.is_object() && !j.contains("error") ? 0 : 1;
 }
 
+// --version: the version, the commit built, and what this kernel offers
+// (probed: uprobe_multi sessions need a BPF program loaded, so root).
+std::string version_text()
+{
+    std::string out = std::string("memscope-trace ") + kToolVersion + " (commit " + kBuildCommit + ")\n";
+    utsname u{};
+    uname(&u);
+    out += std::string("kernel ") + u.release + ": ";
+    const std::string missing = check_kernel_features();
+    out += missing.empty() ? "BTF and uprobes present" : missing;
+    if (!check_privileges().empty()) {
+        out += "; uprobe_multi sessions not probed (needs root)";
+    } else {
+        std::string why;
+        out += uprobe_sessions_supported(why) ? "; uprobe_multi sessions (pid-filtered links, return probes only where asked)"
+                                              : "; no uprobe_multi sessions (" + why + "): shared sites or uprobe links";
+    }
+    return out;
+}
+
 // The command line: options shared by tracing, rendering and the gate.
 void add_renderings(CLI::App* a, Options& opt)
 {
@@ -752,7 +775,7 @@ void add_system(CLI::App* a, Options& opt)
 int main(int argc, char** argv)
 {
     CLI::App app{"memscope-trace: trace a process's heap from outside it, with uprobes and BPF"};
-    app.set_version_flag("--version", std::string(kToolVersion));
+    app.set_version_flag("--version", version_text);
     Options opt;
     const CLI::Validator pid_number(
         [](std::string& s) -> std::string {

@@ -358,3 +358,14 @@ TEST_F(E2E, LivePrintsATableAndIntervalSamplesTheTimeline)
     }
     EXPECT_TRUE(spinner) << tl.dump();
 }
+
+// --version names the version, the commit built and what this kernel offers.
+TEST_F(E2E, VersionNamesTheCommitAndTheKernelsFeatures)
+{
+    Result r = run({kBin, "--version"});
+    EXPECT_EQ(r.status, 0);
+    EXPECT_EQ(r.out.rfind("memscope-trace 0.1.0 (commit ", 0), 0u) << r.out;
+    EXPECT_EQ(r.out.find("(commit unknown)"), std::string::npos) << "built from a git checkout: " << r.out;
+    EXPECT_NE(r.out.find("\nkernel "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("BTF and uprobes present; uprobe_multi sessions ("), std::string::npos) << r.out;
+}
