@@ -89,7 +89,21 @@ struct Options {
     int ctl_pid = 0;
     std::vector<std::string> ctl_request;
     std::vector<std::string> command;
+    std::vector<std::string> argv; // the tracer's own, for the report
 };
+
+// The report says how it was made: the command line and the files written
+// (absolute paths: it may be read from elsewhere).
+void stamp(Report& r, const Options& opt)
+{
+    r.invocation.argv = opt.argv;
+    char cwd[PATH_MAX];
+    const std::string here = getcwd(cwd, sizeof cwd) ? std::string(cwd) + "/" : std::string();
+    for (auto [kind, path] : {std::pair{"json", &opt.json_path}, {"html", &opt.html_path},
+                              {"collapsed", &opt.collapsed_path}, {"pprof", &opt.pprof_path}})
+        if (!path->empty())
+            r.invocation.outputs[kind] = path->front() == '/' ? *path : here + *path;
+}
 
 int fail(const std::string& msg, int code = 1)
 {
@@ -317,7 +331,9 @@ Report trace(TraceSource& tracer, Session& session, Traced& traced, const Option
              const Calibration& calibration, int& status, Family* family = nullptr)
 {
     TraceRun run(tracer, session, traced, run_settings(opt), sigfd, calibration, family);
-    run.on_snapshot = [&opt](const Report& snapshot) {
+    run.on_snapshot = [&opt](const Report& taken) {
+        Report snapshot = taken;
+        stamp(snapshot, opt);
         if (auto err = write_outputs(snapshot, opt, 1000); !err.empty())
             std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(err).c_str());
     };
@@ -332,6 +348,7 @@ Report trace(TraceSource& tracer, Session& session, Traced& traced, const Option
     if (exporter)
         exporter->finish(report, run.elapsed_s());
     add_export_figures(report, exporter.get());
+    stamp(report, opt);
     return report;
 }
 
@@ -589,7 +606,9 @@ int run_system(const Options& opt)
     for (const auto& note : notes)
         std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(note).c_str());
     SystemRun run(*watch, settings, sigfd, heap_set.active() ? &heap_set : nullptr);
-    run.on_snapshot = [&opt](const Report& snapshot) {
+    run.on_snapshot = [&opt](const Report& taken) {
+        Report snapshot = taken;
+        stamp(snapshot, opt);
         if (auto e = write_outputs(snapshot, opt, 1000); !e.empty())
             std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(e).c_str());
     };
@@ -601,6 +620,7 @@ int run_system(const Options& opt)
     if (exporter)
         exporter->finish(report, run.elapsed_s());
     add_export_figures(report, exporter.get());
+    stamp(report, opt);
     return finish(report, opt);
 }
 
@@ -777,6 +797,7 @@ int main(int argc, char** argv)
     CLI::App app{"memscope-trace: trace a process's heap from outside it, with uprobes and BPF"};
     app.set_version_flag("--version", version_text);
     Options opt;
+    opt.argv.assign(argv, argv + argc);
     const CLI::Validator pid_number(
         [](std::string& s) -> std::string {
             const bool digits = !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos;

@@ -78,6 +78,11 @@ TEST_F(E2E, TracerOptionsAfterRunAreTaken)
     EXPECT_EQ(r.status, 0) << r.err;
     json report = load(path); // traced for a second, while the command goes on
     EXPECT_NEAR(report["duration_s"].get<double>(), 1.0, 0.3);
+    // The report says how it was made and where it went.
+    EXPECT_EQ(report["invocation"]["argv"],
+              json({kBin, "run", "--duration", "1", "--json", path, "--", "/bin/sleep", "3"}));
+    EXPECT_EQ(report["invocation"]["outputs"], json({{"json", path}}));
+    EXPECT_NE(r.err.find("  written: json " + path + "\n"), std::string::npos) << r.err;
     Result pid = run({kBin, "run", "--pid", "5", "--", "/bin/true"});
     EXPECT_EQ(pid.status, 2);
     EXPECT_EQ(pid.err, "memscope-trace: -p and run are exclusive\n");

@@ -27,6 +27,8 @@ Report everything()
 {
     Report r;
     r.target = {100, "svc", "/usr/bin/svc", 3};
+    r.invocation.argv = {"memscope-trace", "-p", "100", "--json", "out dir/r.json", "--pprof", "\x1b[2Jp.pb.gz"};
+    r.invocation.outputs = {{"json", "/tmp/out dir/r.json"}, {"pprof", "/tmp/\x1b[2Jp.pb.gz"}};
     r.duration_s = 2.25;
     r.mode = "fast";
     r.mode_source = "--mode";
@@ -243,6 +245,14 @@ TEST(ReportRead, WhatTheWriterWritesComesBackWhole)
     ASSERT_EQ(back.processes.size(), 1u);
     EXPECT_EQ(back.processes[0].target.exe, "/usr/bin/svc");
     EXPECT_EQ(back.processes[0].threads, 2u);
+    EXPECT_EQ(back.invocation.argv, original.invocation.argv);
+    EXPECT_EQ(back.invocation.outputs, original.invocation.outputs);
+    // The text says how the report was made, each word escaped, blanks quoted.
+    const std::string said = format_report(back);
+    EXPECT_NE(said.find("  command: memscope-trace -p 100 --json 'out dir/r.json' --pprof \\x1b[2Jp.pb.gz\n"),
+              std::string::npos) << said;
+    EXPECT_NE(said.find("  written: json /tmp/out dir/r.json, pprof /tmp/\\x1b[2Jp.pb.gz\n"), std::string::npos)
+        << said;
 
     // The renderings drawn from the model read back are those of the original.
     EXPECT_EQ(format_report(back), format_report(read(report_to_json_text(back))));

@@ -300,8 +300,16 @@ struct UnprobedAllocator {
     std::string reason;
 };
 
+// How the report came to be: the tracer's command line and the files it
+// wrote (kind -> path: json, html, collapsed, pprof).
+struct Invocation {
+    std::vector<std::string> argv;
+    std::map<std::string, std::string> outputs;
+};
+
 struct Report {
     Target target;
+    Invocation invocation;
     double duration_s = 0;
     std::string mode = "normal";
     std::string mode_source = "default";

@@ -427,6 +427,7 @@ json report_without_variables(const Report& r, bool lists)
     json out{
         {"schema", kSchema},
         {"tool", {{"name", "memscope-trace"}, {"version", kToolVersion}}},
+        {"invocation", {{"argv", r.invocation.argv}, {"outputs", r.invocation.outputs}}},
         {"target", std::move(target)},
         {"duration_s", r.duration_s},
         {"mode", r.mode},

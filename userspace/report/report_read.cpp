@@ -296,6 +296,23 @@ bool ReportReader::target(const json& obj, const std::string& where, Target& t, 
 
 bool ReportReader::head(const json& doc)
 {
+    // How it came to be (since issue 18: older reports have none).
+    if (const json* inv = in_.object(doc, "", "invocation")) {
+        if (!in_.each(*inv, "invocation", "argv", [&](const json& a, const std::string& where) {
+                return a.is_string() ? (r_.invocation.argv.push_back(a), true)
+                                     : in_.fail(where + " is " + json_kind(a) + ", expected a string");
+            }))
+            return false;
+        if (const json* out = in_.object(*inv, "invocation", "outputs")) {
+            for (const auto& [kind, path] : out->items())
+                if (!in_.str(*out, at("invocation", "outputs"), kind.c_str(), r_.invocation.outputs[kind]))
+                    return false;
+        } else if (!in_.error.empty()) {
+            return false;
+        }
+    } else if (!in_.error.empty()) {
+        return false;
+    }
     const json* totals = in_.object(doc, "", "totals", true);
     if (!totals || !in_.counters(*totals, "totals", r_.totals, &r_.absent_counters) ||
         !in_.boolean(*totals, "totals", "peak_live_bytes_exact", r_.peak_live_bytes_exact) ||

@@ -173,14 +173,39 @@ std::string format_system_report(const Report& r);
 
 } // namespace
 
+// The command line that made the report and the files it wrote.
+std::string invocation_lines(const Report& r)
+{
+    std::string out;
+    if (!r.invocation.argv.empty()) {
+        std::string line;
+        for (const auto& a : r.invocation.argv) {
+            const bool quote = a.empty() || a.find_first_of(" \t'\"\\$") != std::string::npos;
+            line += (line.empty() ? "" : " ") + (quote ? "'" + a + "'" : a);
+        }
+        out += "  command: " + escape_for_terminal(line) + "\n";
+    }
+    std::string files;
+    for (const auto& [kind, path] : r.invocation.outputs)
+        files += (files.empty() ? "" : ", ") + kind + " " + escape_for_terminal(path);
+    if (!files.empty())
+        out += "  written: " + files + "\n";
+    return out;
+}
+
 std::string format_report(const Report& r)
 {
-    if (r.mode_scope == "system")
-        return format_system_report(r);
+    if (r.mode_scope == "system") {
+        std::string out = format_system_report(r);
+        const auto first = out.find('\n');
+        return first == std::string::npos ? out + invocation_lines(r)
+                                          : out.insert(first + 1, invocation_lines(r));
+    }
     std::string out;
     out += row("memscope-trace: pid %d (%s) %s, traced %.3f s, mode %s\n", r.target.pid,
                escape_for_terminal(r.target.comm).c_str(),
                escape_for_terminal(r.target.exe).c_str(), r.duration_s, escape_for_terminal(r.mode).c_str());
+    out += invocation_lines(r);
     if (r.target.exit_code)
         out += row("  exit status %d\n", *r.target.exit_code);
     out += mode_change_lines(r);
