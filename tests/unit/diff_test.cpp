@@ -599,6 +599,17 @@ json leak(const std::string& function, std::uint64_t bytes, const json& expected
 
 } // namespace
 
+// The text table shows bytes as people read them; JSON keeps every byte.
+TEST(DiffText, BytesInReadableUnits)
+{
+    Outcome r = diff(report(803, 33542), report(1203, 44347), gate({}));
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("alloc_bytes     32.8 KiB 43.3 KiB +10.6 KiB (+32.21%)\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("alloc_count          803     1203 +400 (+49.81%)\n"), std::string::npos) << r.out;
+    r = diff(report(803, 33542), report(1203, 44347), gate({}, "json"));
+    EXPECT_NE(r.out.find("44347"), std::string::npos) << r.out;
+}
+
 TEST(DiffLeaks, NewLeaksFailOnlyWithTheFlag)
 {
     json base = report(10, 100), current = report(10, 100);
@@ -608,7 +619,7 @@ TEST(DiffLeaks, NewLeaksFailOnlyWithTheFlag)
                                     leak("init()", 16, "made inside the C++ runtime")});
     Outcome r = diff(base, current, gate({}));
     EXPECT_EQ(r.code, 0) << r.out;
-    EXPECT_EQ(lines_starting(r.out, "new leak at new_leak() < main: 32 bytes").size(), 1u) << r.out;
+    EXPECT_EQ(lines_starting(r.out, "new leak at new_leak() < main: 32 B live at exit").size(), 1u) << r.out;
 
     r = diff(base, current, gate({}, "text", true));
     EXPECT_EQ(r.code, 1) << r.out;

@@ -8,6 +8,7 @@
 #include "json_bounded.hpp"
 #include "paths.hpp"
 #include "report_json.hpp"
+#include "units.hpp"
 
 #include <algorithm>
 #include <array>
@@ -501,10 +502,18 @@ std::string signed_text(bool decrease, std::uint64_t magnitude)
     return (decrease ? "-" : "+") + std::to_string(magnitude);
 }
 
-// "+300 (+3.00%)", "+300 (from 0)", "new", "gone".
+// A byte figure as a reader takes it in: 812 B, 31.9 KiB, 2.0 MiB (the
+// tables for people; JSON and JUnit keep every byte).
+bool bytes_shown_human(const std::string& metric)
+{
+    return is_byte_metric(metric) || metric == "bytes";
+}
+
+// "+300 (+3.00%)", "+10.6 KiB (+32.92%)", "+300 (from 0)", "new", "gone".
 std::string change_text(const Change& c)
 {
-    std::string s = signed_text(c.decrease, c.magnitude);
+    std::string s = bytes_shown_human(c.metric) ? (c.decrease ? "-" : "+") + human_bytes(c.magnitude)
+                                                : signed_text(c.decrease, c.magnitude);
     if (!c.base)
         return s + " (new)";
     if (!c.current)
@@ -514,9 +523,9 @@ std::string change_text(const Change& c)
     return s + " (" + percent_text(c.relative) + ")";
 }
 
-std::string value_text(const std::optional<std::uint64_t>& v)
+std::string value_text(const std::optional<std::uint64_t>& v, const std::string& metric)
 {
-    return v ? std::to_string(*v) : "-";
+    return !v ? "-" : bytes_shown_human(metric) ? human_bytes(*v) : std::to_string(*v);
 }
 
 std::string members_suffix(std::uint64_t base, std::uint64_t current)
@@ -733,7 +742,7 @@ std::string format_text(const Outcome& o)
         for (std::size_t i = 0; i < o.changes.size() && i < kTextRows; ++i) {
             const Change& c = o.changes[i];
             rows.push_back({kind_name(c.key->first), clip(escape_text(what_label(c, o.show_exe)), 72), c.metric,
-                            value_text(c.base), value_text(c.current), change_text(c)});
+                            value_text(c.base, c.metric), value_text(c.current, c.metric), change_text(c)});
         }
         std::array<std::size_t, 6> width{};
         for (const auto& r : rows)
@@ -758,7 +767,7 @@ std::string format_text(const Outcome& o)
     if (!o.leaks_gated) // else each is a check below
         for (const auto& [key, e] : o.new_leaks)
             s += "new leak at " + escape_text(stack_label(key->second)) + ": " +
-                 std::to_string(e->values.at("live_bytes")) + " bytes live at exit\n";
+                 human_bytes(e->values.at("live_bytes")) + " live at exit\n";
     for (const auto& n : o.notes)
         s += "note: " + n + "\n";
     for (const auto& c : o.checks)
@@ -815,7 +824,8 @@ std::string format_markdown(const Outcome& o)
     for (std::size_t i = 0; i < o.changes.size() && i < kMarkdownRows; ++i) {
         const Change& c = o.changes[i];
         s += std::string("| ") + kind_name(c.key->first) + " | " + escape_markdown(what_label(c, o.show_exe)) + " | " +
-             escape_markdown(c.metric) + " | " + value_text(c.base) + " | " + value_text(c.current) + " | " +
+             escape_markdown(c.metric) + " | " + value_text(c.base, c.metric) + " | " +
+             value_text(c.current, c.metric) + " | " +
              escape_markdown(change_text(c)) + " |\n";
     }
     if (o.changes.size() > kMarkdownRows)

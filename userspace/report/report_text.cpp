@@ -8,21 +8,6 @@
 
 namespace memscope {
 
-std::string human_bytes(std::uint64_t bytes)
-{
-    static const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-    if (bytes < 1024)
-        return std::to_string(bytes) + " B";
-    double v = static_cast<double>(bytes);
-    int u = 0;
-    while (v >= 1024 && u < 6) {
-        v /= 1024;
-        ++u;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
-    return buf;
-}
 
 std::string escape_for_terminal(std::string_view s)
 {

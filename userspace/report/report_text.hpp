@@ -7,11 +7,9 @@
 #include <string_view>
 
 #include "model.hpp"
+#include "units.hpp" // human_bytes: 1536 -> "1.5 KiB"; below 1 KiB, plain bytes
 
 namespace memscope {
-
-// 1536 -> "1.5 KiB"; below 1 KiB, plain bytes.
-std::string human_bytes(std::uint64_t bytes);
 
 // Make an untrusted string safe for a terminal: control bytes, DEL and
 // bytes outside printable ASCII become \xNN; backslash becomes \\.
