@@ -374,3 +374,31 @@ TEST_F(E2E, VersionNamesTheCommitAndTheKernelsFeatures)
     EXPECT_NE(r.out.find("\nkernel "), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("BTF and uprobes present; uprobe_multi sessions ("), std::string::npos) << r.out;
 }
+
+// --live lists the threads alive: those that exited are in the final report only.
+TEST_F(E2E, LiveTableDropsThreadsThatExited)
+{
+    auto occurrences_of = [](const std::string& text, const std::string& needle) {
+        std::size_t n = 0;
+        for (std::size_t at = 0; (at = text.find(needle, at)) != std::string::npos; at += needle.size())
+            ++n;
+        return n;
+    };
+    const std::string path = temp_json("live_exited");
+    Child tracer({kBin, "run", "--live", "0.2", "--json", path, "--", target("threads_then_wait")});
+    ASSERT_TRUE(tracer.wait_for("ready\n", false));
+    // Three frames at least after the threads are gone.
+    const std::size_t before = tracer.err_text.size();
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (std::chrono::steady_clock::now() < deadline &&
+           occurrences_of(tracer.err_text.substr(before), "memscope-trace: pid") < 3)
+        tracer.pump(100);
+    const std::string late = tracer.err_text.substr(tracer.err_text.rfind("memscope-trace: pid"));
+    EXPECT_EQ(late.find("gone-"), std::string::npos) << late;
+    EXPECT_NE(late.find("(3 threads exited: in the final report)"), std::string::npos) << late;
+    tracer.close_stdin();
+    EXPECT_EQ(tracer.finish(), 0) << tracer.err_text;
+    json r = load(path);
+    for (int i = 0; i < 3; ++i)
+        EXPECT_NE(thread_named(r, "gone-" + std::to_string(i)), nullptr) << r["threads"].dump();
+}

@@ -56,9 +56,20 @@ void RateMeter::sample(const Snapshot& snap, int pid, double t)
 
 LiveTable::LiveTable() : tty_(isatty(STDERR_FILENO)) {}
 
-void LiveTable::draw(const Report& snap, double elapsed)
+void LiveTable::draw(const Report& taken, double elapsed)
 {
+    // Threads that exited keep their figures in the report, not a row here.
+    Report snap = taken;
+    std::size_t gone = 0;
+    std::erase_if(snap.threads, [&](const ThreadStats& t) {
+        const bool exited = access(("/proc/" + std::to_string(snap.target.pid) + "/task/" + std::to_string(t.tid)).c_str(),
+                                   F_OK) != 0;
+        gone += exited;
+        return exited;
+    });
     std::string frame = format_live_table(snap, previous_, elapsed - last_);
+    if (gone)
+        frame += "(" + std::to_string(gone) + " threads exited: in the final report)\n";
     if (tty_ && lines_ > 0)
         std::fprintf(stderr, "\x1b[%dA\x1b[J", lines_);
     std::fputs(frame.c_str(), stderr);
