@@ -66,6 +66,7 @@ struct Options {
     std::string service_name;
     std::vector<std::string> push_labels; // K=V
     std::string weight = "bytes";
+    std::string threads = "grouped"; // the text report's thread table: grouped by name, or all
     std::uint32_t stack_depth = MS_DEFAULT_STACK_DEPTH;
     bool no_stacks = false;
     bool no_follow = false;
@@ -219,7 +220,7 @@ std::string write_renderings(const Report& report, const Options& opt, int wait_
 // sentence, empty on success.
 std::string write_outputs(const Report& report, const Options& opt, int wait_ms = -1)
 {
-    std::fputs(format_report(report).c_str(), stderr);
+    std::fputs(format_report(report, opt.threads == "all").c_str(), stderr);
     if (!opt.json_path.empty()) {
         std::string err = write_output(
             opt.json_path, [&](std::FILE* f) { return write_report_json(report, f); }, wait_ms);
@@ -284,7 +285,7 @@ int run_report(const Options& opt)
     if (std::string err = read_report_json(opt.report_in, report); !err.empty())
         return fail(escape_for_terminal(err), 2);
     if (text) {
-        std::fputs(format_report(report).c_str(), stdout);
+        std::fputs(format_report(report, opt.threads == "all").c_str(), stdout);
         return std::fflush(stdout) == 0 ? 0 : fail(std::string("cannot write the report: ") + std::strerror(errno));
     }
     if (std::string err = write_renderings(report, opt); !err.empty())
@@ -685,6 +686,9 @@ void add_renderings(CLI::App* a, Options& opt)
                   "write the allocation sites as folded stacks (flamegraph.pl, inferno, speedscope) to FILE");
     a->add_option("--weight", opt.weight, "what the folded stacks weigh: bytes, count, live_bytes, live_count")
         ->check(CLI::IsMember({"bytes", "count", "live_bytes", "live_count"}));
+    a->add_option("--threads", opt.threads,
+                  "the text report's thread table: grouped (threads of one name share a row, default) or all")
+        ->check(CLI::IsMember({"grouped", "all"}));
     a->add_option("--pprof", opt.pprof_path,
                   "write a gzipped pprof heap profile (go tool pprof, Pyroscope, Parca) to FILE");
 }

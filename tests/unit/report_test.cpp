@@ -173,3 +173,34 @@ TEST(Report, VariablesInTextAreEscaped)
     EXPECT_NE(text.find("live at end (1, largest first)"), std::string::npos);
     EXPECT_NE(text.find("scopes (1)"), std::string::npos);
 }
+
+// A pool of threads of one name is one row (summed, its peak the largest),
+// unless every thread is asked for.
+TEST(Report, ThreadsOfOneNameShareARow)
+{
+    Report r = sample();
+    r.threads.clear();
+    for (std::uint32_t i = 0; i < 3; ++i) {
+        ThreadStats t;
+        t.pid = 1234;
+        t.tid = 2000 + i;
+        t.name = "pool";
+        t.counters.alloc_count = 10;
+        t.counters.alloc_bytes = 1000;
+        t.counters.peak_live_bytes = 100 * (i + 1);
+        r.threads.push_back(t);
+    }
+    ThreadStats main_thread;
+    main_thread.tid = 1234;
+    main_thread.name = "svc";
+    main_thread.counters.alloc_count = 1;
+    r.threads.insert(r.threads.begin(), main_thread);
+    const std::string grouped = format_report(r);
+    EXPECT_NE(grouped.find("  x3       pool                     30      2.9 KiB          0          0 B          0 B        300 B\n"),
+              std::string::npos) << grouped;
+    EXPECT_NE(grouped.find("  1234     svc "), std::string::npos) << grouped;
+    EXPECT_EQ(grouped.find("2001"), std::string::npos) << grouped;
+    const std::string all = format_report(r, true);
+    for (const char* tid : {"  2000     pool", "  2001     pool", "  2002     pool"})
+        EXPECT_NE(all.find(tid), std::string::npos) << all;
+}

@@ -113,7 +113,7 @@ std::string mode_change_lines(const Report& r)
 }
 
 // The allocator's figures: totals and the per-thread table.
-std::string heap_lines(const Report& r)
+std::string heap_lines(const Report& r, bool all_threads)
 {
     std::string out;
     const Counters& t = r.totals;
@@ -131,14 +131,35 @@ std::string heap_lines(const Report& r)
                !r.live_bytes_exact ? "not exact" : r.peak_live_bytes_exact ? "exact" : "sampled across threads");
     out += row("  %-8s %-16s %10s %12s %10s %12s %12s %12s\n", "tid", "name", "allocs", "bytes",
                "frees", "freed", "live", "peak");
+    // Threads of one name are one row (a pool of 94 workers is one line,
+    // "x94", its peak the largest of theirs) unless all are asked for.
+    struct Row {
+        std::string tid;
+        const std::string* name;
+        Counters c;
+        std::size_t n = 0;
+    };
+    std::vector<Row> rows;
+    std::map<std::string, std::size_t> by_name;
     for (const auto& th : r.threads) {
-        const Counters& c = th.counters;
-        out += row("  %-8u %-16s %10llu %12s %10llu %12s %12s %12s\n", th.tid,
-                   escape_for_terminal(th.name).c_str(), (unsigned long long)c.alloc_count,
-                   human_bytes(c.alloc_bytes).c_str(), (unsigned long long)c.free_count,
-                   human_bytes(c.free_bytes).c_str(), human_bytes(c.live_bytes).c_str(),
-                   human_bytes(c.peak_live_bytes).c_str());
+        auto [it, fresh] = by_name.try_emplace(th.name, rows.size());
+        if (fresh || all_threads) {
+            rows.push_back({std::to_string(th.tid), &th.name, th.counters, 1});
+            continue;
+        }
+        Row& g = rows[it->second];
+        for (const auto& f : kCounterFields)
+            if (f.member != &Counters::peak_live_bytes)
+                g.c.*f.member += th.counters.*f.member;
+        g.c.peak_live_bytes = std::max(g.c.peak_live_bytes, th.counters.peak_live_bytes);
+        g.tid = "x" + std::to_string(++g.n);
     }
+    for (const auto& g : rows)
+        out += row("  %-8s %-16s %10llu %12s %10llu %12s %12s %12s\n", g.tid.c_str(),
+                   escape_for_terminal(*g.name).c_str(), (unsigned long long)g.c.alloc_count,
+                   human_bytes(g.c.alloc_bytes).c_str(), (unsigned long long)g.c.free_count,
+                   human_bytes(g.c.free_bytes).c_str(), human_bytes(g.c.live_bytes).c_str(),
+                   human_bytes(g.c.peak_live_bytes).c_str());
     return out;
 }
 
@@ -154,7 +175,7 @@ std::string drop_and_warning_lines(const Report& r)
     return out;
 }
 
-std::string format_system_report(const Report& r);
+std::string format_system_report(const Report& r, bool all_threads);
 
 } // namespace
 
@@ -178,10 +199,10 @@ std::string invocation_lines(const Report& r)
     return out;
 }
 
-std::string format_report(const Report& r)
+std::string format_report(const Report& r, bool all_threads)
 {
     if (r.mode_scope == "system") {
-        std::string out = format_system_report(r);
+        std::string out = format_system_report(r, all_threads);
         const auto first = out.find('\n');
         return first == std::string::npos ? out + invocation_lines(r)
                                           : out.insert(first + 1, invocation_lines(r));
@@ -194,7 +215,7 @@ std::string format_report(const Report& r)
     if (r.target.exit_code)
         out += row("  exit status %d\n", *r.target.exit_code);
     out += mode_change_lines(r);
-    out += heap_lines(r);
+    out += heap_lines(r, all_threads);
     out += format_tracked(r);
     out += format_sites(r);
     if (r.followed_children && r.processes.size() > 1) {
@@ -425,7 +446,7 @@ std::string oom_kill_lines(const Report& r)
 
 // -a: the machine's processes; the allocator's figures only when some
 // process's heap was traced.
-std::string format_system_report(const Report& r)
+std::string format_system_report(const Report& r, bool all_threads)
 {
     std::string out = row("memscope-trace: system-wide, traced %.3f s, mode %s\n", r.duration_s,
                           escape_for_terminal(r.mode).c_str());
@@ -435,7 +456,7 @@ std::string format_system_report(const Report& r)
         heap = heap || p.heap_traced;
     if (heap) {
         out += "  heap-traced processes together:\n";
-        out += heap_lines(r) + format_tracked(r) + format_sites(r);
+        out += heap_lines(r, all_threads) + format_tracked(r) + format_sites(r);
     }
     out += process_table(r, kSystemTop);
     out += system_counts(r.system);

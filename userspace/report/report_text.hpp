@@ -15,7 +15,8 @@ namespace memscope {
 // bytes outside printable ASCII become \xNN; backslash becomes \\.
 std::string escape_for_terminal(std::string_view s);
 
-std::string format_report(const Report& report);
+// `all_threads`: a row per thread; else threads of one name share a row.
+std::string format_report(const Report& report, bool all_threads = false);
 
 // The tracked variables (top `top` by bytes, and those live at the end),
 // scopes and tasks; empty when the target named none.
