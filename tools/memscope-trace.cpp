@@ -91,6 +91,7 @@ struct Options {
     std::vector<std::string> ctl_request;
     std::vector<std::string> command;
     std::vector<std::string> argv; // the tracer's own, for the report
+    ExportSettings exporting;      // --listen, --push as parsed (checked before tracing)
 };
 
 // The report says how it was made: the command line and the files written
@@ -128,12 +129,6 @@ int pidfd_open(int pid)
     return static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
 }
 
-std::int64_t wall_ns()
-{
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 // --listen, --push: checked before tracing (a malformed one is exit 2);
 // what cannot be reached while tracing is said once, and tracing goes on.
 std::optional<ExportSettings> export_settings(const Options& opt, std::string& why)
@@ -164,13 +159,15 @@ std::optional<ExportSettings> export_settings(const Options& opt, std::string& w
     return s;
 }
 
-// The live exporter when --listen or --push asks for one; its troubles said once on stderr.
-std::unique_ptr<Exporter> start_exporter(const Options& opt, ExportSettings settings, CgroupNames* cgroups)
+// The live exporter when --listen or --push asks for one; its troubles said
+// once on stderr. `cgroup_of_target`: -p and run, whose report does not
+// name the target's cgroup (-a's sections do).
+std::unique_ptr<Exporter> start_exporter(ExportSettings settings, bool cgroup_of_target)
 {
-    if (opt.listen.empty() && opt.push_url.empty())
+    if (!settings.listen && !settings.push)
         return nullptr;
-    if (cgroups)
-        settings.cgroup_of = [cgroups](int pid) { return cgroups->path_of(0, pid); };
+    if (cgroup_of_target)
+        settings.cgroup_of = [cgroups = std::make_shared<CgroupNames>()](int pid) { return cgroups->path_of(0, pid); };
     auto e = std::make_unique<Exporter>(std::move(settings), [](const std::string& line) {
         std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(line).c_str());
     });
@@ -204,8 +201,7 @@ std::string write_renderings(const Report& report, const Options& opt, int wait_
             return err;
     }
     if (!opt.pprof_path.empty()) {
-        const std::string profile = heap_profile(report, {wall_ns() - static_cast<std::int64_t>(report.duration_s * 1e9),
-                                                          static_cast<std::int64_t>(report.duration_s * 1e9)});
+        const std::string profile = heap_profile(report, times_of(report));
         if (profile.empty())
             return "cannot encode the pprof profile";
         if (std::string err = write_output(opt.pprof_path, profile, wait_ms); !err.empty())
@@ -338,12 +334,10 @@ Report trace(TraceSource& tracer, Session& session, Traced& traced, const Option
         if (auto err = write_outputs(snapshot, opt, 1000); !err.empty())
             std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(err).c_str());
     };
-    std::string why;
-    CgroupNames cgroups;
-    ExportSettings settings = *export_settings(opt, why); // checked before tracing
+    ExportSettings settings = opt.exporting;
     if (settings.service_name.empty())
         settings.service_name = traced.target.comm.empty() ? base_name(traced.target.exe) : traced.target.comm;
-    auto exporter = start_exporter(opt, std::move(settings), &cgroups);
+    auto exporter = start_exporter(std::move(settings), true);
     run.set_exporter(exporter.get());
     Report report = run.run(status);
     if (exporter)
@@ -613,8 +607,7 @@ int run_system(const Options& opt)
         if (auto e = write_outputs(snapshot, opt, 1000); !e.empty())
             std::fprintf(stderr, "memscope-trace: %s\n", escape_for_terminal(e).c_str());
     };
-    std::string why;
-    auto exporter = start_exporter(opt, *export_settings(opt, why), nullptr); // sections carry their cgroups
+    auto exporter = start_exporter(opt.exporting, false);
     run.set_exporter(exporter.get());
     raise_priority(opt.nice);
     Report report = run.run();
@@ -856,7 +849,9 @@ int main(int argc, char** argv)
         if (!path->empty())
             if (std::string err = check_output(*path); !err.empty())
                 return fail(escape_for_terminal(err), 2);
-    if (std::string why; !export_settings(opt, why))
+    if (std::string why; auto parsed = export_settings(opt, why))
+        opt.exporting = std::move(*parsed);
+    else
         return fail(escape_for_terminal(why), 2);
     opt.auto_mode = opt.mode == "auto";
     opt.budget_given = app.get_option("--overhead-budget")->count() > 0;

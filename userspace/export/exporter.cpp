@@ -251,18 +251,15 @@ void Exporter::publish(const Report& snapshot, double now_s)
         seq = what ? ++asked_seq_ : 0;
     }
     if (settings_.push && !finishing_ && now_s >= next_push_s_) {
-        queue_push(snapshot, now_s);
+        queue_push(snapshot);
         next_push_s_ = now_s + settings_.push_interval;
     }
     if (!what)
         return;
     auto p = std::make_shared<Published>();
     p->seq = seq;
-    if (what & want_profile) {
-        const double now = wall_s();
-        p->profile = heap_profile(snapshot, {static_cast<std::int64_t>((now - snapshot.duration_s) * 1e9),
-                                             static_cast<std::int64_t>(snapshot.duration_s * 1e9)});
-    }
+    if (what & want_profile)
+        p->profile = heap_profile(snapshot, times_of(snapshot));
     if (what & want_metrics) {
         rusage ru{};
         getrusage(RUSAGE_SELF, &ru);
@@ -278,9 +275,8 @@ void Exporter::publish(const Report& snapshot, double now_s)
     published_cv_.notify_all();
 }
 
-void Exporter::queue_push(const Report& r, double now_s)
+void Exporter::queue_push(const Report& r)
 {
-    (void)now_s;
     const std::int64_t until = static_cast<std::int64_t>(wall_s());
     Push push;
     push.from_s = last_push_wall_s_;
@@ -371,7 +367,7 @@ void Exporter::finish(const Report& final_report, double now_s, double wait_s)
         // The last interval's, up to the end.
         if (next_push_s_ == 0)
             last_push_wall_s_ = static_cast<std::int64_t>(wall_s() - final_report.duration_s);
-        queue_push(final_report, now_s);
+        queue_push(final_report);
         std::unique_lock lk(mu_);
         push_cv_.wait_for(lk, std::chrono::duration<double>(wait_s), [&] { return queue_.empty() && !pushing_; });
     }

@@ -90,7 +90,7 @@ private:
     std::shared_ptr<const Published> wait_for(unsigned what);
     void serve();
     void push_loop();
-    void queue_push(const Report& r, double now_s);
+    void queue_push(const Report& r);
 
     ExportSettings settings_;
     std::function<void(const std::string&)> say_;

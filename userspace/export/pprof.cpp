@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <unordered_map>
@@ -170,6 +171,15 @@ std::int64_t as_i64(std::uint64_t v)
 }
 
 } // namespace
+
+ProfileTimes times_of(const Report& report)
+{
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    const auto duration = static_cast<std::int64_t>(report.duration_s * 1e9);
+    return {now - duration, duration};
+}
 
 std::string heap_profile(const Report& report, const ProfileTimes& times, AllocBaseline* delta)
 {

@@ -35,6 +35,9 @@ struct ProfileTimes {
     std::int64_t duration_ns = 0; // what it covers
 };
 
+// A profile of `report` made now: it began duration_s ago.
+ProfileTimes times_of(const Report& report);
+
 // The gzipped profile. `delta`: null for totals since tracing began; else
 // alloc_* less what `*delta` holds, and `*delta` becomes this report's.
 std::string heap_profile(const Report& report, const ProfileTimes& times, AllocBaseline* delta = nullptr);
