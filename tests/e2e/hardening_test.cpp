@@ -353,7 +353,9 @@ TEST_F(E2E, RunSignalledWhileStartingRunsTheCommandAndPassesTheSignalOn)
         SCOPED_TRACE(sig);
         const std::string path = temp_json("early-signal");
         Child tracer({kBin, "run", "--json", path, "--", "/bin/sleep", "30"});
-        std::this_thread::sleep_for(30ms);
+        // Past the tracer's own start (its libraries, libssl and libprotobuf
+        // among them, load in ~40 ms before main), well before BPF is loaded.
+        std::this_thread::sleep_for(150ms);
         kill(tracer.pid, sig);
         const auto t0 = std::chrono::steady_clock::now();
         EXPECT_EQ(tracer.finish(20s), 128 + sig) << tracer.err_text;
