@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli_doc.hpp"
 #include "control.hpp"
 #include "safe_files.hpp"
 #include "diff.hpp"
@@ -835,6 +836,7 @@ int main(int argc, char** argv)
     ctl->add_option("--pid", opt.ctl_pid, "the tracer's pid (not the target's)")->required()->check(pid_number);
     ctl->add_option("request", opt.ctl_request,
                     "mode normal|fast|async|off, status, or (-a) heap add|drop SELECTOR")->required();
+    add_doc_generator(app, kToolVersion); // --generate man|bash|zsh, for the build: the page and completions
 
     try {
         app.parse(argc, argv);
