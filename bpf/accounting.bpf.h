@@ -55,6 +55,32 @@ out:
 	return k.stack;
 }
 
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0;
+
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) r += 1;
+	return r;
+}
+
+/* The allocation's size in its process's and site's histogram. */
+static __always_inline void count_size(__u32 tgid, __u64 stack, __u64 size)
+{
+	static const struct ms_size_totals none;
+	struct ms_size_key k = { .tgid = tgid, .bucket = log2_u64(size), .stack = stack };
+	struct ms_size_totals *t = lookup_or_init(&sizes, &k, &none, MS_DROP_SIZE_TABLE_FULL);
+
+	if (!t)
+		return;
+	t->count += 1;
+	t->bytes += size;
+}
+
 /* Count an allocation and record its block; false when the record could
  * not be kept (counted as untracked). */
 static __always_inline bool account_alloc(struct pt_regs *ctx, struct ms_thread_counters *c,
@@ -81,12 +107,13 @@ static __always_inline bool account_alloc(struct pt_regs *ctx, struct ms_thread_
 		rec.alloc_ns = bpf_ktime_get_ns();
 		rec.stack = account_site(ctx, tgid, size);
 	}
+	count_size(tgid, rec.stack, size);
 	err = bpf_map_update_elem(&allocs, &k, &rec, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: a block reused whose free we missed */) {
 		struct ms_alloc_rec *stale = bpf_map_lookup_elem(&allocs, &k);
 		if (stale) {
 			struct ms_alloc_rec gone = *stale;
-			account_free(0, &gone);
+			account_free(0, tgid, &gone, false);
 			if (gone.flags & MS_REC_TRACKED)
 				report_block(MS_EV_VARIABLE_FREE, tgid, 0, addr, gone.size);
 		}
@@ -103,6 +130,7 @@ static __always_inline bool account_alloc(struct pt_regs *ctx, struct ms_thread_
 	__sync_fetch_and_add(&live->live_count, 1);
 	if (now > 0 && (__u64)now > live->peak_live_bytes)
 		live->peak_live_bytes = now;
+	account_live(tgid, rec.stack, size, 1, false);
 	return true;
 }
 
@@ -301,7 +329,7 @@ static __always_inline void account_resize(struct pt_regs *ctx, struct ms_thread
 	}
 	if (st->old_addr) {
 		if (st->has_old)
-			account_free(c, &st->old);
+			account_free(c, tgid, &st->old, false);
 		else if (c && gap_seen)
 			c->untracked_free_count += 1;
 		else if (c)
@@ -402,19 +430,14 @@ static __always_inline void on_free(struct pt_regs *ctx, __u64 ptr)
 		return;
 	}
 	if (take_record(tgid, ptr, &rec)) {
-		account_free(c, &rec);
 		/* Its own latest allocation, no other between: a temporary. */
-		if (ptr == st->last_alloc && rec.owner_slot == (__u32)thread_slot(st)) {
+		bool temporary = ptr == st->last_alloc && rec.owner_slot == (__u32)thread_slot(st);
+
+		account_free(c, tgid, &rec, temporary);
+		if (temporary) {
 			st->last_alloc = 0;
 			if (c)
 				c->temporary_count += 1;
-			if (rec.stack) {
-				struct ms_site_key sk = { .tgid = tgid, .stack = rec.stack };
-				struct ms_site_totals *t = bpf_map_lookup_elem(&sites, &sk);
-
-				if (t)
-					t->temporary_count += 1;
-			}
 		}
 		if (rec.flags & MS_REC_TRACKED)
 			report_block(MS_EV_VARIABLE_FREE, tgid, 0, ptr, rec.size);

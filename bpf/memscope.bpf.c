@@ -202,6 +202,22 @@ struct {
 	__type(value, struct ms_site_totals);
 } sites SEC(".maps");
 
+/* Each process's live sum and peak (ms_proc_live). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MS_DEFAULT_MAX_TARGETS);
+	__type(key, __u32);
+	__type(value, struct ms_proc_live);
+} proc_live SEC(".maps");
+
+/* Allocation sizes by process, site and power of two, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 2 * MS_DEFAULT_MAX_STACKS);
+	__type(key, struct ms_size_key);
+	__type(value, struct ms_size_totals);
+} sizes SEC(".maps");
+
 /* Each distinct stack once, by hash; written only when a site is new.
  * Userspace sizes the value to the --stack-depth it asked for. */
 struct {
@@ -398,8 +414,74 @@ static __always_inline struct ms_thread_live *live_of(int slot)
 
 /* A block left the program: the freeing thread counts the free, the owner's
  * live figures drop, whoever the owner is. */
-static __always_inline void account_free(struct ms_thread_counters *c,
-					 const struct ms_alloc_rec *rec)
+/* A new process peak at `now` live bytes, unless another thread's is
+ * higher: its epoch, or 0. */
+static __always_inline __u64 raise_peak(struct ms_proc_live *p, __u64 now)
+{
+	__u64 old = p->peak_live_bytes;
+
+	for (int i = 0; i < 4; i++) {
+		if (now <= old)
+			return 0;
+		__u64 seen = __sync_val_compare_and_swap(&p->peak_live_bytes, old, now);
+		if (seen == old) {
+			p->peak_ns = bpf_ktime_get_ns();
+			return __sync_fetch_and_add(&p->epoch, 1) + 1;
+		}
+		old = seen;
+	}
+	return 0;
+}
+
+/* A block's bytes and count in (positive) or out (negative) of the
+ * process's live sum and its site's; a free found a temporary. The site's
+ * share at the latest peak is kept as its first change after that peak
+ * finds it (ms_site_totals): what the process held at its peak, by site,
+ * give or take the calls in flight on other CPUs at that moment. */
+static __always_inline void account_live(__u32 tgid, __u64 stack, __s64 bytes, __s64 count, bool temporary)
+{
+	static const struct ms_proc_live none;
+	struct ms_proc_live *p = lookup_or_init(&proc_live, &tgid, &none, MS_DROP_PROCESS_TABLE_FULL);
+	struct ms_site_key k = { .tgid = tgid, .stack = stack };
+	struct ms_site_totals *t;
+	__u64 peak_epoch = 0;
+
+	if (p) {
+		__s64 now = __sync_fetch_and_add(&p->live_bytes, bytes) + bytes;
+
+		__sync_fetch_and_add(&p->live_count, count);
+		if (bytes > 0 && now > 0)
+			peak_epoch = raise_peak(p, now);
+	}
+	if (!stack)
+		return;
+	t = bpf_map_lookup_elem(&sites, &k);
+	if (!t)
+		return;
+	if (temporary)
+		t->temporary_count += 1;
+	if (!p)
+		return;
+	if (!peak_epoch) {
+		__u64 e = *(volatile __u64 *)&p->epoch;
+
+		if (t->peak_epoch != e) {
+			t->peak_live_bytes = t->live_bytes;
+			t->peak_live_count = t->live_count;
+			t->peak_epoch = e;
+		}
+	}
+	t->live_bytes += bytes;
+	t->live_count += count;
+	if (peak_epoch) {
+		t->peak_live_bytes = t->live_bytes;
+		t->peak_live_count = t->live_count;
+		t->peak_epoch = peak_epoch;
+	}
+}
+
+static __always_inline void account_free(struct ms_thread_counters *c, __u32 tgid,
+					 const struct ms_alloc_rec *rec, bool temporary)
 {
 	struct ms_thread_live *owner;
 
@@ -412,6 +494,7 @@ static __always_inline void account_free(struct ms_thread_counters *c,
 		__sync_fetch_and_sub(&owner->live_bytes, rec->size);
 		__sync_fetch_and_sub(&owner->live_count, 1);
 	}
+	account_live(tgid, rec->stack, -(__s64)rec->size, -1, temporary);
 }
 
 /* The programs, by capability. */

@@ -149,6 +149,42 @@ struct ms_site_totals {
 	__u64 alloc_count;
 	__u64 alloc_bytes;
 	__u64 temporary_count; /* of them, freed as temporaries (ms_thread_counters) */
+	/* This CPU's share of the site's live figures (negative when its
+	 * frees outweigh its allocations: a block may be freed on another CPU
+	 * than its own), and that share at the process's latest peak: taken by
+	 * this CPU's first change to the site after the peak, `peak_epoch` then
+	 * naming the peak (ms_proc_live.epoch); a share not changed since reads
+	 * as `live_*`. The sum over the CPUs is the site's figure. */
+	__s64 live_bytes;
+	__s64 live_count;
+	__s64 peak_live_bytes;
+	__s64 peak_live_count;
+	__u64 peak_epoch;
+};
+
+/* A process's live figures over all its threads, in one shared entry
+ * changed atomically: its peak is exact. Each new peak counts an epoch. */
+struct ms_proc_live {
+	__s64 live_bytes;
+	__s64 live_count;
+	__u64 peak_live_bytes;
+	__u64 peak_ns; /* CLOCK_MONOTONIC: when the peak was reached */
+	__u64 epoch;   /* new peaks so far */
+};
+
+/* Allocation sizes by power of two, per process and site (stack 0: no
+ * site, as in fast mode): bucket 0 holds sizes 0 and 1, bucket k > 0 sizes
+ * 2^k to 2^(k+1)-1. */
+#define MS_SIZE_BUCKETS 64
+struct ms_size_key {
+	__u32 tgid;
+	__u32 bucket;
+	__u64 stack;
+};
+
+struct ms_size_totals {
+	__u64 count;
+	__u64 bytes;
 };
 
 /* A user stack, innermost first: the allocator's caller is ips[0] (the
@@ -215,7 +251,9 @@ enum ms_alloc_kind {
 	X(SCOPE_TOO_DEEP, scope_too_deep)         /* scopes or tasks nested deeper than we keep */ \
 	X(SITE_TABLE_FULL, site_table_full)       /* an allocation counted, but not to a site */ \
 	X(STACK_TABLE_FULL, stack_table_full)     /* a new stack's frames did not fit: its site has none */ \
-	X(STACK_SCRATCH_BUSY, stack_scratch_busy) /* preempted mid-walk on a preemptible kernel: no site */
+	X(STACK_SCRATCH_BUSY, stack_scratch_busy) /* preempted mid-walk on a preemptible kernel: no site */ \
+	X(SIZE_TABLE_FULL, size_table_full)       /* an allocation counted, but not in the size histogram */ \
+	X(PROCESS_TABLE_FULL, process_table_full) /* a process's live sum not kept: its peak is sampled */
 
 #define MS_DROP_ENUM(e, name) MS_DROP_##e,
 enum ms_drop_reason {

@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
+#include <map>
 #include <set>
 
 using namespace e2e;
@@ -327,17 +329,110 @@ TEST_F(E2E, TemporariesPerSiteExactly)
         sum += s["temporary_count"].get<std::uint64_t>();
     }
     using P = std::pair<std::uint64_t, std::uint64_t>;
+    EXPECT_EQ(by_function["hold_peak"], (P{1, 64})); // its last block, freed with no allocation after it
     EXPECT_EQ(by_function["temp_at_once"], (P{100, 100}));
     EXPECT_EQ(by_function["pair_first"], (P{0, 50}));
     EXPECT_EQ(by_function["pair_second"], (P{50, 50}));
     EXPECT_EQ(by_function["grow"], (P{1, 2})); // malloc(16), then the realloc's block
     EXPECT_EQ(by_function["hand_off"], (P{0, 20}));
     EXPECT_EQ(r["totals"]["temporary_count"], sum) << r["totals"].dump();
-    EXPECT_EQ(sum, 151u);
+    EXPECT_EQ(sum, 152u);
     const json* main_thread = thread_named(r, "target_temporar");
     ASSERT_NE(main_thread, nullptr) << r["threads"].dump();
-    EXPECT_EQ((*main_thread)["temporary_count"], 151);
-    EXPECT_NE(last_.err.find("temporary 151 ("), std::string::npos) << last_.err;
+    EXPECT_EQ((*main_thread)["temporary_count"], 152);
+    EXPECT_NE(last_.err.find("temporary 152 ("), std::string::npos) << last_.err;
     EXPECT_NE(last_.err.find("top sites by temporaries:"), std::string::npos) << last_.err;
     EXPECT_NE(last_.err.find("100 of       100 allocs temporary  temp_at_once"), std::string::npos) << last_.err;
+}
+
+// The same program's sizes, exactly, per site and for the process; and what
+// was live at its peak: hold_peak's 64 blocks of 64 KiB, all of them.
+TEST_F(E2E, SizeHistogramsAndThePeakBySiteExactly)
+{
+    json r = trace_run({target("temporaries")});
+    using Buckets = std::vector<std::array<std::uint64_t, 4>>; // min, max, count, bytes
+    auto buckets = [](const json& list) {
+        Buckets out;
+        for (const auto& b : list)
+            out.push_back({b["min"].get<std::uint64_t>(), b["max"].get<std::uint64_t>(), b["count"].get<std::uint64_t>(),
+                           b["bytes"].get<std::uint64_t>()});
+        return out;
+    };
+    std::map<std::string, Buckets> by_function;
+    std::map<std::string, std::string> id_of;
+    std::map<std::uint64_t, std::array<std::uint64_t, 2>> summed; // min -> count, bytes over the sites
+    for (const auto& s : r["sites"]) {
+        ASSERT_TRUE(s.contains("size_histogram")) << s.dump();
+        const std::string f = s["function"].is_string() ? s["function"].get<std::string>() : "?";
+        // A function's sites (grow's malloc and realloc are two), merged.
+        Buckets& merged = by_function[f];
+        for (const auto& b : buckets(s["size_histogram"])) {
+            auto it = std::find_if(merged.begin(), merged.end(), [&](const auto& m) { return m[0] == b[0]; });
+            if (it == merged.end())
+                merged.push_back(b);
+            else
+                (*it)[2] += b[2], (*it)[3] += b[3];
+        }
+        std::sort(merged.begin(), merged.end());
+        id_of[f] = s["id"];
+        std::uint64_t count = 0;
+        for (const auto& b : s["size_histogram"]) {
+            summed[b["min"]][0] += b["count"].get<std::uint64_t>();
+            summed[b["min"]][1] += b["bytes"].get<std::uint64_t>();
+            count += b["count"].get<std::uint64_t>();
+        }
+        EXPECT_EQ(count, s["alloc_count"]) << s.dump(); // every allocation of a site in one bucket
+    }
+    EXPECT_EQ(by_function["hold_peak"], (Buckets{{65536, 131071, 64, 64 * 65536}}));
+    EXPECT_EQ(by_function["temp_at_once"], (Buckets{{32, 63, 100, 3200}}));
+    EXPECT_EQ(by_function["pair_first"], (Buckets{{32, 63, 50, 2400}}));
+    EXPECT_EQ(by_function["pair_second"], (Buckets{{64, 127, 50, 3200}}));
+    EXPECT_EQ(by_function["grow"], (Buckets{{16, 31, 1, 16}, {4096, 8191, 1, 4096}}));
+    EXPECT_EQ(by_function["hand_off"], (Buckets{{16, 31, 20, 480}}));
+    // The process's histogram: the sites' summed, the totals' allocations.
+    std::uint64_t count = 0, bytes = 0;
+    for (const auto& b : r["size_histogram"]) {
+        EXPECT_EQ(summed[b["min"]], (std::array<std::uint64_t, 2>{b["count"], b["bytes"]})) << b.dump();
+        EXPECT_EQ(b["max"], b["min"] == 0 ? 1 : 2 * b["min"].get<std::uint64_t>() - 1) << b.dump();
+        count += b["count"].get<std::uint64_t>();
+        bytes += b["bytes"].get<std::uint64_t>();
+    }
+    EXPECT_EQ(r["size_histogram"].size(), summed.size());
+    EXPECT_EQ(count, r["totals"]["alloc_count"]);
+    EXPECT_EQ(bytes, r["totals"]["alloc_bytes"]);
+
+    // The peak: exact, one figure, hold_peak's blocks all in it.
+    ASSERT_TRUE(r.contains("peak")) << r.dump();
+    const json& peak = r["peak"];
+    EXPECT_EQ(peak["exact"], true) << peak.dump();
+    EXPECT_EQ(peak["pid"], r["target"]["pid"]);
+    EXPECT_EQ(peak["live_bytes"], r["totals"]["peak_live_bytes"]);
+    EXPECT_EQ(r["totals"]["peak_live_bytes_exact"], true);
+    EXPECT_GE(peak["live_bytes"].get<std::uint64_t>(), 64u * 65536);
+    EXPECT_GE(peak["t_s"].get<double>(), 0.0);
+    EXPECT_LE(peak["t_s"].get<double>(), r["duration_s"].get<double>());
+    ASSERT_FALSE(peak["sites"].empty());
+    EXPECT_EQ(peak["sites"][0]["id"], id_of["hold_peak"]) << peak.dump();
+    EXPECT_EQ(peak["sites"][0]["live_count"], 64);
+    EXPECT_EQ(peak["sites"][0]["live_bytes"], 64 * 65536);
+    std::uint64_t at_peak = 0;
+    for (const auto& s : peak["sites"])
+        at_peak += s["live_bytes"].get<std::uint64_t>();
+    EXPECT_EQ(at_peak, peak["live_bytes"]) << peak.dump(); // one thread: every byte placed
+    for (const auto& t : r["threads"])
+        EXPECT_LE(t["peak_live_bytes"], peak["live_bytes"]);
+    EXPECT_NE(last_.err.find("live at the peak: "), std::string::npos) << last_.err;
+
+    // `report` prints them again from the JSON.
+    const std::string in = temp_json("answers-in");
+    std::ofstream(in) << r.dump();
+    Result rr = run({kBin, "report", in});
+    std::remove(in.c_str());
+    EXPECT_EQ(rr.status, 0) << rr.err;
+    EXPECT_NE(rr.out.find("allocation sizes (" + std::to_string(count) + " allocations):"), std::string::npos) << rr.out;
+    EXPECT_NE(rr.out.find("64.0 KiB - 128.0 KiB             64 allocs      4.0 MiB"), std::string::npos) << rr.out;
+    EXPECT_NE(rr.out.find("32 B - 63 B                     150 allocs"), std::string::npos) << rr.out;
+    EXPECT_NE(rr.out.find("live at the peak: " + std::string(peak["live_bytes"] == 64u * 65536 ? "4.0 MiB" : "")),
+              std::string::npos) << rr.out;
+    EXPECT_NE(rr.out.find("4.0 MiB        64 blocks  hold_peak"), std::string::npos) << rr.out;
 }

@@ -1,5 +1,8 @@
 /* Known temporaries, as heaptrack counts them: a block freed by the thread
- * that allocated it before that thread allocated anything else.
+ * that allocated it before that thread allocated anything else; known
+ * sizes (each site's one or two powers of two); and a known peak holder.
+ *   hold_peak: 64 x malloc(65536), then all freed: the process's peak,
+ *     4 MiB of it at this site; its last block is a temporary  1 at hold_peak
  *   temp_at_once: 100 x { malloc(32); free }             100 temporaries
  *   pair_first/pair_second: 50 x { a = malloc(48); b = malloc(64);
  *     free(a); free(b) }: a is not (b came between), b is   50 at pair_second
@@ -14,6 +17,17 @@
 #define KEEP(p) asm volatile("" : : "r"(p) : "memory")
 
 static void *handed[20];
+static void *held[64];
+
+__attribute__((noinline)) void hold_peak(void)
+{
+	for (int i = 0; i < 64; ++i) {
+		held[i] = malloc(65536);
+		KEEP(held[i]);
+	}
+	for (int i = 0; i < 64; ++i)
+		free(held[i]);
+}
 
 __attribute__((noinline)) void temp_at_once(void)
 {
@@ -61,6 +75,7 @@ static void *freer(void *arg)
 
 int main(void)
 {
+	hold_peak();
 	temp_at_once();
 	pairs();
 	grow();

@@ -125,7 +125,11 @@ Report everything()
     b.stack = {frame("main", "/usr/bin/svc", 0x30, 0x5030)};
     b.alloc_count = 51;
     b.alloc_bytes = 816;
+    a.size_histogram = {{16, 31, 150, 2400}};
+    b.size_histogram = {{0, 1, 1, 0}, {16, 31, 50, 816}};
     r.sites = {a, b};
+    r.size_histogram = {{0, 1, 1, 0}, {16, 31, 200, 3216}};
+    r.peak = Peak{100, 0.25, 5000, true, {{a.id, 100, 3, 3000}, {b.id, 100, 1, 2000}}, "a \x1b[2J note"};
     Leak l;
     l.pid = 100;
     l.id = a.id;
@@ -238,6 +242,20 @@ TEST(ReportRead, WhatTheWriterWritesComesBackWhole)
     EXPECT_EQ(back.tracked.variables.size(), 2u);
     EXPECT_EQ(back.tracked.mode_requests[0].mode, static_cast<std::uint32_t>(MEMSCOPE_MODE_ASYNC));
     EXPECT_EQ(back.timeline.process_live_bytes[1], -2);
+    ASSERT_EQ(back.size_histogram.size(), 2u);
+    EXPECT_EQ(back.size_histogram[1].bytes, 3216u);
+    ASSERT_EQ(back.sites[1].size_histogram.size(), 2u);
+    EXPECT_EQ(back.sites[1].size_histogram[0].max, 1u);
+    ASSERT_TRUE(back.peak);
+    EXPECT_EQ(back.peak->live_bytes, 5000u);
+    EXPECT_DOUBLE_EQ(back.peak->t_s, 0.25);
+    ASSERT_EQ(back.peak->sites.size(), 2u);
+    EXPECT_EQ(back.peak->sites[0].id, 0xabcdef0123456789u);
+    EXPECT_EQ(back.peak->sites[1].live_bytes, 2000u);
+    const std::string said_peak = format_report(back);
+    EXPECT_NE(said_peak.find("peak 4.9 KiB at 0.250 s ("), std::string::npos) << said_peak;
+    EXPECT_NE(said_peak.find("live at the peak: 4.9 KiB at 0.250 s in pid 100 (exact), by site:\n       2.9 KiB         3 blocks  make() (a.cpp:12) <- libfoo.so+0x2a\n       2.0 KiB         1 blocks  main\n"), std::string::npos) << said_peak;
+    EXPECT_NE(said_peak.find("(a \\x1b[2J note)"), std::string::npos) << said_peak;
     EXPECT_EQ(back.mode_changes[0].to, Mode::fast);
     EXPECT_EQ(back.unprobed_allocators[1].reason, "permission denied");
     EXPECT_TRUE(back.absent_counters.empty());
@@ -285,6 +303,23 @@ TEST(ReportRead, SchemaOneFramesWrittenOutAreReadToo)
     EXPECT_EQ(report_to_json_text(r), report_to_json_text(everything()));
 }
 
+TEST(ReportRead, AnOlderReportHasNoSizesNorPeak)
+{
+    json doc = json::parse(report_to_json_text(everything()));
+    doc.erase("size_histogram");
+    doc.erase("peak");
+    for (auto& s : doc["sites"])
+        s.erase("size_histogram");
+    Report r;
+    ASSERT_EQ(report_from_json(doc, r), "");
+    EXPECT_TRUE(r.size_histogram.empty());
+    EXPECT_FALSE(r.peak);
+    const std::string text = format_report(r);
+    EXPECT_EQ(text.find("allocation sizes"), std::string::npos) << text;
+    EXPECT_EQ(text.find("live at the peak"), std::string::npos) << text;
+    EXPECT_NE(text.find("peak 4.9 KiB ("), std::string::npos) << text; // the totals' figure, still said
+}
+
 TEST(ReportRead, AnOlderReportLacksLaterCounters)
 {
     json doc = json::parse(report_to_json_text(everything()));
@@ -316,6 +351,11 @@ TEST(ReportRead, AWrongFieldIsSaidWithItsPlace)
         {[](json& j) { j["processes"][0]["threads"] = "many"; },
          "processes[0].threads is a string, expected an array or a count"},
         {[](json& j) { j["warnings"][0] = nullptr; }, "warnings[0] is null, expected a string"},
+        {[](json& j) { j["size_histogram"][1]["max"] = 3; }, "size_histogram[1] ends (max 3) before it begins (min 16)"},
+        {[](json& j) { j["sites"][1]["size_histogram"][0].erase("count"); }, "sites[1].size_histogram[0].count is missing"},
+        {[](json& j) { j["peak"].erase("live_bytes"); }, "peak.live_bytes is missing"},
+        {[](json& j) { j["peak"]["sites"][0]["id"] = 5; }, "peak.sites[0].id is a number, expected a string"},
+        {[](json& j) { j["peak"] = 5; }, "peak is a number, expected an object"},
         {[](json& j) { j["schema"] = "memscope-trace/9"; },
          "is not a memscope-trace report: it has schema 'memscope-trace/9', expected 'memscope-trace/2'"},
     };

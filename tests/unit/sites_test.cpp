@@ -2,6 +2,7 @@
 // writer, demangling and the return-address check: no BPF needed.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -276,4 +277,122 @@ TEST(Sites, AFullSiteTableLandsOnALabelledRowAndTheSumsHold)
     }
     EXPECT_EQ(count, r.totals.alloc_count);
     EXPECT_EQ(bytes, r.totals.alloc_bytes);
+}
+
+TEST(Sizes, BucketsArePowersOfTwoPerSiteAndForTheProcess)
+{
+    EXPECT_EQ(size_bucket(0).min, 0u);
+    EXPECT_EQ(size_bucket(0).max, 1u);
+    EXPECT_EQ(size_bucket(5).min, 32u);
+    EXPECT_EQ(size_bucket(5).max, 63u);
+    EXPECT_EQ(size_bucket(63).min, 1ull << 63);
+    EXPECT_EQ(size_bucket(63).max, UINT64_MAX);
+
+    Report r = report_with_threads();
+    r.totals.alloc_count = 12;
+    add_sites(r, {{1, {frame("a")}, false, 5, 500}, {2, {frame("b")}, false, 4, 70}}, {}, 0, 32);
+    // Stack 0: counted with no site (fast mode): the process's only, and the labelled row's.
+    add_sizes(r, {{1, 6, 3, 300}, {1, 5, 2, 200}, {2, 4, 4, 70}, {0, 4, 3, 60}, {9, 70, 1, 1}, {1, 7, 0, 0}});
+    auto bounds = [](const std::vector<SizeBucket>& list) {
+        std::vector<std::array<std::uint64_t, 4>> out;
+        for (const auto& b : list)
+            out.push_back({b.min, b.max, b.count, b.bytes});
+        return out;
+    };
+    using B = std::vector<std::array<std::uint64_t, 4>>;
+    // A bucket past 63 and an empty one are dropped; a stack with no site counts for the process.
+    EXPECT_EQ(bounds(r.size_histogram), (B{{16, 31, 7, 130}, {32, 63, 2, 200}, {64, 127, 3, 300}}));
+    ASSERT_EQ(r.sites.size(), 3u); // a, b, and the "(no stack recorded)" row
+    for (const auto& s : r.sites) {
+        if (s.id == 1)
+            EXPECT_EQ(bounds(s.size_histogram), (B{{32, 63, 2, 200}, {64, 127, 3, 300}}));
+        else if (s.id == 2)
+            EXPECT_EQ(bounds(s.size_histogram), (B{{16, 31, 4, 70}}));
+        else
+            EXPECT_EQ(bounds(s.size_histogram), (B{{16, 31, 3, 60}}));
+    }
+}
+
+TEST(Peak, TheExactPeakIsTheOneFigureAndItsSitesLargestFirst)
+{
+    Report r = report_with_threads();
+    r.threads[0].counters.peak_live_bytes = 300;
+    r.threads[1].counters.peak_live_bytes = 200;
+    compute_totals(r, 400);
+    EXPECT_FALSE(r.peak_live_bytes_exact); // two threads held memory: sampled
+    add_sites(r, {{1, {frame("a")}, false, 5, 500}, {2, {frame("b")}, false, 4, 70}}, {}, 0, 32);
+    RawPeak raw{450, 3'500'000'000, false, {{2, 1, 50}, {1, 4, 400}, {3, -1, -8}, {4, 0, 0}}};
+    add_peak(r, 7, raw, 1'000'000'000);
+    ASSERT_TRUE(r.peak);
+    EXPECT_EQ(r.peak->pid, 7u);
+    EXPECT_DOUBLE_EQ(r.peak->t_s, 2.5);
+    EXPECT_EQ(r.peak->live_bytes, 450u);
+    EXPECT_TRUE(r.peak->exact);
+    EXPECT_EQ(r.totals.peak_live_bytes, 450u);
+    EXPECT_TRUE(r.peak_live_bytes_exact);
+    ASSERT_EQ(r.peak->sites.size(), 2u); // a share that is no holding is left out
+    EXPECT_EQ(r.peak->sites[0].id, 1u);
+    EXPECT_EQ(r.peak->sites[0].live_count, 4u);
+    EXPECT_EQ(r.peak->sites[1].live_bytes, 50u);
+    EXPECT_EQ(r.peak->note, "");
+
+    // Records missed (async): a lower bound; the peak moved while read: said.
+    Report again = report_with_threads();
+    again.live_bytes_exact = false;
+    add_sites(again, {{1, {frame("a")}, false, 5, 500}}, {}, 0, 32);
+    add_peak(again, 7, {100, 0, true, {{1, 1, 60}}}, 1'000'000'000);
+    EXPECT_FALSE(again.peak->exact);
+    EXPECT_DOUBLE_EQ(again.peak->t_s, 0); // before the start: clamped
+    EXPECT_NE(again.peak->note.find("ran on while its sites were read"), std::string::npos) << again.peak->note;
+    EXPECT_NE(again.peak->note.find("40 bytes of the peak were allocated with no stack"), std::string::npos);
+
+    // A sample above the live sum (restarted by an exec) is the figure, not exact.
+    Report high = report_with_threads();
+    high.threads[0].counters.peak_live_bytes = 900;
+    compute_totals(high, 0);
+    add_peak(high, 7, {100, 0, false, {}}, 0);
+    EXPECT_EQ(high.peak->live_bytes, 900u);
+    EXPECT_EQ(high.totals.peak_live_bytes, 900u);
+    EXPECT_FALSE(high.peak->exact);
+}
+
+TEST(Peak, OneProcessHoldingMemoryKeepsItsPeakSeveralMakeItSampled)
+{
+    auto section = [](std::uint32_t pid, std::uint64_t peak) {
+        Report s;
+        s.target.pid = static_cast<int>(pid);
+        ThreadStats t;
+        t.pid = pid;
+        t.tid = pid;
+        t.counters.alloc_count = peak ? 1 : 0;
+        t.counters.peak_live_bytes = peak;
+        s.threads = {t};
+        compute_totals(s, 0);
+        add_sizes(s, {{0, 4, 1, 16}});
+        if (peak)
+            add_peak(s, pid, {peak, 0, false, {{pid, 1, static_cast<std::int64_t>(peak)}}}, 0);
+        return s;
+    };
+    Report root = section(1, 1000);
+    std::vector<Report> one;
+    one.push_back(section(2, 0));
+    merge_processes(root, one, 0);
+    ASSERT_TRUE(root.peak);
+    EXPECT_EQ(root.peak->pid, 1u);
+    EXPECT_EQ(root.totals.peak_live_bytes, 1000u);
+    EXPECT_TRUE(root.peak_live_bytes_exact);
+    ASSERT_EQ(root.size_histogram.size(), 1u);
+    EXPECT_EQ(root.size_histogram[0].count, 2u); // both processes' allocations
+
+    Report two = section(1, 1000);
+    std::vector<Report> more;
+    more.push_back(section(3, 3000));
+    merge_processes(two, more, 3500);
+    ASSERT_TRUE(two.peak);
+    EXPECT_EQ(two.peak->pid, 3u); // the largest process's own peak, by site
+    EXPECT_EQ(two.peak->live_bytes, 3000u);
+    EXPECT_EQ(two.totals.peak_live_bytes, 3500u); // the command's: sampled
+    EXPECT_FALSE(two.peak_live_bytes_exact);
+    EXPECT_NE(two.peak->note.find("process 3's own peak; the command's over its 2 processes is sampled"),
+              std::string::npos) << two.peak->note;
 }

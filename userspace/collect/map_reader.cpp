@@ -56,6 +56,58 @@ std::vector<RawSite> MapReader::sites(int pid) const
     return out;
 }
 
+std::vector<RawSize> MapReader::sizes(int pid) const
+{
+    std::vector<RawSize> out;
+    const int fd = bpf_map__fd(skel_.maps.sizes);
+    PerCpu<ms_size_totals> totals(fd);
+    for_each_key<ms_size_key>(fd, [&](const ms_size_key& k) {
+        if (k.tgid != static_cast<__u32>(pid))
+            return;
+        if (auto v = totals.sum(k))
+            out.push_back({k.stack, k.bucket, v->count, v->bytes});
+    });
+    return out;
+}
+
+std::optional<RawPeak> MapReader::peak(int pid) const
+{
+    const int procs_fd = bpf_map__fd(skel_.maps.proc_live);
+    const int sites_fd = bpf_map__fd(skel_.maps.sites);
+    const __u32 tgid = static_cast<__u32>(pid);
+    PerCpu<ms_site_totals> per_cpu(sites_fd);
+    // A site's share on a CPU that changed it since the peak was taken
+    // then; one that did not is still what it was. Read again should the
+    // peak move meanwhile (the process runs on), a few times at most.
+    for (int attempt = 0;; ++attempt) {
+        ms_proc_live before{}, after{};
+        if (bpf_map_lookup_elem(procs_fd, &tgid, &before) != 0)
+            return std::nullopt;
+        RawPeak p{before.peak_live_bytes, before.peak_ns, false, {}};
+        for_each_key<ms_site_key>(sites_fd, [&](const ms_site_key& k) {
+            if (k.tgid != tgid)
+                return;
+            const auto* slices = per_cpu.slices(k);
+            if (!slices)
+                return;
+            RawPeak::Site site{k.stack, 0, 0};
+            for (const ms_site_totals& v : *slices) {
+                const bool changed = v.peak_epoch == before.epoch;
+                site.live_count += changed ? v.peak_live_count : v.live_count;
+                site.live_bytes += changed ? v.peak_live_bytes : v.live_bytes;
+            }
+            if (site.live_bytes > 0 || site.live_count > 0)
+                p.sites.push_back(site);
+        });
+        if (bpf_map_lookup_elem(procs_fd, &tgid, &after) != 0)
+            return std::nullopt;
+        if (after.epoch == before.epoch || attempt == 2) {
+            p.moved = after.epoch != before.epoch;
+            return p;
+        }
+    }
+}
+
 std::vector<std::uint64_t> MapReader::stack(std::uint64_t hash) const
 {
     std::vector<__u64> value(1 + std::max<std::uint32_t>(stack_depth_, 1));

@@ -51,11 +51,17 @@ class PerCpu {
 
 public:
     explicit PerCpu(int fd) : fd_(fd), slices_(static_cast<std::size_t>(libbpf_num_possible_cpus())) {}
+    // Each CPU's value at `key`; null when the map has no such key.
+    template <typename Key>
+    const std::vector<Value>* slices(const Key& key)
+    {
+        return bpf_map_lookup_elem(fd_, &key, slices_.data()) == 0 ? &slices_ : nullptr;
+    }
     // The value at `key`, summed; nothing when the map has no such key.
     template <typename Key>
     std::optional<Value> sum(const Key& key)
     {
-        if (bpf_map_lookup_elem(fd_, &key, slices_.data()) != 0)
+        if (!slices(key))
             return std::nullopt;
         __u64 total[sizeof(Value) / sizeof(__u64)] = {};
         for (const Value& v : slices_) {
@@ -83,6 +89,8 @@ public:
     // Allocation sites of `pid`, and a stack's frames by hash (empty when
     // the table did not keep it).
     std::vector<RawSite> sites(int pid) const;
+    std::vector<RawSize> sizes(int pid) const;
+    std::optional<RawPeak> peak(int pid) const;
     std::vector<std::uint64_t> stack(std::uint64_t hash) const;
     // The figures of `pid`'s threads in slots below `end_slot`, the drops,
     // scope/task and variable totals, its children.

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "model.hpp"
 #include "modes.hpp"
 #include "proc.hpp"
+#include "sites.hpp"
 
 namespace memscope {
 
@@ -103,6 +105,10 @@ public:
     virtual Snapshot snapshot(int pid, std::uint32_t end_slot = UINT32_MAX) const = 0;
     virtual std::vector<RawRecord> records(int pid) const = 0;
     virtual std::vector<RawSite> sites(int pid) const = 0;
+    // Allocation sizes by site and bucket; the exact peak and its sites
+    // (nothing: the process's live sum was not kept).
+    virtual std::vector<RawSize> sizes(int /*pid*/) const { return {}; }
+    virtual std::optional<RawPeak> peak(int /*pid*/) const { return std::nullopt; }
     virtual std::vector<std::uint64_t> stack(std::uint64_t hash) const = 0;
     virtual std::uint32_t stack_depth() const = 0;
 

@@ -94,6 +94,8 @@ std::unique_ptr<Tracer> Tracer::open(const TracerOptions& options, std::string& 
     bpf_map__set_value_size(maps->stacks, static_cast<__u32>(sizeof(__u64) * (1 + std::max<std::uint32_t>(depth, 1))));
     bpf_map__set_max_entries(maps->stacks, depth ? options.max_stacks : 1);
     bpf_map__set_max_entries(maps->sites, depth ? options.max_stacks : 1);
+    // Sizes by site and bucket: a site allocates a few sizes as a rule.
+    bpf_map__set_max_entries(maps->sizes, depth ? 2 * options.max_stacks : MS_DEFAULT_MAX_TARGETS * 8);
     bpf_map__set_max_entries(maps->unwind_rows, depth ? std::max<std::uint32_t>(options.max_unwind_rows, 1) : 1);
     using Attach = TracerOptions::Attach;
     if (options.attach == Attach::automatic || options.attach == Attach::uprobe_multi) {
@@ -670,9 +672,7 @@ void Tracer::forget_process(int pid)
     int allocs_fd = bpf_map__fd(skel_->maps.allocs);
     for (const auto& k : keys_of_process<ms_alloc_key>(allocs_fd, tgid))
         bpf_map_delete_elem(allocs_fd, &k);
-    int sites_fd = bpf_map__fd(skel_->maps.sites);
-    for (const auto& k : keys_of_process<ms_site_key>(sites_fd, tgid))
-        bpf_map_delete_elem(sites_fd, &k);
+    forget_sites(tgid);
     for (int fd : {bpf_map__fd(skel_->maps.group_totals)})
         for (const auto& k : keys_of_process<ms_group_key>(fd, tgid))
             bpf_map_delete_elem(fd, &k);
@@ -691,9 +691,18 @@ void Tracer::forget_image(int pid, std::uint32_t exec_slot)
         if (bpf_map_lookup_elem(allocs_fd, &k, &rec) == 0 && rec.owner_slot < exec_slot)
             bpf_map_delete_elem(allocs_fd, &k);
     }
+    forget_sites(tgid);
+}
+
+void Tracer::forget_sites(std::uint32_t tgid)
+{
     int sites_fd = bpf_map__fd(skel_->maps.sites);
     for (const auto& k : keys_of_process<ms_site_key>(sites_fd, tgid))
         bpf_map_delete_elem(sites_fd, &k);
+    int sizes_fd = bpf_map__fd(skel_->maps.sizes);
+    for (const auto& k : keys_of_process<ms_size_key>(sizes_fd, tgid))
+        bpf_map_delete_elem(sizes_fd, &k);
+    bpf_map__delete_elem(skel_->maps.proc_live, &tgid, sizeof tgid, 0);
 }
 
 void Tracer::release_process(int pid, Release how)
@@ -975,6 +984,16 @@ std::vector<RawRecord> Tracer::records(int pid) const
 std::vector<RawSite> Tracer::sites(int pid) const
 {
     return maps_->sites(pid);
+}
+
+std::vector<RawSize> Tracer::sizes(int pid) const
+{
+    return maps_->sizes(pid);
+}
+
+std::optional<RawPeak> Tracer::peak(int pid) const
+{
+    return maps_->peak(pid);
 }
 
 std::vector<std::uint64_t> Tracer::stack(std::uint64_t hash) const

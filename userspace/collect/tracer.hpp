@@ -148,6 +148,8 @@ public:
     // Allocation sites of `pid` (normal mode), and a stack's frames by hash
     // (empty when the table did not keep it).
     std::vector<RawSite> sites(int pid) const override;
+    std::vector<RawSize> sizes(int pid) const override;
+    std::optional<RawPeak> peak(int pid) const override;
     std::vector<std::uint64_t> stack(std::uint64_t hash) const override;
     std::uint32_t stack_depth() const override { return options_.stack_depth; }
 
@@ -243,6 +245,8 @@ private:
     void add_binding(int pid, int task);
     void publish_bindings(int pid, const std::vector<int>& before);
     void release_slots(std::uint32_t tgid, std::uint32_t end_slot);
+    // Sites, sizes and the live sum of process `tgid` (gone, or a new program).
+    void forget_sites(std::uint32_t tgid);
     std::map<int, std::vector<int>> bound_; // pid -> the threads its probes are bound to, if not {pid}
     std::set<int> watched_;                 // pids whose bound threads' exits the BPF side reports
     std::map<int, std::uint64_t> bound_since_; // tid -> when its probes were opened (CLOCK_MONOTONIC ns)

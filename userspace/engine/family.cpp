@@ -99,6 +99,7 @@ void Family::new_process(int pid, int parent)
     m.parent = parent;
     m.exe = process_exe(pid);
     m.session = std::make_unique<Session>(tracer_, pid, max_variables_);
+    m.session->set_start_ns(root_.start_ns());
     m.session->follow(tracer_.mode());
     m.session->share_symbols(root_);
     std::string err;

@@ -43,6 +43,8 @@ public:
     // `notes` gets what the user should know (a selector that matches nothing yet).
     std::string start(std::vector<std::string>& notes);
     bool active() const { return tracer_ != nullptr; }
+    // When tracing began (CLOCK_MONOTONIC ns): the processes' peaks are timed from then.
+    void set_start_ns(std::uint64_t ns) { start_ns_ = ns; }
     int events_fd() const;
 
     // Tier 0's events: a new program (held when its exec matched in the
@@ -95,6 +97,7 @@ private:
     SystemWatch& watch_;
     CgroupNames& cgroups_;
     HeapSettings settings_;
+    std::uint64_t start_ns_ = 0;
     std::unique_ptr<Tracer> tracer_;
     std::map<int, Chosen> chosen_;
     static constexpr std::size_t kMaxKept = 1000;

@@ -13,8 +13,19 @@
 
 namespace memscope {
 
+namespace {
+
+std::uint64_t monotonic_ns()
+{
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(now.tv_nsec);
+}
+
+} // namespace
+
 Session::Session(TraceSource& tracer, int pid, std::size_t max_variables)
-    : tracer_(tracer), pid_(pid), events_(modules_, max_variables)
+    : tracer_(tracer), pid_(pid), start_ns_(monotonic_ns()), events_(modules_, max_variables)
 {
 }
 
@@ -149,15 +160,14 @@ void Session::add_sites(Report& report)
         blocks.push_back({rec.stack, rec.size, rec.alloc_ns, rec.tid, rec.thread_start_ns,
                           table.descriptors_at(static_cast<std::uint32_t>(pid_), rec.addr)});
     report.allocation_records = blocks.size();
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    memscope::add_sites(report, std::move(inputs), blocks,
-                        static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(now.tv_nsec),
-                        tracer_.stack_depth());
+    memscope::add_sites(report, std::move(inputs), blocks, monotonic_ns(), tracer_.stack_depth());
     for (auto& site : report.sites)
         site.pid = static_cast<std::uint32_t>(pid_);
     for (auto& leak : report.leaks)
         leak.pid = static_cast<std::uint32_t>(pid_);
+    add_sizes(report, tracer_.sizes(pid_));
+    if (auto peak = tracer_.peak(pid_))
+        add_peak(report, static_cast<std::uint32_t>(pid_), *peak, start_ns_);
     if (report.stacks.enabled && report.stacks.truncated_share > 0.5)
         report.stacks.note = "most stacks end early: the program (or the libraries it allocates from) was "
                              "likely built without frame pointers; rebuild with -fno-omit-frame-pointer "

@@ -31,6 +31,11 @@ class Session {
 public:
     Session(TraceSource& tracer, int pid, std::size_t max_variables);
 
+    // When tracing began (CLOCK_MONOTONIC ns; by default, when this was
+    // made): the peak's time is said from then.
+    void set_start_ns(std::uint64_t ns) { start_ns_ = ns; }
+    std::uint64_t start_ns() const { return start_ns_; }
+
     // Attach to every file in `objects` (host paths) that defines allocator
     // functions or carries tracker entry points, and is not attached for
     // this process yet. Returns an error sentence, empty on success; `probed`
@@ -147,6 +152,7 @@ private:
     std::vector<ExecMark> execs_;
     bool held_at_loader_ = false;
     bool own_mode_ = false;
+    std::uint64_t start_ns_;
     TrackerModules modules_;
     TrackerEvents events_;
     std::set<std::pair<dev_t, ino_t>> seen_;  // files attached: fstat's device and inode

@@ -47,6 +47,8 @@ SystemRun::SystemRun(SystemWatch& watch, const SystemSettings& settings, int sig
     if (auto err = control_.listen(path, settings_.control_uid); !err.empty())
         std::fprintf(stderr, "memscope-trace: %s (live control disabled)\n", escape_for_terminal(err).c_str());
     handler_ = [this](const SystemEvent& e) { on_event(e); };
+    if (heap_)
+        heap_->set_start_ns(static_cast<std::uint64_t>(table_.mono_start_s() * 1e9));
 }
 
 // Processes running before the tracer: what /proc says of them now; the

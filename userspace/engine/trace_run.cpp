@@ -115,6 +115,9 @@ TraceRun::TraceRun(TraceSource& tracer, Session& session, Traced& traced, const 
       timeline_(settings.interval), costs_{calibration.costs[0], calibration.costs[1], calibration.costs[2]},
       calibrated_(calibration.done)
 {
+    // The steady clock is CLOCK_MONOTONIC, the BPF side's.
+    session_.set_start_ns(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(start_.time_since_epoch()).count()));
     rusage at_start{};
     getrusage(RUSAGE_SELF, &at_start);
     at_start_user_ = seconds(at_start.ru_utime);

@@ -151,6 +151,21 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
     root.processes.clear();
     root.processes.push_back({root.target, 0, root.totals, root.peak_live_bytes_exact, root.threads.size()});
     std::uint64_t with_stack = 0, truncated = 0;
+    std::vector<Peak> peaks; // each process's own, exact or not
+    std::uint64_t holders = root.totals.peak_live_bytes > 0;
+    if (root.peak)
+        peaks.push_back(*root.peak);
+    std::map<std::uint64_t, SizeBucket> sizes; // by min
+    auto add_sizes_of = [&](const Report& r) {
+        for (const SizeBucket& b : r.size_histogram) {
+            auto [it, fresh] = sizes.try_emplace(b.min, b);
+            if (!fresh) {
+                it->second.count += b.count;
+                it->second.bytes += b.bytes;
+            }
+        }
+    };
+    add_sizes_of(root);
     auto weigh = [&](const Report& r) {
         std::uint64_t n = 0;
         for (const auto& s : r.sites)
@@ -170,6 +185,10 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
             continue; // a fork that exec'd before allocating anything (not one whose allocator went unprobed)
         root.processes.push_back(p);
         weigh(s);
+        add_sizes_of(s);
+        holders += s.totals.peak_live_bytes > 0;
+        if (s.peak)
+            peaks.push_back(std::move(*s.peak));
         for (const auto& [why, n] : s.stacks.truncated_by)
             root.stacks.truncated_by[why] += n;
         root.threads.insert(root.threads.end(), s.threads.begin(), s.threads.end());
@@ -203,6 +222,28 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
     root.stacks.truncated_share = with_stack ? static_cast<double>(truncated) / static_cast<double>(with_stack) : 0;
     sort_threads(root);
     compute_totals(root, sampled_peak);
+    root.size_histogram.clear();
+    for (const auto& [min, b] : sizes)
+        root.size_histogram.push_back(b);
+    // One process held memory: its peak is the command's. Several: each
+    // has its own exact peak (in processes), the command's over them all
+    // is sampled, and the largest process's is the one shown by site.
+    root.peak.reset();
+    std::sort(peaks.begin(), peaks.end(), [](const Peak& a, const Peak& b) { return a.live_bytes > b.live_bytes; });
+    if (!peaks.empty()) {
+        root.peak = std::move(peaks.front());
+        if (holders <= 1) {
+            root.totals.peak_live_bytes = std::max(root.totals.peak_live_bytes, root.peak->live_bytes);
+            root.peak->live_bytes = root.totals.peak_live_bytes;
+            root.peak_live_bytes_exact = root.peak->exact;
+        } else {
+            root.totals.peak_live_bytes = std::max(root.totals.peak_live_bytes, root.peak->live_bytes);
+            root.peak_live_bytes_exact = false;
+            root.peak->note += std::string(root.peak->note.empty() ? "" : "; ") + "process " +
+                               std::to_string(root.peak->pid) + "'s own peak; the command's over its " +
+                               std::to_string(holders) + " processes is sampled";
+        }
+    }
     root.stacks.without_stack = root.totals.alloc_count > with_stack ? root.totals.alloc_count - with_stack : 0;
     std::sort(root.sites.begin(), root.sites.end(), [](const Site& a, const Site& b) {
         return a.alloc_bytes != b.alloc_bytes ? a.alloc_bytes > b.alloc_bytes : a.id < b.id;

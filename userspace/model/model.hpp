@@ -136,6 +136,14 @@ struct Frame {
     bool inlined = false;     // a function inlined into the next frame (same addr)
 };
 
+// Allocations whose requested size lay in [min, max]: powers of two, the
+// first bucket 0 and 1 bytes (normal and fast mode's allocations).
+struct SizeBucket {
+    std::uint64_t min = 0, max = 0, count = 0, bytes = 0;
+};
+// Bucket k's bounds (k < 64).
+SizeBucket size_bucket(std::uint32_t k);
+
 // An allocation site: one distinct stack (normal mode).
 struct Site {
     std::uint32_t pid = 0;
@@ -145,6 +153,25 @@ struct Site {
     std::string end;        // why, when it did
     std::uint64_t alloc_count = 0, alloc_bytes = 0, live_count = 0, live_bytes = 0;
     std::uint64_t temporary_count = 0; // of its allocations, freed as temporaries
+    std::vector<SizeBucket> size_histogram; // non-empty buckets, smallest first
+};
+
+// What a process held at its peak, by site. The peak is exact (one live
+// sum changed atomically by every thread) unless `exact` says otherwise:
+// then it is the largest of the samples and of the threads' own peaks,
+// and no site is listed.
+struct Peak {
+    std::uint32_t pid = 0;
+    double t_s = 0; // since tracing began
+    std::uint64_t live_bytes = 0;
+    bool exact = false;
+    struct Site {
+        std::uint64_t id = 0; // a site's (0: allocations with no stack)
+        std::uint32_t pid = 0;
+        std::uint64_t live_count = 0, live_bytes = 0;
+    };
+    std::vector<Site> sites; // largest live_bytes first
+    std::string note;
 };
 
 // The first frame outside the allocator and its wrappers: operator new and
@@ -343,6 +370,8 @@ struct Report {
     Tracked tracked;
     StackSummary stacks;
     std::vector<Site> sites; // largest alloc_bytes first
+    std::vector<SizeBucket> size_histogram; // every process's allocations
+    std::optional<Peak> peak;
     std::vector<Leak> leaks; // largest live_bytes first
     Timeline timeline;
     // Every process traced (the root first); empty when only the root was.

@@ -2,6 +2,7 @@
 #include "paths.hpp"
 
 #include <algorithm>
+#include <map>
 #include <unordered_map>
 
 namespace memscope {
@@ -80,6 +81,93 @@ std::string expected_reason(const std::vector<Frame>& stack, bool truncated)
             if (!f.symbol.empty() && !starts_with(f.symbol, "operator new") && !starts_with(f.symbol, "malloc"))
                 return {};
     return "made inside the C++ runtime, no program frame on its stack";
+}
+
+SizeBucket size_bucket(std::uint32_t k)
+{
+    SizeBucket b;
+    b.min = k == 0 ? 0 : 1ull << k;
+    b.max = k >= 63 ? UINT64_MAX : (2ull << k) - 1;
+    return b;
+}
+
+namespace {
+
+using Buckets = std::map<std::uint32_t, SizeBucket>;
+
+void add_to(Buckets& buckets, const RawSize& s)
+{
+    SizeBucket& b = buckets.try_emplace(s.bucket, size_bucket(s.bucket)).first->second;
+    b.count += s.count;
+    b.bytes += s.bytes;
+}
+
+std::vector<SizeBucket> listed(const Buckets& buckets)
+{
+    std::vector<SizeBucket> out;
+    for (const auto& [k, b] : buckets)
+        out.push_back(b);
+    return out;
+}
+
+} // namespace
+
+void add_sizes(Report& r, const std::vector<RawSize>& sizes)
+{
+    Buckets total;
+    std::unordered_map<std::uint64_t, Buckets> by_site;
+    for (const RawSize& s : sizes) {
+        if (s.bucket >= 64 || s.count == 0)
+            continue;
+        add_to(total, s);
+        add_to(by_site[s.stack], s); // stack 0: the "(no stack recorded)" row's
+    }
+    r.size_histogram = listed(total);
+    for (Site& site : r.sites)
+        if (auto it = by_site.find(site.id); it != by_site.end())
+            site.size_histogram = listed(it->second);
+}
+
+void add_peak(Report& r, std::uint32_t pid, const RawPeak& raw, std::uint64_t start_ns)
+{
+    Peak p;
+    p.pid = pid;
+    p.t_s = raw.ns > start_ns ? static_cast<double>(raw.ns - start_ns) / 1e9 : 0;
+    p.live_bytes = raw.live_bytes;
+    // A stint without records (async, off) or allocations that found no
+    // room for one leave the sum short: then a lower bound.
+    p.exact = r.live_bytes_exact && r.dropped.untracked_allocations == 0;
+    std::uint64_t listed_bytes = 0;
+    for (const RawPeak::Site& s : raw.sites) {
+        if (s.live_bytes <= 0)
+            continue;
+        p.sites.push_back({s.stack, pid, static_cast<std::uint64_t>(std::max<std::int64_t>(s.live_count, 0)),
+                           static_cast<std::uint64_t>(s.live_bytes)});
+        listed_bytes += static_cast<std::uint64_t>(s.live_bytes);
+    }
+    std::sort(p.sites.begin(), p.sites.end(), [](const Peak::Site& a, const Peak::Site& b) {
+        return a.live_bytes != b.live_bytes ? a.live_bytes > b.live_bytes : a.id < b.id;
+    });
+    std::vector<std::string> notes;
+    if (raw.moved)
+        notes.push_back("the process ran on while its sites were read: they are of a peak a little before this one");
+    if (p.live_bytes > listed_bytes && r.stacks.enabled && !p.sites.empty())
+        notes.push_back(std::to_string(p.live_bytes - listed_bytes) +
+                        " bytes of the peak were allocated with no stack recorded (fast mode, or tables full)");
+    if (!r.stacks.enabled || (p.sites.empty() && p.live_bytes > 0))
+        notes.push_back("no sites: stacks are taken in normal mode only");
+    // The threads' own peaks and the samples can only be lower; should one
+    // be higher (the sum restarted with an exec), it is the figure.
+    if (r.totals.peak_live_bytes > p.live_bytes) {
+        p.live_bytes = r.totals.peak_live_bytes;
+        p.exact = false;
+        notes.push_back("the process's live sum was restarted (an exec): the peak is the largest sample");
+    }
+    for (const auto& n : notes)
+        p.note += (p.note.empty() ? "" : "; ") + n;
+    r.totals.peak_live_bytes = p.live_bytes;
+    r.peak_live_bytes_exact = p.exact;
+    r.peak = std::move(p);
 }
 
 void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<OutstandingBlock>& blocks,

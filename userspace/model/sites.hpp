@@ -44,6 +44,36 @@ std::string expected_reason(const std::vector<Frame>& stack, bool truncated = fa
 void add_sites(Report& report, std::vector<SiteInput> sites, const std::vector<OutstandingBlock>& blocks,
                std::uint64_t now_ns, std::uint32_t depth);
 
+// Allocations of one power-of-two size bucket, at one site (stack 0: none).
+struct RawSize {
+    std::uint64_t stack = 0;
+    std::uint32_t bucket = 0;
+    std::uint64_t count = 0, bytes = 0;
+};
+
+// A process's exact peak and what each site held then (ms_proc_live).
+struct RawPeak {
+    std::uint64_t live_bytes = 0; // at the peak
+    std::uint64_t ns = 0;         // CLOCK_MONOTONIC
+    // The peak moved while the sites were read (the process runs on): their
+    // figures are of a peak a little before this one.
+    bool moved = false;
+    struct Site {
+        std::uint64_t stack = 0;
+        std::int64_t live_count = 0, live_bytes = 0;
+    };
+    std::vector<Site> sites;
+};
+
+// The sizes (by site and bucket) into the report's and its sites'
+// histograms; after add_sites.
+void add_sizes(Report& report, const std::vector<RawSize>& sizes);
+
+// Process `pid`'s exact peak (reached at `peak.ns`; tracing began at
+// `start_ns`) and its sites into report.peak, and the peak figure of the
+// totals with it; after add_sites, with the report's threads in.
+void add_peak(Report& report, std::uint32_t pid, const RawPeak& peak, std::uint64_t start_ns);
+
 // Samples of process and per-thread live bytes, bounded: past `max_samples`
 // every other sample goes and the interval doubles.
 class TimelineRecorder {

@@ -207,6 +207,27 @@ std::string hex_id(std::uint64_t id)
     return buf;
 }
 
+json sizes_json(const std::vector<SizeBucket>& buckets)
+{
+    json out = json::array();
+    for (const SizeBucket& b : buckets)
+        out.push_back(json{{"min", b.min}, {"max", b.max}, {"count", b.count}, {"bytes", b.bytes}});
+    return out;
+}
+
+json peak_json(const Peak& p)
+{
+    json sites = json::array();
+    for (const Peak::Site& s : p.sites)
+        sites.push_back(json{{"id", hex_id(s.id)}, {"pid", s.pid}, {"live_count", s.live_count},
+                             {"live_bytes", s.live_bytes}});
+    json out{{"pid", p.pid}, {"t_s", p.t_s}, {"live_bytes", p.live_bytes}, {"exact", p.exact},
+             {"sites", std::move(sites)}};
+    if (!p.note.empty())
+        out["note"] = p.note;
+    return out;
+}
+
 // Sites, then leaks, one at a time, and the frame table their stacks
 // index (complete once every site and leak was had): what the writer
 // streams, so that a compile's 26,000 sites never sit in memory as JSON.
@@ -227,7 +248,8 @@ public:
                     {"alloc_bytes", s.alloc_bytes},
                     {"live_count", s.live_count},
                     {"live_bytes", s.live_bytes},
-                    {"temporary_count", s.temporary_count}};
+                    {"temporary_count", s.temporary_count},
+                    {"size_histogram", sizes_json(s.size_histogram)}};
     }
 
     json leak(std::size_t i)
@@ -301,6 +323,9 @@ void add_sites_json(const Report& r, json& out, bool lists)
         out["leaks"] = std::move(leaks);
         out["frames"] = each.take_frames();
     }
+    out["size_histogram"] = sizes_json(r.size_histogram);
+    if (r.peak)
+        out["peak"] = peak_json(*r.peak);
     json tl{{"interval_s", r.timeline.interval_s}, {"t_s", r.timeline.t_s},
             {"process_live_bytes", r.timeline.process_live_bytes}};
     json tthreads = json::array();

@@ -215,7 +215,7 @@ public:
     {
         if (schema(doc) && head(doc) && tracer(doc) && threads(doc) && processes(doc) && system(doc) &&
             oom_kills(doc) && tracked(doc) && stacks(doc) && sites(doc) && leaks(doc) && timeline(doc) &&
-            variables(doc))
+            sizes(doc, "", r_.size_histogram) && peak(doc) && variables(doc))
             return {};
         return in_.error;
     }
@@ -236,6 +236,8 @@ private:
     bool sites(const json& doc);
     bool leaks(const json& doc);
     bool timeline(const json& doc);
+    bool sizes(const json& obj, const std::string& where, std::vector<SizeBucket>& out);
+    bool peak(const json& doc);
     bool variables(const json& doc);
     bool target(const json& obj, const std::string& where, Target& t, bool exe_required);
     bool stack(const json& obj, const std::string& where, std::vector<Frame>& out);
@@ -734,7 +736,8 @@ bool ReportReader::sites(const json& doc)
             !in_.u(s, where, "alloc_bytes", site.alloc_bytes, true) ||
             !in_.u(s, where, "live_count", site.live_count, true) ||
             !in_.u(s, where, "live_bytes", site.live_bytes, true) ||
-            !in_.u(s, where, "temporary_count", site.temporary_count)) // since issue 18
+            !in_.u(s, where, "temporary_count", site.temporary_count) || // since issue 18
+            !sizes(s, where, site.size_histogram))
             return false;
         r_.sites.push_back(std::move(site));
         return true;
@@ -806,6 +809,47 @@ bool ReportReader::timeline(const json& doc)
                tl.threads.push_back(std::move(out));
                return true;
            });
+}
+
+// Size buckets (since issue 18: absent in older reports).
+bool ReportReader::sizes(const json& obj, const std::string& where, std::vector<SizeBucket>& out)
+{
+    return in_.objects(obj, where, "size_histogram", [&](const json& b, const std::string& w) {
+        SizeBucket bucket;
+        if (!in_.u(b, w, "min", bucket.min, true) || !in_.u(b, w, "max", bucket.max, true) ||
+            !in_.u(b, w, "count", bucket.count, true) || !in_.u(b, w, "bytes", bucket.bytes, true))
+            return false;
+        if (bucket.max < bucket.min)
+            return in_.fail(w + " ends (max " + std::to_string(bucket.max) + ") before it begins (min " +
+                            std::to_string(bucket.min) + ")");
+        out.push_back(bucket);
+        return true;
+    });
+}
+
+// What was live at the peak (since issue 18).
+bool ReportReader::peak(const json& doc)
+{
+    const json* p = in_.object(doc, "", "peak");
+    if (!p)
+        return in_.error.empty();
+    Peak peak;
+    const std::string w = "peak";
+    if (!in_.u(*p, w, "pid", peak.pid) || !in_.real(*p, w, "t_s", peak.t_s) ||
+        !in_.u(*p, w, "live_bytes", peak.live_bytes, true) || !in_.boolean(*p, w, "exact", peak.exact) ||
+        !in_.str(*p, w, "note", peak.note) ||
+        !in_.objects(*p, w, "sites", [&](const json& s, const std::string& where) {
+            Peak::Site site;
+            if (!hex_id(s, where, site.id) || !in_.u(s, where, "pid", site.pid) ||
+                !in_.u(s, where, "live_count", site.live_count, true) ||
+                !in_.u(s, where, "live_bytes", site.live_bytes, true))
+                return false;
+            peak.sites.push_back(site);
+            return true;
+        }))
+        return false;
+    r_.peak = std::move(peak);
+    return true;
 }
 
 bool ReportReader::variables(const json& doc)

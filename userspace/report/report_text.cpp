@@ -125,10 +125,15 @@ std::string heap_lines(const Report& r, bool all_threads)
     if (t.temporary_count && t.alloc_count)
         out += row("  temporary %llu (%.1f%% of allocations: freed by their thread before it allocated again)\n",
                    (unsigned long long)t.temporary_count, 100.0 * (double)t.temporary_count / (double)t.alloc_count);
-    out += row("  live at end %llu blocks (%s%s), peak %s (%s)\n", (unsigned long long)t.live_count,
+    std::string when;
+    if (r.peak && r.peak->live_bytes == t.peak_live_bytes)
+        when = row(" at %.3f s", r.peak->t_s);
+    out += row("  live at end %llu blocks (%s%s), peak %s%s (%s)\n", (unsigned long long)t.live_count,
                human_bytes(t.live_bytes).c_str(), r.live_bytes_exact ? "" : ", not exact",
-               human_bytes(t.peak_live_bytes).c_str(),
-               !r.live_bytes_exact ? "not exact" : r.peak_live_bytes_exact ? "exact" : "sampled across threads");
+               human_bytes(t.peak_live_bytes).c_str(), when.c_str(),
+               !r.live_bytes_exact ? "a lower bound: not every allocation was recorded"
+               : r.peak_live_bytes_exact ? "exact"
+                                         : "the largest sample; not exact");
     out += row("  %-8s %-16s %10s %12s %10s %12s %12s %12s\n", "tid", "name", "allocs", "bytes",
                "frees", "freed", "live", "peak");
     // Threads of one name are one row (a pool of 94 workers is one line,
@@ -217,6 +222,8 @@ std::string format_report(const Report& r, bool all_threads)
     out += mode_change_lines(r);
     out += heap_lines(r, all_threads);
     out += format_tracked(r);
+    out += format_sizes(r);
+    out += format_peak(r);
     out += format_sites(r);
     if (r.followed_children && r.processes.size() > 1) {
         out += row("  processes: %zu traced (the command and those it started)\n", r.processes.size());
@@ -262,6 +269,54 @@ std::string describe_stack(const std::vector<Frame>& stack, std::size_t callers,
 }
 
 } // namespace
+
+std::string format_sizes(const Report& r)
+{
+    std::string out;
+    if (r.size_histogram.empty())
+        return out;
+    std::uint64_t most = 0, count = 0;
+    for (const auto& b : r.size_histogram) {
+        most = std::max(most, b.count);
+        count += b.count;
+    }
+    out += row("  allocation sizes (%llu allocations):\n", (unsigned long long)count);
+    for (const auto& b : r.size_histogram) {
+        const std::string range = b.max == UINT64_MAX ? human_bytes(b.min) + " and up"
+                                                      : human_bytes(b.min) + " - " + human_bytes(b.max);
+        const auto bar = static_cast<std::size_t>(most ? (b.count * 30 + most - 1) / most : 0);
+        out += row("    %-24s %10llu allocs %12s  ", range.c_str(), (unsigned long long)b.count,
+                   human_bytes(b.bytes).c_str()) +
+               std::string(bar, '#') + "\n";
+    }
+    return out;
+}
+
+std::string format_peak(const Report& r, std::size_t top)
+{
+    std::string out;
+    if (!r.peak)
+        return out;
+    const Peak& p = *r.peak;
+    out += row("  live at the peak: %s at %.3f s in pid %u (%s), by site:\n", human_bytes(p.live_bytes).c_str(), p.t_s,
+               p.pid, p.exact ? "exact" : "a lower bound");
+    std::map<std::pair<std::uint32_t, std::uint64_t>, const Site*> sites;
+    for (const auto& s : r.sites)
+        sites[{s.pid, s.id}] = &s;
+    for (std::size_t i = 0; i < p.sites.size() && i < top; ++i) {
+        const auto it = sites.find({p.sites[i].pid, p.sites[i].id});
+        out += row("    %10s %9llu blocks  ", human_bytes(p.sites[i].live_bytes).c_str(),
+                   (unsigned long long)p.sites[i].live_count) +
+               (it != sites.end() ? describe_stack(it->second->stack, 3, r.alloc_functions)
+                                  : "(a site not in the report)") +
+               "\n";
+    }
+    if (p.sites.size() > top)
+        out += row("    ... %zu more in the JSON report\n", p.sites.size() - top);
+    if (!p.note.empty())
+        out += "    (" + escape_for_terminal(p.note) + ")\n";
+    return out;
+}
 
 std::string format_sites(const Report& r, std::size_t top)
 {
@@ -456,7 +511,7 @@ std::string format_system_report(const Report& r, bool all_threads)
         heap = heap || p.heap_traced;
     if (heap) {
         out += "  heap-traced processes together:\n";
-        out += heap_lines(r, all_threads) + format_tracked(r) + format_sites(r);
+        out += heap_lines(r, all_threads) + format_tracked(r) + format_sizes(r) + format_peak(r) + format_sites(r);
     }
     out += process_table(r, kSystemTop);
     out += system_counts(r.system);

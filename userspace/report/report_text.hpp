@@ -26,6 +26,9 @@ std::string format_tracked(const Report& report, std::size_t top = 10);
 // outstanding at the end, grouped by stack, with threads and variables;
 // empty without stacks.
 std::string format_sites(const Report& report, std::size_t top = 10);
+// Allocation sizes by power of two; what was live at the peak, by site.
+std::string format_sizes(const Report& report);
+std::string format_peak(const Report& report, std::size_t top = 10);
 
 // One frame of the --live table. `previous` holds each thread's
 // alloc_count at the last frame, keyed by tid, to give allocations per second.
