@@ -124,10 +124,6 @@ constexpr std::string_view kEnd = R"page(</script>
 </html>
 )page";
 
-
-
-
-
 } // namespace
 
 std::string render_html(const json& report)

@@ -8,7 +8,7 @@
 namespace memscope {
 
 // One self-contained HTML page (no network: inline CSS/JS/SVG only) for a
-// report, given as the JSON document of schema "memscope-trace/1".
+// report, given as the JSON document (schema "memscope-trace/2"; /1 is read too).
 //
 // The document is embedded as data (every '<', '>' and '&' \u-escaped, so no
 // target string can close the script element) and drawn by the page's script

@@ -10,6 +10,7 @@ const SVGNS = 'http://www.w3.org/2000/svg';
 const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f',
                  '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#8c8c8c'];
 const PROCESS_COLOR = '#1d2330';
+const PEAK_COLOR = '#d4008f';    // the peak's marker, and nothing else on the page
 const DASH = '\u2014';
 const errors = [];
 const threadColors = new Map();
@@ -21,6 +22,9 @@ const obj = (v) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? v
 const str = (v) => (typeof v === 'string' ? v
                     : v === null || v === undefined ? ''
                     : typeof v === 'object' ? JSON.stringify(v) : String(v));
+const num = (v) => (isNum(v) ? v : 0);
+// A thread's counter: flat on the thread (as written), or under "counters".
+const counter = (t, key) => (isNum(obj(t.counters)[key]) ? t.counters[key] : t[key]);
 
 function el(tag, cls, content) {
   const e = document.createElement(tag);
@@ -61,6 +65,7 @@ function fmtSec(s) {
   return `${s < 0 ? '-' : ''}${m} min ${(a - m * 60).toFixed(0)} s`;
 }
 
+const fmtPct = (share) => (isNum(share) ? `${(share * 100).toFixed(1)} %` : DASH);
 const hex = (v) => (isNum(v) && v >= 0 ? `0x${v.toString(16)}` : '?');
 
 // A frame is its symbol, else module+0xoffset, else its address.
@@ -124,6 +129,7 @@ function fillCell(td, c, row, v) {
   if (!isNum(v)) { td.textContent = DASH; td.classList.add('none'); return; }
   td.dataset.value = String(v);
   if (c.type === 'sec') td.textContent = fmtSec(v);
+  else if (c.type === 'pct') td.textContent = fmtPct(v);
   else if (c.type === 'id') td.textContent = String(v);
   else {
     td.textContent = fmtNum(v);
@@ -143,6 +149,7 @@ class PagedTable {
     this.shown = 0;
     this.sortKey = o.sortKey || null;
     this.sortDesc = o.sortDesc !== false;
+    this.rowOf = new WeakMap();  // a drawn row's element -> its data
     const base = o.id.replace(/-table$/, '');
 
     const controls = el('div', 'controls');
@@ -264,10 +271,12 @@ class PagedTable {
   renderRow(frag, row) {
     const tr = el('tr', 'row');
     if (this.o.rowAttrs) this.o.rowAttrs(tr, row);
+    const detail = this.o.detail ? this.o.detail(row) : null;  // null: nothing to expand
+    if (detail) this.rowOf.set(tr, row);
     this.o.columns.forEach((c, ci) => {
       const td = el('td');
       fillCell(td, c, row, this.value(c, row));
-      if (ci === 0 && this.o.detail) {
+      if (ci === 0 && detail) {
         const b = el('button', 'toggle', '\u25b8');
         b.type = 'button';
         b.setAttribute('aria-expanded', 'false');
@@ -277,12 +286,12 @@ class PagedTable {
       tr.appendChild(td);
     });
     frag.appendChild(tr);
-    if (this.o.detail) {
+    if (detail) {
       const dtr = el('tr', 'detail');
       dtr.hidden = true;
       const td = el('td');
       td.colSpan = this.o.columns.length;
-      td.appendChild(this.o.detail(row));
+      td.appendChild(detail);
       dtr.appendChild(td);
       frag.appendChild(dtr);
     }
@@ -296,6 +305,10 @@ class PagedTable {
     const d = tr.nextElementSibling;
     if (!d || !d.classList.contains('detail')) return;
     d.hidden = !d.hidden;
+    if (!d.hidden && this.o.onOpen && !d.dataset.opened) {
+      d.dataset.opened = 'true';  // drawn once, the first time it is shown
+      this.o.onOpen(this.rowOf.get(tr), d.firstChild);
+    }
     const b = tr.querySelector('button.toggle');
     if (b) {
       b.setAttribute('aria-expanded', String(!d.hidden));
@@ -316,6 +329,30 @@ class PagedTable {
     this.more.hidden = left <= 0;
     this.more.textContent = `Show ${fmtNum(Math.min(PAGE, left))} more`;
   }
+}
+
+// --- the peak ---------------------------------------------------------------------
+// One figure for the process peak everywhere on the page: the report's
+// (peak.live_bytes, else totals.peak_live_bytes), never the highest sample.
+function reportPeak(R) {
+  const totals = obj(R.totals);
+  const p = R.peak !== null && typeof R.peak === 'object' ? obj(R.peak) : null;
+  const bytes = p && isNum(p.live_bytes) ? p.live_bytes : isNum(totals.peak_live_bytes) ? totals.peak_live_bytes : null;
+  const exact = p && typeof p.exact === 'boolean' ? p.exact
+    : typeof totals.peak_live_bytes_exact === 'boolean' ? totals.peak_live_bytes_exact : null;
+  return { present: p !== null, bytes, exact, t: p && isNum(p.t_s) ? p.t_s : null, pid: p ? p.pid : undefined,
+           sites: p && Array.isArray(p.sites) ? p.sites.map(obj) : null, note: p ? str(p.note) : '' };
+}
+
+// The one sentence that says whether the peak is exact or sampled.
+function peakStatement(P, interval) {
+  const at = P.t !== null ? ` at ${fmtSec(P.t)}` : '';
+  const head = `The peak, ${human(P.bytes)}${at},`;
+  if (P.exact === true) return `${head} is exact: live bytes were counted at every allocation and free.`;
+  if (P.exact === false)
+    return `${head} is sampled: the process's live bytes were read ${interval ? `every ${fmtSec(interval)}` : 'at intervals'}, ` +
+           'so its true peak may have been higher between two readings.';
+  return `${head} is not said to be exact or sampled in this report.`;
 }
 
 // --- summary ----------------------------------------------------------------------
@@ -369,13 +406,21 @@ function renderSummary(R, variablesCount) {
   card(a, 'Bytes freed', 'totals.free_bytes', totals.free_bytes, 'bytes');
   card(a, 'Live allocations', 'totals.live_count', totals.live_count, 'int');
   card(a, 'Live bytes', 'totals.live_bytes', totals.live_bytes, 'bytes');
-  card(a, 'Peak live bytes', 'totals.peak_live_bytes', totals.peak_live_bytes, 'bytes');
+  const peak = card(a, 'Peak live bytes', 'totals.peak_live_bytes', PEAK.bytes, 'bytes');
+  peak.id = 'summary-peak';
+  if (PEAK.t !== null) peak.appendChild(el('div', 'sub', `at ${fmtSec(PEAK.t)}`));
   const lost = isNum(dropped.events) && dropped.events > 0;
   const d = card(a, 'Dropped events', 'dropped.events', dropped.events, 'int', lost ? 'warn' : null);
   for (const [k, v] of Object.entries(obj(dropped.reasons))) d.appendChild(el('div', 'sub', `${k}: ${fmtNum(v)}`));
   if (isNum(dropped.untracked_allocations) && dropped.untracked_allocations > 0)
     card(a, 'Untracked allocations', 'dropped.untracked_allocations', dropped.untracked_allocations, 'int', 'warn');
   if (variablesCount > 0) card(a, 'Variable records', 'variables', variablesCount, 'int');
+  if (isNum(PEAK.bytes)) {
+    const p = el('p', 'note', peakStatement(PEAK, obj(R.timeline).interval_s));
+    p.id = 'peak-statement';
+    if (PEAK.exact !== null) p.dataset.exact = String(PEAK.exact);
+    host.appendChild(p);
+  }
 
   if (R.stacks !== undefined) {
     const st = obj(R.stacks);
@@ -407,11 +452,15 @@ function renderSummary(R, variablesCount) {
 }
 
 // --- timeline chart ------------------------------------------------------------------
-function peakOf(values) {
+function maxOver(values, i0, i1) {
   let p = 0;
-  for (const v of values) if (isNum(v) && v > p) p = v;
+  for (let i = Math.max(0, i0); i <= i1 && i < values.length; i++) {
+    const v = values[i];
+    if (isNum(v) && v > p) p = v;
+  }
   return p;
 }
+const peakOf = (values) => maxOver(values, 0, values.length - 1);
 
 function niceStep(raw) {
   if (!(raw > 0)) return 1;
@@ -430,6 +479,11 @@ function byteAxis(max) {
   return { step, top, label };
 }
 
+function countAxis(max) {
+  const step = Math.max(1, niceStep(max / 4));
+  return { step, top: Math.max(step, Math.ceil(max / step - 1e-9) * step), label: fmtNum };
+}
+
 function timeAxis(x0, x1) {
   const step = niceStep((x1 - x0) / 8);
   const dec = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
@@ -438,10 +492,21 @@ function timeAxis(x0, x1) {
   return { ticks, label: (v) => `${v.toFixed(dec)} s` };
 }
 
-// One path; a missing sample starts a new subpath. Long series are drawn as
-// the min and max of each bucket, which keeps every peak.
-function seriesPath(t, values, sx, sy) {
-  const n = Math.min(t.length, values.length);
+// The samples that draw [x0, x1]: those inside, and one either side so the
+// lines reach the edges (the plot clips them). The times are ascending.
+function visibleRange(t, x0, x1) {
+  let i0 = 0, i1 = t.length - 1;
+  for (let i = 0; i < t.length; i++) if (isNum(t[i]) && t[i] < x0) i0 = i;
+  for (let i = t.length - 1; i >= 0; i--) if (isNum(t[i]) && t[i] > x1) i1 = i;
+  let in0 = t.length, in1 = -1;  // strictly inside: what the y axis is scaled to
+  for (let i = i0; i <= i1; i++) if (isNum(t[i]) && t[i] >= x0 && t[i] <= x1) { in0 = Math.min(in0, i); in1 = i; }
+  return { i0, i1, in0, in1 };
+}
+
+// One path over samples [i0, i1]; a missing sample starts a new subpath.
+// Long series are drawn as the min and max of each bucket, which keeps every peak.
+function seriesPath(t, values, sx, sy, i0, i1) {
+  const n = Math.min(t.length, values.length, i1 + 1);
   const out = [];
   let seg = 0;
   const end = () => { if (seg === 1) out.push('l0 0'); seg = 0; };
@@ -451,11 +516,11 @@ function seriesPath(t, values, sx, sy) {
     out.push(`${seg ? 'L' : 'M'}${sx(x).toFixed(1)} ${sy(v).toFixed(1)}`);
     seg++;
   };
-  if (n <= POINTS_PER_SERIES) {
-    for (let i = 0; i < n; i++) point(i);
+  if (n - i0 <= POINTS_PER_SERIES) {
+    for (let i = i0; i < n; i++) point(i);
   } else {
-    const per = Math.ceil(n / (POINTS_PER_SERIES / 2));
-    for (let b = 0; b < n; b += per) {
+    const per = Math.ceil((n - i0) / (POINTS_PER_SERIES / 2));
+    for (let b = i0; b < n; b += per) {
       let lo = -1, hi = -1;
       for (let i = b; i < Math.min(n, b + per); i++) {
         const v = values[i];
@@ -482,86 +547,84 @@ function nearestIndex(t, v) {
   return Math.abs(t[hi] - v) < Math.abs(t[lo] - v) ? hi : lo;
 }
 
-// The SVG chart of these series over [x0, x1], with the mode changes as
-// vertical lines and a hover read-out.
-function drawChart(t, x0, x1, series, modeChanges) {
-  let ymax = 0;
-  for (const s of series) ymax = Math.max(ymax, s.peak);
-  const ya = byteAxis(ymax > 0 ? ymax : 1);
-  const xa = timeAxis(x0, x1);
-  const W = 1200, H = 360, M = { l: 84, r: 18, t: 22, b: 32 };
-  const pw = W - M.l - M.r, ph = H - M.t - M.b;
-  const sx = (v) => M.l + (v - x0) / (x1 - x0) * pw;
-  const sy = (v) => M.t + ph - Math.max(0, Math.min(v, ya.top)) / ya.top * ph;
+const CHART = { W: 1200, H: 360, M: { l: 84, r: 18, t: 22, b: 32 } };
 
-  const svg = svgEl('svg', { id: 'timeline-chart', class: 'chart', viewBox: `0 0 ${W} ${H}`,
-                             role: 'img', 'aria-label': 'Live bytes over time' });
-  svg.appendChild(svgEl('title', null, 'Live bytes over time'));
+function chartAxes(svg, g, xa, ya) {
   const grid = svgEl('g', { class: 'grid' });
   const axis = svgEl('g', { class: 'axis' });
+  const { W, M } = CHART;
   for (let k = 0; k * ya.step <= ya.top * (1 + 1e-9); k++) {
-    const v = k * ya.step, y = sy(v).toFixed(1);
+    const v = k * ya.step, y = g.sy(v).toFixed(1);
     if (k) grid.appendChild(svgEl('line', { x1: M.l, x2: W - M.r, y1: y, y2: y }));
     axis.appendChild(svgEl('text', { x: M.l - 8, y, 'text-anchor': 'end', 'dominant-baseline': 'middle' }, ya.label(v)));
   }
   for (const v of xa.ticks) {
-    const x = sx(v).toFixed(1);
-    axis.appendChild(svgEl('line', { x1: x, x2: x, y1: M.t + ph, y2: M.t + ph + 5 }));
-    axis.appendChild(svgEl('text', { x, y: M.t + ph + 18, 'text-anchor': 'middle' }, xa.label(v)));
+    const x = g.sx(v).toFixed(1);
+    axis.appendChild(svgEl('line', { x1: x, x2: x, y1: M.t + g.ph, y2: M.t + g.ph + 5 }));
+    axis.appendChild(svgEl('text', { x, y: M.t + g.ph + 18, 'text-anchor': 'middle' }, xa.label(v)));
   }
-  axis.appendChild(svgEl('line', { x1: M.l, x2: M.l, y1: M.t, y2: M.t + ph }));
-  axis.appendChild(svgEl('line', { x1: M.l, x2: W - M.r, y1: M.t + ph, y2: M.t + ph }));
+  axis.appendChild(svgEl('line', { x1: M.l, x2: M.l, y1: M.t, y2: M.t + g.ph }));
+  axis.appendChild(svgEl('line', { x1: M.l, x2: W - M.r, y1: M.t + g.ph, y2: M.t + g.ph }));
   svg.appendChild(grid);
   svg.appendChild(axis);
+}
 
-  const lines = svgEl('g', { class: 'lines' });
-  for (const s of series.slice().reverse()) {  // the process line on top
-    const p = svgEl('path', { class: 'series', 'data-series': s.key, d: seriesPath(t, s.values, sx, sy),
-                              fill: 'none', stroke: s.color, 'stroke-width': s.width,
-                              'stroke-linejoin': 'round', 'stroke-linecap': 'round' });
-    p.appendChild(svgEl('title', null, s.label));
-    lines.appendChild(p);
-  }
-  svg.appendChild(lines);
-
-  const cursor = svgEl('line', { class: 'cursor', x1: 0, x2: 0, y1: M.t, y2: M.t + ph, visibility: 'hidden' });
-  svg.appendChild(cursor);
-  const overlay = svgEl('rect', { class: 'overlay', x: M.l, y: M.t, width: pw, height: ph, fill: 'transparent' });
-  svg.appendChild(overlay);
-
+function chartModes(svg, g, modeChanges, x0, x1) {
+  const { M } = CHART;
   const modes = svgEl('g', { class: 'modes' });
   for (const raw of modeChanges) {
     const mc = obj(raw);
     if (!isNum(mc.t_s) || mc.t_s < x0 || mc.t_s > x1) continue;
-    const x = sx(mc.t_s).toFixed(1);
-    const g = svgEl('g', { class: 'mode-change', 'data-t': mc.t_s });
-    g.appendChild(svgEl('title', null, `${fmtSec(mc.t_s)}: ${str(mc.from)} \u2192 ${str(mc.to)}` +
-                                       (mc.reason ? ` (${str(mc.reason)})` : '')));
-    g.appendChild(svgEl('line', { class: 'mode-line', x1: x, x2: x, y1: M.t, y2: M.t + ph }));
-    g.appendChild(svgEl('text', { class: 'mode-label', x: Number(x) + 4, y: M.t - 6 }, `\u2192 ${str(mc.to)}`));
-    modes.appendChild(g);
+    const x = g.sx(mc.t_s).toFixed(1);
+    const grp = svgEl('g', { class: 'mode-change', 'data-t': mc.t_s });
+    grp.appendChild(svgEl('title', null, `${fmtSec(mc.t_s)}: ${str(mc.from)} \u2192 ${str(mc.to)}` +
+                                         (mc.reason ? ` (${str(mc.reason)})` : '')));
+    grp.appendChild(svgEl('line', { class: 'mode-line', x1: x, x2: x, y1: M.t, y2: M.t + g.ph }));
+    grp.appendChild(svgEl('text', { class: 'mode-label', x: Number(x) + 4, y: M.t - 6 }, `\u2192 ${str(mc.to)}`));
+    modes.appendChild(grp);
   }
   svg.appendChild(modes);
+}
 
-  const wrap = el('div', 'chart-wrap');
-  wrap.appendChild(svg);
+// The process peak: a dot at (peak.t_s, peak.live_bytes) with its figure.
+function chartPeak(svg, g, marker) {
+  const { W, M } = CHART;
+  const cx = g.sx(marker.t), cy = g.sy(marker.bytes);
+  const grp = svgEl('g', { id: 'peak-marker', class: 'peak-marker', 'data-t': marker.t, 'data-value': marker.bytes });
+  const text = `peak ${human(marker.bytes)} at ${fmtSec(marker.t)}`;
+  grp.appendChild(svgEl('title', null, text));
+  grp.appendChild(svgEl('line', { x1: cx.toFixed(1), x2: cx.toFixed(1), y1: cy.toFixed(1), y2: M.t + g.ph,
+                                  stroke: PEAK_COLOR, 'stroke-width': 1.2, 'stroke-dasharray': '3 3' }));
+  grp.appendChild(svgEl('circle', { id: 'peak-dot', cx: cx.toFixed(1), cy: cy.toFixed(1), r: 6, fill: PEAK_COLOR,
+                                    stroke: '#fff', 'stroke-width': 1.5 }));
+  const right = cx > W - M.r - 260;  // keep the label inside the plot
+  const below = cy < M.t + 18;
+  const label = svgEl('text', { id: 'peak-label', class: 'peak-label', x: (right ? cx - 10 : cx + 10).toFixed(1),
+                                 y: (below ? cy + 18 : cy - 9).toFixed(1), 'text-anchor': right ? 'end' : 'start' }, text);
+  label.style.fill = PEAK_COLOR;  // over the stylesheet's grey for chart text
+  grp.appendChild(label);
+  svg.appendChild(grp);
+}
+
+// The hover read-out: the nearest sample's figures.
+function chartHover(c, svg, g, wrap, overlay, cursor) {
+  const { W, M } = CHART;
   const tip = el('div', 'tip');
   tip.hidden = true;
   wrap.appendChild(tip);
-
-  const times = t.map((v) => (isNum(v) ? v : NaN));
+  const times = c.t.map((v) => (isNum(v) ? v : NaN));
   overlay.addEventListener('mousemove', (ev) => {
     const r = svg.getBoundingClientRect();
-    const xv = x0 + ((ev.clientX - r.left) * W / r.width - M.l) / pw * (x1 - x0);
+    const xv = c.x0 + ((ev.clientX - r.left) * W / r.width - M.l) / g.pw * (c.x1 - c.x0);
     const i = nearestIndex(times, xv);
-    if (!isNum(times[i])) return;
-    const x = sx(times[i]).toFixed(1);
+    if (!isNum(times[i]) || times[i] < c.x0 || times[i] > c.x1) return;
+    const x = g.sx(times[i]).toFixed(1);
     cursor.setAttribute('x1', x);
     cursor.setAttribute('x2', x);
     cursor.setAttribute('visibility', 'visible');
     tip.textContent = '';
     tip.appendChild(el('div', null, `t = ${fmtSec(times[i])}`));
-    for (const s of series) {
+    for (const s of c.series) {
       const row = el('div');
       const sw = el('span', 'swatch');
       sw.style.backgroundColor = s.color;
@@ -575,8 +638,143 @@ function drawChart(t, x0, x1, series, modeChanges) {
     tip.style.left = `${px + 14 + tip.offsetWidth > wr.width ? Math.max(0, px - 14 - tip.offsetWidth) : px + 14}px`;
   });
   overlay.addEventListener('mouseleave', () => { tip.hidden = true; cursor.setAttribute('visibility', 'hidden'); });
-  return wrap;
+}
 
+// Zoom: drag across the plot to see that span, or turn the wheel over it.
+function chartZoom(c, svg, g, overlay) {
+  const { W, M } = CHART;
+  const toView = (clientX) => {
+    const r = svg.getBoundingClientRect();
+    return Math.max(M.l, Math.min(W - M.r, (clientX - r.left) * W / r.width));
+  };
+  const toTime = (vx) => c.x0 + (vx - M.l) / g.pw * (c.x1 - c.x0);
+  const sel = svgEl('rect', { class: 'zoom-sel', x: 0, y: M.t, width: 0, height: g.ph, visibility: 'hidden' });
+  svg.insertBefore(sel, overlay);
+  overlay.addEventListener('mousedown', (ev) => {
+    if (ev.button !== 0) return;
+    ev.preventDefault();
+    const start = toView(ev.clientX);
+    const move = (e) => {
+      const now = toView(e.clientX);
+      sel.setAttribute('x', Math.min(start, now).toFixed(1));
+      sel.setAttribute('width', Math.abs(now - start).toFixed(1));
+      sel.setAttribute('visibility', 'visible');
+    };
+    const up = (e) => {
+      window.removeEventListener('mousemove', move);
+      window.removeEventListener('mouseup', up);
+      sel.setAttribute('visibility', 'hidden');
+      const end = toView(e.clientX);
+      if (Math.abs(end - start) >= 4) c.onZoom(toTime(Math.min(start, end)), toTime(Math.max(start, end)));
+    };
+    window.addEventListener('mousemove', move);
+    window.addEventListener('mouseup', up);
+  });
+  overlay.addEventListener('wheel', (ev) => {
+    if (!ev.deltaY) return;
+    ev.preventDefault();
+    const at = toTime(toView(ev.clientX));
+    const f = ev.deltaY < 0 ? 0.8 : 1.25;
+    c.onZoom(at - (at - c.x0) * f, at + (c.x1 - at) * f);
+  }, { passive: false });
+}
+
+// The SVG chart of c.series over [c.x0, c.x1], with the mode changes as
+// vertical lines, the peak marked, a hover read-out and zoom.
+function drawChart(c) {
+  const { W, H, M } = CHART;
+  const range = visibleRange(c.t, c.x0, c.x1);
+  let ymax = 0;
+  for (const s of c.series) ymax = Math.max(ymax, maxOver(s.values, range.in0, range.in1));
+  const marker = c.marker && c.marker.t >= c.x0 && c.marker.t <= c.x1 ? c.marker : null;
+  if (marker) ymax = Math.max(ymax, marker.bytes);
+  const ya = byteAxis(ymax > 0 ? ymax : 1);
+  const xa = timeAxis(c.x0, c.x1);
+  const g = { pw: W - M.l - M.r, ph: H - M.t - M.b };
+  g.sx = (v) => M.l + (v - c.x0) / (c.x1 - c.x0) * g.pw;
+  g.sy = (v) => M.t + g.ph - v / ya.top * g.ph;
+
+  const svg = svgEl('svg', { id: 'timeline-chart', class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img',
+                             'aria-label': 'Live bytes over time', 'data-x0': c.x0, 'data-x1': c.x1,
+                             'data-zoomed': String(c.zoomed) });
+  svg.appendChild(svgEl('title', null, 'Live bytes over time'));
+  const clip = svgEl('clipPath', { id: 'timeline-clip' });
+  clip.appendChild(svgEl('rect', { x: M.l, y: M.t - 1, width: g.pw, height: g.ph + 2 }));
+  svg.appendChild(clip);
+  chartAxes(svg, g, xa, ya);
+
+  const lines = svgEl('g', { class: 'lines', 'clip-path': 'url(#timeline-clip)' });
+  for (const s of c.series.slice().reverse()) {  // the process line on top
+    const p = svgEl('path', { class: 'series', 'data-series': s.key,
+                              d: seriesPath(c.t, s.values, g.sx, g.sy, range.i0, range.i1),
+                              fill: 'none', stroke: s.color, 'stroke-width': s.width,
+                              'stroke-linejoin': 'round', 'stroke-linecap': 'round' });
+    p.appendChild(svgEl('title', null, s.label));
+    lines.appendChild(p);
+  }
+  svg.appendChild(lines);
+
+  const cursor = svgEl('line', { class: 'cursor', x1: 0, x2: 0, y1: M.t, y2: M.t + g.ph, visibility: 'hidden' });
+  svg.appendChild(cursor);
+  const overlay = svgEl('rect', { class: 'overlay', x: M.l, y: M.t, width: g.pw, height: g.ph, fill: 'transparent' });
+  svg.appendChild(overlay);
+  chartModes(svg, g, c.modeChanges, c.x0, c.x1);
+  if (marker) chartPeak(svg, g, marker);
+
+  const wrap = el('div', 'chart-wrap');
+  wrap.appendChild(svg);
+  chartHover(c, svg, g, wrap, overlay, cursor);
+  chartZoom(c, svg, g, overlay);
+  return wrap;
+}
+
+function timelineSeries(R, tl) {
+  // A thread's peak is the report's figure for it; the highest sample only
+  // when the report does not list the thread.
+  const reported = new Map();
+  for (const raw of arr(R.threads)) {
+    const th = obj(raw), p = counter(th, 'peak_live_bytes');
+    if (isNum(p)) reported.set(str(th.tid), Math.max(p, reported.get(str(th.tid)) || 0));
+  }
+  const threads = arr(tl.threads).map((raw, i) => {
+    const th = obj(raw);
+    const values = arr(th.live_bytes);
+    const tid = str(th.tid);
+    return { tid, name: str(th.name), values, peak: reported.has(tid) ? reported.get(tid) : peakOf(values), order: i };
+  });
+  threads.sort((a, b) => (b.peak - a.peak) || (a.order - b.order));
+  const drawn = threads.slice(0, MAX_THREAD_SERIES);
+  const series = [];
+  if (Array.isArray(tl.process_live_bytes)) {
+    const v = tl.process_live_bytes;
+    series.push({ key: 'process', label: 'process', values: v, color: PROCESS_COLOR,
+                  peak: isNum(PEAK.bytes) ? PEAK.bytes : peakOf(v), width: 2.5 });
+  }
+  drawn.forEach((th, i) => {
+    const color = PALETTE[i % PALETTE.length];
+    threadColors.set(th.tid, color);
+    series.push({ key: `tid:${th.tid}`, label: `${th.name || 'thread'} [${th.tid}]`, values: th.values,
+                  color, peak: th.peak, width: 1.5 });
+  });
+  return { series, hidden: threads.length - drawn.length };
+}
+
+function timelineLegend(host, series) {
+  const legend = el('div', 'legend');
+  legend.id = 'timeline-legend';
+  for (const s of series) {
+    const item = el('span', 'legend-item');
+    item.dataset.series = s.key;
+    const sw = el('span', 'swatch');
+    sw.style.backgroundColor = s.color;
+    item.appendChild(sw);
+    item.appendChild(el('span', 'legend-label', s.label));
+    const peak = el('span', 'legend-peak', `peak ${human(s.peak)}`);
+    if (isNum(s.peak)) peak.dataset.value = String(s.peak);
+    item.appendChild(peak);
+    legend.appendChild(item);
+  }
+  host.appendChild(legend);
 }
 
 function renderTimeline(R) {
@@ -591,67 +789,58 @@ function renderTimeline(R) {
     return;
   }
   const interval = isNum(tl.interval_s) && tl.interval_s > 0 ? tl.interval_s : null;
-  x0 = Math.min(0, x0);
+  const { series, hidden } = timelineSeries(R, tl);
+  const hasProcess = series.length > 0 && series[0].key === 'process';
+  const marker = hasProcess && PEAK.t !== null && isNum(PEAK.bytes) ? { t: PEAK.t, bytes: PEAK.bytes } : null;
+  x0 = Math.min(0, x0, marker ? marker.t : 0);
+  if (marker) x1 = Math.max(x1, marker.t);
   if (x1 <= x0) x1 = x0 + (interval || 1);
-
-  const threads = arr(tl.threads).map((raw, i) => {
-    const th = obj(raw);
-    const values = arr(th.live_bytes);
-    return { tid: str(th.tid), name: str(th.name), values, peak: peakOf(values), order: i };
-  });
-  threads.sort((a, b) => (b.peak - a.peak) || (a.order - b.order));
-  const drawn = threads.slice(0, MAX_THREAD_SERIES);
-  const series = [];
-  if (Array.isArray(tl.process_live_bytes)) {
-    const v = tl.process_live_bytes;
-    series.push({ key: 'process', label: 'process', values: v, color: PROCESS_COLOR, peak: peakOf(v), width: 2.5 });
-  }
-  drawn.forEach((th, i) => {
-    const color = PALETTE[i % PALETTE.length];
-    threadColors.set(th.tid, color);
-    series.push({ key: `tid:${th.tid}`, label: `${th.name || 'thread'} [${th.tid}]`, values: th.values,
-                  color, peak: th.peak, width: 1.5 });
-  });
+  const full = { x0, x1 };
 
   const caption = [`${fmtNum(t.length)} samples`];
   if (interval) caption.push(`every ${fmtSec(interval)}`);
   caption.push('process and the threads with the highest peaks');
-
   const controls = el('div', 'controls');
-  controls.appendChild(el('span', 'note', caption.join(', ')));
+  controls.appendChild(el('span', 'note', `${caption.join(', ')}. Drag across the chart or turn the wheel over it to zoom.`));
+  const reset = el('button', 'small', 'Reset zoom');
+  reset.type = 'button';
+  reset.id = 'timeline-reset';
   const slot = el('div', 'chart-slot');
-  const draw = (withProcess) => {
+  const view = { x0, x1, withProcess: true };
+  const draw = () => {
     slot.textContent = '';
-    slot.appendChild(drawChart(t, x0, x1, withProcess ? series : series.filter((s) => s.key !== 'process'),
-                               arr(R.mode_changes)));
+    slot.appendChild(drawChart({ t, x0: view.x0, x1: view.x1, modeChanges: arr(R.mode_changes),
+                                 series: view.withProcess ? series : series.filter((s) => s.key !== 'process'),
+                                 marker: view.withProcess ? marker : null, onZoom: zoom,
+                                 zoomed: view.x0 !== full.x0 || view.x1 !== full.x1 }));
+    reset.disabled = view.x0 === full.x0 && view.x1 === full.x1;
   };
-  if (series.length > 1 && series[0].key === 'process') {
+  function zoom(a, b) {
+    const least = Math.max((full.x1 - full.x0) / 1e4, (interval || 0) / 4, 1e-9);
+    a = Math.max(full.x0, a);
+    b = Math.min(full.x1, b);
+    if (b - a < least) { const mid = (a + b) / 2; a = Math.max(full.x0, mid - least / 2); b = Math.min(full.x1, a + least); }
+    view.x0 = a;
+    view.x1 = b;
+    draw();
+  }
+  reset.addEventListener('click', () => zoom(full.x0, full.x1));
+  if (hasProcess && series.length > 1) {
     // The process line is the sum: without it, the threads get the whole height.
     const label = el('label', 'check');
     const box = el('input');
     box.type = 'checkbox';
     box.id = 'timeline-threads-only';
-    box.addEventListener('change', () => draw(!box.checked));
+    box.addEventListener('change', () => { view.withProcess = !box.checked; draw(); });
     label.appendChild(box);
     label.appendChild(document.createTextNode(' scale to the threads (hide the process line)'));
     controls.appendChild(label);
   }
+  controls.appendChild(reset);
   host.appendChild(controls);
   host.appendChild(slot);
-  draw(true);
-
-  const legend = el('div', 'legend');
-  for (const s of series) {
-    const item = el('span', 'legend-item');
-    const sw = el('span', 'swatch');
-    sw.style.backgroundColor = s.color;
-    item.appendChild(sw);
-    item.appendChild(el('span', 'legend-label', s.label));
-    item.appendChild(el('span', 'legend-peak', `peak ${human(s.peak)}`));
-    legend.appendChild(item);
-  }
-  host.appendChild(legend);
-  const hidden = threads.length - drawn.length;
+  draw();
+  timelineLegend(host, series);
   if (hidden > 0) {
     const p = el('p', 'note', `${fmtNum(hidden)} more ${hidden === 1 ? 'thread' : 'threads'} not drawn ` +
                               `(the ${MAX_THREAD_SERIES} with the highest peak are).`);
@@ -872,31 +1061,103 @@ function renderProcesses(R) {
   });
 }
 
+// Threads of one name are one row (a pool of 94 workers: "x94", its figures
+// summed, its peak the largest of theirs), opened to list each.
+const THREAD_SUMS = ['alloc_count', 'alloc_bytes', 'free_count', 'free_bytes', 'live_count', 'live_bytes', 'temporary_count'];
+
+function threadGroups(threads) {
+  const groups = new Map();
+  for (const t of threads) {
+    const name = str(t.name);
+    let g = groups.get(name);
+    if (!g) groups.set(name, g = { name, members: [], threads: 0, peak_live_bytes: null });
+    g.members.push(t);
+    g.threads++;
+    for (const key of THREAD_SUMS) {
+      const v = counter(t, key);
+      if (isNum(v)) g[key] = (g[key] || 0) + v;
+    }
+    const p = counter(t, 'peak_live_bytes');
+    if (isNum(p)) g.peak_live_bytes = Math.max(g.peak_live_bytes === null ? 0 : g.peak_live_bytes, p);
+  }
+  for (const g of groups.values()) g.tid = g.threads === 1 ? g.members[0].tid : null;
+  return [...groups.values()];
+}
+
+function threadSwatches(td, tids) {
+  for (const tid of tids) {
+    const color = threadColors.get(str(tid));
+    if (!color) continue;
+    const sw = el('span', 'swatch');
+    sw.style.backgroundColor = color;
+    sw.style.marginRight = '6px';
+    sw.title = `its line on the chart (${str(tid)})`;
+    td.appendChild(sw);
+  }
+}
+
+function threadMembers(g, hasTemporaries) {
+  const wrap = el('div', 'members');
+  const table = el('table', 'data members');
+  const cols = [['tid', 'TID', 'id'], ['pid', 'PID', 'id'], ['alloc_count', 'Allocations', 'int'],
+                ['alloc_bytes', 'Bytes', 'bytes'], ['live_bytes', 'Live bytes', 'bytes'],
+                ['peak_live_bytes', 'Peak live bytes', 'bytes']];
+  if (hasTemporaries) cols.push(['temporary_count', 'Temporaries', 'int']);
+  const hr = el('tr');
+  for (const [, label, type] of cols) hr.appendChild(el('th', type === 'text' ? null : 'num', label));
+  const thead = el('thead');
+  thead.appendChild(hr);
+  table.appendChild(thead);
+  const tbody = el('tbody');
+  const members = g.members.slice().sort((a, b) => num(counter(b, 'alloc_bytes')) - num(counter(a, 'alloc_bytes')));
+  for (const t of members) {
+    const tr = el('tr', 'member');
+    if (t.tid !== undefined) tr.dataset.tid = str(t.tid);
+    for (const [key, , type] of cols) {
+      const td = el('td');
+      fillCell(td, { key, type }, t, key === 'tid' || key === 'pid' ? t[key] : counter(t, key));
+      tr.appendChild(td);
+    }
+    tbody.appendChild(tr);
+  }
+  table.appendChild(tbody);
+  wrap.appendChild(table);
+  return wrap;
+}
+
 function renderThreads(R) {
   const host = byId('threads-body');
-  const rows = arr(R.threads).map(obj);
+  const threads = arr(R.threads).map(obj);
+  const rows = threadGroups(threads);
+  const hasTemporaries = threads.some((t) => isNum(counter(t, 'temporary_count')));
+  if (rows.length < threads.length)
+    host.appendChild(el('p', 'note', `${fmtNum(threads.length)} threads under ${fmtNum(rows.length)} names: threads of one name ` +
+                                     'are one row, their figures summed and their peak the largest of theirs. Click a row to list them.'));
+  const columns = [
+    { key: 'name', label: 'Name', type: 'text', render: (td, g) => {
+      threadSwatches(td, g.members.map((t) => t.tid).slice(0, 3));
+      td.appendChild(el('span', 'tname', g.name || DASH));
+      if (g.threads > 1) td.appendChild(el('span', 'badge count', `x${g.threads}`));
+    } },
+    { key: 'threads', label: 'Threads', type: 'int' },
+    { key: 'tid', label: 'TID', type: 'id' },
+    { key: 'alloc_count', label: 'Allocations', type: 'int' },
+    { key: 'alloc_bytes', label: 'Bytes', type: 'bytes' },
+    { key: 'live_bytes', label: 'Live bytes', type: 'bytes' },
+    { key: 'peak_live_bytes', label: 'Peak live bytes', type: 'bytes' },
+  ];
+  if (hasTemporaries) columns.push({ key: 'temporary_count', label: 'Temporaries', type: 'int' });
   new PagedTable({
     host, id: 'threads-table', noun: 'threads', rows, sortKey: 'alloc_bytes',
-    filter: rows.length > 10 ? (t) => `${str(t.tid)}\n${str(t.name)}` : null, filterHint: 'Filter by name or tid',
-    rowAttrs: (tr, t) => { if (t.tid !== undefined) tr.dataset.tid = str(t.tid); },
-    columns: [
-      { key: 'tid', label: 'TID', type: 'id' },
-      { key: 'name', label: 'Name', type: 'text', render: (td, t) => {
-        const color = threadColors.get(str(t.tid));
-        if (color) {
-          const sw = el('span', 'swatch');
-          sw.style.backgroundColor = color;
-          sw.style.marginRight = '6px';
-          sw.title = 'its line on the chart';
-          td.appendChild(sw);
-        }
-        td.appendChild(el('span', 'tname', str(t.name) || DASH));
-      } },
-      { key: 'alloc_count', label: 'Allocations', type: 'int' },
-      { key: 'alloc_bytes', label: 'Bytes', type: 'bytes' },
-      { key: 'live_bytes', label: 'Live bytes', type: 'bytes' },
-      { key: 'peak_live_bytes', label: 'Peak live bytes', type: 'bytes' },
-    ],
+    filter: threads.length > 10 ? (g) => [g.name, ...g.members.map((t) => str(t.tid))].join('\n') : null,
+    filterHint: 'Filter by name or tid',
+    rowAttrs: (tr, g) => {
+      if (g.tid !== null && g.tid !== undefined) tr.dataset.tid = str(g.tid);
+      tr.dataset.threads = String(g.threads);
+      tr.setAttribute('data-name', g.name);
+    },
+    detail: (g) => (g.threads > 1 ? threadMembers(g, hasTemporaries) : null),
+    columns,
   });
 }
 
@@ -917,13 +1178,21 @@ const data = byId('report');
 const variablesCount = Number(data.dataset.variablesCount) || 0;
 let R = {};
 try { R = obj(JSON.parse(data.textContent)); } catch (e) { showError('report data', e); }
+const PEAK = reportPeak(R);
 const sections = [['summary', () => renderSummary(R, variablesCount)], ['processes', () => renderProcesses(R)],
                   ['timeline', () => renderTimeline(R)],
                   ['modes', () => renderModes(R)], ['sites', () => renderSites(R)], ['leaks', () => renderLeaks(R)],
                   ['variables', () => renderVariables(R, variablesCount)], ['threads', () => renderThreads(R)]];
+const spent = {};  // ms a section, for whoever wonders where the time went
 for (const [name, draw] of sections) {
+  const t0 = performance.now();
   try { draw(); } catch (e) { showError(name, e); }
+  spent[name] = Math.round(performance.now() - t0);
 }
+const t0 = performance.now();
+void document.body.getBoundingClientRect();  // the layout too is part of the time to render
+spent.layout = Math.round(performance.now() - t0);
+document.body.dataset.renderSections = JSON.stringify(spent);
 document.body.dataset.renderMs = String(Math.round(performance.now() - started));
 document.body.dataset.rendered = errors.length ? 'error' : 'ok';
 })();
