@@ -1,26 +1,46 @@
 #!/usr/bin/env bash
-# Install what memscope-trace needs on Debian 12, then configure and build it.
+# Install what building memscope-trace needs on Debian 12, then configure and
+# build the tool (and the demo workload). With --tests, also what the tests
+# need, and build every test (tools/test does this).
 # Idempotent: packages already present are not touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+tests=false
+case "${1:-}" in
+  --tests) tests=true ;;
+  "") ;;
+  *) echo "usage: tools/setup.sh [--tests]" >&2; exit 2 ;;
+esac
+
+# What the tool's build needs: the compilers (clang builds the BPF programs),
+# libbpf and bpftool (the skeletons), the libraries it links, pprof's
+# profile.proto for the export, and gzip for the man page.
 packages=(
-  g++ cmake make pkg-config clang
-  libclang-rt-14-dev # libFuzzer's runtime (clang only recommends it): the report reader's fuzz test
-  libbpf-dev bpftool libelf-dev libdw-dev libiberty-dev zlib1g-dev liblzma-dev xz-utils
-  nlohmann-json3-dev libcli11-dev libgtest-dev libzydis-dev python3 procps
+  g++ cmake make pkg-config clang gzip
+  libbpf-dev bpftool libelf-dev libdw-dev libiberty-dev zlib1g-dev liblzma-dev
+  nlohmann-json3-dev libcli11-dev libzydis-dev
+  libprotobuf-dev protobuf-compiler golang-github-google-pprof-dev libcpp-httplib-dev
+)
+# What the tests add: they run real programs and real consumers.
+test_packages=(
+  libgtest-dev
+  libclang-rt-14-dev # libFuzzer's runtime (clang only recommends it): the fuzz tests
+  python3 procps xz-utils
   chromium # the HTML report's test renders it headless
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 # allocators the tests link and preload
   btrfs-progs # a test traces a program whose files are on btrfs (a loop image)
-  # Export: pprof's profile.proto and libprotobuf, cpp-httplib; and the real
-  # consumers the tests run: Go's pprof, a Prometheus server, systemd-analyze.
-  libprotobuf-dev protobuf-compiler golang-github-google-pprof-dev libcpp-httplib-dev
+  # The export's consumers: Go's pprof, a Prometheus server, systemd-analyze.
   golang-go prometheus systemd python3-yaml # python3-yaml: the DaemonSet manifest's test reads it
 )
-# The Rust crate's example is built with the machine's cargo; Debian's when none.
-if ! command -v cargo >/dev/null && [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ] && [ ! -x /root/.cargo/bin/cargo ]; then
-  packages+=(cargo)
+if $tests; then
+  packages+=("${test_packages[@]}")
+  # The Rust crate's tests build it with the machine's cargo; Debian's when none.
+  if ! command -v cargo >/dev/null && [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ] && [ ! -x /root/.cargo/bin/cargo ]; then
+    packages+=(cargo)
+  fi
 fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -42,5 +62,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)"
+if $tests; then
+  # Every test, or a configure error naming what is missing.
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMSCOPE_TESTS=ON >/dev/null
+  cmake --build build -j"$(nproc)"
+else
+  # The tool alone (a build directory that has the tests keeps them).
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build -j"$(nproc)" --target memscope-trace memscope_docs demo_workload
+fi
