@@ -32,6 +32,8 @@ test_packages=(
   btrfs-progs # a test traces a program whose files are on btrfs (a loop image)
   # The export's consumers: Go's pprof, a Prometheus server, systemd-analyze.
   golang-go prometheus systemd python3-yaml # python3-yaml: the DaemonSet manifest's test reads it
+  # The install test: reads the man page, sources the completions, builds the .deb.
+  man-db zsh dpkg-dev
 )
 if $tests; then
   packages+=("${test_packages[@]}")
