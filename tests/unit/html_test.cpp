@@ -897,6 +897,36 @@ json driver_out(const Dom& dom)
     return json::parse(body->attr("data-out"), nullptr, false);
 }
 
+// Stacks that share callers, a hostile symbol, an unsymbolized frame, a
+// truncated stack and a site too small to draw. Bytes at the root: 10,501.
+json flame_report()
+{
+    const json main_f = frame(0x403000, "main", "/opt/svc/svc", 0x3000);
+    const json work = frame(0x404000, "work()", "/opt/svc/svc", 0x4000);
+    const json alloc_a = frame(0x405000, "alloc_a()", "/opt/svc/svc", 0x5000);
+    const json alloc_b = frame(0x406000, "alloc_b()", "/opt/svc/svc", 0x6000);
+    const json hostile = frame(0x407000, kHostile, "/opt/svc/svc", 0x7000);
+    const json unnamed = frame(0x7f1000000abc, nullptr, "/opt/lib" + kQuotes + ".so", 0xabc);
+    const json tiny = frame(0x408000, "tiny()", "/opt/svc/svc", 0x8000);
+    auto site = [](const char* id, json stack, int bytes, int count, int live, bool truncated = false) {
+        return json{{"id", id},          {"function", nullptr}, {"stack", std::move(stack)}, {"truncated", truncated},
+                    {"alloc_bytes", bytes}, {"alloc_count", count}, {"live_bytes", live},      {"live_count", live ? 1 : 0}};
+    };
+    json r = {{"schema", "memscope-trace/1"}, {"target", {{"pid", 7}, {"comm", "svc"}, {"exe", "/opt/svc/svc"}}}};
+    r["sites"] = json::array({site("s1", {alloc_a, work, main_f}, 6000, 6, 600),
+                              site("s2", {alloc_b, work, main_f}, 3000, 30, 0),
+                              site("s3", {hostile, main_f}, 900, 1, 900),
+                              site("s4", {unnamed, main_f}, 100, 2, 0),
+                              site("s5", {alloc_a}, 500, 5, 0, true),
+                              site("s6", {tiny, main_f}, 1, 1, 0)});
+    r["totals"] = {{"alloc_count", 45}, {"alloc_bytes", 10501}, {"peak_live_bytes", 7000}, {"temporary_count", 0}};
+    r["size_histogram"] = json::array();
+    r["peak"] = {{"t_s", 0.5}, {"live_bytes", 7000}, {"exact", true},
+                 {"sites", json::array({{{"id", "s1"}, {"live_count", 5}, {"live_bytes", 5000}},
+                                        {{"id", "s3"}, {"live_count", 2}, {"live_bytes", 2000}}})}};
+    return to_schema2(r);
+}
+
 } // namespace
 
 // --- without a browser ------------------------------------------------------------------
@@ -1123,6 +1153,39 @@ TEST(HtmlReport, ThirtyThousandSitesInChromium)
     // the layout, from its script's first line.
     ASSERT_TRUE(body->has("data-render-ms"));
     EXPECT_LT(std::stol(body->attr("data-render-ms")), 5000) << "the page took 5 s or more to draw";
+
+    // The flame graph: the caller and libc's frame drawn; the 30,000 functions,
+    // each under a pixel wide, are not.
+    const long flame = dom.find_id("flame");
+    ASSERT_GE(flame, 0);
+    EXPECT_EQ(dom.tags()[flame].attr("data-total"), "450015000000");
+    EXPECT_EQ(dom.tags()[flame].attr("data-drawn"), "3");
+    EXPECT_EQ(dom.tags()[flame].attr("data-culled"), "30000");
+    EXPECT_NE(dom.text_by_id("flame-culled").find("30,000 frames narrower than 2 pixels not drawn"), std::string::npos);
+
+    const auto sites = dom.rows("sites-table");
+    ASSERT_EQ(sites.size(), 200u);
+    EXPECT_EQ(sites.front().attrs.at("data-id"), "00000000");
+    EXPECT_EQ(sites.front().value("alloc_bytes"), "30000000");
+    EXPECT_EQ(sites.back().attrs.at("data-id"), "000000c7");
+    EXPECT_EQ(sites.back().value("alloc_bytes"), "29801000");
+    EXPECT_EQ(dom.text_by_id("sites-count"), "Showing 200 of 30,000 sites");
+    const long count = dom.find_id("sites-count");
+    ASSERT_GE(count, 0);
+    EXPECT_EQ(dom.tags()[count].attr("data-total"), "30000");
+    EXPECT_EQ(dom.tags()[count].attr("data-shown"), "200");
+    EXPECT_EQ(dom.text_by_id("sites-more"), "Show 200 more");
+
+    // 15 threads: the 10 with the highest peak are drawn (tids 1005..1014).
+    std::set<std::string> series;
+    for (const auto& t : dom.inside("timeline-chart"))
+        if (t.name == "path" && t.has_class("series") && !t.attr("d").empty())
+            series.insert(t.attr("data-series"));
+    EXPECT_EQ(series.size(), 11u);
+    EXPECT_TRUE(series.count("process"));
+    for (int tid = 1005; tid < 1015; ++tid)
+        EXPECT_TRUE(series.count("tid:" + std::to_string(tid))) << tid;
+    EXPECT_NE(dom.text_by_id("timeline-hidden").find("5 more threads not drawn"), std::string::npos);
 }
 
 // Paging, sorting, filtering and the stack toggle, driven by a second script
@@ -1200,6 +1263,7 @@ TEST(HtmlReport, EmptyReportInChromium)
         EXPECT_GE(dom.find_id(id), 0) << id;
         EXPECT_TRUE(dom.rows(id).empty()) << id;
     }
+    EXPECT_EQ(dom.text_by_id("flame-body"), "No allocation sites, so no flame graph.");
 }
 
 // -a: the machine's processes drawn from the writer's own document, the
@@ -1364,6 +1428,146 @@ TEST(HtmlReport, OnePeakFigureEverywhereInChromium)
     EXPECT_GE(in_chart, in_dot);
     EXPECT_EQ(elsewhere, 0u) << "the peak's color off the chart";
     EXPECT_GT(dark, 1000u) << "the header and the process line are there too";
+}
+
+// Click a frame to zoom into it, click a frame above to zoom out, the metric
+// switch; frames merged from the sites' stacks, outermost first, as wide as
+// their share; the hostile symbol as text.
+TEST(HtmlReport, FlameGraphInChromium)
+{
+    REQUIRE_CHROMIUM(chromium);
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    const std::string driver = R"js(
+(() => {
+  const HOSTILE = '\u003c/script\u003e\u003cimg src=x onerror=alert(1)\u003e';
+  const box = document.getElementById('flame');
+  const name = (d) => d.title.split('\n')[0];
+  const all = () => [...box.querySelectorAll('.flame-frame')];
+  const frames = () => all().map((d) => ({ name: name(d), text: d.textContent, depth: +d.dataset.depth,
+    value: d.dataset.value, left: d.style.left, width: d.style.width, cls: d.className }));
+  const click = (n) => all().find((d) => name(d) === n).click();
+  const state = () => ({ focus: box.getAttribute('data-focus-name'), value: box.dataset.focusValue, total: box.dataset.total,
+    metric: box.dataset.metric, drawn: box.dataset.drawn, culled: box.dataset.culled,
+    reset: document.getElementById('flame-reset').disabled, frames: frames() });
+  const out = { initial: state(), metrics: [...document.querySelectorAll('#flame-metric button')].map((b) => b.dataset.key) };
+  out.workTitle = all().find((d) => name(d) === 'work()').title;
+  click('work()'); out.work = state();
+  click('main'); out.main = state();
+  click(HOSTILE); out.hostile = state();
+  document.getElementById('flame-reset').click(); out.reset = state();
+  document.querySelector('#flame-metric button[data-key="alloc_count"]').click(); out.count = state();
+  document.querySelector('#flame-metric button[data-key="peak_bytes"]').click(); out.peak = state();
+  document.body.dataset.out = JSON.stringify(out);
+})();
+)js";
+    const Dom dom(dump_dom(chromium, tmp, write_page_with_driver(tmp, "flame.html", flame_report(), driver)));
+    ASSERT_NE(dom.first("body"), nullptr);
+    EXPECT_EQ(dom.first("body")->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+    expect_no_injected_markup(dom, 3);
+    const json out = driver_out(dom);
+    ASSERT_TRUE(out.is_object()) << "the driver did not finish";
+
+    auto pct = [](double v, double total) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.4f%%", 100.0 * v / total);
+        return std::string(buf);
+    };
+    auto find = [](const json& state, const std::string& name, int depth) -> json {
+        for (const auto& f : state["frames"])
+            if (f["name"] == name && f["depth"] == depth)
+                return f;
+        return nullptr;
+    };
+    EXPECT_EQ(out["metrics"], json({"alloc_bytes", "alloc_count", "live_bytes", "peak_bytes"}));
+
+    // All of it: root -> main (and the truncated stack) -> work(), the hostile
+    // frame, the unnamed one; tiny() (1 of 10,501 bytes) is culled.
+    const json& in = out["initial"];
+    EXPECT_EQ(in["focus"], "all");
+    EXPECT_EQ(in["value"], "10501");
+    EXPECT_EQ(in["total"], "10501");
+    EXPECT_EQ(in["metric"], "alloc_bytes");
+    EXPECT_EQ(in["drawn"], "9");
+    EXPECT_EQ(in["culled"], "1");
+    EXPECT_EQ(in["reset"], true);
+    EXPECT_EQ(find(in, "tiny()", 2), nullptr);
+    const json main_f = find(in, "main", 1);
+    ASSERT_TRUE(main_f.is_object());
+    EXPECT_EQ(main_f["value"], "10001");
+    EXPECT_EQ(main_f["left"], "0%");
+    EXPECT_EQ(main_f["width"], pct(10001, 10501));
+    const json truncated = find(in, "[stack truncated]", 1);
+    ASSERT_TRUE(truncated.is_object());
+    EXPECT_EQ(truncated["left"], pct(10001, 10501));
+    EXPECT_EQ(truncated["width"], pct(500, 10501));
+    EXPECT_NE(truncated["cls"].get<std::string>().find("none"), std::string::npos);
+    ASSERT_TRUE(find(in, "alloc_a()", 2).is_object()) << "the truncated stack's own alloc_a()";
+    EXPECT_EQ(find(in, "alloc_a()", 2)["value"], "500");
+    const json work = find(in, "work()", 2);
+    ASSERT_TRUE(work.is_object());
+    EXPECT_EQ(work["value"], "9000");
+    EXPECT_EQ(work["left"], "0%");
+    const json hostile = find(in, kHostile, 2);
+    ASSERT_TRUE(hostile.is_object());
+    EXPECT_EQ(hostile["text"], kHostile);
+    EXPECT_EQ(hostile["value"], "900");
+    EXPECT_EQ(hostile["left"], pct(9000, 10501));
+    const json unnamed = find(in, "/opt/lib" + kQuotes + ".so+0xabc", 2);
+    ASSERT_TRUE(unnamed.is_object());
+    EXPECT_NE(unnamed["cls"].get<std::string>().find("addr"), std::string::npos);
+    EXPECT_EQ(find(in, "alloc_a()", 3)["value"], "6000");
+    EXPECT_EQ(find(in, "alloc_b()", 3)["left"], pct(6000, 10501));
+    EXPECT_EQ(out["workTitle"],
+              "work()\nBytes allocated: 8.8 KiB (85.7 % of all)\nAllocations: 36\nLive at the end: 600 B\n"
+              "Live at the peak: 4.9 KiB");
+
+    // Zoomed into work(): it spans the width, its callers above it, full width.
+    const json& w = out["work"];
+    EXPECT_EQ(w["focus"], "work()");
+    EXPECT_EQ(w["value"], "9000");
+    EXPECT_EQ(w["drawn"], "3");
+    EXPECT_EQ(w["culled"], "0");
+    EXPECT_EQ(w["reset"], false);
+    EXPECT_EQ(find(w, "work()", 2)["width"], "100%");
+    EXPECT_EQ(find(w, "alloc_a()", 3)["width"], pct(6000, 9000));
+    EXPECT_EQ(find(w, "alloc_b()", 3)["left"], pct(6000, 9000));
+    EXPECT_EQ(find(w, "alloc_b()", 3)["width"], pct(3000, 9000));
+    for (const char* above : {"all", "main"}) {
+        const json f = find(w, above, above == std::string("all") ? 0 : 1);
+        ASSERT_TRUE(f.is_object()) << above;
+        EXPECT_EQ(f["width"], "100%") << above;
+        EXPECT_NE(f["cls"].get<std::string>().find("ancestor"), std::string::npos) << above;
+    }
+    EXPECT_EQ(find(w, kHostile, 2), nullptr);
+
+    // Out to main (a frame above), then into the hostile frame, then reset.
+    EXPECT_EQ(out["main"]["focus"], "main");
+    EXPECT_EQ(out["main"]["value"], "10001");
+    EXPECT_EQ(out["main"]["drawn"], "6");
+    EXPECT_EQ(out["hostile"]["focus"], kHostile);
+    EXPECT_EQ(out["hostile"]["value"], "900");
+    EXPECT_EQ(out["hostile"]["drawn"], "1");
+    EXPECT_EQ(out["reset"]["focus"], "all");
+    EXPECT_EQ(out["reset"]["reset"], true);
+
+    // By count: alloc_b() (30) before alloc_a() (6); tiny() now wide enough.
+    const json& c = out["count"];
+    EXPECT_EQ(c["metric"], "alloc_count");
+    EXPECT_EQ(c["total"], "45");
+    EXPECT_EQ(c["culled"], "0");
+    EXPECT_EQ(find(c, "alloc_b()", 3)["left"], "0%");
+    EXPECT_EQ(find(c, "alloc_b()", 3)["width"], pct(30, 45));
+    EXPECT_EQ(find(c, "alloc_a()", 3)["left"], pct(30, 45));
+    EXPECT_TRUE(find(c, "tiny()", 2).is_object());
+
+    // Live at the peak: the two sites the peak lists.
+    const json& p = out["peak"];
+    EXPECT_EQ(p["metric"], "peak_bytes");
+    EXPECT_EQ(p["total"], "7000");
+    EXPECT_EQ(p["drawn"], "5");
+    EXPECT_EQ(find(p, "[stack truncated]", 1), nullptr);
+    EXPECT_EQ(find(p, kHostile, 2)["width"], pct(2000, 7000));
 }
 
 // Drag across the chart to zoom in, the wheel in and out, Reset zoom; the

@@ -11,6 +11,9 @@ const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f',
                  '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#8c8c8c'];
 const PROCESS_COLOR = '#1d2330';
 const PEAK_COLOR = '#d4008f';    // the peak's marker, and nothing else on the page
+const FLAME_ROW = 18;            // px per flame graph level
+const FLAME_MIN_PX = 2;          // narrower frames are not drawn (nor what they call)
+const FLAME_LABEL_PX = 16;       // narrower frames carry their name in the tooltip only
 const DASH = '\u2014';
 const errors = [];
 const threadColors = new Map();
@@ -1061,6 +1064,249 @@ function renderProcesses(R) {
   });
 }
 
+// Buttons of which one is pressed; onChange(key) when another is.
+function segmented(id, options, current, onChange) {
+  const g = el('div', 'segmented');
+  g.id = id;
+  g.setAttribute('role', 'group');
+  for (const [key, label] of options) {
+    const b = el('button', 'seg', label);
+    b.type = 'button';
+    b.dataset.key = key;
+    b.setAttribute('aria-pressed', String(key === current));
+    b.addEventListener('click', () => {
+      for (const x of g.children) x.setAttribute('aria-pressed', String(x === b));
+      onChange(key);
+    });
+    g.appendChild(b);
+  }
+  return g;
+}
+
+// --- flame graph ------------------------------------------------------------------------
+const FLAME_METRICS = [
+  { key: 'alloc_bytes', label: 'Bytes', long: 'Bytes allocated', fmt: human },
+  { key: 'alloc_count', label: 'Allocations', long: 'Allocations', fmt: fmtNum },
+  { key: 'live_bytes', label: 'Live bytes', long: 'Live at the end', fmt: human },
+  { key: 'peak_bytes', label: 'Live at the peak', long: 'Live at the peak', fmt: human },
+];
+
+// One tree of the sites' stacks, outermost frame first (stacks are written
+// innermost first); frames of one name under one parent are one node.
+// Written for 30,000 sites: no per-site arrays, child maps only where needed.
+function flameTree(sites, peakBytes) {
+  const nodes = [];
+  const V = [];  // node id * 4 + metric -> its figure: one array, not 30,000 small ones
+  const make = (name, kind, parent) => {
+    const n = { id: nodes.length, name, kind, parent, depth: parent ? parent.depth + 1 : 0, kids: null, sorted: null };
+    nodes.push(n);
+    V.push(0, 0, 0, 0);
+    return n;
+  };
+  const root = make('all', 'root', null);
+  const named = new Map();  // frame index -> { name, kind }
+  const nameOf = (f) => {
+    let n = Number.isInteger(f) ? named.get(f) : undefined;
+    if (n) return n;
+    const o = frameObj(f);
+    n = { name: frameLabel(o), kind: typeof o.symbol === 'string' && o.symbol ? 'sym' : 'addr' };
+    if (Number.isInteger(f)) named.set(f, n);
+    return n;
+  };
+  const TRUNCATED = { name: '[stack truncated]', kind: 'none' }, NONE = { name: '[no stack]', kind: 'none' };
+  let b = 0, c = 0, l = 0, p = 0;
+  const step = (node, f) => {
+    let k = node.kids ? node.kids.get(f.name) : undefined;
+    if (!k) {
+      k = make(f.name, f.kind, node);
+      (node.kids || (node.kids = new Map())).set(f.name, k);
+    }
+    const i = k.id * 4;
+    V[i] += b; V[i + 1] += c; V[i + 2] += l; V[i + 3] += p;
+    return k;
+  };
+  for (const s of sites) {
+    b = num(s.alloc_bytes); c = num(s.alloc_count); l = num(s.live_bytes);
+    p = peakBytes.size ? peakBytes.get(siteKey(s)) || 0 : 0;
+    V[0] += b; V[1] += c; V[2] += l; V[3] += p;
+    let node = s.truncated === true ? step(root, TRUNCATED) : root;
+    const st = arr(s.stack);
+    for (let i = st.length - 1; i >= 0; i--) node = step(node, nameOf(st[i]));
+    if (!st.length) step(node, NONE);
+  }
+  return { root, nodes, value: (n, m) => V[n.id * 4 + m] };
+}
+
+function flameColor(n) {
+  if (n.kind === 'root' || n.kind === 'none') return '#d0d5dd';
+  if (n.kind === 'addr') return '#b9c6d6';
+  let h = 0;
+  for (let i = 0; i < n.name.length; i++) h = (h * 31 + n.name.charCodeAt(i)) >>> 0;
+  return `hsl(${8 + h % 44}, ${72 + (h >> 8) % 18}%, ${60 + (h >> 16) % 10}%)`;
+}
+
+// Frames as positioned boxes, widths proportional to the metric; a click
+// zooms into a frame (its callers stay above, full width, to zoom out to).
+class FlameGraph {
+  constructor(host, tree, metrics, peakNote) {
+    this.tree = tree;
+    this.metrics = metrics;
+    this.m = 0;
+    this.focus = tree.root;
+    this.peakNote = peakNote;
+    const controls = el('div', 'controls');
+    controls.appendChild(segmented('flame-metric', metrics.map((x) => [x.key, x.label]), metrics[0].key, (key) => {
+      this.m = FLAME_METRICS.findIndex((x) => x.key === key);
+      this.draw();
+    }));
+    this.reset = el('button', 'small', 'Reset zoom');
+    this.reset.type = 'button';
+    this.reset.id = 'flame-reset';
+    this.reset.addEventListener('click', () => this.zoom(tree.root));
+    controls.appendChild(this.reset);
+    host.appendChild(controls);
+    this.box = el('div', 'flame');
+    this.box.id = 'flame';
+    host.appendChild(this.box);
+    this.info = el('p', 'note flame-info');
+    this.info.id = 'flame-info';
+    host.appendChild(this.info);
+    this.culledNote = el('p', 'note');
+    this.culledNote.id = 'flame-culled';
+    host.appendChild(this.culledNote);
+    const frameAt = (ev) => { const d = ev.target.closest('.flame-frame'); return d ? tree.nodes[Number(d.dataset.node)] : null; };
+    this.box.addEventListener('click', (ev) => { const n = frameAt(ev); if (n) this.zoom(n); });
+    this.box.addEventListener('mouseover', (ev) => { const n = frameAt(ev); if (n) this.info.textContent = this.describe(n, '; '); });
+    this.box.addEventListener('mouseleave', () => this.hint());
+    this.draw();
+  }
+
+  val(n, m) { return this.tree.value(n, m); }
+  zoom(n) { this.focus = n; this.draw(); }
+  hint() { this.info.textContent = 'Click a frame to zoom into it; click a frame above it, or Reset zoom, to zoom out.'; }
+
+  // The frame's figures: the metric drawn first, with its share of all.
+  describe(n, sep) {
+    const M = FLAME_METRICS[this.m], v = this.val(n, this.m), all = this.val(this.tree.root, this.m);
+    const parts = [n.name, `${M.long}: ${M.fmt(v)}${all > 0 ? ` (${fmtPct(v / all)} of all)` : ''}`];
+    for (const x of this.metrics)
+      if (x !== M) parts.push(`${x.long}: ${x.fmt(this.val(n, FLAME_METRICS.indexOf(x)))}`);
+    return parts.join(sep);
+  }
+
+  sorted(n) {
+    const m = this.m;
+    if (!n.sorted) n.sorted = [];
+    if (!n.sorted[m])
+      n.sorted[m] = (n.kids ? [...n.kids.values()] : []).filter((k) => this.val(k, m) > 0)
+        .sort((a, b) => (this.val(b, m) - this.val(a, m)) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return n.sorted[m];
+  }
+
+  draw() {
+    const m = this.m, box = this.box;
+    if (!(this.val(this.focus, m) > 0)) this.focus = this.tree.root;
+    const f = this.focus, fv = this.val(f, m);
+    box.textContent = '';
+    this.reset.disabled = f === this.tree.root;
+    box.dataset.metric = FLAME_METRICS[m].key;
+    box.dataset.focus = String(f.id);
+    box.setAttribute('data-focus-name', f.name);
+    box.dataset.focusValue = String(fv);
+    box.dataset.total = String(this.val(this.tree.root, m));
+    if (!(fv > 0)) {
+      box.dataset.drawn = '0';
+      box.dataset.culled = '0';
+      box.style.height = '';
+      box.appendChild(el('p', 'note', m === 3 ? 'No site is listed as live at the peak.' : `Nothing to draw: no ${FLAME_METRICS[m].long.toLowerCase()}.`));
+      this.culledNote.textContent = '';
+      this.info.textContent = '';
+      return;
+    }
+    const W = box.clientWidth || 1000;
+    const frag = document.createDocumentFragment();
+    for (let a = f.parent; a; a = a.parent) frag.appendChild(this.frame(a, 0, 1, 'ancestor', W));
+    let drawn = 0, culled = 0, depth = f.depth;
+    const todo = [[f, 0]];
+    while (todo.length) {
+      const [n, x] = todo.pop();
+      frag.appendChild(this.frame(n, x, this.val(n, m) / fv, n === f ? 'focus' : null, W));
+      drawn++;
+      depth = Math.max(depth, n.depth);
+      let cx = x;
+      const kids = this.sorted(n);
+      for (let i = 0; i < kids.length; i++) {
+        const w = this.val(kids[i], m) / fv;
+        if (w * W < FLAME_MIN_PX) { culled += kids.length - i; break; }  // the rest are narrower still
+        todo.push([kids[i], cx]);
+        cx += w;
+      }
+    }
+    box.style.height = `${(depth + 1) * FLAME_ROW}px`;
+    box.appendChild(frag);
+    box.dataset.drawn = String(drawn);
+    box.dataset.culled = String(culled);
+    this.culledNote.textContent = (culled ? `${fmtNum(culled)} ${culled === 1 ? 'frame' : 'frames'} narrower than ` +
+      `${FLAME_MIN_PX} pixels not drawn (nor what they call): zoom in to see them. ` : '') +
+      (m === 3 ? this.peakNote : '');
+    this.hint();
+  }
+
+  frame(n, x, w, role, W) {
+    const d = el('div', 'flame-frame', w * W >= FLAME_LABEL_PX ? n.name : null);
+    if (role) d.classList.add(role);
+    if (n.kind !== 'sym') d.classList.add(n.kind);
+    d.dataset.node = String(n.id);
+    d.dataset.depth = String(n.depth);
+    d.dataset.value = String(this.val(n, this.m));
+    d.title = this.describe(n, '\n');
+    d.style.left = `${(x * 100).toFixed(4)}%`;
+    d.style.width = `${(w * 100).toFixed(4)}%`;
+    d.style.top = `${n.depth * FLAME_ROW}px`;
+    d.style.backgroundColor = flameColor(n);
+    return d;
+  }
+}
+
+function renderFlame(R) {
+  const host = byId('flame-body');
+  const sites = arr(R.sites).map(obj);
+  if (!sites.length) {
+    host.appendChild(el('p', 'note', 'No allocation sites, so no flame graph.'));
+    return;
+  }
+  const peakBytes = new Map();  // by site (siteKey)
+  for (const p of PEAK.sites || []) {
+    const s = SITES.of(p);
+    if (s && isNum(p.live_bytes)) peakBytes.set(siteKey(s), (peakBytes.get(siteKey(s)) || 0) + p.live_bytes);
+  }
+  const metrics = FLAME_METRICS.filter((x) => x.key !== 'peak_bytes' || PEAK.sites !== null);
+  host.appendChild(el('p', 'note', 'The sites\' call stacks merged, callers above callees, each frame as wide as ' +
+                                   'its share of the metric. Hover a frame for its figures.'));
+  const shown = PEAK.sites ? PEAK.sites.length : 0;
+  new FlameGraph(host, flameTree(sites, peakBytes), metrics,
+                 `Live at the peak: the ${fmtNum(shown)} ${shown === 1 ? 'site' : 'sites'} the report lists at the peak.`);
+}
+
+// --- sites by process --------------------------------------------------------------------
+// A site is named by its id within its process: the peak's sites are found
+// by pid and id where they say their pid, by id alone otherwise.
+const siteKey = (s) => `${str(s.pid)}:${str(s.id)}`;
+function siteIndex(R) {
+  const byKey = new Map(), byId = new Map();
+  for (const s of arr(R.sites).map(obj)) {
+    if (s.id === undefined || s.id === null) continue;
+    byKey.set(siteKey(s), s);
+    if (!byId.has(str(s.id))) byId.set(str(s.id), s);
+  }
+  const known = (v) => v !== undefined && v !== null;
+  return { of: (p) => {
+    if (!known(p.pid)) return byId.get(str(p.id));
+    const s = byKey.get(siteKey(p)) || byId.get(str(p.id));
+    return s && (!known(s.pid) || str(s.pid) === str(p.pid)) ? s : undefined;  // never another process's
+  } };
+}
+
 // Threads of one name are one row (a pool of 94 workers: "x94", its figures
 // summed, its peak the largest of theirs), opened to list each.
 const THREAD_SUMS = ['alloc_count', 'alloc_bytes', 'free_count', 'free_bytes', 'live_count', 'live_bytes', 'temporary_count'];
@@ -1179,8 +1425,9 @@ const variablesCount = Number(data.dataset.variablesCount) || 0;
 let R = {};
 try { R = obj(JSON.parse(data.textContent)); } catch (e) { showError('report data', e); }
 const PEAK = reportPeak(R);
+const SITES = siteIndex(R);
 const sections = [['summary', () => renderSummary(R, variablesCount)], ['processes', () => renderProcesses(R)],
-                  ['timeline', () => renderTimeline(R)],
+                  ['timeline', () => renderTimeline(R)], ['flame graph', () => renderFlame(R)],
                   ['modes', () => renderModes(R)], ['sites', () => renderSites(R)], ['leaks', () => renderLeaks(R)],
                   ['variables', () => renderVariables(R, variablesCount)], ['threads', () => renderThreads(R)]];
 const spent = {};  // ms a section, for whoever wonders where the time went
