@@ -1008,9 +1008,12 @@ TEST(HtmlReport, SmallReportInChromium)
     EXPECT_EQ(fields["totals.free_count"], "123400000");
     EXPECT_EQ(fields["totals.live_bytes"], "876543210");
     EXPECT_EQ(fields["totals.peak_live_bytes"], "2500000");
+    EXPECT_EQ(fields["totals.temporary_count"], "1234");
     EXPECT_EQ(fields["dropped.events"], "17");
     EXPECT_EQ(fields["variables"], "125");
     EXPECT_NE(dom.html().find("123,456,789"), std::string::npos) << "thousands separators";
+
+    EXPECT_EQ(dom.find_id("older-report"), -1) << dom.text_by_id("older-report");
 
     // Threads, by tid (the two "worker" threads are one row: ThreadsGroupedByName).
     const auto threads = dom.rows("threads-table");
@@ -1162,6 +1165,9 @@ TEST(HtmlReport, ThirtyThousandSitesInChromium)
     EXPECT_EQ(dom.tags()[flame].attr("data-drawn"), "3");
     EXPECT_EQ(dom.tags()[flame].attr("data-culled"), "30000");
     EXPECT_NE(dom.text_by_id("flame-culled").find("30,000 frames narrower than 2 pixels not drawn"), std::string::npos);
+    EXPECT_EQ(dom.rows("peak-table").size(), 100u);
+    EXPECT_EQ(dom.text_by_id("temporaries-count"), "Showing 200 of 20,000 sites");
+    EXPECT_EQ(dom.rows("temporaries-table").front().value("temporary_count"), "2");
 
     const auto sites = dom.rows("sites-table");
     ASSERT_EQ(sites.size(), 200u);
@@ -1264,6 +1270,24 @@ TEST(HtmlReport, EmptyReportInChromium)
         EXPECT_TRUE(dom.rows(id).empty()) << id;
     }
     EXPECT_EQ(dom.text_by_id("flame-body"), "No allocation sites, so no flame graph.");
+    EXPECT_EQ(dom.tags()[dom.find_id("older-report")].attr("data-missing"), "peak size_histogram temporary_count");
+    EXPECT_EQ(dom.find_id("peak-statement"), -1) << "no peak figure at all";
+
+    // The current writer's empty report (a peak only when it had one): no
+    // older-report note, nothing drawn from nothing.
+    json now = r;
+    now["schema"] = "memscope-trace/2";
+    now["totals"] = {{"alloc_count", 0}, {"peak_live_bytes", 0}, {"peak_live_bytes_exact", true}, {"temporary_count", 0}};
+    now["size_histogram"] = json::array();
+    now["sites"] = json::array();
+    const Dom dom2(dump_dom(chromium, tmp, write_page(tmp, "empty2.html", now)));
+    ASSERT_NE(dom2.first("body"), nullptr);
+    EXPECT_EQ(dom2.first("body")->attr("data-rendered"), "ok") << dom2.text_by_id("errors");
+    EXPECT_EQ(dom2.find_id("older-report"), -1);
+    EXPECT_EQ(dom2.text_by_id("sizes-body"), "No allocations, so no sizes.");
+    EXPECT_EQ(dom2.text_by_id("peak-body"), "This report does not say when the peak was or what was live then.");
+    EXPECT_TRUE(dom2.rows("temporaries-table").empty());
+    EXPECT_EQ(dom2.text_by_id("peak-statement"), "The peak, 0 B, is exact: live bytes were counted at every allocation and free.");
 }
 
 // -a: the machine's processes drawn from the writer's own document, the
@@ -1716,4 +1740,135 @@ TEST(HtmlReport, ThreadsGroupedByNameInChromium)
     ASSERT_TRUE(out.is_object()) << "the driver did not finish";
     EXPECT_EQ(out["open"], true);
     EXPECT_EQ(out["members"], 94);
+}
+
+// Temporaries (the summary, the top temporary sites, the sites' column), the
+// size histogram (the report's, gaps drawn empty; a site's, when its row
+// opens), and what was live at the peak, joined with the sites by id.
+TEST(HtmlReport, TemporariesSizesAndPeakSitesInChromium)
+{
+    REQUIRE_CHROMIUM(chromium);
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    const std::string driver = R"js(
+(() => {
+  const row = document.querySelector('#sites-table tr.row[data-id="a1"]');
+  row.querySelector('td').click();
+  const bars = (svg) => (svg ? [...svg.querySelectorAll('rect.bar')].map((b) => [+b.dataset.min, +b.dataset.count]) : null);
+  const out = { siteBars: bars(row.nextElementSibling.querySelector('svg.histogram')) };
+  out.before = document.getElementById('sizes-chart').dataset.metric;
+  document.querySelector('#sizes-metric button[data-key="bytes"]').click();
+  out.after = document.getElementById('sizes-chart').dataset.metric;
+  document.body.dataset.out = JSON.stringify(out);
+})();
+)js";
+    const Dom dom(dump_dom(chromium, tmp, write_page_with_driver(tmp, "parts.html", small_report(), driver)));
+    ASSERT_NE(dom.first("body"), nullptr);
+    EXPECT_EQ(dom.first("body")->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+    expect_no_injected_markup(dom, 3);
+    const json out = driver_out(dom);
+    ASSERT_TRUE(out.is_object()) << "the driver did not finish";
+
+    // Temporaries: by their count, sites without any left out.
+    const auto temps = dom.rows("temporaries-table");
+    ASSERT_EQ(temps.size(), 2u);
+    EXPECT_EQ(temps[0].attrs.at("data-id"), "a1");
+    EXPECT_EQ(temps[0].value("temporary_count"), "1200");
+    EXPECT_EQ(temps[0].value("alloc_count"), "5000");
+    EXPECT_EQ(temps[0].value("temporary_share"), "0.24");
+    EXPECT_EQ(temps[0].cell("temporary_share").text, "24.0 %");
+    EXPECT_EQ(temps[1].attrs.at("data-id"), "b2");
+    EXPECT_EQ(temps[1].value("temporary_count"), "34");
+    EXPECT_EQ(temps[1].cell("temporary_share").text, "11.3 %");
+    EXPECT_NE(temps[1].cell("function").text.find(kHostile), std::string::npos);
+    EXPECT_NE(dom.text_by_id("temporaries-body").find("1,234 of 123,456,789 allocations were temporary"), std::string::npos);
+    const auto sites = dom.rows("sites-table");
+    ASSERT_EQ(sites.size(), 3u);
+    EXPECT_EQ(sites[0].value("temporary_count"), "1200");
+    EXPECT_EQ(sites[2].value("temporary_count"), "0");
+
+    // The report's sizes: classes 0 (0-1 B) to 16 (64-128 KiB), the empty ones too.
+    const auto bars = dom.with_class("sizes-chart", "bar");
+    ASSERT_EQ(bars.size(), 17u);
+    std::map<std::string, Tag> by_min;
+    for (const auto& [bar, text] : bars)
+        by_min[bar.attr("data-min")] = bar;
+    ASSERT_EQ(by_min.size(), 17u);
+    EXPECT_EQ(by_min["0"].attr("data-max"), "1");
+    EXPECT_EQ(by_min["0"].attr("data-count"), "3");
+    EXPECT_EQ(by_min["2"].attr("data-max"), "3");
+    EXPECT_EQ(by_min["2"].attr("data-count"), "0");
+    EXPECT_EQ(by_min["16"].attr("data-max"), "31");
+    EXPECT_EQ(by_min["16"].attr("data-count"), "100");
+    EXPECT_EQ(by_min["16"].attr("data-bytes"), "2400");
+    EXPECT_EQ(by_min["65536"].attr("data-max"), "131071");
+    EXPECT_EQ(by_min["65536"].attr("data-bytes"), "65536");
+    EXPECT_EQ(out["before"], "count");
+    EXPECT_EQ(out["after"], "bytes");
+    // A site's own, drawn when its row opened: 16 B to 32 KiB.
+    ASSERT_TRUE(out["siteBars"].is_array()) << "no histogram under the opened site";
+    ASSERT_EQ(out["siteBars"].size(), 12u);
+    EXPECT_EQ(out["siteBars"][0], json({16, 4000}));
+    EXPECT_EQ(out["siteBars"][1], json({32, 0}));
+    EXPECT_EQ(out["siteBars"][11], json({32768, 1000}));
+
+    // Live at the peak: largest first, named from the sites; an id the sites lack said so.
+    const auto peak = dom.rows("peak-table");
+    ASSERT_EQ(peak.size(), 4u);
+    EXPECT_EQ(peak[0].attrs.at("data-id"), "a1");
+    EXPECT_NE(peak[0].cell("function").text.find("compute(int)"), std::string::npos);
+    EXPECT_EQ(peak[0].value("live_bytes"), "2000000");
+    EXPECT_EQ(peak[0].value("live_count"), "30");
+    EXPECT_EQ(peak[0].value("share"), "0.8");
+    EXPECT_EQ(peak[1].attrs.at("data-id"), "b2");
+    EXPECT_NE(peak[1].cell("function").text.find(kHostile), std::string::npos);
+    EXPECT_EQ(peak[1].value("live_bytes"), "4444");
+    EXPECT_EQ(peak[2].attrs.at("data-id"), "ff");
+    EXPECT_EQ(peak[2].cell("function").text, "[site ff of pid 4242, not among the sites]");
+    EXPECT_EQ(peak[2].value("live_bytes"), "1000");
+    EXPECT_EQ(peak[3].attrs.at("data-id"), "a1");
+    EXPECT_EQ(peak[3].cell("function").text, "[site a1 of pid 999, not among the sites]");
+    EXPECT_EQ(peak[3].value("live_bytes"), "500");
+    EXPECT_EQ(dom.text_by_id("peak-note"), "sites at the peak: " + kHostile);
+}
+
+// A report of an older memscope-trace (no peak, sizes or temporaries; schema
+// 1): a note says what is missing, the rest is drawn, the peak is the totals'.
+TEST(HtmlReport, OlderReportSaysWhatIsMissingInChromium)
+{
+    REQUIRE_CHROMIUM(chromium);
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    const Dom dom(dump_dom(chromium, tmp, write_page(tmp, "older.html", older_small_report())));
+    ASSERT_NE(dom.first("body"), nullptr);
+    EXPECT_EQ(dom.first("body")->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+    expect_no_injected_markup(dom);
+    const long note = dom.find_id("older-report");
+    ASSERT_GE(note, 0);
+    EXPECT_EQ(dom.tags()[note].attr("data-missing"), "peak size_histogram temporary_count");
+    EXPECT_EQ(dom.text_by_id("older-report"),
+              "This report was written by an older memscope-trace, without the peak's time and what was live then, "
+              "allocation sizes and temporary allocations: those parts are left out, the rest is drawn.");
+    EXPECT_EQ(dom.text_by_id("peak-statement"), "The peak, 941.9 MiB, is not said to be exact or sampled in this report.");
+    EXPECT_EQ(dom.find_id("peak-marker"), -1);
+    const auto peaks = dom.with_class("timeline-legend", "legend-peak");
+    ASSERT_FALSE(peaks.empty());
+    EXPECT_EQ(peaks[0].second, "peak 941.9 MiB") << "the totals' figure, as in the summary";
+    EXPECT_EQ(dom.text_by_id("sizes-body"), "This report has no size histogram.");
+    EXPECT_EQ(dom.text_by_id("temporaries-body"), "This report does not count temporary allocations.");
+    EXPECT_EQ(dom.text_by_id("peak-body"), "This report does not say when the peak was or what was live then.");
+    EXPECT_EQ(dom.find_id("sites-table") >= 0 && dom.rows("sites-table").size() == 3u, true);
+    EXPECT_EQ(dom.rows("threads-table").size(), 3u);
+    EXPECT_FALSE(dom.rows("sites-table")[0].cells.count("temporary_count")) << "no column of figures it lacks";
+    // The flame graph from schema 1's written-out stacks, without "live at the peak".
+    const long flame = dom.find_id("flame");
+    ASSERT_GE(flame, 0);
+    EXPECT_EQ(dom.tags()[flame].attr("data-total"), "123522325");
+    for (const auto& t : dom.inside("flame-metric"))
+        EXPECT_NE(t.attr("data-key"), "peak_bytes");
+    const auto frames = dom.with_class("flame", "flame-frame");
+    bool hostile = false;
+    for (const auto& [tag, text] : frames)
+        hostile = hostile || (tag.attr("title").rfind(kHostile + "\n", 0) == 0);
+    EXPECT_TRUE(hostile) << "the hostile symbol's frame, named in its tooltip";
 }

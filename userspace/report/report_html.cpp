@@ -101,7 +101,7 @@ constexpr std::string_view kBody = R"page(</style>
 <header class="top"><div class="inner">
 <h1>memscope-trace report<span class="tool" id="tool"></span></h1>
 <div class="target-line" id="target-line"></div>
-<nav><a href="#summary-section">Summary</a><a href="#processes-section" id="processes-link" hidden>Processes</a><a href="#timeline-section">Timeline</a><a href="#flame-section">Flame graph</a><a href="#modes-section">Mode changes</a><a href="#sites-section">Sites</a><a href="#leaks-section">Leaks</a><a href="#variables-section">Variables</a><a href="#threads-section">Threads</a></nav>
+<nav><a href="#summary-section">Summary</a><a href="#processes-section" id="processes-link" hidden>Processes</a><a href="#timeline-section">Timeline</a><a href="#peak-section">Peak</a><a href="#flame-section">Flame graph</a><a href="#sizes-section">Sizes</a><a href="#modes-section">Mode changes</a><a href="#sites-section">Sites</a><a href="#temporaries-section">Temporaries</a><a href="#leaks-section">Leaks</a><a href="#variables-section">Variables</a><a href="#threads-section">Threads</a></nav>
 </div></header>
 <noscript><p class="noscript">This report is drawn by JavaScript, which is off. The data is in the page source, as JSON.</p></noscript>
 <main>
@@ -109,9 +109,12 @@ constexpr std::string_view kBody = R"page(</style>
 <section id="summary-section"><h2>Summary</h2><div id="summary"></div></section>
 <section id="processes-section" hidden><h2>Processes</h2><div id="processes-body"></div></section>
 <section id="timeline-section"><h2>Live bytes over time</h2><div id="timeline-body"></div></section>
+<section id="peak-section"><h2>Live at the peak</h2><div id="peak-body"></div></section>
 <section id="flame-section"><h2>Flame graph</h2><div id="flame-body"></div></section>
+<section id="sizes-section"><h2>Allocation sizes</h2><div id="sizes-body"></div></section>
 <section id="modes-section"><h2>Mode changes</h2><div id="modes-body"></div></section>
 <section id="sites-section"><h2>Top allocation sites</h2><div id="sites-body"></div></section>
+<section id="temporaries-section"><h2>Top temporary sites</h2><div id="temporaries-body"></div></section>
 <section id="leaks-section"><h2>Leaks</h2><div id="leaks-body"></div></section>
 <section id="variables-section"><h2>Variables</h2><div id="variables-body"></div></section>
 <section id="threads-section"><h2>Threads</h2><div id="threads-body"></div></section>

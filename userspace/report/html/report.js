@@ -358,6 +358,17 @@ function peakStatement(P, interval) {
   return `${head} is not said to be exact or sampled in this report.`;
 }
 
+// What an older report lacks, said once in a note; the rest is drawn. The
+// current writer always writes size_histogram (a peak only when it had one).
+function missingParts(R) {
+  if (R.mode_scope === 'system' || Array.isArray(R.size_histogram)) return [];
+  const missing = [];
+  if (R.peak === undefined) missing.push(['peak', "the peak's time and what was live then"]);
+  if (!Array.isArray(R.size_histogram)) missing.push(['size_histogram', 'allocation sizes']);
+  if (!isNum(obj(R.totals).temporary_count)) missing.push(['temporary_count', 'temporary allocations']);
+  return missing;
+}
+
 // --- summary ----------------------------------------------------------------------
 function renderSummary(R, variablesCount) {
   const tool = obj(R.tool), target = obj(R.target), totals = obj(R.totals);
@@ -412,6 +423,11 @@ function renderSummary(R, variablesCount) {
   const peak = card(a, 'Peak live bytes', 'totals.peak_live_bytes', PEAK.bytes, 'bytes');
   peak.id = 'summary-peak';
   if (PEAK.t !== null) peak.appendChild(el('div', 'sub', `at ${fmtSec(PEAK.t)}`));
+  if (isNum(totals.temporary_count)) {
+    const tmp = card(a, 'Temporary allocations', 'totals.temporary_count', totals.temporary_count, 'int');
+    if (isNum(totals.alloc_count) && totals.alloc_count > 0)
+      tmp.appendChild(el('div', 'sub', `${fmtPct(totals.temporary_count / totals.alloc_count)} of allocations`));
+  }
   const lost = isNum(dropped.events) && dropped.events > 0;
   const d = card(a, 'Dropped events', 'dropped.events', dropped.events, 'int', lost ? 'warn' : null);
   for (const [k, v] of Object.entries(obj(dropped.reasons))) d.appendChild(el('div', 'sub', `${k}: ${fmtNum(v)}`));
@@ -422,6 +438,16 @@ function renderSummary(R, variablesCount) {
     const p = el('p', 'note', peakStatement(PEAK, obj(R.timeline).interval_s));
     p.id = 'peak-statement';
     if (PEAK.exact !== null) p.dataset.exact = String(PEAK.exact);
+    host.appendChild(p);
+  }
+  const missing = missingParts(R);
+  if (missing.length) {
+    const names = missing.map((m) => m[1]);
+    const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
+    const p = el('p', 'note older', `This report was written by an older memscope-trace, without ${list}: ` +
+                                    'those parts are left out, the rest is drawn.');
+    p.id = 'older-report';
+    p.dataset.missing = missing.map((m) => m[0]).join(' ');
     host.appendChild(p);
   }
 
@@ -889,19 +915,23 @@ function renderSites(R) {
       ? 'Stacks were not collected, so there are no allocation sites.' : 'This report has no allocation sites.'));
     return;
   }
-  host.appendChild(el('p', 'note', 'Where memory is allocated, by call stack. Click a row for its stack.'));
+  host.appendChild(el('p', 'note', 'Where memory is allocated, by call stack. Click a row for its stack and sizes.'));
+  const rows = R.sites.map(obj);
+  const columns = [
+    functionColumn,
+    { key: 'alloc_count', label: 'Allocations', type: 'int' },
+    { key: 'alloc_bytes', label: 'Bytes', type: 'bytes' },
+    { key: 'live_count', label: 'Live', type: 'int' },
+    { key: 'live_bytes', label: 'Live bytes', type: 'bytes' },
+  ];
+  if (rows.some((s) => isNum(s.temporary_count))) columns.push({ key: 'temporary_count', label: 'Temporaries', type: 'int' });
   new PagedTable({
-    host, id: 'sites-table', noun: 'sites', rows: R.sites.map(obj), sortKey: 'alloc_bytes',
+    host, id: 'sites-table', noun: 'sites', rows, sortKey: 'alloc_bytes',
     filter: stackSearchText, filterHint: 'Filter by function, symbol or module',
     rowAttrs: (tr, s) => { if (s.id !== undefined && s.id !== null) tr.dataset.id = str(s.id); },
     detail: (s) => stackNode(s.stack, s.truncated === true, s.end),
-    columns: [
-      functionColumn,
-      { key: 'alloc_count', label: 'Allocations', type: 'int' },
-      { key: 'alloc_bytes', label: 'Bytes', type: 'bytes' },
-      { key: 'live_count', label: 'Live', type: 'int' },
-      { key: 'live_bytes', label: 'Live bytes', type: 'bytes' },
-    ],
+    onOpen: siteSizes,
+    columns,
   });
 }
 
@@ -1064,6 +1094,74 @@ function renderProcesses(R) {
   });
 }
 
+// --- size histograms ------------------------------------------------------------------
+// Power-of-two classes: min 2^k (0 for the first, which holds 0 and 1), max
+// 2^(k+1)-1. Reports list the non-empty ones; the gaps are drawn empty.
+const sizeClass = (min) => (min <= 1 ? 0 : Math.round(Math.log2(min)));
+const sizeLabel = (v) => {
+  let u = 0;
+  while (v >= 1024 && v % 1024 === 0 && u < UNITS.length - 1) { v /= 1024; u++; }
+  return `${v} ${UNITS[u]}`;
+};
+
+function sizeBuckets(list) {
+  const byClass = new Map();
+  for (const raw of arr(list)) {
+    const b = obj(raw);
+    if (!isNum(b.min) || !isNum(b.max) || b.min < 0) continue;
+    byClass.set(sizeClass(b.min), b);
+  }
+  if (!byClass.size) return [];
+  const classes = [...byClass.keys()];
+  const lo = Math.min(...classes), hi = Math.max(...classes);
+  const out = [];
+  for (let k = lo; k <= hi; k++) {
+    const b = byClass.get(k);
+    out.push(b ? { min: b.min, max: b.max, count: num(b.count), bytes: num(b.bytes) }
+               : { min: k ? 2 ** k : 0, max: 2 ** (k + 1) - 1, count: 0, bytes: 0 });
+  }
+  return out;
+}
+
+// Bars of allocations (or bytes) by size class.
+function drawHistogram(buckets, metric, o) {
+  const W = o.width || 1200, H = o.height || 240, M = { l: 84, r: 12, t: 12, b: 34 };
+  const pw = W - M.l - M.r, ph = H - M.t - M.b;
+  let ymax = 0;
+  for (const b of buckets) ymax = Math.max(ymax, b[metric]);
+  const ya = metric === 'bytes' ? byteAxis(ymax > 0 ? ymax : 1) : countAxis(ymax > 0 ? ymax : 1);
+  const sy = (v) => M.t + ph - v / ya.top * ph;
+  const svg = svgEl('svg', { class: 'chart histogram', viewBox: `0 0 ${W} ${H}`, role: 'img',
+                             'aria-label': o.title, 'data-metric': metric });
+  if (o.id) svg.setAttribute('id', o.id);
+  svg.appendChild(svgEl('title', null, o.title));
+  const axis = svgEl('g', { class: 'axis' });
+  const grid = svgEl('g', { class: 'grid' });
+  for (let k = 0; k * ya.step <= ya.top * (1 + 1e-9); k++) {
+    const v = k * ya.step, y = sy(v).toFixed(1);
+    if (k) grid.appendChild(svgEl('line', { x1: M.l, x2: W - M.r, y1: y, y2: y }));
+    axis.appendChild(svgEl('text', { x: M.l - 8, y, 'text-anchor': 'end', 'dominant-baseline': 'middle' }, ya.label(v)));
+  }
+  axis.appendChild(svgEl('line', { x1: M.l, x2: W - M.r, y1: M.t + ph, y2: M.t + ph }));
+  svg.appendChild(grid);
+  const bw = pw / Math.max(1, buckets.length);
+  const every = Math.max(1, Math.ceil(buckets.length / (pw / 56)));  // labels ~56 units apart
+  const bars = svgEl('g', { class: 'bars' });
+  buckets.forEach((b, i) => {
+    const x = M.l + i * bw, v = b[metric], y = sy(v);
+    const r = svgEl('rect', { class: 'bar', x: (x + bw * 0.1).toFixed(1), y: y.toFixed(1), width: (bw * 0.8).toFixed(1),
+                              height: (M.t + ph - y).toFixed(1), 'data-min': b.min, 'data-max': b.max,
+                              'data-count': b.count, 'data-bytes': b.bytes });
+    r.appendChild(svgEl('title', null, `${fmtNum(b.min)}\u2013${fmtNum(b.max)} B: ${fmtNum(b.count)} allocations, ${human(b.bytes)}`));
+    bars.appendChild(r);
+    if (i % every === 0)
+      axis.appendChild(svgEl('text', { x: (x + bw / 2).toFixed(1), y: M.t + ph + 16, 'text-anchor': 'middle' }, sizeLabel(b.min)));
+  });
+  svg.appendChild(axis);
+  svg.appendChild(bars);
+  return svg;
+}
+
 // Buttons of which one is pressed; onChange(key) when another is.
 function segmented(id, options, current, onChange) {
   const g = el('div', 'segmented');
@@ -1081,6 +1179,43 @@ function segmented(id, options, current, onChange) {
     g.appendChild(b);
   }
   return g;
+}
+
+function renderSizes(R) {
+  const host = byId('sizes-body');
+  if (!Array.isArray(R.size_histogram)) {
+    host.appendChild(el('p', 'note', 'This report has no size histogram.'));
+    return;
+  }
+  const buckets = sizeBuckets(R.size_histogram);
+  if (!buckets.length) {
+    host.appendChild(el('p', 'note', 'No allocations, so no sizes.'));
+    return;
+  }
+  let count = 0;
+  for (const b of buckets) count += b.count;
+  const controls = el('div', 'controls');
+  const slot = el('div', 'chart-slot');
+  const draw = (metric) => {
+    slot.textContent = '';
+    slot.appendChild(drawHistogram(buckets, metric, { id: 'sizes-chart', title: 'Allocations by size' }));
+  };
+  controls.appendChild(segmented('sizes-metric', [['count', 'Allocations'], ['bytes', 'Bytes']], 'count', draw));
+  controls.appendChild(el('span', 'note', `${fmtNum(count)} allocations by size; a bar holds the sizes from its label up to the next label.`));
+  host.appendChild(controls);
+  host.appendChild(slot);
+  draw('count');
+}
+
+// A site's own sizes, under its stack when its row is opened.
+function siteSizes(s, into) {
+  if (!Array.isArray(s.size_histogram)) return;
+  const buckets = sizeBuckets(s.size_histogram);
+  if (!buckets.length) return;
+  const box = el('div', 'site-sizes');
+  box.appendChild(el('h4', null, 'Sizes'));
+  box.appendChild(drawHistogram(buckets, 'count', { width: 720, height: 170, title: 'This site\'s allocations by size' }));
+  into.appendChild(box);
 }
 
 // --- flame graph ------------------------------------------------------------------------
@@ -1288,7 +1423,7 @@ function renderFlame(R) {
                  `Live at the peak: the ${fmtNum(shown)} ${shown === 1 ? 'site' : 'sites'} the report lists at the peak.`);
 }
 
-// --- sites by process --------------------------------------------------------------------
+// --- the peak's sites, temporaries ---------------------------------------------------------
 // A site is named by its id within its process: the peak's sites are found
 // by pid and id where they say their pid, by id alone otherwise.
 const siteKey = (s) => `${str(s.pid)}:${str(s.id)}`;
@@ -1305,6 +1440,81 @@ function siteIndex(R) {
     const s = byKey.get(siteKey(p)) || byId.get(str(p.id));
     return s && (!known(s.pid) || str(s.pid) === str(p.pid)) ? s : undefined;  // never another process's
   } };
+}
+
+function siteDetail(s) {
+  const d = el('div', 'site-detail');
+  d.appendChild(stackNode(s.stack, s.truncated === true, s.end));
+  return d;
+}
+
+function renderPeak(R) {
+  const host = byId('peak-body');
+  if (!PEAK.present) {
+    host.appendChild(el('p', 'note', 'This report does not say when the peak was or what was live then.'));
+    return;
+  }
+  const total = PEAK.bytes;
+  host.appendChild(el('p', 'note', `What was live at the peak (${human(total)}${PEAK.t !== null ? ` at ${fmtSec(PEAK.t)}` : ''}), ` +
+                                   'by allocation site, largest first. Click a row for its stack.'));
+  if (PEAK.note) {
+    const n = el('p', 'note', PEAK.note);
+    n.id = 'peak-note';
+    host.appendChild(n);
+  }
+  const rows = (PEAK.sites || []).map((p) => {
+    const s = SITES.of(p);
+    return { id: p.id, pid: p.pid, site: s || null, live_bytes: p.live_bytes, live_count: p.live_count,
+             share: isNum(p.live_bytes) && isNum(total) && total > 0 ? p.live_bytes / total : null };
+  });
+  new PagedTable({
+    host, id: 'peak-table', noun: 'sites', rows, sortKey: 'live_bytes',
+    emptyText: 'No site is listed as live at the peak.',
+    rowAttrs: (tr, r) => { tr.dataset.id = str(r.id); },
+    detail: (r) => (r.site ? siteDetail(r.site) : null),
+    onOpen: (r, td) => siteSizes(r.site, td),
+    columns: [
+      { key: 'function', label: 'Function', type: 'text', get: (r) => (r.site ? siteLabel(r.site).text : `[site ${str(r.id)}]`),
+        render: (td, r) => {
+          if (r.site) renderFunction(td, r.site);
+          else td.appendChild(el('span', 'fn unknown', `[site ${str(r.id)}${r.pid !== undefined && r.pid !== null
+            ? ` of pid ${str(r.pid)}` : ''}, not among the sites]`));
+        } },
+      { key: 'live_bytes', label: 'Live bytes at the peak', type: 'bytes' },
+      { key: 'live_count', label: 'Live blocks at the peak', type: 'int' },
+      { key: 'share', label: 'Share of the peak', type: 'pct' },
+    ],
+  });
+}
+
+function renderTemporaries(R) {
+  const host = byId('temporaries-body');
+  const totals = obj(R.totals);
+  if (!isNum(totals.temporary_count)) {
+    host.appendChild(el('p', 'note', 'This report does not count temporary allocations.'));
+    return;
+  }
+  host.appendChild(el('p', 'note', 'A temporary allocation is freed by the thread that made it before that thread ' +
+    `allocates again. ${fmtNum(totals.temporary_count)} of ${fmtNum(totals.alloc_count)} allocations were temporary` +
+    (isNum(totals.alloc_count) && totals.alloc_count > 0 ? ` (${fmtPct(totals.temporary_count / totals.alloc_count)}).` : '.') +
+    ' Sites by their temporaries; click a row for its stack.'));
+  const rows = arr(R.sites).map(obj).filter((s) => isNum(s.temporary_count) && s.temporary_count > 0);
+  new PagedTable({
+    host, id: 'temporaries-table', noun: 'sites', rows, sortKey: 'temporary_count',
+    filter: rows.length > 10 ? stackSearchText : null, filterHint: 'Filter by function, symbol or module',
+    emptyText: 'No site made temporary allocations.',
+    rowAttrs: (tr, s) => { if (s.id !== undefined && s.id !== null) tr.dataset.id = str(s.id); },
+    detail: siteDetail,
+    onOpen: siteSizes,
+    columns: [
+      functionColumn,
+      { key: 'temporary_count', label: 'Temporaries', type: 'int' },
+      { key: 'alloc_count', label: 'Allocations', type: 'int' },
+      { key: 'temporary_share', label: 'Temporary share', type: 'pct',
+        get: (s) => (isNum(s.alloc_count) && s.alloc_count > 0 ? s.temporary_count / s.alloc_count : null) },
+      { key: 'alloc_bytes', label: 'Bytes', type: 'bytes' },
+    ],
+  });
 }
 
 // Threads of one name are one row (a pool of 94 workers: "x94", its figures
@@ -1427,8 +1637,10 @@ try { R = obj(JSON.parse(data.textContent)); } catch (e) { showError('report dat
 const PEAK = reportPeak(R);
 const SITES = siteIndex(R);
 const sections = [['summary', () => renderSummary(R, variablesCount)], ['processes', () => renderProcesses(R)],
-                  ['timeline', () => renderTimeline(R)], ['flame graph', () => renderFlame(R)],
-                  ['modes', () => renderModes(R)], ['sites', () => renderSites(R)], ['leaks', () => renderLeaks(R)],
+                  ['timeline', () => renderTimeline(R)], ['peak', () => renderPeak(R)],
+                  ['flame graph', () => renderFlame(R)], ['sizes', () => renderSizes(R)],
+                  ['modes', () => renderModes(R)], ['sites', () => renderSites(R)],
+                  ['temporaries', () => renderTemporaries(R)], ['leaks', () => renderLeaks(R)],
                   ['variables', () => renderVariables(R, variablesCount)], ['threads', () => renderThreads(R)]];
 const spent = {};  // ms a section, for whoever wonders where the time went
 for (const [name, draw] of sections) {
