@@ -57,6 +57,7 @@ struct Options {
     std::size_t max_exited = 20000;        // -a: exited processes listed one by one
     double duration = 0;
     double interval = 0.1; // live figures sampled this often (the timeline, the process peak)
+    double min_age = -1;   // --min-age; unset: 1 s for a process that runs on (-p, -a), 0 for run
     double live = 0;       // a live per-thread table every N seconds
     std::string json_path;
     std::string html_path;
@@ -387,6 +388,7 @@ int run_attach(const Options& opt)
         return fail("cannot trace process " + std::to_string(opt.pid) + ": " + mappings_unavailable(opt.pid));
     int probed = 0;
     Session session(*tracer, opt.pid, opt.max_variables);
+    session.set_leak_min_age(opt.min_age >= 0 ? opt.min_age : 1.0);
     tracer->set_event_handler([&](const DecodedEvent& ev) { session.on_event(ev); });
     // Costs are measured before the target's probes exist: calibration
     // switches the BPF side's mode, which must not touch the target.
@@ -495,6 +497,7 @@ int run_command(const Options& opt)
         return fail(err);
     }
     Session session(*tracer, traced.pid, opt.max_variables);
+    session.set_leak_min_age(opt.min_age >= 0 ? opt.min_age : 0.0);
     const auto started = Clock::now();
     std::optional<Family> family;
     family.emplace(
@@ -577,6 +580,7 @@ int run_system(const Options& opt)
     HeapSettings heap;
     heap.top = opt.heap_top;
     heap.max_variables = opt.max_variables;
+    heap.leak_min_age_s = opt.min_age >= 0 ? opt.min_age : 1.0;
     heap.budget_pct = opt.budget_given || opt.auto_mode ? opt.overhead_budget : 0;
     heap.tracer = tracer_options(opt);
     for (const auto& text : opt.heap) {
@@ -716,6 +720,10 @@ void add_common(CLI::App* a, Options& opt)
                   "frames kept per allocation stack in normal mode (default 64)")
         ->check(CLI::Range(1u, static_cast<unsigned>(MS_MAX_STACK_DEPTH)));
     a->add_flag("--no-stacks", opt.no_stacks, "record no stacks (no sites, no leak report by stack)");
+    a->add_option("--min-age", opt.min_age,
+                  "list as leaks only blocks outstanding for at least S seconds at the end (default 1 with -p "
+                  "and -a, whose processes run on; 0 with run); younger ones are counted as the working set")
+        ->check(CLI::Range(0.0, 1e6));
     a->add_option("--max-stacks", opt.max_stacks,
                   "distinct stacks (and allocation sites) the tables hold (default 65536); allocations past "
                   "them count on a '(stack table full)' site")

@@ -1,6 +1,7 @@
 // Allocation sites, stacks and leaks against real traced programs; the
 // folded stacks and the HTML page made from the same report.
 #include "harness.hpp"
+#include "temp_dir.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -435,4 +436,63 @@ TEST_F(E2E, SizeHistogramsAndThePeakBySiteExactly)
     EXPECT_NE(rr.out.find("live at the peak: " + std::string(peak["live_bytes"] == 64u * 65536 ? "4.0 MiB" : "")),
               std::string::npos) << rr.out;
     EXPECT_NE(rr.out.find("4.0 MiB        64 blocks  hold_peak"), std::string::npos) << rr.out;
+}
+
+// --min-age: blocks younger than S at the end are the working set, not
+// leaks: counted apart in the JSON, left out of the lists and the gate.
+TEST_F(E2E, MinAgeKeepsTheWorkingSetOutOfTheLeakList)
+{
+    auto traced = [&](const std::string& min_age) {
+        std::string path = temp_json("min-age-" + min_age);
+        Result res = run({kBin, "run", "--min-age", min_age, "--json", path, "--", target("leaker"), "1.5"});
+        EXPECT_EQ(res.status, 0) << res.err;
+        last_ = res;
+        return load(path);
+    };
+    auto leaker_leak = [](const json& r) -> json {
+        for (const auto& l : r["leaks"])
+            if (l["function"] == "main" && l["live_count"].get<std::uint64_t>() >= 20)
+                return l;
+        return json();
+    };
+    json young = traced("0.6");
+    EXPECT_EQ(young["stacks"]["leak_min_age_s"], 0.6);
+    json l = leaker_leak(young);
+    ASSERT_TRUE(l.is_object()) << young["leaks"].dump(1);
+    // One block each 50 ms for 1.5 s: about 12 in the last 0.6 s; the rest older.
+    const auto live = l["live_count"].get<std::uint64_t>(), fresh = l["young_count"].get<std::uint64_t>();
+    EXPECT_GT(fresh, 3u) << l.dump();
+    EXPECT_LT(fresh, live) << l.dump();
+    EXPECT_EQ(l["young_bytes"], fresh << 20);
+    EXPECT_EQ(l["live_bytes"], live << 20);
+    EXPECT_NE(last_.err.find("leaks: 1 stacks with blocks outstanding at the end for 0.60 s or more (--min-age)"),
+              std::string::npos) << last_.err;
+    EXPECT_NE(last_.err.find(" " + std::to_string(live - fresh) + " blocks  oldest "), std::string::npos) << last_.err;
+    EXPECT_NE(last_.err.find("+ " + std::to_string(fresh) + " blocks (" + std::to_string(fresh) +
+                             ".0 MiB) younger than 0.60 s, not listed: the working set"),
+              std::string::npos) << last_.err;
+
+    // run's default: everything outstanding at the exit is listed.
+    json all = traced("0");
+    json whole = leaker_leak(all);
+    ASSERT_TRUE(whole.is_object());
+    EXPECT_EQ(whole["young_count"], 0);
+
+    // All of it too young: nothing listed, and the gate sees no new leak.
+    json none = traced("100");
+    json held = leaker_leak(none);
+    ASSERT_TRUE(held.is_object());
+    EXPECT_EQ(held["young_count"], held["live_count"]);
+    EXPECT_NE(last_.err.find("leaks: 0 stacks with blocks outstanding at the end for 100.00 s or more"),
+              std::string::npos) << last_.err;
+    memscope_test::TempDir dir;
+    json base = none;
+    base["leaks"] = json::array();
+    std::ofstream(dir / "base.json") << base.dump();
+    std::ofstream(dir / "young.json") << none.dump();
+    std::ofstream(dir / "old.json") << all.dump();
+    Result gate = run({kBin, "diff", dir / "base.json", dir / "young.json", "--fail-on-new-leaks"});
+    EXPECT_EQ(gate.status, 0) << gate.out << gate.err;
+    gate = run({kBin, "diff", dir / "base.json", dir / "old.json", "--fail-on-new-leaks"});
+    EXPECT_EQ(gate.status, 1) << gate.out << gate.err; // the same blocks, old enough: a new leak
 }

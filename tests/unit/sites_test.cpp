@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdio>
+#include <map>
 #include <cstdlib>
 #include <string>
 
@@ -395,4 +396,40 @@ TEST(Peak, OneProcessHoldingMemoryKeepsItsPeakSeveralMakeItSampled)
     EXPECT_FALSE(two.peak_live_bytes_exact);
     EXPECT_NE(two.peak->note.find("process 3's own peak; the command's over its 2 processes is sampled"),
               std::string::npos) << two.peak->note;
+}
+
+TEST(Sites, BlocksYoungerThanTheMinimumAgeAreTheWorkingSetNotLeaks)
+{
+    Report r = report_with_threads();
+    std::vector<OutstandingBlock> blocks = {
+        {1, 64, 1'000'000'000, 10, 1, {}}, // 4 s old at the end
+        {1, 32, 4'500'000'000, 10, 1, {}}, // 0.5 s
+        {2, 16, 4'800'000'000, 10, 1, {}}, // 0.2 s: its stack all young
+        {2, 8, 0, 10, 1, {}},              // fast mode: no time, age unknown, listed
+        {3, 4, 4'900'000'000, 11, 2, {}},
+    };
+    add_sites(r, {{1, {frame("a")}, false, 2, 96}, {2, {frame("b")}, false, 2, 24}, {3, {frame("c")}, false, 1, 4}},
+              blocks, 5'000'000'000, 32, 1.0);
+    EXPECT_DOUBLE_EQ(r.stacks.leak_min_age_s, 1.0);
+    std::map<std::uint64_t, const Leak*> by_id;
+    for (const auto& l : r.leaks)
+        by_id[l.id] = &l;
+    ASSERT_EQ(by_id.size(), 3u);
+    EXPECT_EQ(by_id[1]->young_count, 1u);
+    EXPECT_EQ(by_id[1]->young_bytes, 32u);
+    EXPECT_TRUE(listed_leak(*by_id[1]));
+    EXPECT_EQ(by_id[2]->young_count, 1u); // the untimed block is not young
+    EXPECT_TRUE(listed_leak(*by_id[2]));
+    EXPECT_EQ(by_id[3]->young_count, 1u);
+    EXPECT_FALSE(listed_leak(*by_id[3]));
+    // The sites' live figures keep every block.
+    for (const auto& s : r.sites)
+        if (s.id == 3)
+            EXPECT_EQ(s.live_count, 1u);
+    const std::string text = format_sites(r);
+    EXPECT_NE(text.find("leaks: 2 stacks with blocks outstanding at the end for 1.00 s or more (--min-age)"),
+              std::string::npos) << text;
+    EXPECT_NE(text.find("+ 3 blocks (52 B) younger than 1.00 s, not listed: the working set"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("        64 B         1 blocks  oldest 4.00 s  a"), std::string::npos) << text;
 }

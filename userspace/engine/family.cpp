@@ -100,6 +100,7 @@ void Family::new_process(int pid, int parent)
     m.exe = process_exe(pid);
     m.session = std::make_unique<Session>(tracer_, pid, max_variables_);
     m.session->set_start_ns(root_.start_ns());
+    m.session->set_leak_min_age(root_.leak_min_age());
     m.session->follow(tracer_.mode());
     m.session->share_symbols(root_);
     std::string err;

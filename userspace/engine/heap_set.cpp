@@ -158,6 +158,7 @@ void HeapSet::choose(int pid, const std::string& why, bool held, double t)
     c.session = std::make_unique<Session>(*tracer_, pid, settings_.max_variables);
     if (start_ns_)
         c.session->set_start_ns(start_ns_);
+    c.session->set_leak_min_age(settings_.leak_min_age_s);
     // Its later libraries are attached with the mode left as it is: the
     // BPF side's mode is every chosen process's, not this one's alone.
     c.session->held_at_loader(true);

@@ -27,6 +27,7 @@ struct HeapSettings {
     std::vector<HeapSelector> selectors;
     std::size_t top = 0; // --heap-top N: the N fastest-growing (anon RSS) as they appear
     std::size_t max_variables = kDefaultMaxVariables;
+    double leak_min_age_s = 1; // --min-age
     // --overhead-budget with -a: each chosen process steps down on its own
     // (normal -> fast -> async -> released) to stay under it; 0: no budget.
     double budget_pct = 0;

@@ -160,7 +160,7 @@ void Session::add_sites(Report& report)
         blocks.push_back({rec.stack, rec.size, rec.alloc_ns, rec.tid, rec.thread_start_ns,
                           table.descriptors_at(static_cast<std::uint32_t>(pid_), rec.addr)});
     report.allocation_records = blocks.size();
-    memscope::add_sites(report, std::move(inputs), blocks, monotonic_ns(), tracer_.stack_depth());
+    memscope::add_sites(report, std::move(inputs), blocks, monotonic_ns(), tracer_.stack_depth(), leak_min_age_s_);
     for (auto& site : report.sites)
         site.pid = static_cast<std::uint32_t>(pid_);
     for (auto& leak : report.leaks)

@@ -35,6 +35,9 @@ public:
     // made): the peak's time is said from then.
     void set_start_ns(std::uint64_t ns) { start_ns_ = ns; }
     std::uint64_t start_ns() const { return start_ns_; }
+    // --min-age: blocks younger than this at the end are not listed as leaks.
+    void set_leak_min_age(double s) { leak_min_age_s_ = s; }
+    double leak_min_age() const { return leak_min_age_s_; }
 
     // Attach to every file in `objects` (host paths) that defines allocator
     // functions or carries tracker entry points, and is not attached for
@@ -153,6 +156,7 @@ private:
     bool held_at_loader_ = false;
     bool own_mode_ = false;
     std::uint64_t start_ns_;
+    double leak_min_age_s_ = 0;
     TrackerModules modules_;
     TrackerEvents events_;
     std::set<std::pair<dev_t, ino_t>> seen_;  // files attached: fstat's device and inode

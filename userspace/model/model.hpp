@@ -192,6 +192,9 @@ struct LeakVariable {
 };
 
 // Allocations outstanding when tracing ended, grouped by stack.
+struct Leak;
+// Whether it is listed as leaking: some of its blocks are old enough.
+bool listed_leak(const Leak& leak);
 struct Leak {
     std::uint32_t pid = 0;
     std::uint64_t id = 0; // the stack's hash: the site of that id
@@ -199,6 +202,9 @@ struct Leak {
     bool truncated = false;
     std::string end;
     std::uint64_t live_count = 0, live_bytes = 0;
+    // Of those, blocks younger than the report's leak_min_age_s at the end:
+    // the working set of a process that runs on, not listed as leaking.
+    std::uint64_t young_count = 0, young_bytes = 0;
     double oldest_age_s = 0;
     std::vector<LeakThread> threads;
     std::vector<LeakVariable> variables;
@@ -215,6 +221,7 @@ struct StackSummary {
     std::map<std::string, std::uint64_t> truncated_by; // those allocations, by why their stack ended early
     std::uint64_t without_stack = 0;   // allocations counted with no site (fast mode, tables full)
     std::uint64_t outstanding_without_stack = 0;
+    double leak_min_age_s = 0; // --min-age: younger blocks are not listed as leaks
     std::string note;
     // The unwind tables the walk used (files' .eh_frame rules in the kernel).
     struct Unwind {

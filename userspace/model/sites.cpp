@@ -170,11 +170,18 @@ void add_peak(Report& r, std::uint32_t pid, const RawPeak& raw, std::uint64_t st
     r.peak = std::move(p);
 }
 
+bool listed_leak(const Leak& leak)
+{
+    return leak.live_count > leak.young_count;
+}
+
 void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<OutstandingBlock>& blocks,
-               std::uint64_t now_ns, std::uint32_t depth)
+               std::uint64_t now_ns, std::uint32_t depth, double min_age_s)
 {
     r.stacks.enabled = depth > 0;
     r.stacks.depth = depth;
+    r.stacks.leak_min_age_s = min_age_s;
+    const auto min_age_ns = static_cast<std::uint64_t>(std::max(min_age_s, 0.0) * 1e9);
     std::unordered_map<std::uint64_t, std::size_t> index;
     r.sites.clear();
     r.stacks.truncated_by.clear();
@@ -246,6 +253,11 @@ void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<Outst
         g.leak.id = b.stack;
         ++g.leak.live_count;
         g.leak.live_bytes += b.size;
+        // Fast mode keeps no time: such a block's age is unknown, not young.
+        if (b.alloc_ns && now_ns > b.alloc_ns && now_ns - b.alloc_ns < min_age_ns) {
+            ++g.leak.young_count;
+            g.leak.young_bytes += b.size;
+        }
         if (b.alloc_ns)
             g.oldest_ns = std::min(g.oldest_ns, b.alloc_ns);
         LeakThread& t = g.threads[{b.tid, b.thread_start_ns}];

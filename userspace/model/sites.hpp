@@ -39,10 +39,11 @@ struct OutstandingBlock {
 std::string expected_reason(const std::vector<Frame>& stack, bool truncated = false);
 
 // Fill report.sites, report.leaks and report.stacks from the sites and the
-// outstanding blocks; `now_ns` (CLOCK_MONOTONIC) dates the leaks' ages.
+// outstanding blocks; `now_ns` (CLOCK_MONOTONIC) dates the leaks' ages,
+// and blocks younger than `min_age_s` are counted young (Leak).
 // Thread names come from report.threads.
 void add_sites(Report& report, std::vector<SiteInput> sites, const std::vector<OutstandingBlock>& blocks,
-               std::uint64_t now_ns, std::uint32_t depth);
+               std::uint64_t now_ns, std::uint32_t depth, double min_age_s = 0);
 
 // Allocations of one power-of-two size bucket, at one site (stack 0: none).
 struct RawSize {

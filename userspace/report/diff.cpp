@@ -322,12 +322,13 @@ private:
             const Leak& l = r_.leaks[i];
             Key key{kLeak, stack_key(l.stack)};
             m.leak_stacks.insert(key.second);
-            if (!l.expected.empty())
-                continue; // the runtime's own, explained
+            if (!l.expected.empty() || !listed_leak(l))
+                continue; // the runtime's own, explained; or all of it too young to tell
             Entity& e = m.leaks[key];
             ++e.members;
             const std::string where = "leaks[" + std::to_string(i) + "]";
-            if (!add(e, "live_count", l.live_count, where) || !add(e, "live_bytes", l.live_bytes, where))
+            if (!add(e, "live_count", l.live_count - l.young_count, where) ||
+                !add(e, "live_bytes", l.live_bytes - std::min(l.young_bytes, l.live_bytes), where))
                 return false;
         }
         return true;

@@ -275,6 +275,8 @@ public:
                     {"end", l.end.empty() ? json(nullptr) : json(l.end)},
                     {"live_count", l.live_count},
                     {"live_bytes", l.live_bytes},
+                    {"young_count", l.young_count},
+                    {"young_bytes", l.young_bytes},
                     {"oldest_age_s", l.oldest_age_s},
                     {"threads", std::move(threads)},
                     {"variables", std::move(vars)},
@@ -297,7 +299,8 @@ void add_sites_json(const Report& r, json& out, bool lists)
                 {"truncated_share", r.stacks.truncated_share},
                 {"truncated_by", r.stacks.truncated_by},
                 {"without_stack", r.stacks.without_stack},
-                {"outstanding_without_stack", r.stacks.outstanding_without_stack}};
+                {"outstanding_without_stack", r.stacks.outstanding_without_stack},
+                {"leak_min_age_s", r.stacks.leak_min_age_s}};
     if (!r.stacks.note.empty())
         stacks["note"] = r.stacks.note;
     if (!r.alloc_functions.empty())

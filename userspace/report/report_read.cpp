@@ -660,6 +660,7 @@ bool ReportReader::stacks(const json& doc)
         !in_.u(*s, w, "distinct", st.distinct) || !in_.real(*s, w, "truncated_share", st.truncated_share) ||
         !in_.counts(*s, w, "truncated_by", st.truncated_by) || !in_.u(*s, w, "without_stack", st.without_stack) ||
         !in_.u(*s, w, "outstanding_without_stack", st.outstanding_without_stack) || !in_.str(*s, w, "note", st.note) ||
+        !in_.real(*s, w, "leak_min_age_s", st.leak_min_age_s) ||
         !in_.each(*s, w, "alloc_functions", [&](const json& f, const std::string& where) {
             return f.is_string() ? (r_.alloc_functions.push_back(f), true)
                                  : in_.fail(where + " is " + json_kind(f) + ", expected a string");
@@ -753,8 +754,11 @@ bool ReportReader::leaks(const json& doc)
             !in_.str(l, where, "expected", leak.expected) ||
             !in_.u(l, where, "live_count", leak.live_count, true) ||
             !in_.u(l, where, "live_bytes", leak.live_bytes, true) ||
+            !in_.u(l, where, "young_count", leak.young_count) || !in_.u(l, where, "young_bytes", leak.young_bytes) ||
             !in_.real(l, where, "oldest_age_s", leak.oldest_age_s))
             return false;
+        if (leak.young_count > leak.live_count || leak.young_bytes > leak.live_bytes)
+            return in_.fail(where + " has more young blocks than live ones");
         return in_.objects(l, where, "threads", [&](const json& t, const std::string& tw) {
                    LeakThread th;
                    if (!in_.u(t, tw, "tid", th.tid) || !in_.str(t, tw, "name", th.name) ||

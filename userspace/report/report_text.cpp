@@ -354,7 +354,7 @@ std::string format_sites(const Report& r, std::size_t top)
                    describe_stack(sites[i]->stack, 3, r.alloc_functions) + "\n";
     }
 
-    std::uint64_t expected_count = 0, expected_bytes = 0;
+    std::uint64_t expected_count = 0, expected_bytes = 0, young_count = 0, young_bytes = 0;
     std::size_t shown = 0, program = 0;
     std::string leaks;
     for (const auto& l : r.leaks) {
@@ -363,11 +363,15 @@ std::string format_sites(const Report& r, std::size_t top)
             expected_bytes += l.live_bytes;
             continue;
         }
+        young_count += l.young_count;
+        young_bytes += l.young_bytes;
+        if (!listed_leak(l))
+            continue;
         ++program;
         if (shown++ >= top)
             continue;
-        leaks += row("    %10s %9llu blocks  oldest %.2f s  ", human_bytes(l.live_bytes).c_str(),
-                     (unsigned long long)l.live_count, l.oldest_age_s) +
+        leaks += row("    %10s %9llu blocks  oldest %.2f s  ", human_bytes(l.live_bytes - l.young_bytes).c_str(),
+                     (unsigned long long)(l.live_count - l.young_count), l.oldest_age_s) +
                  describe_stack(l.stack, 5, r.alloc_functions) + "\n";
         std::string who;
         for (std::size_t i = 0; i < l.threads.size() && i < 4; ++i)
@@ -381,10 +385,15 @@ std::string format_sites(const Report& r, std::size_t top)
         }
         leaks += "        threads: " + who + (vars.empty() ? "" : "; variables: " + vars) + "\n";
     }
-    out += row("  leaks: %zu stacks with blocks outstanding at the end\n", program);
-    out += leaks;
+    out += row("  leaks: %zu stacks with blocks outstanding at the end", program);
+    if (r.stacks.leak_min_age_s > 0)
+        out += row(" for %.2f s or more (--min-age)", r.stacks.leak_min_age_s);
+    out += "\n" + leaks;
     if (program > top)
         out += row("    ... %zu more in the JSON report\n", program - top);
+    if (young_count)
+        out += row("    + %llu blocks (%s) younger than %.2f s, not listed: the working set\n",
+                   (unsigned long long)young_count, human_bytes(young_bytes).c_str(), r.stacks.leak_min_age_s);
     if (expected_count)
         out += row("    + %llu blocks (%s) the C/C++ runtime keeps for the process's lifetime\n",
                    (unsigned long long)expected_count, human_bytes(expected_bytes).c_str());
