@@ -807,7 +807,7 @@ int main(int argc, char** argv)
     const CLI::Validator pid_number(
         [](std::string& s) -> std::string {
             const bool digits = !s.empty() && s.size() <= 9 && s.find_first_not_of("0123456789") == std::string::npos;
-            return digits && std::stol(s) > 0 ? "" : "a process id is a number from 1 up";
+            return digits && std::stol(s) > 0 ? "" : "not a process id: " + escape_for_terminal(s) + " (a number from 1 up)";
         },
         "PID");
     app.add_option("-p,--pid", opt.pid, "attach to a running process")->check(pid_number);

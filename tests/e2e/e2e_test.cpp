@@ -313,6 +313,14 @@ TEST_F(E2E, BadPidIsOneLineAndNonZero)
     EXPECT_NE(r.status, 0);
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_NE(r.err.find("no such process"), std::string::npos) << r.err;
+    // Not a number: said in the user's words, the input escaped.
+    for (const std::string bad : {"abc", "-3", "12\x1b[2J"}) {
+        r = run({kBin, "-p", bad});
+        EXPECT_EQ(r.status, 2) << bad;
+        EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+        EXPECT_NE(r.err.find("not a process id: "), std::string::npos) << r.err;
+        EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
+    }
 }
 
 TEST_F(E2E, MissingCommandIsOneLine127)
