@@ -1410,8 +1410,8 @@ TEST(HtmlReport, OnePeakFigureEverywhereInChromium)
 
     // Exact or sampled: one sentence, once on the page.
     EXPECT_EQ(dom.text_by_id("peak-statement"),
-              "The peak, " + figure + " at 1.95 s, is sampled: the process's live bytes were read every 100.0 ms, "
-              "so its true peak may have been higher between two readings.");
+              "The peak, " + figure + " at 1.95 s, is sampled: live bytes were read every 100.0 ms, "
+              "so the true peak may have been higher between two readings.");
     EXPECT_EQ(dom.tags()[dom.find_id("peak-statement")].attr("data-exact"), "false");
     const std::string text = dom.main_text();
     EXPECT_EQ(count_of(text, "sampled"), 1u);
@@ -1452,6 +1452,44 @@ TEST(HtmlReport, OnePeakFigureEverywhereInChromium)
     EXPECT_GE(in_chart, in_dot);
     EXPECT_EQ(elsewhere, 0u) << "the peak's color off the chart";
     EXPECT_GT(dark, 1000u) << "the header and the process line are there too";
+}
+
+// Several processes held memory: the command's peak (3,000,000 B, sampled)
+// is the page's figure; the report's "peak" is the largest process's own
+// (2,500,000 B, exact), marked and named as that process's.
+TEST(HtmlReport, PeakOfOneProcessAmongSeveralInChromium)
+{
+    REQUIRE_CHROMIUM(chromium);
+    json r = small_report();
+    r["totals"]["peak_live_bytes"] = 3000000;
+    r["peak"]["exact"] = true;
+    r["peak"]["note"] = "process 4242's own peak; the command's over its 2 processes is sampled";
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    const Dom dom(dump_dom(chromium, tmp, write_page(tmp, "processes.html", r)));
+    ASSERT_NE(dom.first("body"), nullptr);
+    EXPECT_EQ(dom.first("body")->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+
+    const std::string summary = dom.text_by_id("summary-peak");
+    EXPECT_NE(summary.find("3,000,000"), std::string::npos) << summary;
+    EXPECT_NE(summary.find("2.9 MiB"), std::string::npos) << summary;
+    EXPECT_EQ(summary.find(" at "), std::string::npos) << "the command's peak has no one time: " << summary;
+    const auto peaks = dom.with_class("timeline-legend", "legend-peak");
+    ASSERT_FALSE(peaks.empty());
+    EXPECT_EQ(peaks[0].second, "peak 2.9 MiB");
+    EXPECT_EQ(dom.text_by_id("peak-statement"),
+              "The peak, 2.9 MiB, is sampled: live bytes were read every 100.0 ms, "
+              "so the true peak may have been higher between two readings.");
+    const long marker = dom.find_id("peak-marker");
+    ASSERT_GE(marker, 0);
+    EXPECT_EQ(dom.tags()[marker].attr("data-value"), "2500000");
+    EXPECT_EQ(dom.text_by_id("peak-label"), "process 4242's peak 2.4 MiB at 1.95 s");
+    EXPECT_NE(dom.text_by_id("peak-body").find("What was live at process 4242's own peak (2.4 MiB at 1.95 s)"),
+              std::string::npos) << dom.text_by_id("peak-body");
+    EXPECT_EQ(dom.text_by_id("peak-note"), "process 4242's own peak; the command's over its 2 processes is sampled");
+    const auto rows = dom.rows("peak-table");
+    ASSERT_FALSE(rows.empty());
+    EXPECT_EQ(rows[0].value("share"), "0.8") << "a share of that process's peak";
 }
 
 // Click a frame to zoom into it, click a frame above to zoom out, the metric
@@ -1847,8 +1885,8 @@ TEST(HtmlReport, OlderReportSaysWhatIsMissingInChromium)
     ASSERT_GE(note, 0);
     EXPECT_EQ(dom.tags()[note].attr("data-missing"), "peak size_histogram temporary_count");
     EXPECT_EQ(dom.text_by_id("older-report"),
-              "This report was written by an older memscope-trace, without the peak's time and what was live then, "
-              "allocation sizes and temporary allocations: those parts are left out, the rest is drawn.");
+              "This report was written by an older memscope-trace and lacks the peak (its time and what was live then), "
+              "allocation sizes and temporary counts: those parts are left out, the rest is drawn.");
     EXPECT_EQ(dom.text_by_id("peak-statement"), "The peak, 941.9 MiB, is not said to be exact or sampled in this report.");
     EXPECT_EQ(dom.find_id("peak-marker"), -1);
     const auto peaks = dom.with_class("timeline-legend", "legend-peak");

@@ -335,15 +335,20 @@ class PagedTable {
 }
 
 // --- the peak ---------------------------------------------------------------------
-// One figure for the process peak everywhere on the page: the report's
-// (peak.live_bytes, else totals.peak_live_bytes), never the highest sample.
+// One figure for the peak everywhere on the page: the report's
+// (totals.peak_live_bytes, else peak.live_bytes), never the highest sample.
+// "peak" is the moment and its sites: the command's peak when one process
+// held memory; when several did, the largest one's own (`own`), the
+// command's (over all of them) then being sampled.
 function reportPeak(R) {
   const totals = obj(R.totals);
   const p = R.peak !== null && typeof R.peak === 'object' ? obj(R.peak) : null;
-  const bytes = p && isNum(p.live_bytes) ? p.live_bytes : isNum(totals.peak_live_bytes) ? totals.peak_live_bytes : null;
-  const exact = p && typeof p.exact === 'boolean' ? p.exact
-    : typeof totals.peak_live_bytes_exact === 'boolean' ? totals.peak_live_bytes_exact : null;
-  return { present: p !== null, bytes, exact, t: p && isNum(p.t_s) ? p.t_s : null, pid: p ? p.pid : undefined,
+  const bytes = isNum(totals.peak_live_bytes) ? totals.peak_live_bytes : p && isNum(p.live_bytes) ? p.live_bytes : null;
+  const exact = typeof totals.peak_live_bytes_exact === 'boolean' ? totals.peak_live_bytes_exact
+    : p && typeof p.exact === 'boolean' ? p.exact : null;
+  const at = p && isNum(p.t_s) && isNum(p.live_bytes) ? { t: p.t_s, bytes: p.live_bytes } : null;
+  const own = at && at.bytes !== bytes ? at : null;
+  return { present: p !== null, bytes, exact, t: at && !own ? at.t : null, at, own, pid: p ? p.pid : undefined,
            sites: p && Array.isArray(p.sites) ? p.sites.map(obj) : null, note: p ? str(p.note) : '' };
 }
 
@@ -353,8 +358,8 @@ function peakStatement(P, interval) {
   const head = `The peak, ${human(P.bytes)}${at},`;
   if (P.exact === true) return `${head} is exact: live bytes were counted at every allocation and free.`;
   if (P.exact === false)
-    return `${head} is sampled: the process's live bytes were read ${interval ? `every ${fmtSec(interval)}` : 'at intervals'}, ` +
-           'so its true peak may have been higher between two readings.';
+    return `${head} is sampled: live bytes were read ${interval ? `every ${fmtSec(interval)}` : 'at intervals'}, ` +
+           'so the true peak may have been higher between two readings.';
   return `${head} is not said to be exact or sampled in this report.`;
 }
 
@@ -363,9 +368,9 @@ function peakStatement(P, interval) {
 function missingParts(R) {
   if (R.mode_scope === 'system' || Array.isArray(R.size_histogram)) return [];
   const missing = [];
-  if (R.peak === undefined) missing.push(['peak', "the peak's time and what was live then"]);
+  if (R.peak === undefined) missing.push(['peak', 'the peak (its time and what was live then)']);
   if (!Array.isArray(R.size_histogram)) missing.push(['size_histogram', 'allocation sizes']);
-  if (!isNum(obj(R.totals).temporary_count)) missing.push(['temporary_count', 'temporary allocations']);
+  if (!isNum(obj(R.totals).temporary_count)) missing.push(['temporary_count', 'temporary counts']);
   return missing;
 }
 
@@ -444,7 +449,7 @@ function renderSummary(R, variablesCount) {
   if (missing.length) {
     const names = missing.map((m) => m[1]);
     const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}` : names[0];
-    const p = el('p', 'note older', `This report was written by an older memscope-trace, without ${list}: ` +
+    const p = el('p', 'note older', `This report was written by an older memscope-trace and lacks ${list}: ` +
                                     'those parts are left out, the rest is drawn.');
     p.id = 'older-report';
     p.dataset.missing = missing.map((m) => m[0]).join(' ');
@@ -620,13 +625,13 @@ function chartPeak(svg, g, marker) {
   const { W, M } = CHART;
   const cx = g.sx(marker.t), cy = g.sy(marker.bytes);
   const grp = svgEl('g', { id: 'peak-marker', class: 'peak-marker', 'data-t': marker.t, 'data-value': marker.bytes });
-  const text = `peak ${human(marker.bytes)} at ${fmtSec(marker.t)}`;
+  const text = `${marker.what} ${human(marker.bytes)} at ${fmtSec(marker.t)}`;
   grp.appendChild(svgEl('title', null, text));
   grp.appendChild(svgEl('line', { x1: cx.toFixed(1), x2: cx.toFixed(1), y1: cy.toFixed(1), y2: M.t + g.ph,
                                   stroke: PEAK_COLOR, 'stroke-width': 1.2, 'stroke-dasharray': '3 3' }));
   grp.appendChild(svgEl('circle', { id: 'peak-dot', cx: cx.toFixed(1), cy: cy.toFixed(1), r: 6, fill: PEAK_COLOR,
                                     stroke: '#fff', 'stroke-width': 1.5 }));
-  const right = cx > W - M.r - 260;  // keep the label inside the plot
+  const right = cx > W - M.r - 320;  // keep the label inside the plot
   const below = cy < M.t + 18;
   const label = svgEl('text', { id: 'peak-label', class: 'peak-label', x: (right ? cx - 10 : cx + 10).toFixed(1),
                                  y: (below ? cy + 18 : cy - 9).toFixed(1), 'text-anchor': right ? 'end' : 'start' }, text);
@@ -820,7 +825,8 @@ function renderTimeline(R) {
   const interval = isNum(tl.interval_s) && tl.interval_s > 0 ? tl.interval_s : null;
   const { series, hidden } = timelineSeries(R, tl);
   const hasProcess = series.length > 0 && series[0].key === 'process';
-  const marker = hasProcess && PEAK.t !== null && isNum(PEAK.bytes) ? { t: PEAK.t, bytes: PEAK.bytes } : null;
+  const marker = !hasProcess || !PEAK.at ? null
+    : { t: PEAK.at.t, bytes: PEAK.at.bytes, what: PEAK.own ? `process ${str(PEAK.pid)}'s peak` : 'peak' };
   x0 = Math.min(0, x0, marker ? marker.t : 0);
   if (marker) x1 = Math.max(x1, marker.t);
   if (x1 <= x0) x1 = x0 + (interval || 1);
@@ -1454,9 +1460,10 @@ function renderPeak(R) {
     host.appendChild(el('p', 'note', 'This report does not say when the peak was or what was live then.'));
     return;
   }
-  const total = PEAK.bytes;
-  host.appendChild(el('p', 'note', `What was live at the peak (${human(total)}${PEAK.t !== null ? ` at ${fmtSec(PEAK.t)}` : ''}), ` +
-                                   'by allocation site, largest first. Click a row for its stack.'));
+  const total = PEAK.at ? PEAK.at.bytes : PEAK.bytes;
+  const when = PEAK.at ? ` at ${fmtSec(PEAK.at.t)}` : '';
+  host.appendChild(el('p', 'note', `What was live at ${PEAK.own ? `process ${str(PEAK.pid)}'s own peak` : 'the peak'} ` +
+                                   `(${human(total)}${when}), by allocation site, largest first. Click a row for its stack.`));
   if (PEAK.note) {
     const n = el('p', 'note', PEAK.note);
     n.id = 'peak-note';
