@@ -210,9 +210,12 @@ struct {
 	__type(value, struct ms_proc_live);
 } proc_live SEC(".maps");
 
-/* Allocation sizes by process, site and power of two, per CPU. */
+/* Allocation sizes by process, site and power of two, per CPU; allocated
+ * as buckets are first used (a value per CPU each: preallocated, the
+ * table would cost its whole size on every CPU from the start). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 2 * MS_DEFAULT_MAX_STACKS);
 	__type(key, struct ms_size_key);
 	__type(value, struct ms_size_totals);
