@@ -1910,3 +1910,36 @@ TEST(HtmlReport, OlderReportSaysWhatIsMissingInChromium)
         hostile = hostile || (tag.attr("title").rfind(kHostile + "\n", 0) == 0);
     EXPECT_TRUE(hostile) << "the hostile symbol's frame, named in its tooltip";
 }
+
+// --min-age: a leak lists its blocks old enough; one whose blocks are all
+// younger is left out; the page says how many were not listed.
+TEST(HtmlReport, YoungBlocksAreNotListedAsLeaksInChromium)
+{
+    REQUIRE_CHROMIUM(chromium);
+    TempDir tmp;
+    ASSERT_FALSE(tmp.path.empty());
+    json r = small_report();
+    r["stacks"]["leak_min_age_s"] = 1;
+    r["leaks"][0]["young_count"] = 10;
+    r["leaks"][0]["young_bytes"] = 250000;
+    json fresh = r["leaks"][0];
+    fresh["id"] = "d4";
+    fresh["live_count"] = 5;
+    fresh["live_bytes"] = 500;
+    fresh["young_count"] = 5;
+    fresh["young_bytes"] = 500;
+    r["leaks"].push_back(fresh);
+    const fs::path page = write_page(tmp, "report.html", r);
+    const Dom dom(dump_dom(chromium, tmp, page));
+    const Tag* body = dom.first("body");
+    ASSERT_NE(body, nullptr);
+    EXPECT_EQ(body->attr("data-rendered"), "ok") << dom.text_by_id("errors");
+    const auto leaks = dom.rows("leaks-table");
+    ASSERT_EQ(leaks.size(), 2u);
+    EXPECT_EQ(leaks[0].attrs.at("data-id"), "a1");
+    EXPECT_EQ(leaks[0].value("live_count"), "30");
+    EXPECT_EQ(leaks[0].value("live_bytes"), "750000");
+    EXPECT_EQ(leaks[1].attrs.at("data-id"), "c3"); // d4 is all working set
+    EXPECT_NE(dom.text_by_id("young-blocks").find("15 blocks ("), std::string::npos) << dom.text_by_id("young-blocks");
+    EXPECT_NE(dom.text_by_id("young-blocks").find("younger than 1 s"), std::string::npos);
+}

@@ -982,13 +982,35 @@ function renderLeaks(R) {
     host.appendChild(el('p', 'note', 'This report has no leak analysis.'));
     return;
   }
-  const expected = R.leaks.filter((l) => typeof obj(l).expected === 'string' && obj(l).expected).length;
+  // --min-age: blocks younger than it at the end are the working set, not
+  // leaks: a leak lists its older blocks, one with none is left out.
+  const minAge = num(obj(R.stacks).leak_min_age_s);
+  let youngCount = 0, youngBytes = 0;
+  const leaks = [];
+  for (const raw of R.leaks) {
+    const l = obj(raw);
+    const yc = Math.min(num(l.young_count), num(l.live_count)), yb = Math.min(num(l.young_bytes), num(l.live_bytes));
+    const isExpected = typeof l.expected === 'string' && l.expected;
+    if (!isExpected) { youngCount += yc; youngBytes += yb; }
+    if (!isExpected && yc > 0) {
+      if (yc >= num(l.live_count)) continue;
+      leaks.push(Object.assign({}, l, { live_count: num(l.live_count) - yc, live_bytes: num(l.live_bytes) - yb }));
+    } else {
+      leaks.push(l);
+    }
+  }
+  const expected = leaks.filter((l) => typeof l.expected === 'string' && l.expected).length;
   host.appendChild(el('p', 'note', 'Allocations still live at the end, by call stack. Click a row for its stack, threads and variables.' +
     (expected ? ` ${expected === 1 ? 'One of them is' : `${fmtNum(expected)} of them are`} expected: kept by the runtime for the process's lifetime by design.` : '')));
+  if (youngCount > 0) {
+    const young = el('p', 'note', `${fmtNum(youngCount)} blocks (${human(youngBytes)}) younger than ${minAge} s at the end are not listed: the working set (--min-age).`);
+    young.id = 'young-blocks';
+    host.appendChild(young);
+  }
   const search = (l) => [stackSearchText(l), ...arr(l.threads).map((t) => str(obj(t).name)),
                          ...arr(l.variables).map((v) => str(obj(v).name))].join('\n');
   new PagedTable({
-    host, id: 'leaks-table', noun: 'leaks', rows: R.leaks.map(obj), sortKey: 'live_bytes',
+    host, id: 'leaks-table', noun: 'leaks', rows: leaks, sortKey: 'live_bytes',
     filter: search, filterHint: 'Filter by function, module, thread or variable',
     emptyText: 'No leaks: nothing was live at the end.',
     rowAttrs: (tr, l) => {
