@@ -375,6 +375,54 @@ TEST(ReportRead, AFileNamesItselfInItsError)
     const std::string e = read_report_json(path, r);
     EXPECT_EQ(e.rfind(path + " is not valid JSON", 0), 0u) << e;
     EXPECT_EQ(read_report_json(dir / "none.json", r), "cannot read " + (dir / "none.json") + ": No such file or directory");
+    std::ofstream(dir / "empty.json").flush();
+    EXPECT_EQ(read_report_json(dir / "empty.json", r), (dir / "empty.json") + " is empty");
+    std::ofstream(dir / "deep.json") << std::string(100, '[') << std::string(100, ']');
+    EXPECT_EQ(read_report_json(dir / "deep.json", r), (dir / "deep.json") + " nests deeper than 64 levels: no report does");
+}
+
+// The variables, a report's longest list, are read one by one from the file
+// as the parser meets them: the same model as from the whole document, and
+// a bad one said with its place.
+TEST(ReportRead, AFileIsReadAsItIsParsedVariablesOneByOne)
+{
+    TempDir dir;
+    Report big = everything();
+    const Variable v = big.tracked.variables.at(0);
+    for (int i = 0; i < 50000; ++i) {
+        big.tracked.variables.push_back(v);
+        big.tracked.variables.back().addr = 0x1000 + static_cast<std::uint64_t>(i) * 16;
+    }
+    const std::string path = dir / "big.json";
+    {
+        std::FILE* f = std::fopen(path.c_str(), "w");
+        ASSERT_NE(f, nullptr);
+        ASSERT_TRUE(write_report_json(big, f));
+        std::fclose(f);
+    }
+    Report r;
+    ASSERT_EQ(read_report_json(path, r), "");
+    ASSERT_EQ(r.tracked.variables.size(), big.tracked.variables.size());
+    EXPECT_EQ(r.tracked.variables.back().addr, 0x1000u + 49999u * 16);
+    EXPECT_EQ(report_to_json_text(r), report_to_json_text(read(report_to_json_text(big))));
+    // Not wanted (a comparison): none read, the rest whole.
+    Report bare;
+    ASSERT_EQ(read_report_json(path, bare, false), "");
+    EXPECT_TRUE(bare.tracked.variables.empty());
+    EXPECT_EQ(bare.sites.size(), big.sites.size());
+
+    json doc = json::parse(report_to_json_text(big));
+    doc["variables"][7]["size"] = -1;
+    std::ofstream(path) << doc.dump();
+    EXPECT_EQ(read_report_json(path, r),
+              path + ": variables[7].size is negative, expected an unsigned 64-bit integer");
+    EXPECT_TRUE(r.tracked.variables.empty()); // nothing half-read is left
+    doc["variables"][7] = 5;
+    std::ofstream(path) << doc.dump();
+    EXPECT_EQ(read_report_json(path, r), path + ": variables[7] is a number, expected an object");
+    doc["variables"] = json::object();
+    std::ofstream(path) << doc.dump();
+    EXPECT_EQ(read_report_json(path, r), path + ": variables is an object, expected an array");
 }
 
 TEST(ReportRead, ATextReportOfAFileReadBackEscapesWhatTheFileSays)

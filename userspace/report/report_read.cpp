@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <sys/stat.h>
 #include <map>
 #include <tuple>
 
@@ -239,6 +240,12 @@ private:
     bool sizes(const json& obj, const std::string& where, std::vector<SizeBucket>& out);
     bool peak(const json& doc);
     bool variables(const json& doc);
+public:
+    // One of "variables", read as the parser meets it (a report's longest
+    // list: it never sits in memory as JSON); the error, if any, in error().
+    bool variable(const json& v, const std::string& where);
+    const std::string& error() const { return in_.error; }
+private:
     bool target(const json& obj, const std::string& where, Target& t, bool exe_required);
     bool stack(const json& obj, const std::string& where, std::vector<Frame>& out);
     bool frame(const json& f, const std::string& where, Frame& out);
@@ -858,7 +865,14 @@ bool ReportReader::peak(const json& doc)
 
 bool ReportReader::variables(const json& doc)
 {
-    return in_.objects(doc, "", "variables", [&](const json& v, const std::string& where) {
+    return in_.objects(doc, "", "variables", [&](const json& v, const std::string& where) { return variable(v, where); });
+}
+
+bool ReportReader::variable(const json& v, const std::string& where)
+{
+    if (!v.is_object())
+        return in_.fail(where + " is " + json_kind(v) + ", expected an object");
+    {
         Variable var;
         std::string name = "?", type, file;
         std::uint32_t line = 0;
@@ -877,7 +891,7 @@ bool ReportReader::variables(const json& doc)
             var.task_desc = descriptor("?", "");
         r_.tracked.variables.push_back(var);
         return true;
-    });
+    }
 }
 
 } // namespace
@@ -888,25 +902,88 @@ std::string report_from_json(const json& doc, Report& out)
     return ReportReader(out).read(doc);
 }
 
+namespace {
+
+// What a report holds but a comparison never reads: the variables (a line
+// each, possibly millions), the timeline, the mode requests.
+bool skipped_when_comparing(const std::string& key)
+{
+    return key == "variables" || key == "timeline" || key == "mode_requests";
+}
+
+std::string parse_error_text(const json::parse_error& e, std::size_t size)
+{
+    std::string what = e.what();
+    if (auto p = what.find("] "); p != std::string::npos)
+        what.erase(0, p + 2);
+    std::string shown;
+    for (unsigned char c : what.substr(0, 200))
+        shown += c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?';
+    return "is not valid JSON (" + shown + ")" + (e.byte >= size ? ": truncated?" : "");
+}
+
+} // namespace
+
+// Parsed straight from the file (no copy of its text), the variables read
+// one by one as the parser meets them and dropped: a report's size in
+// memory is its model's, not its JSON's.
 std::string read_report_json(const std::string& path, Report& out, bool with_variables)
 {
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f)
         return "cannot read " + path + ": " + std::strerror(errno);
-    std::string text;
-    char buf[1 << 16];
-    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;)
-        text.append(buf, n);
-    bool failed = std::ferror(f);
-    std::fclose(f);
-    if (failed)
-        return "cannot read " + path + ": " + std::strerror(EIO);
+    struct stat st {};
+    const std::size_t size = fstat(fileno(f), &st) == 0 ? static_cast<std::size_t>(st.st_size) : 0;
+    out = Report{};
+    ReportReader reader(out);
+    struct Stop {};
+    std::string key; // the top-level key being parsed
+    bool in_variables = false;
+    std::size_t index = 0;
+    json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
+        if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+            depth >= kMaxJsonDepth)
+            throw Stop{};
+        if (depth == 1 && event == json::parse_event_t::key && parsed.is_string()) {
+            key = parsed.get<std::string>();
+            return with_variables || !skipped_when_comparing(key);
+        }
+        if (depth == 1 && key == "variables")
+            in_variables = event == json::parse_event_t::array_start;
+        if (in_variables && depth == 2 &&
+            (event == json::parse_event_t::object_end || event == json::parse_event_t::value ||
+             event == json::parse_event_t::array_end)) {
+            if (with_variables && !reader.variable(parsed, "variables[" + std::to_string(index++) + "]"))
+                throw Stop{};
+            return false; // read (or not wanted): not kept as JSON
+        }
+        return true;
+    };
     json doc;
-    if (std::string error = parse_report_text(text, doc, with_variables); !error.empty())
-        return path + " " + error;
-    text = {};
-    if (std::string error = report_from_json(doc, out); !error.empty())
-        return path + ": " + error;
+    std::string error;
+    try {
+        doc = json::parse(f, cb);
+    } catch (const Stop&) {
+        error = reader.error().empty() ? "nests deeper than " + std::to_string(kMaxJsonDepth) + " levels: no report does"
+                                       : reader.error();
+        error = path + (reader.error().empty() ? " " : ": ") + error;
+    } catch (const json::parse_error& e) {
+        error = path + " " + (size == 0 && e.byte <= 1 ? std::string("is empty") : parse_error_text(e, size));
+    } catch (const json::exception&) {
+        error = path + " is not valid JSON";
+    }
+    const bool failed = std::ferror(f);
+    std::fclose(f);
+    if (error.empty() && failed)
+        error = "cannot read " + path + ": " + std::strerror(EIO);
+    if (!error.empty()) {
+        out = Report{};
+        return error;
+    }
+    if (std::string e = reader.read(doc); !e.empty()) {
+        out = Report{};
+        return path + ": " + e;
+    }
     return {};
 }
 
