@@ -425,6 +425,53 @@ TEST(ReportRead, AFileIsReadAsItIsParsedVariablesOneByOne)
     EXPECT_EQ(read_report_json(path, r), path + ": variables is an object, expected an array");
 }
 
+// Sites and leaks too: each read as met, its stack once the frames table
+// (written after them) is had; in the writer's order or any other.
+TEST(ReportRead, SitesAndLeaksAreReadAsTheyAreParsedTheirStacksOnceTheFramesAreHad)
+{
+    TempDir dir;
+    const Report original = everything();
+    const std::string path = dir / "r.json";
+    {
+        std::FILE* f = std::fopen(path.c_str(), "w");
+        ASSERT_NE(f, nullptr);
+        ASSERT_TRUE(write_report_json(original, f));
+        std::fclose(f);
+    }
+    const std::string text = report_to_json_text(original);
+    Report r;
+    ASSERT_EQ(read_report_json(path, r), "");
+    EXPECT_EQ(report_to_json_text(r), text); // frames after sites and leaks, as written
+    json doc = json::parse(text);
+    std::ofstream(path) << doc.dump(); // keys sorted: frames first
+    ASSERT_EQ(read_report_json(path, r), "");
+    EXPECT_EQ(report_to_json_text(r), text);
+
+    struct Case {
+        std::function<void(json&)> spoil;
+        std::string says;
+    } cases[] = {
+        {[](json& j) { j["sites"][1]["alloc_count"] = -1; },
+         "sites[1].alloc_count is negative, expected an unsigned 64-bit integer"},
+        {[](json& j) { j["sites"][0]["stack"][1] = 99999u; },
+         "sites[0].stack[1] is 99999, which names no entry of \"frames\""},
+        {[](json& j) { j["leaks"][1].erase("stack"); }, "leaks[1].stack is missing"},
+        {[](json& j) { j["leaks"][0]["threads"][0]["tid"] = "x"; },
+         "leaks[0].threads[0].tid is a string, expected an unsigned 64-bit integer"},
+        {[](json& j) { j["leaks"][0] = nullptr; }, "leaks[0] is null, expected an object"},
+        {[](json& j) { j.erase("schema"); }, "is not a memscope-trace report (no \"schema\")"},
+        {[](json& j) { j.erase("schema"); j["sites"][0] = 1; }, "is not a memscope-trace report (no \"schema\")"},
+    };
+    for (const auto& c : cases) {
+        json bad = doc;
+        c.spoil(bad);
+        std::ofstream(path) << bad.dump();
+        EXPECT_EQ(read_report_json(path, r), path + ": " + c.says);
+        EXPECT_EQ(error_of(bad), c.says); // the same as from the whole document
+        EXPECT_TRUE(r.sites.empty());
+    }
+}
+
 TEST(ReportRead, ATextReportOfAFileReadBackEscapesWhatTheFileSays)
 {
     json doc = json::parse(report_to_json_text(everything()));

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <map>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "memscope/probe_abi.h"
 
@@ -215,7 +217,7 @@ public:
     std::string read(const json& doc)
     {
         if (schema(doc) && head(doc) && tracer(doc) && threads(doc) && processes(doc) && system(doc) &&
-            oom_kills(doc) && tracked(doc) && stacks(doc) && sites(doc) && leaks(doc) && timeline(doc) &&
+            oom_kills(doc) && tracked(doc) && stacks(doc) && resolve_stacks() && sites(doc) && leaks(doc) && timeline(doc) &&
             sizes(doc, "", r_.size_histogram) && peak(doc) && variables(doc))
             return {};
         return in_.error;
@@ -241,11 +243,26 @@ private:
     bool peak(const json& doc);
     bool variables(const json& doc);
 public:
-    // One of "variables", read as the parser meets it (a report's longest
-    // list: it never sits in memory as JSON); the error, if any, in error().
+    // One of "variables", "sites" or "leaks", read as the parser meets it
+    // (the long lists: they never sit in memory as JSON); a streamed one's
+    // stack is read once the frames are had (read()).
     bool variable(const json& v, const std::string& where);
-    const std::string& error() const { return in_.error; }
+    bool site(const json& s, const std::string& where, bool streamed);
+    bool leak(const json& l, const std::string& where, bool streamed);
+    // The error an element met, taken (the reader goes on).
+    std::string take_error() { return std::exchange(in_.error, std::string()); }
+    // The document's schema alone: the error, or empty.
+    std::string schema_error(const json& doc) { return schema(doc) ? std::string() : take_error(); }
 private:
+    bool defer_stack(const json& obj, const std::string& where, bool leak);
+    bool resolve_stacks();
+    struct PendingStack {
+        bool leak;
+        std::size_t index;
+        std::string where;
+        json holder; // {"stack": [...]}
+    };
+    std::vector<PendingStack> pending_;
     bool target(const json& obj, const std::string& where, Target& t, bool exe_required);
     bool stack(const json& obj, const std::string& where, std::vector<Frame>& out);
     bool frame(const json& f, const std::string& where, Frame& out);
@@ -736,27 +753,69 @@ bool ReportReader::hex_id(const json& obj, const std::string& where, std::uint64
 
 bool ReportReader::sites(const json& doc)
 {
-    return in_.objects(doc, "", "sites", [&](const json& s, const std::string& where) {
+    return in_.objects(doc, "", "sites", [&](const json& s, const std::string& where) { return site(s, where, false); });
+}
+
+// A stack read later, once the "frames" table it indexes is had (a file's
+// frames follow its sites and leaks).
+bool ReportReader::defer_stack(const json& obj, const std::string& where, bool leak)
+{
+    auto it = obj.find("stack");
+    if (it == obj.end())
+        return in_.fail(at(where, "stack") + " is missing");
+    pending_.push_back({leak, leak ? r_.leaks.size() : r_.sites.size(), where, json{{"stack", *it}}});
+    return true;
+}
+
+bool ReportReader::resolve_stacks()
+{
+    for (const auto& p : pending_) {
+        auto& out = p.leak ? r_.leaks.at(p.index).stack : r_.sites.at(p.index).stack;
+        if (!stack(p.holder, p.where, out))
+            return false;
+    }
+    pending_.clear();
+    return true;
+}
+
+bool ReportReader::site(const json& s, const std::string& where, bool streamed)
+{
+    if (!s.is_object())
+        return in_.fail(where + " is " + json_kind(s) + ", expected an object");
+    {
         Site site;
-        if (!in_.u(s, where, "pid", site.pid) || !hex_id(s, where, site.id) || !stack(s, where, site.stack) ||
+        if (!in_.u(s, where, "pid", site.pid) || !hex_id(s, where, site.id) ||
+            !(streamed ? defer_stack(s, where, false) : stack(s, where, site.stack)) ||
             !in_.boolean(s, where, "truncated", site.truncated) || !in_.str(s, where, "end", site.end) ||
             !in_.u(s, where, "alloc_count", site.alloc_count, true) ||
             !in_.u(s, where, "alloc_bytes", site.alloc_bytes, true) ||
             !in_.u(s, where, "live_count", site.live_count, true) ||
             !in_.u(s, where, "live_bytes", site.live_bytes, true) ||
             !in_.u(s, where, "temporary_count", site.temporary_count) || // since issue 18
-            !sizes(s, where, site.size_histogram))
+            !sizes(s, where, site.size_histogram)) {
+            if (streamed && !pending_.empty() && !pending_.back().leak && pending_.back().index == r_.sites.size())
+                pending_.pop_back();
             return false;
+        }
         r_.sites.push_back(std::move(site));
         return true;
-    });
+    }
 }
 
 bool ReportReader::leaks(const json& doc)
 {
-    return in_.objects(doc, "", "leaks", [&](const json& l, const std::string& where) {
+    return in_.objects(doc, "", "leaks", [&](const json& l, const std::string& where) { return leak(l, where, false); });
+}
+
+bool ReportReader::leak(const json& l, const std::string& where, bool streamed)
+{
+    if (!l.is_object())
+        return in_.fail(where + " is " + json_kind(l) + ", expected an object");
+    const std::size_t pending = pending_.size();
+    const bool ok = [&] {
         Leak leak;
-        if (!in_.u(l, where, "pid", leak.pid) || !hex_id(l, where, leak.id) || !stack(l, where, leak.stack) ||
+        if (!in_.u(l, where, "pid", leak.pid) || !hex_id(l, where, leak.id) ||
+            !(streamed ? defer_stack(l, where, true) : stack(l, where, leak.stack)) ||
             !in_.boolean(l, where, "truncated", leak.truncated) || !in_.str(l, where, "end", leak.end) ||
             !in_.str(l, where, "expected", leak.expected) ||
             !in_.u(l, where, "live_count", leak.live_count, true) ||
@@ -785,7 +844,10 @@ bool ReportReader::leaks(const json& doc)
                    return true;
                }) &&
                (r_.leaks.push_back(std::move(leak)), true);
-    });
+    }();
+    if (!ok)
+        pending_.resize(pending);
+    return ok;
 }
 
 bool ReportReader::timeline(const json& doc)
@@ -937,9 +999,10 @@ std::string read_report_json(const std::string& path, Report& out, bool with_var
     out = Report{};
     ReportReader reader(out);
     struct Stop {};
-    std::string key; // the top-level key being parsed
-    bool in_variables = false;
+    std::string key;       // the top-level key being parsed
+    bool streaming = false; // in the array of one of the long lists
     std::size_t index = 0;
+    std::string element_error; // the first element's that failed: the rest are dropped unread
     json::parser_callback_t cb = [&](int depth, json::parse_event_t event, json& parsed) {
         if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
             depth >= kMaxJsonDepth)
@@ -948,13 +1011,21 @@ std::string read_report_json(const std::string& path, Report& out, bool with_var
             key = parsed.get<std::string>();
             return with_variables || !skipped_when_comparing(key);
         }
-        if (depth == 1 && key == "variables")
-            in_variables = event == json::parse_event_t::array_start;
-        if (in_variables && depth == 2 &&
+        if (depth == 1 && (key == "variables" || key == "sites" || key == "leaks")) {
+            streaming = event == json::parse_event_t::array_start;
+            index = 0;
+        }
+        if (streaming && depth == 2 &&
             (event == json::parse_event_t::object_end || event == json::parse_event_t::value ||
              event == json::parse_event_t::array_end)) {
-            if (with_variables && !reader.variable(parsed, "variables[" + std::to_string(index++) + "]"))
-                throw Stop{};
+            const std::string where = key + "[" + std::to_string(index++) + "]";
+            const bool ok = !element_error.empty() ? true
+                            : key == "sites"      ? reader.site(parsed, where, true)
+                            : key == "leaks"      ? reader.leak(parsed, where, true)
+                            : with_variables      ? reader.variable(parsed, where)
+                                                  : true;
+            if (!ok)
+                element_error = reader.take_error();
             return false; // read (or not wanted): not kept as JSON
         }
         return true;
@@ -964,9 +1035,7 @@ std::string read_report_json(const std::string& path, Report& out, bool with_var
     try {
         doc = json::parse(f, cb);
     } catch (const Stop&) {
-        error = reader.error().empty() ? "nests deeper than " + std::to_string(kMaxJsonDepth) + " levels: no report does"
-                                       : reader.error();
-        error = path + (reader.error().empty() ? " " : ": ") + error;
+        error = path + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels: no report does";
     } catch (const json::parse_error& e) {
         error = path + " " + (size == 0 && e.byte <= 1 ? std::string("is empty") : parse_error_text(e, size));
     } catch (const json::exception&) {
@@ -979,6 +1048,12 @@ std::string read_report_json(const std::string& path, Report& out, bool with_var
     if (!error.empty()) {
         out = Report{};
         return error;
+    }
+    // A document that is no report at all says so first.
+    if (!element_error.empty()) {
+        const std::string e = reader.schema_error(doc);
+        out = Report{};
+        return path + ": " + (e.empty() ? element_error : e);
     }
     if (std::string e = reader.read(doc); !e.empty()) {
         out = Report{};
