@@ -4,6 +4,32 @@
  * Part of memscope.bpf.c, included once, in this order: one object, one
  * skeleton. */
 
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0;
+
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) r += 1;
+	return r;
+}
+
+/* The allocation's size in its process's and site's histogram. */
+static __always_inline void count_size(__u32 tgid, __u64 stack, __u64 size)
+{
+	static const struct ms_size_totals none;
+	struct ms_size_key k = { .tgid = tgid, .bucket = log2_u64(size), .stack = stack };
+	struct ms_size_totals *t = lookup_or_init(&sizes, &k, &none, MS_DROP_SIZE_TABLE_FULL);
+
+	if (!t)
+		return;
+	t->count += 1;
+	t->bytes += size;
+}
+
 /* The allocation's site in normal mode: its stack's hash, counted per
  * process; a site new to the process has its stack kept and userspace told,
  * to symbolize it while the process lives. 0 when none. */
@@ -50,35 +76,24 @@ __noinline __u64 account_site(struct pt_regs *ctx, __u32 tgid, __u64 size)
 	}
 	t->alloc_count += 1;
 	t->alloc_bytes += size;
+	__u64 bucket = log2_u64(size) + 1;
+	if (!t->size_bucket)
+		t->size_bucket = bucket;
+	if (t->size_bucket == bucket) {
+		t->size_count += 1;
+		t->size_bytes += size;
+	} else {
+		count_size(tgid, k.stack, size);
+	}
+	/* Live now, the entry at hand: account_alloc takes it back should
+	 * the block's record not fit. */
+	__u64 peak_epoch;
+	struct ms_proc_live *p = proc_change(tgid, size, 1, &peak_epoch);
+	if (p)
+		site_change(t, p, size, 1, peak_epoch);
 out:
 	scratch->busy = 0;
 	return k.stack;
-}
-
-static __always_inline __u32 log2_u64(__u64 v)
-{
-	__u32 r = 0;
-
-	if (v >> 32) { v >>= 32; r += 32; }
-	if (v >> 16) { v >>= 16; r += 16; }
-	if (v >> 8) { v >>= 8; r += 8; }
-	if (v >> 4) { v >>= 4; r += 4; }
-	if (v >> 2) { v >>= 2; r += 2; }
-	if (v >> 1) r += 1;
-	return r;
-}
-
-/* The allocation's size in its process's and site's histogram. */
-static __always_inline void count_size(__u32 tgid, __u64 stack, __u64 size)
-{
-	static const struct ms_size_totals none;
-	struct ms_size_key k = { .tgid = tgid, .bucket = log2_u64(size), .stack = stack };
-	struct ms_size_totals *t = lookup_or_init(&sizes, &k, &none, MS_DROP_SIZE_TABLE_FULL);
-
-	if (!t)
-		return;
-	t->count += 1;
-	t->bytes += size;
 }
 
 /* Count an allocation and record its block; false when the record could
@@ -107,7 +122,8 @@ static __always_inline bool account_alloc(struct pt_regs *ctx, struct ms_thread_
 		rec.alloc_ns = bpf_ktime_get_ns();
 		rec.stack = account_site(ctx, tgid, size);
 	}
-	count_size(tgid, rec.stack, size);
+	if (!rec.stack) /* a site counts its own (account_site) */
+		count_size(tgid, 0, size);
 	err = bpf_map_update_elem(&allocs, &k, &rec, BPF_NOEXIST);
 	if (err == -17 /* EEXIST: a block reused whose free we missed */) {
 		struct ms_alloc_rec *stale = bpf_map_lookup_elem(&allocs, &k);
@@ -124,13 +140,16 @@ static __always_inline bool account_alloc(struct pt_regs *ctx, struct ms_thread_
 		if (c)
 			c->untracked_alloc_count += 1;
 		count_drop(MS_DROP_ALLOC_TABLE_FULL);
+		if (rec.stack)
+			account_live(tgid, rec.stack, -(__s64)size, -1, false);
 		return false;
 	}
 	__s64 now = __sync_fetch_and_add(&live->live_bytes, size) + size;
 	__sync_fetch_and_add(&live->live_count, 1);
 	if (now > 0 && (__u64)now > live->peak_live_bytes)
 		live->peak_live_bytes = now;
-	account_live(tgid, rec.stack, size, 1, false);
+	if (!rec.stack) /* else live already (account_site) */
+		account_live(tgid, 0, size, 1, false);
 	return true;
 }
 

@@ -436,35 +436,31 @@ static __always_inline __u64 raise_peak(struct ms_proc_live *p, __u64 now)
 	return 0;
 }
 
-/* A block's bytes and count in (positive) or out (negative) of the
- * process's live sum and its site's; a free found a temporary. The site's
- * share at the latest peak is kept as its first change after that peak
- * finds it (ms_site_totals): what the process held at its peak, by site,
- * give or take the calls in flight on other CPUs at that moment. */
-static __always_inline void account_live(__u32 tgid, __u64 stack, __s64 bytes, __s64 count, bool temporary)
+/* A block's bytes and count in (positive) or out (negative) of its
+ * process's live sum; a new peak's epoch in *peak_epoch (else 0). */
+static __always_inline struct ms_proc_live *proc_change(__u32 tgid, __s64 bytes, __s64 count, __u64 *peak_epoch)
 {
 	static const struct ms_proc_live none;
 	struct ms_proc_live *p = lookup_or_init(&proc_live, &tgid, &none, MS_DROP_PROCESS_TABLE_FULL);
-	struct ms_site_key k = { .tgid = tgid, .stack = stack };
-	struct ms_site_totals *t;
-	__u64 peak_epoch = 0;
 
+	*peak_epoch = 0;
 	if (p) {
 		__s64 now = __sync_fetch_and_add(&p->live_bytes, bytes) + bytes;
 
 		__sync_fetch_and_add(&p->live_count, count);
 		if (bytes > 0 && now > 0)
-			peak_epoch = raise_peak(p, now);
+			*peak_epoch = raise_peak(p, now);
 	}
-	if (!stack)
-		return;
-	t = bpf_map_lookup_elem(&sites, &k);
-	if (!t)
-		return;
-	if (temporary)
-		t->temporary_count += 1;
-	if (!p)
-		return;
+	return p;
+}
+
+/* The same change to its site's live figures (this CPU's share). The
+ * site's share at the latest peak is kept as its first change after that
+ * peak finds it (ms_site_totals): what the process held at its peak, by
+ * site, give or take the calls in flight on other CPUs at that moment. */
+static __always_inline void site_change(struct ms_site_totals *t, const struct ms_proc_live *p, __s64 bytes,
+					__s64 count, __u64 peak_epoch)
+{
 	if (!peak_epoch) {
 		__u64 e = *(volatile __u64 *)&p->epoch;
 
@@ -481,6 +477,25 @@ static __always_inline void account_live(__u32 tgid, __u64 stack, __s64 bytes, _
 		t->peak_live_count = t->live_count;
 		t->peak_epoch = peak_epoch;
 	}
+}
+
+/* Both, the site looked up (a free found a temporary there). */
+static __always_inline void account_live(__u32 tgid, __u64 stack, __s64 bytes, __s64 count, bool temporary)
+{
+	struct ms_site_key k = { .tgid = tgid, .stack = stack };
+	struct ms_site_totals *t;
+	__u64 peak_epoch;
+	struct ms_proc_live *p = proc_change(tgid, bytes, count, &peak_epoch);
+
+	if (!stack)
+		return;
+	t = bpf_map_lookup_elem(&sites, &k);
+	if (!t)
+		return;
+	if (temporary)
+		t->temporary_count += 1;
+	if (p)
+		site_change(t, p, bytes, count, peak_epoch);
 }
 
 static __always_inline void account_free(struct ms_thread_counters *c, __u32 tgid,

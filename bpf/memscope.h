@@ -160,6 +160,12 @@ struct ms_site_totals {
 	__s64 peak_live_bytes;
 	__s64 peak_live_count;
 	__u64 peak_epoch;
+	/* This CPU's allocations at the site in its first size bucket (the
+	 * bucket + 1; 0: none yet): a site allocates one size as a rule, and
+	 * then needs no lookup of ms_size_totals; other sizes go there. */
+	__u64 size_bucket;
+	__u64 size_count;
+	__u64 size_bytes;
 };
 
 /* A process's live figures over all its threads, in one shared entry

@@ -3,6 +3,8 @@
  * sizes (each site's one or two powers of two); and a known peak holder.
  *   hold_peak: 64 x malloc(65536), then all freed: the process's peak,
  *     4 MiB of it at this site; its last block is a temporary  1 at hold_peak
+ *   mixed_sizes: one call site, malloc(8 << i) for i < 10, each freed at
+ *     once: ten sizes, one per power of two                  10 at mixed_sizes
  *   temp_at_once: 100 x { malloc(32); free }             100 temporaries
  *   pair_first/pair_second: 50 x { a = malloc(48); b = malloc(64);
  *     free(a); free(b) }: a is not (b came between), b is   50 at pair_second
@@ -73,9 +75,19 @@ static void *freer(void *arg)
 	return NULL;
 }
 
+__attribute__((noinline)) void mixed_sizes(void)
+{
+	for (int i = 0; i < 10; ++i) {
+		void *p = malloc((size_t)8 << i);
+		KEEP(p);
+		free(p);
+	}
+}
+
 int main(void)
 {
 	hold_peak();
+	mixed_sizes();
 	temp_at_once();
 	pairs();
 	grow();
