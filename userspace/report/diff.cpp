@@ -942,26 +942,6 @@ std::string format_junit(const Outcome& o)
     return s;
 }
 
-bool read_file(const std::string& path, std::string& text, std::string& error)
-{
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) {
-        error = "cannot read " + escape_text(path) + ": " + std::strerror(errno);
-        return false;
-    }
-    char buf[1 << 16];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
-        text.append(buf, n);
-    int failed = std::ferror(f) ? errno : 0;
-    std::fclose(f);
-    if (failed) {
-        error = "cannot read " + escape_text(path) + ": " + std::strerror(failed ? failed : EIO);
-        return false;
-    }
-    return true;
-}
-
 // "the base report PATH", escaped, for errors.
 std::string report_name(const char* side, const std::string& label)
 {
@@ -1188,18 +1168,14 @@ int diff_files(const std::string& base_path, const std::string& current_path, co
 {
     if (std::string e = check_diff_options(options); !e.empty())
         return bad_input(err, e);
+    // Each read from its file as it is parsed, variables skipped: the
+    // reports' sizes in memory are their models'.
     Report base, current;
     for (auto [path, report, name] : {std::tuple{&base_path, &base, "the base report "},
                                       std::tuple{&current_path, &current, "the new report "}}) {
-        std::string text, error;
-        if (!read_file(*path, text, error))
-            return bad_input(err, error);
-        json doc;
-        if (std::string e = parse_report_text(text, doc, false); !e.empty())
-            return bad_input(err, name + escape_text(*path) + " " + e);
-        text = {};
-        if (std::string e = read_document(doc, name + escape_text(*path), *report); !e.empty())
-            return bad_input(err, e);
+        if (std::string e = read_report_json(*path, *report, false); !e.empty())
+            return bad_input(err, (e.rfind("cannot read ", 0) == 0 ? std::string() : std::string(name)) +
+                                      escape_text(e));
     }
     return compare_reports(base, current, base_path, current_path, options, out, err);
 }
