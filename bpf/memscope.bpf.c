@@ -194,9 +194,12 @@ struct {
 	__uint(max_entries, MS_DEFAULT_EVENT_RING);
 } events SEC(".maps");
 
-/* Allocation sites: counts per process and stack, per CPU. */
+/* Allocation sites: counts per process and stack, per CPU; allocated as
+ * sites appear (88 bytes a CPU each: preallocated, 65,536 of them would
+ * cost 88 MiB on 16 CPUs before the first allocation). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, MS_DEFAULT_MAX_STACKS);
 	__type(key, struct ms_site_key);
 	__type(value, struct ms_site_totals);
