@@ -42,31 +42,6 @@ const std::set<std::string> kInstalled{
 };
 const std::vector<std::string> kSubcommands{"run", "diff", "report", "ctl"};
 
-bool in_ci()
-{
-    const char* ci = std::getenv("CI");
-    return ci && std::string(ci) == "true";
-}
-
-// An executable's absolute path from PATH (then the usual places), or empty.
-std::string on_path(const std::string& name)
-{
-    const char* env = std::getenv("PATH");
-    std::stringstream dirs(std::string(env ? env : "") + ":/usr/bin:/bin:/usr/sbin:/sbin");
-    for (std::string dir; std::getline(dirs, dir, ':');)
-        if (!dir.empty() && dir[0] == '/' && access((dir + "/" + name).c_str(), X_OK) == 0)
-            return dir + "/" + name;
-    return {};
-}
-
-// Under CI=true a missing tool fails the test; elsewhere it skips it.
-#define REQUIRE_TOOL(var, name, package)                                                      \
-    const std::string var = on_path(name);                                                    \
-    if (var.empty()) {                                                                        \
-        if (in_ci())                                                                          \
-            FAIL() << name " not found (CI=true forbids skipping): apt-get install " package; \
-        GTEST_SKIP() << name " not found: apt-get install " package;                          \
-    }
 
 // A child killed past `limit`.
 Result run_for(const std::vector<std::string>& argv, std::chrono::seconds limit)
