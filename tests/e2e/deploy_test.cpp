@@ -26,14 +26,6 @@ const std::string kUnitName = "memscope-trace.service";
 const std::string kUnitExec = "ExecStart=/usr/local/bin/memscope-trace ";
 
 
-std::vector<std::string> lines_of(const std::string& text)
-{
-    std::vector<std::string> out;
-    std::stringstream in(text);
-    for (std::string line; std::getline(in, line);)
-        out.push_back(line);
-    return out;
-}
 
 // The unit as shipped, its ExecStart's binary replaced by `bin` (verify
 // checks that the binary exists), written as DIR/memscope-trace.service;

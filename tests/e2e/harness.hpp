@@ -168,6 +168,16 @@ struct Result {
     long max_rss_kb = 0; // the process's peak resident set (or a child's it waited for, if larger)
 };
 
+// A text's lines, without their newlines.
+inline std::vector<std::string> lines_of(const std::string& text)
+{
+    std::vector<std::string> out;
+    std::stringstream in(text);
+    for (std::string line; std::getline(in, line);)
+        out.push_back(line);
+    return out;
+}
+
 inline bool in_ci()
 {
     const char* ci = std::getenv("CI");

@@ -51,14 +51,6 @@ Result run_for(const std::vector<std::string>& argv, std::chrono::seconds limit)
     return {status, c.out_text, c.err_text};
 }
 
-std::vector<std::string> lines_of(const std::string& text)
-{
-    std::vector<std::string> out;
-    std::stringstream in(text);
-    for (std::string line; std::getline(in, line);)
-        out.push_back(line);
-    return out;
-}
 
 // The files (and links) under `root`, relative to it.
 std::set<std::string> files_under(const std::string& root)
