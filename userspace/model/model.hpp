@@ -192,9 +192,6 @@ struct LeakVariable {
 };
 
 // Allocations outstanding when tracing ended, grouped by stack.
-struct Leak;
-// Whether it is listed as leaking: some of its blocks are old enough.
-bool listed_leak(const Leak& leak);
 struct Leak {
     std::uint32_t pid = 0;
     std::uint64_t id = 0; // the stack's hash: the site of that id
@@ -212,6 +209,12 @@ struct Leak {
     // (libstdc++'s exception pool, stdio buffers): why, or empty.
     std::string expected;
 };
+
+// Whether it is listed as leaking: some of its blocks are old enough.
+inline bool listed_leak(const Leak& leak)
+{
+    return leak.live_count > leak.young_count;
+}
 
 struct StackSummary {
     bool enabled = false;

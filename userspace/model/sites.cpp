@@ -170,11 +170,6 @@ void add_peak(Report& r, std::uint32_t pid, const RawPeak& raw, std::uint64_t st
     r.peak = std::move(p);
 }
 
-bool listed_leak(const Leak& leak)
-{
-    return leak.live_count > leak.young_count;
-}
-
 void add_sites(Report& r, std::vector<SiteInput> inputs, const std::vector<OutstandingBlock>& blocks,
                std::uint64_t now_ns, std::uint32_t depth, double min_age_s)
 {
