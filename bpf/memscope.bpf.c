@@ -418,8 +418,6 @@ static __always_inline struct ms_thread_live *live_of(int slot)
 	return slot < 0 ? 0 : bpf_map_lookup_elem(&thread_live, &s);
 }
 
-/* A block left the program: the freeing thread counts the free, the owner's
- * live figures drop, whoever the owner is. */
 /* A new process peak at `now` live bytes, unless another thread's is
  * higher: its epoch, or 0. */
 static __always_inline __u64 raise_peak(struct ms_proc_live *p, __u64 now)
@@ -501,6 +499,8 @@ static __always_inline void account_live(__u32 tgid, __u64 stack, __s64 bytes, _
 		site_change(t, p, bytes, count, peak_epoch);
 }
 
+/* A block left the program: the freeing thread counts the free, the owner's
+ * live figures drop, whoever the owner is, and its process's and site's. */
 static __always_inline void account_free(struct ms_thread_counters *c, __u32 tgid,
 					 const struct ms_alloc_rec *rec, bool temporary)
 {

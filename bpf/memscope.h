@@ -181,7 +181,6 @@ struct ms_proc_live {
 /* Allocation sizes by power of two, per process and site (stack 0: no
  * site, as in fast mode): bucket 0 holds sizes 0 and 1, bucket k > 0 sizes
  * 2^k to 2^(k+1)-1. */
-#define MS_SIZE_BUCKETS 64
 struct ms_size_key {
 	__u32 tgid;
 	__u32 bucket;

@@ -15,19 +15,13 @@
 
 #include "elf_symbols.hpp"
 #include "proc.hpp"
+#include "system_procs.hpp"
 
 namespace memscope {
 
 namespace {
 
 constexpr int kPairs = 2000;
-
-std::uint64_t now_ns()
-{
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 // The helper: one batch of pairs per byte received, its time sent back.
 [[noreturn]] void helper(pid_t parent, int in, int out)
@@ -42,13 +36,13 @@ std::uint64_t now_ns()
     close_fds_except(keep, 2);
     char c;
     while (read(in, &c, 1) == 1 && c == 'g') {
-        std::uint64_t t0 = now_ns();
+        std::uint64_t t0 = monotonic_ns();
         for (int i = 0; i < kPairs; ++i) {
             void* p = std::malloc(64);
             asm volatile("" : : "r"(p) : "memory");
             std::free(p);
         }
-        std::uint64_t dt = now_ns() - t0;
+        std::uint64_t dt = monotonic_ns() - t0;
         if (write(out, &dt, sizeof dt) != sizeof dt)
             break;
     }

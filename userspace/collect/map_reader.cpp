@@ -50,8 +50,20 @@ std::vector<RawSite> MapReader::sites(int pid) const
     for_each_key<ms_site_key>(fd, [&](const ms_site_key& k) {
         if (k.tgid != static_cast<__u32>(pid))
             return;
-        if (auto v = totals.sum(k))
-            out.push_back({k.stack, v->alloc_count, v->alloc_bytes, v->temporary_count});
+        const auto* slices = totals.slices(k);
+        if (!slices)
+            return;
+        RawSite site{k.stack};
+        for (const ms_site_totals& v : *slices) {
+            site.alloc_count += v.alloc_count;
+            site.alloc_bytes += v.alloc_bytes;
+            site.temporary_count += v.temporary_count;
+            // Each CPU's first size bucket, kept in the site's own entry.
+            if (v.size_bucket && v.size_count)
+                site.first_sizes.push_back(
+                    {k.stack, static_cast<std::uint32_t>(v.size_bucket - 1), v.size_count, v.size_bytes});
+        }
+        out.push_back(std::move(site));
     });
     return out;
 }
@@ -66,17 +78,6 @@ std::vector<RawSize> MapReader::sizes(int pid) const
             return;
         if (auto v = totals.sum(k))
             out.push_back({k.stack, k.bucket, v->count, v->bytes});
-    });
-    // Each site's first bucket on each CPU, kept in the site's own entry.
-    const int sites_fd = bpf_map__fd(skel_.maps.sites);
-    PerCpu<ms_site_totals> sites(sites_fd);
-    for_each_key<ms_site_key>(sites_fd, [&](const ms_site_key& k) {
-        if (k.tgid != static_cast<__u32>(pid))
-            return;
-        if (const auto* slices = sites.slices(k))
-            for (const ms_site_totals& v : *slices)
-                if (v.size_bucket && v.size_count)
-                    out.push_back({k.stack, static_cast<std::uint32_t>(v.size_bucket - 1), v.size_count, v.size_bytes});
     });
     return out;
 }

@@ -46,6 +46,9 @@ struct RawGroup {
 // An allocation site as the map holds it: counts by stack hash.
 struct RawSite {
     std::uint64_t stack = 0, alloc_count = 0, alloc_bytes = 0, temporary_count = 0;
+    // Its allocations in each CPU's first size bucket, kept in the site's
+    // own entry (the rest are sizes()').
+    std::vector<RawSize> first_sizes = {};
 };
 
 // An outstanding allocation's record.
@@ -105,7 +108,8 @@ public:
     virtual Snapshot snapshot(int pid, std::uint32_t end_slot = UINT32_MAX) const = 0;
     virtual std::vector<RawRecord> records(int pid) const = 0;
     virtual std::vector<RawSite> sites(int pid) const = 0;
-    // Allocation sizes by site and bucket; the exact peak and its sites
+    // Allocation sizes by site and bucket but those in the sites' own
+    // entries (RawSite::first_sizes); the exact peak and its sites
     // (nothing: the process's live sum was not kept).
     virtual std::vector<RawSize> sizes(int /*pid*/) const { return {}; }
     virtual std::optional<RawPeak> peak(int /*pid*/) const { return std::nullopt; }

@@ -34,6 +34,7 @@
 #include "probe_sites.hpp"
 #include "safe_files.hpp"
 #include "proc.hpp"
+#include "system_procs.hpp"
 #include "unwind_table.hpp"
 #include "uprobe_events.hpp"
 
@@ -733,15 +734,6 @@ void Tracer::release_process(int pid, Release how)
         gone.clear();
     release_links(std::move(gone));
 }
-
-namespace {
-std::uint64_t monotonic_ns()
-{
-    timespec t{};
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return static_cast<std::uint64_t>(t.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(t.tv_nsec);
-}
-} // namespace
 
 void Tracer::publish_bindings(int pid, const std::vector<int>& before)
 {

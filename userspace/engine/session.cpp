@@ -9,20 +9,10 @@
 #include <ctime>
 
 #include "proc.hpp"
+#include "system_procs.hpp"
 #include "sites.hpp"
 
 namespace memscope {
-
-namespace {
-
-std::uint64_t monotonic_ns()
-{
-    timespec now{};
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(now.tv_nsec);
-}
-
-} // namespace
 
 Session::Session(TraceSource& tracer, int pid, std::size_t max_variables)
     : tracer_(tracer), pid_(pid), start_ns_(monotonic_ns()), events_(modules_, max_variables)
@@ -149,7 +139,9 @@ void Session::add_sites(Report& report)
 {
     tracer_.drain_events();
     std::vector<SiteInput> inputs;
+    std::vector<RawSize> sizes = tracer_.sizes(pid_);
     for (const RawSite& raw : tracer_.sites(pid_)) {
+        sizes.insert(sizes.end(), raw.first_sizes.begin(), raw.first_sizes.end());
         const SymbolizedStack& s = symbolize(raw.stack);
         inputs.push_back({raw.stack, s.frames, s.truncated, raw.alloc_count, raw.alloc_bytes, s.end,
                           raw.temporary_count});
@@ -165,7 +157,7 @@ void Session::add_sites(Report& report)
         site.pid = static_cast<std::uint32_t>(pid_);
     for (auto& leak : report.leaks)
         leak.pid = static_cast<std::uint32_t>(pid_);
-    add_sizes(report, tracer_.sizes(pid_));
+    add_sizes(report, sizes);
     if (auto peak = tracer_.peak(pid_))
         add_peak(report, static_cast<std::uint32_t>(pid_), *peak, start_ns_);
     if (report.stacks.enabled && report.stacks.truncated_share > 0.5)

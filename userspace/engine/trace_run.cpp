@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "proc.hpp"
+#include "system_procs.hpp"
 #include "report_text.hpp"
 #include "signals.hpp"
 
@@ -182,10 +183,7 @@ void TraceRun::on_exec(const Session::ExecMark& e)
         unseen_.push_back("pid " + std::to_string(pid) + ": a thread other than the leader exec'd " +
                           traced_.target.exe + ", and its probes could not be placed again: " + err);
     } else if (new_leader) {
-        timespec now{};
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        const double gap_ms = static_cast<double>(static_cast<std::uint64_t>(now.tv_sec) * 1000000000ull +
-                                                  static_cast<std::uint64_t>(now.tv_nsec) - e.ns) / 1e6;
+        const double gap_ms = static_cast<double>(monotonic_ns() - e.ns) / 1e6;
         char text[96];
         std::snprintf(text, sizeof text, "%.1f ms", gap_ms);
         unseen_.push_back("pid " + std::to_string(pid) + ": a thread other than the leader exec'd " +

@@ -232,12 +232,11 @@ void merge_processes(Report& root, std::vector<Report> sections, std::uint64_t s
     std::sort(peaks.begin(), peaks.end(), [](const Peak& a, const Peak& b) { return a.live_bytes > b.live_bytes; });
     if (!peaks.empty()) {
         root.peak = std::move(peaks.front());
+        root.totals.peak_live_bytes = std::max(root.totals.peak_live_bytes, root.peak->live_bytes);
         if (holders <= 1) {
-            root.totals.peak_live_bytes = std::max(root.totals.peak_live_bytes, root.peak->live_bytes);
             root.peak->live_bytes = root.totals.peak_live_bytes;
             root.peak_live_bytes_exact = root.peak->exact;
         } else {
-            root.totals.peak_live_bytes = std::max(root.totals.peak_live_bytes, root.peak->live_bytes);
             root.peak_live_bytes_exact = false;
             root.peak->note += std::string(root.peak->note.empty() ? "" : "; ") + "process " +
                                std::to_string(root.peak->pid) + "'s own peak; the command's over its " +

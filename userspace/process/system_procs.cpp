@@ -63,6 +63,13 @@ std::string cgroup2_mount()
 
 } // namespace
 
+std::uint64_t monotonic_ns()
+{
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 double monotonic_s()
 {
     timespec ts{};

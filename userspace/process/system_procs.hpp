@@ -26,8 +26,10 @@ struct ProcFacts {
 // Every process's pid, from /proc (threads not included).
 std::vector<int> all_pids();
 
-// CLOCK_MONOTONIC in seconds (the kernel's bpf_ktime_get_ns clock).
+// CLOCK_MONOTONIC in seconds and in nanoseconds (the kernel's
+// bpf_ktime_get_ns clock).
 double monotonic_s();
+std::uint64_t monotonic_ns();
 // What /proc/PID/status says of `pid`; nullopt for a kernel thread (no
 // memory of its own) or a process gone.
 std::optional<ProcFacts> read_proc_facts(int pid);
