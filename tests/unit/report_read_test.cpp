@@ -1,6 +1,8 @@
 // The one report reader: what the writer writes comes back whole, and a
 // wrong field is said with its place.
 #include <gtest/gtest.h>
+
+#include <sys/stat.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -611,4 +613,17 @@ TEST(ReportRead, ASystemTextReportListsTheLargestAndEscapesWhatProcessesSay)
         r.processes.push_back(p);
     }
     EXPECT_NE(format_report(r).find("... 13 more in the JSON report"), std::string::npos);
+}
+
+// What is not a regular file is refused at once, never waited on (a FIFO
+// with no writer) nor read without end (a device).
+TEST(ReportRead, OnlyARegularFileIsRead)
+{
+    TempDir dir;
+    const std::string fifo = dir / "fifo";
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    Report r;
+    EXPECT_EQ(read_report_json(fifo, r), "cannot read " + fifo + ": not a regular file");
+    EXPECT_EQ(read_report_json("/dev/zero", r), "cannot read /dev/zero: not a regular file");
+    EXPECT_EQ(read_report_json(dir.path, r), "cannot read " + dir.path + ": a directory");
 }

@@ -5,7 +5,9 @@
 
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <map>
 #include <tuple>
 #include <utility>
@@ -991,11 +993,30 @@ std::string parse_error_text(const json::parse_error& e, std::size_t size)
 // memory is its model's, not its JSON's.
 std::string read_report_json(const std::string& path, Report& out, bool with_variables)
 {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f)
+    // Opened without waiting (a FIFO would hold the open until a writer
+    // came), and read only if it is a regular file: a FIFO, a device or a
+    // directory is said as such, never waited on or read without end.
+    const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return "cannot read " + path + ": " + std::strerror(errno);
     struct stat st {};
-    const std::size_t size = fstat(fileno(f), &st) == 0 ? static_cast<std::size_t>(st.st_size) : 0;
+    std::string refused;
+    if (fstat(fd, &st) != 0)
+        refused = std::strerror(errno);
+    else if (S_ISDIR(st.st_mode))
+        refused = "a directory";
+    else if (!S_ISREG(st.st_mode))
+        refused = "not a regular file";
+    if (!refused.empty()) {
+        close(fd);
+        return "cannot read " + path + ": " + refused;
+    }
+    std::FILE* f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return "cannot read " + path + ": " + std::strerror(errno);
+    }
+    const auto size = static_cast<std::size_t>(st.st_size);
     out = Report{};
     ReportReader reader(out);
     struct Stop {};
